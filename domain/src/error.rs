@@ -1,0 +1,198 @@
+//! Error codes of the public API: one stable code, one HTTP status, one default message.
+//!
+//! Every layer has its own error enum; each maps into an [`ErrorCode`] exactly once, and the HTTP
+//! adapters turn an `ErrorCode` into `{"error": {"code", "message", "request_id"}}`.
+
+use serde::{Deserialize, Serialize};
+
+/// A stable error code of API.md. The serialized form is the SCREAMING_SNAKE_CASE name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    // Request shape
+    BadRequest,
+    InvalidJson,
+    ValidationFailed,
+    PayloadTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    // Auth
+    Unauthorized,
+    Forbidden,
+    SignatureInvalid,
+    // Idempotency
+    IdempotencyKeyReused,
+    RequestInProgress,
+    // Money and challenges
+    InsufficientPoints,
+    AlreadyJoined,
+    ChallengeFull,
+    ChallengeNotRecruiting,
+    AmountOutOfRange,
+    AmountMismatch,
+    // Dependencies
+    CoreUnavailable,
+    UpstreamError,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is always sent with.
+    #[must_use]
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::InvalidJson => 400,
+            ErrorCode::Unauthorized | ErrorCode::SignatureInvalid => 401,
+            ErrorCode::InsufficientPoints => 402,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::AlreadyJoined
+            | ErrorCode::ChallengeFull
+            | ErrorCode::ChallengeNotRecruiting
+            | ErrorCode::RequestInProgress => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::ValidationFailed
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::AmountOutOfRange
+            | ErrorCode::AmountMismatch => 422,
+            ErrorCode::Internal => 500,
+            ErrorCode::UpstreamError => 502,
+            ErrorCode::CoreUnavailable => 503,
+        }
+    }
+
+    /// The wire name, e.g. `CHALLENGE_FULL`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::InvalidJson => "INVALID_JSON",
+            ErrorCode::ValidationFailed => "VALIDATION_FAILED",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::SignatureInvalid => "SIGNATURE_INVALID",
+            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode::RequestInProgress => "REQUEST_IN_PROGRESS",
+            ErrorCode::InsufficientPoints => "INSUFFICIENT_POINTS",
+            ErrorCode::AlreadyJoined => "ALREADY_JOINED",
+            ErrorCode::ChallengeFull => "CHALLENGE_FULL",
+            ErrorCode::ChallengeNotRecruiting => "CHALLENGE_NOT_RECRUITING",
+            ErrorCode::AmountOutOfRange => "AMOUNT_OUT_OF_RANGE",
+            ErrorCode::AmountMismatch => "AMOUNT_MISMATCH",
+            ErrorCode::CoreUnavailable => "CORE_UNAVAILABLE",
+            ErrorCode::UpstreamError => "UPSTREAM_ERROR",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// A message safe to show a client: it never carries internal detail.
+    #[must_use]
+    pub const fn default_message(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "The request is malformed.",
+            ErrorCode::InvalidJson => "The request body is not valid JSON of the expected shape.",
+            ErrorCode::ValidationFailed => "A field of the request is out of its allowed range.",
+            ErrorCode::PayloadTooLarge => "The request body is too large.",
+            ErrorCode::NotFound => "No such resource.",
+            ErrorCode::MethodNotAllowed => "This method is not allowed on this resource.",
+            ErrorCode::UnsupportedMediaType => "The request body must be application/json.",
+            ErrorCode::Unauthorized => "Sign in again: the credentials are missing or invalid.",
+            ErrorCode::Forbidden => "You may not do this.",
+            ErrorCode::SignatureInvalid => "The request signature is missing, stale or wrong.",
+            ErrorCode::IdempotencyKeyReused => {
+                "This Idempotency-Key was used with a different request."
+            }
+            ErrorCode::RequestInProgress => {
+                "A request with this Idempotency-Key is still being processed."
+            }
+            ErrorCode::InsufficientPoints => "Not enough points.",
+            ErrorCode::AlreadyJoined => "You have already joined this challenge.",
+            ErrorCode::ChallengeFull => "This challenge is full.",
+            ErrorCode::ChallengeNotRecruiting => "This challenge is not taking participants.",
+            ErrorCode::AmountOutOfRange => "The amount is outside the allowed range.",
+            ErrorCode::AmountMismatch => "The amount does not match the order.",
+            ErrorCode::CoreUnavailable => "The service is temporarily unavailable. Try again.",
+            ErrorCode::UpstreamError => "A partner service failed. Try again.",
+            ErrorCode::Internal => "Something went wrong on our side.",
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    pub request_id: String,
+}
+
+impl ErrorEnvelope {
+    #[must_use]
+    pub fn new(code: ErrorCode, message: impl Into<String>, request_id: impl Into<String>) -> Self {
+        ErrorEnvelope {
+            error: ErrorBody {
+                code,
+                message: message.into(),
+                request_id: request_id.into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [ErrorCode; 21] = [
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidJson,
+        ErrorCode::ValidationFailed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::SignatureInvalid,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::RequestInProgress,
+        ErrorCode::InsufficientPoints,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::ChallengeFull,
+        ErrorCode::ChallengeNotRecruiting,
+        ErrorCode::AmountOutOfRange,
+        ErrorCode::AmountMismatch,
+        ErrorCode::CoreUnavailable,
+        ErrorCode::UpstreamError,
+        ErrorCode::Internal,
+    ];
+
+    #[test]
+    fn every_code_serializes_to_its_wire_name() {
+        for code in ALL {
+            let json = serde_json::to_string(&code).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn the_statuses_of_api_md_are_kept() {
+        assert_eq!(ErrorCode::InsufficientPoints.http_status(), 402);
+        assert_eq!(ErrorCode::ChallengeFull.http_status(), 409);
+        assert_eq!(ErrorCode::IdempotencyKeyReused.http_status(), 422);
+        assert_eq!(ErrorCode::RequestInProgress.http_status(), 409);
+        assert_eq!(ErrorCode::AmountMismatch.http_status(), 422);
+    }
+}

@@ -1,0 +1,16 @@
+//! Pure rules and types shared by every part of NeNe Challenge.
+//!
+//! Nothing here performs I/O or depends on a runtime (`worker`, `spin-sdk`, `sqlx`), so the same
+//! code builds for `wasm32` (the edge, the Durable Objects) and natively (the core service), and is
+//! tested natively.
+
+pub mod error;
+pub mod health;
+pub mod ids;
+pub mod limits;
+pub mod points;
+pub mod signing;
+
+pub use error::ErrorCode;
+pub use ids::ChallengeId;
+pub use points::Points;

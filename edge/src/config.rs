@@ -1,0 +1,55 @@
+//! Configuration of the edge, read once per request from the host's variables.
+
+use nene_domain::signing::{SignatureError, SigningSecret};
+
+/// Base URL of the core service, e.g. `http://127.0.0.1:8081`.
+pub const VAR_CORE_URL: &str = "CORE_URL";
+/// Secret shared with the core for request signatures (≥ 32 bytes).
+pub const VAR_CORE_SIGNING_SECRET: &str = "CORE_SIGNING_SECRET";
+/// `dev` turns on the development-only routes (`/v1/dev/…`); anything else, or absent, is production.
+pub const VAR_ENVIRONMENT: &str = "NENE_ENV";
+
+/// Longest core URL we accept; a URL is short, and the bound keeps a misconfiguration obvious.
+const CORE_URL_LEN_MAX: usize = 2_048;
+
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Without a trailing slash.
+    pub core_url: String,
+    pub signing_secret: SigningSecret,
+    pub dev_mode: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the variable {0} is not set")]
+    Missing(&'static str),
+    #[error("{VAR_CORE_URL} must be an http(s) URL")]
+    InvalidCoreUrl,
+    #[error("{VAR_CORE_SIGNING_SECRET}: {0}")]
+    Secret(SignatureError),
+}
+
+impl EdgeConfig {
+    /// Reads the configuration through `lookup` (the host's environment or bindings).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first missing or invalid variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let core_url = lookup(VAR_CORE_URL).ok_or(ConfigError::Missing(VAR_CORE_URL))?;
+        let core_url = core_url.trim_end_matches('/').to_owned();
+        let is_http = core_url.starts_with("http://") || core_url.starts_with("https://");
+        if !is_http || core_url.len() > CORE_URL_LEN_MAX {
+            return Err(ConfigError::InvalidCoreUrl);
+        }
+        let secret =
+            lookup(VAR_CORE_SIGNING_SECRET).ok_or(ConfigError::Missing(VAR_CORE_SIGNING_SECRET))?;
+        let signing_secret = SigningSecret::parse(&secret).map_err(ConfigError::Secret)?;
+        let dev_mode = lookup(VAR_ENVIRONMENT).as_deref() == Some("dev");
+        Ok(EdgeConfig {
+            core_url,
+            signing_secret,
+            dev_mode,
+        })
+    }
+}

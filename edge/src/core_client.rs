@@ -1,0 +1,116 @@
+//! Signed calls from the edge to the core service.
+
+use bytes::Bytes;
+use nene_domain::{
+    ErrorCode,
+    error::ErrorEnvelope,
+    limits::CORE_TIMEOUT_MS,
+    signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts},
+};
+use serde::de::DeserializeOwned;
+
+use crate::{
+    error::ApiError,
+    platform::{OutboundRequest, Platform, TransportError},
+};
+
+/// Header that carries the edge's request id to the core, so one id names a request in both logs.
+pub const HEADER_REQUEST_ID: &str = "x-request-id";
+
+/// Internal path of the core's health report.
+pub const CORE_PATH_HEALTH: &str = "/internal/v1/health";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    #[error("the core did not answer: {0}")]
+    Unavailable(TransportError),
+    #[error("the core failed with status {0}")]
+    Failed(u16),
+    #[error("the core refused the request: {0:?}")]
+    Refused(ErrorCode),
+    #[error("the core answered with an unexpected body: {0}")]
+    BadBody(String),
+}
+
+impl From<CoreError> for ApiError {
+    fn from(error: CoreError) -> Self {
+        match error {
+            // The client can retry: the core is down, slow, or failing.
+            CoreError::Unavailable(_) | CoreError::Failed(_) => {
+                ApiError::new(ErrorCode::CoreUnavailable)
+            }
+            // The core refusing our own signature is our misconfiguration, not the client's fault.
+            CoreError::Refused(ErrorCode::SignatureInvalid) => ApiError::new(ErrorCode::Internal),
+            // A refusal by the core is the client's answer (insufficient points, full, …).
+            CoreError::Refused(code) => ApiError::new(code),
+            CoreError::BadBody(_) => ApiError::new(ErrorCode::Internal),
+        }
+    }
+}
+
+/// Builds the signed request for `method path` with `body`, as `user` (or anonymously).
+#[must_use]
+pub fn signed_request(
+    platform: &Platform,
+    method: http::Method,
+    path_and_query: &str,
+    user: Option<&str>,
+    body: Bytes,
+    request_id: &str,
+) -> OutboundRequest {
+    let timestamp = platform.host.now_unix_seconds();
+    let user = user.unwrap_or("");
+    let signature = platform.config.signing_secret.sign(&SignedParts {
+        method: method.as_str(),
+        path_and_query,
+        timestamp_unix_seconds: timestamp,
+        user,
+        body: &body,
+    });
+    let mut headers = vec![
+        (HEADER_TIMESTAMP.to_owned(), timestamp.to_string()),
+        (HEADER_SIGNATURE.to_owned(), signature),
+        (HEADER_REQUEST_ID.to_owned(), request_id.to_owned()),
+        ("content-type".to_owned(), "application/json".to_owned()),
+    ];
+    if !user.is_empty() {
+        headers.push((HEADER_USER.to_owned(), user.to_owned()));
+    }
+    OutboundRequest {
+        method,
+        url: format!("{}{path_and_query}", platform.config.core_url),
+        headers,
+        body,
+        timeout_ms: CORE_TIMEOUT_MS,
+    }
+}
+
+/// Calls the core and decodes a JSON answer.
+///
+/// # Errors
+/// [`CoreError`]: unreachable or timed out, a 5xx, a refusal with the core's error code, or a body
+/// that is not the expected JSON.
+pub async fn call_json<T: DeserializeOwned>(
+    platform: &Platform,
+    method: http::Method,
+    path_and_query: &str,
+    user: Option<&str>,
+    body: Bytes,
+    request_id: &str,
+) -> Result<T, CoreError> {
+    let request = signed_request(platform, method, path_and_query, user, body, request_id);
+    let response = platform
+        .transport
+        .send(request)
+        .await
+        .map_err(CoreError::Unavailable)?;
+    match response.status {
+        200..=299 => serde_json::from_slice(&response.body)
+            .map_err(|error| CoreError::BadBody(error.to_string())),
+        400..=499 => match serde_json::from_slice::<ErrorEnvelope>(&response.body) {
+            Ok(envelope) => Err(CoreError::Refused(envelope.error.code)),
+            Err(error) => Err(CoreError::BadBody(error.to_string())),
+        },
+        status => Err(CoreError::Failed(status)),
+    }
+}

@@ -1,0 +1,73 @@
+//! What a host must give the router. Each adapter (Workers, Spin, native tests) implements these
+//! few traits; nothing else in the edge knows which host it runs on.
+
+use bytes::Bytes;
+use nene_domain::ChallengeId;
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use crate::config::EdgeConfig;
+
+/// A boxed future that axum can hold across `.await`. Hosts whose futures are not `Send`
+/// (Workers, Spin: single-threaded wasm) wrap them in `send_wrapper::SendWrapper`, which is sound
+/// there because the future never leaves its one thread.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// An outbound HTTP request, fully buffered: every body we send is small and bounded.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    pub method: http::Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// The host aborts the call after this long and answers [`TransportError::Timeout`].
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboundResponse {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("the call timed out")]
+    Timeout,
+    #[error("the peer could not be reached: {0}")]
+    Unreachable(String),
+}
+
+/// Outbound HTTP with a timeout.
+pub trait Transport: Send + Sync {
+    fn send(&self, request: OutboundRequest)
+    -> BoxFuture<Result<OutboundResponse, TransportError>>;
+}
+
+/// Calls into the `ChallengeRoom` Durable Object named after a challenge. Hosts without Durable
+/// Objects (Spin) have none, and the routes that need one go to the core instead.
+pub trait Rooms: Send + Sync {
+    /// `request.url` is a path of the room protocol (`nene_durable::room`).
+    fn send(
+        &self,
+        room: &ChallengeId,
+        request: OutboundRequest,
+    ) -> BoxFuture<Result<OutboundResponse, TransportError>>;
+}
+
+/// The host's wall clock and randomness.
+pub trait Host: Send + Sync {
+    /// Which runtime serves the edge (`workers`, `spin`, `test`), reported by `/v1/health`.
+    fn runtime(&self) -> &'static str;
+    fn now_unix_seconds(&self) -> i64;
+    /// 16 random bytes, hex: request ids. The host's CSPRNG, so ids are unguessable.
+    fn random_id(&self) -> String;
+}
+
+/// Everything the router runs on.
+#[derive(Clone)]
+pub struct Platform {
+    pub config: EdgeConfig,
+    pub host: Arc<dyn Host>,
+    pub transport: Arc<dyn Transport>,
+    pub rooms: Option<Arc<dyn Rooms>>,
+}

@@ -1,0 +1,170 @@
+//! The one router of the public API, shared by every host.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Path, Request, State},
+    http::{HeaderValue, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use bytes::Bytes;
+use nene_domain::{
+    ChallengeId, ErrorCode,
+    health::{CoreHealth, PartStatus, PlatformHealth},
+    limits::{CORE_TIMEOUT_MS, REQUEST_BODY_BYTES_MAX},
+};
+use nene_durable::room::{PATH_PROBE, ProbeAdd, ProbeValue};
+
+use crate::{
+    core_client::{self, CORE_PATH_HEALTH, HEADER_REQUEST_ID},
+    error::{ApiError, ApiJson, render_pending_error},
+    platform::{OutboundRequest, Platform},
+};
+
+/// The request id of the current request, set by the request-context middleware.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+type AppState = Arc<Platform>;
+
+/// Builds the router over `platform`.
+pub fn router(platform: Platform) -> Router {
+    let state: AppState = Arc::new(platform);
+    let mut routes = Router::new().route("/v1/health", get(health));
+    if state.config.dev_mode {
+        routes = routes.route(
+            "/v1/dev/rooms/{challenge_id}/probe",
+            get(read_room_probe).post(add_to_room_probe),
+        );
+    }
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            request_context,
+        ))
+        .with_state(state)
+}
+
+/// Gives every request an id, and renders every error with it.
+async fn request_context(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let request_id = state.host.random_id();
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+    let mut response = next.run(request).await;
+    render_pending_error(&mut response, &request_id);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(HEADER_REQUEST_ID, value);
+    }
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed)
+}
+
+/// `GET /v1/health`: the status of every part. 200 when the edge, the core and the database are
+/// up; 503 with the same body when one is down; 503 `CORE_UNAVAILABLE` when the core is unreachable.
+async fn health(
+    State(state): State<AppState>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+) -> Result<Response, ApiError> {
+    let core: CoreHealth = core_client::call_json(
+        &state,
+        http::Method::GET,
+        CORE_PATH_HEALTH,
+        None,
+        Bytes::new(),
+        &request_id,
+    )
+    .await?;
+    let report = PlatformHealth::from_core(state.host.runtime(), &core);
+    let status = if report.status == PartStatus::Ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((status, axum::Json(report)).into_response())
+}
+
+fn parse_challenge_id(raw: &str) -> Result<ChallengeId, ApiError> {
+    ChallengeId::parse(raw).map_err(|_| ApiError::new(ErrorCode::NotFound))
+}
+
+/// Sends one call to a challenge's room and decodes its answer.
+async fn call_room(
+    state: &Platform,
+    challenge_id: &ChallengeId,
+    method: http::Method,
+    path: &str,
+    body: Bytes,
+) -> Result<ProbeValue, ApiError> {
+    let rooms = state
+        .rooms
+        .as_ref()
+        .ok_or(ApiError::new(ErrorCode::NotFound))?;
+    let request = OutboundRequest {
+        method,
+        url: format!("https://room{path}"),
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body,
+        timeout_ms: CORE_TIMEOUT_MS,
+    };
+    let response = rooms
+        .send(challenge_id, request)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::CoreUnavailable))?;
+    match response.status {
+        200 => {
+            serde_json::from_slice(&response.body).map_err(|_| ApiError::new(ErrorCode::Internal))
+        }
+        404 => Err(ApiError::new(ErrorCode::NotFound)),
+        422 => Err(ApiError::new(ErrorCode::ValidationFailed)),
+        _ => Err(ApiError::new(ErrorCode::CoreUnavailable)),
+    }
+}
+
+/// `GET /v1/dev/rooms/{id}/probe` (dev only): the probe value kept in the room's SQLite.
+async fn read_room_probe(
+    State(state): State<AppState>,
+    Path(challenge_id): Path<String>,
+) -> Result<axum::Json<ProbeValue>, ApiError> {
+    let challenge_id = parse_challenge_id(&challenge_id)?;
+    call_room(
+        &state,
+        &challenge_id,
+        http::Method::GET,
+        PATH_PROBE,
+        Bytes::new(),
+    )
+    .await
+    .map(axum::Json)
+}
+
+/// `POST /v1/dev/rooms/{id}/probe {"add": n}` (dev only): adds to the probe and returns it.
+async fn add_to_room_probe(
+    State(state): State<AppState>,
+    Path(challenge_id): Path<String>,
+    ApiJson(add): ApiJson<ProbeAdd>,
+) -> Result<axum::Json<ProbeValue>, ApiError> {
+    let challenge_id = parse_challenge_id(&challenge_id)?;
+    let body =
+        Bytes::from(serde_json::to_vec(&add).map_err(|_| ApiError::new(ErrorCode::Internal))?);
+    call_room(&state, &challenge_id, http::Method::POST, PATH_PROBE, body)
+        .await
+        .map(axum::Json)
+}

@@ -1,0 +1,183 @@
+//! The Cloudflare Workers host: a few lines that build the platform from the Worker's bindings and
+//! hand the request to the shared router. Also re-exports the Durable Object classes, which must
+//! be exported from the Worker's module.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use futures::future::{Either, select};
+use send_wrapper::SendWrapper;
+use tower::Service;
+use worker::{
+    AbortController, Context, Delay, Env, Fetch, Headers, HttpRequest, Method, Request,
+    RequestInit, event,
+};
+
+use crate::{
+    config::EdgeConfig,
+    platform::{
+        BoxFuture, Host, OutboundRequest, OutboundResponse, Platform, Rooms, Transport,
+        TransportError,
+    },
+    router::router,
+};
+use nene_domain::ChallengeId;
+use nene_durable::CHALLENGE_ROOM_BINDING;
+
+#[event(fetch)]
+async fn fetch(
+    request: HttpRequest,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<http::Response<axum::body::Body>> {
+    let config = match EdgeConfig::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())) {
+        Ok(config) => config,
+        Err(error) => {
+            worker::console_error!("edge configuration is invalid: {error}");
+            return Ok(crate::error::misconfigured_response());
+        }
+    };
+    let env = Arc::new(SendWrapper::new(env));
+    let platform = Platform {
+        config,
+        host: Arc::new(WorkersHost),
+        transport: Arc::new(FetchTransport),
+        rooms: Some(Arc::new(DurableRooms { env })),
+    };
+    let response = router(platform)
+        .call(request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    Ok(response)
+}
+
+struct WorkersHost;
+
+impl Host for WorkersHost {
+    fn runtime(&self) -> &'static str {
+        "workers"
+    }
+
+    fn now_unix_seconds(&self) -> i64 {
+        // Date::now is milliseconds since the epoch as f64; whole seconds fit in i64 exactly.
+        #[allow(clippy::cast_possible_truncation)]
+        let seconds = (worker::Date::now().as_millis() / 1_000) as i64;
+        seconds
+    }
+
+    fn random_id(&self) -> String {
+        let mut bytes = [0_u8; 16];
+        // Workers always provide crypto.getRandomValues; a failure would be a runtime defect.
+        if getrandom::fill(&mut bytes).is_err() {
+            worker::console_error!("crypto.getRandomValues failed");
+        }
+        hex::encode(bytes)
+    }
+}
+
+fn to_worker_request(request: &OutboundRequest) -> Result<Request, TransportError> {
+    let headers = Headers::new();
+    for (name, value) in &request.headers {
+        headers
+            .set(name, value)
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::from(request.method.as_str().to_owned()))
+        .with_headers(headers);
+    if !request.body.is_empty() {
+        let body = js_sys_body(&request.body);
+        init.with_body(Some(body));
+    }
+    Request::new_with_init(&request.url, &init)
+        .map_err(|e| TransportError::Unreachable(e.to_string()))
+}
+
+fn js_sys_body(body: &Bytes) -> wasm_bindgen::JsValue {
+    worker::js_sys::Uint8Array::from(body.as_ref()).into()
+}
+
+async fn read_response(mut response: worker::Response) -> Result<OutboundResponse, TransportError> {
+    let status = response.status_code();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+    Ok(OutboundResponse {
+        status,
+        body: Bytes::from(body),
+    })
+}
+
+/// Races `call` against the request's timeout; on timeout the call is aborted.
+async fn with_timeout<F>(
+    timeout_ms: u64,
+    controller: AbortController,
+    call: F,
+) -> Result<OutboundResponse, TransportError>
+where
+    F: std::future::Future<Output = worker::Result<worker::Response>>,
+{
+    let call = std::pin::pin!(call);
+    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    match select(call, timer).await {
+        Either::Left((Ok(response), _)) => read_response(response).await,
+        Either::Left((Err(error), _)) => Err(TransportError::Unreachable(error.to_string())),
+        Either::Right(((), _)) => {
+            controller.abort();
+            Err(TransportError::Timeout)
+        }
+    }
+}
+
+struct FetchTransport;
+
+impl Transport for FetchTransport {
+    fn send(
+        &self,
+        request: OutboundRequest,
+    ) -> BoxFuture<Result<OutboundResponse, TransportError>> {
+        Box::pin(SendWrapper::new(async move {
+            let worker_request = to_worker_request(&request)?;
+            let controller = AbortController::default();
+            let signal = controller.signal();
+            let fetch = Fetch::Request(worker_request);
+            with_timeout(
+                request.timeout_ms,
+                controller,
+                fetch.send_with_signal(&signal),
+            )
+            .await
+        }))
+    }
+}
+
+struct DurableRooms {
+    env: Arc<SendWrapper<Env>>,
+}
+
+impl Rooms for DurableRooms {
+    fn send(
+        &self,
+        room: &ChallengeId,
+        request: OutboundRequest,
+    ) -> BoxFuture<Result<OutboundResponse, TransportError>> {
+        let env = Arc::clone(&self.env);
+        let room = room.clone();
+        Box::pin(SendWrapper::new(async move {
+            let stub = env
+                .durable_object(CHALLENGE_ROOM_BINDING)
+                .and_then(|namespace| namespace.get_by_name(room.as_str()))
+                .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+            let worker_request = to_worker_request(&request)?;
+            // A stub call cannot take an abort signal; dropping it on timeout stops our wait,
+            // and the room itself finishes or fails on its own.
+            with_timeout(
+                request.timeout_ms,
+                AbortController::default(),
+                stub.fetch_with_request(worker_request),
+            )
+            .await
+        }))
+    }
+}

@@ -1,0 +1,365 @@
+//! In-process tests of the edge router with fakes for the host, the core and the rooms.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
+};
+
+use axum::{body::Body, http::Request};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use nene_domain::{
+    ErrorCode,
+    error::ErrorEnvelope,
+    health::{PartStatus, PlatformHealth},
+    limits::REQUEST_BODY_BYTES_MAX,
+    signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedParts, SigningSecret},
+};
+use nene_edge::{
+    config::EdgeConfig,
+    platform::{
+        BoxFuture, Host, OutboundRequest, OutboundResponse, Platform, Rooms, Transport,
+        TransportError,
+    },
+    router::router,
+};
+use tower::ServiceExt;
+
+const SECRET: &str = "test-secret-test-secret-test-secret!";
+const NOW: i64 = 1_790_000_000;
+
+struct FakeHost {
+    next_id: AtomicU64,
+}
+
+impl Host for FakeHost {
+    fn runtime(&self) -> &'static str {
+        "test"
+    }
+    fn now_unix_seconds(&self) -> i64 {
+        NOW
+    }
+    fn random_id(&self) -> String {
+        format!("req-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// A core that checks the signature as the real one does and answers as configured.
+struct FakeCore {
+    answer: Result<(u16, String), TransportError>,
+    seen: Mutex<Vec<OutboundRequest>>,
+}
+
+impl Transport for FakeCore {
+    fn send(
+        &self,
+        request: OutboundRequest,
+    ) -> BoxFuture<Result<OutboundResponse, TransportError>> {
+        self.seen
+            .lock()
+            .map(|mut seen| seen.push(request.clone()))
+            .ok();
+        let answer = self.answer.clone();
+        Box::pin(async move {
+            let (status, body) = answer?;
+            Ok(OutboundResponse {
+                status,
+                body: Bytes::from(body),
+            })
+        })
+    }
+}
+
+#[derive(Default)]
+struct FakeRooms {
+    value: Mutex<i64>,
+}
+
+impl Rooms for FakeRooms {
+    fn send(
+        &self,
+        _room: &nene_domain::ChallengeId,
+        request: OutboundRequest,
+    ) -> BoxFuture<Result<OutboundResponse, TransportError>> {
+        let path = request.url.trim_start_matches("https://room").to_owned();
+        let call =
+            nene_durable::room::RoomCall::parse(request.method.as_str(), &path, &request.body);
+        let answer = match call {
+            Ok(nene_durable::room::RoomCall::AddToProbe(add)) => {
+                let mut value = self.value.lock().unwrap_or_else(|e| e.into_inner());
+                *value += add.add;
+                (200, format!("{{\"value\":{}}}", *value))
+            }
+            Ok(nene_durable::room::RoomCall::ReadProbe) => {
+                let value = self.value.lock().unwrap_or_else(|e| e.into_inner());
+                (200, format!("{{\"value\":{}}}", *value))
+            }
+            Err(error) => (error.http_status(), error.to_string()),
+        };
+        Box::pin(async move {
+            Ok(OutboundResponse {
+                status: answer.0,
+                body: Bytes::from(answer.1),
+            })
+        })
+    }
+}
+
+fn config(dev_mode: bool) -> EdgeConfig {
+    EdgeConfig::from_lookup(|name| match name {
+        "CORE_URL" => Some("http://core.test/".to_owned()),
+        "CORE_SIGNING_SECRET" => Some(SECRET.to_owned()),
+        "NENE_ENV" => dev_mode.then(|| "dev".to_owned()),
+        _ => None,
+    })
+    .unwrap_or_else(|error| panic!("test config is valid: {error}"))
+}
+
+fn healthy_core() -> Arc<FakeCore> {
+    core_answering(Ok((
+        200,
+        r#"{"core":"ok","database":"ok","redis":"ok"}"#.to_owned(),
+    )))
+}
+
+fn core_answering(answer: Result<(u16, String), TransportError>) -> Arc<FakeCore> {
+    Arc::new(FakeCore {
+        answer,
+        seen: Mutex::new(Vec::new()),
+    })
+}
+
+fn platform(core: Arc<FakeCore>, dev_mode: bool) -> Platform {
+    Platform {
+        config: config(dev_mode),
+        host: Arc::new(FakeHost {
+            next_id: AtomicU64::new(1),
+        }),
+        transport: core,
+        rooms: Some(Arc::new(FakeRooms::default())),
+    }
+}
+
+async fn send(platform: Platform, request: Request<Body>) -> (u16, String, Bytes) {
+    let response = router(platform)
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
+    (status, request_id, body)
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path)
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn post_json(path: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn error_of(body: &[u8]) -> ErrorEnvelope {
+    serde_json::from_slice(body).unwrap_or_else(|e| {
+        panic!(
+            "not an error envelope ({e}): {}",
+            String::from_utf8_lossy(body)
+        )
+    })
+}
+
+#[tokio::test]
+async fn health_reports_every_part_when_the_core_is_up() {
+    let (status, _, body) = send(platform(healthy_core(), false), get("/v1/health")).await;
+    assert_eq!(status, 200);
+    let report: PlatformHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.status, PartStatus::Ok);
+    assert_eq!(report.edge, PartStatus::Ok);
+    assert_eq!(report.core, PartStatus::Ok);
+    assert_eq!(report.database, PartStatus::Ok);
+    assert_eq!(report.redis, PartStatus::Ok);
+    assert_eq!(report.runtime, "test");
+}
+
+#[tokio::test]
+async fn the_edge_signs_its_call_to_the_core() {
+    let core = healthy_core();
+    send(platform(Arc::clone(&core), false), get("/v1/health")).await;
+    let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let request = seen
+        .first()
+        .unwrap_or_else(|| panic!("the core was not called"));
+    assert_eq!(request.url, "http://core.test/internal/v1/health");
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let timestamp: i64 = header(HEADER_TIMESTAMP).parse().unwrap_or_default();
+    let secret = SigningSecret::parse(SECRET).unwrap_or_else(|e| panic!("{e}"));
+    let parts = SignedParts {
+        method: "GET",
+        path_and_query: "/internal/v1/health",
+        timestamp_unix_seconds: timestamp,
+        user: "",
+        body: b"",
+    };
+    assert_eq!(
+        secret.verify(&parts, &header(HEADER_SIGNATURE), NOW),
+        Ok(())
+    );
+}
+
+#[tokio::test]
+async fn health_is_503_with_the_report_when_the_database_is_down() {
+    let core = core_answering(Ok((
+        200,
+        r#"{"core":"ok","database":"down","redis":"disabled"}"#.to_owned(),
+    )));
+    let (status, _, body) = send(platform(core, false), get("/v1/health")).await;
+    assert_eq!(status, 503);
+    let report: PlatformHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.database, PartStatus::Down);
+    assert_eq!(report.redis, PartStatus::Disabled);
+}
+
+#[tokio::test]
+async fn health_is_a_503_json_error_when_the_core_is_unreachable_or_slow() {
+    for failure in [
+        TransportError::Unreachable("connection refused".into()),
+        TransportError::Timeout,
+    ] {
+        let (status, request_id, body) = send(
+            platform(core_answering(Err(failure)), false),
+            get("/v1/health"),
+        )
+        .await;
+        assert_eq!(status, 503);
+        let envelope = error_of(&body);
+        assert_eq!(envelope.error.code, ErrorCode::CoreUnavailable);
+        assert_eq!(envelope.error.request_id, request_id);
+        assert!(!request_id.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_core_that_answers_500_is_reported_as_unavailable_without_its_detail() {
+    let core = core_answering(Ok((500, "panic at src/db.rs:12".to_owned())));
+    let (status, _, body) = send(platform(core, false), get("/v1/health")).await;
+    assert_eq!(status, 503);
+    assert!(!String::from_utf8_lossy(&body).contains("src/db.rs"));
+    assert_eq!(error_of(&body).error.code, ErrorCode::CoreUnavailable);
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_a_json_404_with_the_request_id() {
+    let (status, request_id, body) =
+        send(platform(healthy_core(), false), get("/v1/nothing-here")).await;
+    assert_eq!(status, 404);
+    let envelope = error_of(&body);
+    assert_eq!(envelope.error.code, ErrorCode::NotFound);
+    assert_eq!(envelope.error.request_id, request_id);
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_a_json_405() {
+    let request = Request::delete("/v1/health")
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _, body) = send(platform(healthy_core(), false), request).await;
+    assert_eq!(status, 405);
+    assert_eq!(error_of(&body).error.code, ErrorCode::MethodNotAllowed);
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_json_400() {
+    let (status, _, body) = send(
+        platform(healthy_core(), true),
+        post_json("/v1/dev/rooms/room-1/probe", "{\"add\": "),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(error_of(&body).error.code, ErrorCode::InvalidJson);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_json_413() {
+    let padding = "x".repeat(REQUEST_BODY_BYTES_MAX + 1);
+    let (status, _, body) = send(
+        platform(healthy_core(), true),
+        post_json(
+            "/v1/dev/rooms/room-1/probe",
+            format!("{{\"add\": 1, \"pad\": \"{padding}\"}}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(error_of(&body).error.code, ErrorCode::PayloadTooLarge);
+}
+
+#[tokio::test]
+async fn the_room_probe_keeps_its_value_across_requests() {
+    let platform = platform(healthy_core(), true);
+    let (status, _, _) = send(
+        platform.clone(),
+        post_json("/v1/dev/rooms/room-1/probe", "{\"add\": 2}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, _, body) = send(
+        platform.clone(),
+        post_json("/v1/dev/rooms/room-1/probe", "{\"add\": 3}"),
+    )
+    .await;
+    assert_eq!(body, Bytes::from_static(b"{\"value\":5}"));
+}
+
+#[tokio::test]
+async fn a_probe_step_out_of_range_is_a_422() {
+    let (status, _, body) = send(
+        platform(healthy_core(), true),
+        post_json("/v1/dev/rooms/room-1/probe", "{\"add\": 0}"),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(error_of(&body).error.code, ErrorCode::ValidationFailed);
+}
+
+#[tokio::test]
+async fn dev_routes_do_not_exist_outside_dev_mode() {
+    let (status, _, body) = send(
+        platform(healthy_core(), false),
+        get("/v1/dev/rooms/room-1/probe"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(error_of(&body).error.code, ErrorCode::NotFound);
+}
+
+#[test]
+fn a_config_without_a_long_enough_secret_is_refused() {
+    let result = EdgeConfig::from_lookup(|name| match name {
+        "CORE_URL" => Some("http://core.test".to_owned()),
+        "CORE_SIGNING_SECRET" => Some("short".to_owned()),
+        _ => None,
+    });
+    assert!(result.is_err());
+}
