@@ -1,1 +1,30 @@
-//! placeholder
+//! The core service: the Postgres ledger and everything that moves money, behind an internal
+//! HTTP API that only the edge may call (every request signed, see [`http::signature`]).
+
+pub mod clock;
+pub mod config;
+pub mod health;
+pub mod http;
+
+use std::sync::Arc;
+
+use nene_domain::signing::SigningSecret;
+use sqlx::PgPool;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    /// `None` when Redis is not configured: the platform runs without it.
+    pub redis: Option<redis::Client>,
+    pub signing_secret: SigningSecret,
+    pub wall_clock: Arc<dyn clock::WallClock>,
+}
+
+/// Applies the embedded migrations.
+///
+/// # Errors
+/// When Postgres is unreachable or a migration fails.
+pub async fn migrate(db: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::migrate!("./migrations").run(db).await
+}

@@ -1,1 +1,73 @@
-fn main() {}
+//! `nene-core`: applies the migrations and serves the internal API until SIGINT or SIGTERM.
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use nene_core::{AppState, clock::SystemClock, config::CoreConfig, http, migrate};
+use sqlx::postgres::PgPoolOptions;
+
+/// Connections to Postgres per core instance. Postgres' default limit is 100; several replicas
+/// and the test suite share it, and a 2-core machine gains nothing from more.
+const DB_POOL_CONNECTIONS_MAX: u32 = 32;
+/// How long a request waits for a pooled connection before failing rather than queueing forever.
+const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "nene-core stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let config = CoreConfig::from_lookup(|name| std::env::var(name).ok())?;
+    let db = PgPoolOptions::new()
+        .max_connections(DB_POOL_CONNECTIONS_MAX)
+        .acquire_timeout(DB_ACQUIRE_TIMEOUT)
+        .connect(&config.database_url)
+        .await?;
+    migrate(&db).await?;
+    let redis = config
+        .redis_url
+        .as_deref()
+        .map(redis::Client::open)
+        .transpose()?;
+    let state = AppState {
+        db,
+        redis,
+        signing_secret: config.signing_secret,
+        wall_clock: Arc::new(SystemClock),
+    };
+    let listener = tokio::net::TcpListener::bind(config.bind).await?;
+    tracing::info!(addr = %listener.local_addr()?, "nene-core listening");
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("nene-core stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -18,6 +18,9 @@ pub struct CoreHealth {
     pub core: PartStatus,
     pub database: PartStatus,
     pub redis: PartStatus,
+    /// The platform clock (wall clock plus the dev test-clock offset), when the database answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_time_unix_seconds: Option<i64>,
 }
 
 /// What the edge answers on `GET /v1/health`.
@@ -32,6 +35,8 @@ pub struct PlatformHealth {
     pub core: PartStatus,
     pub database: PartStatus,
     pub redis: PartStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_time_unix_seconds: Option<i64>,
 }
 
 impl PlatformHealth {
@@ -50,6 +55,7 @@ impl PlatformHealth {
             core: core.core,
             database: core.database,
             redis: core.redis,
+            platform_time_unix_seconds: core.platform_time_unix_seconds,
         }
     }
 }
@@ -64,6 +70,7 @@ mod tests {
             core: PartStatus::Ok,
             database: PartStatus::Ok,
             redis: PartStatus::Disabled,
+            platform_time_unix_seconds: None,
         };
         assert_eq!(
             PlatformHealth::from_core("test", &core).status,
@@ -77,6 +84,7 @@ mod tests {
             core: PartStatus::Ok,
             database: PartStatus::Down,
             redis: PartStatus::Ok,
+            platform_time_unix_seconds: None,
         };
         assert_eq!(
             PlatformHealth::from_core("test", &core).status,

@@ -1,0 +1,267 @@
+//! The internal API on a real Postgres (a fresh database per test): the signature is required and
+//! checked, and the health report tells the truth about each store.
+
+use std::sync::Arc;
+
+use axum::{body::Body, http::Request};
+use http_body_util::BodyExt;
+use nene_core::{AppState, clock::WallClock, http::router};
+use nene_domain::{
+    ErrorCode,
+    error::ErrorEnvelope,
+    health::{CoreHealth, PartStatus},
+    signing::{
+        HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SIGNATURE_WINDOW_SECONDS, SignedParts,
+        SigningSecret,
+    },
+};
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+const SECRET: &str = "core-test-secret-core-test-secret-0123";
+const NOW: i64 = 1_790_000_000;
+
+struct FixedClock;
+
+impl WallClock for FixedClock {
+    fn now_unix_seconds(&self) -> i64 {
+        NOW
+    }
+}
+
+fn secret() -> SigningSecret {
+    SigningSecret::parse(SECRET).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
+    AppState {
+        db,
+        redis: redis_url.map(|url| redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"))),
+        signing_secret: secret(),
+        wall_clock: Arc::new(FixedClock),
+    }
+}
+
+fn signed(
+    method: &str,
+    path: &str,
+    timestamp: i64,
+    user: &str,
+    body: &'static [u8],
+) -> Request<Body> {
+    let signature = secret().sign(&SignedParts {
+        method,
+        path_and_query: path,
+        timestamp_unix_seconds: timestamp,
+        user,
+        body,
+    });
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HEADER_TIMESTAMP, timestamp.to_string())
+        .header(HEADER_SIGNATURE, signature);
+    if !user.is_empty() {
+        request = request.header(HEADER_USER, user);
+    }
+    request
+        .body(Body::from(body))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn send(state: AppState, request: Request<Body>) -> (u16, bytes::Bytes) {
+    let response = router(state)
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn assert_refused(status: u16, body: &[u8]) {
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(body));
+    let envelope: ErrorEnvelope = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(envelope.error.code, ErrorCode::SignatureInvalid);
+    assert!(!envelope.error.request_id.is_empty());
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_signed_health_request_reports_the_database_and_redis_up(db: PgPool) {
+    let (status, body) = send(
+        state(db, Some(&redis_url())),
+        signed("GET", "/internal/v1/health", NOW, "", b""),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let health: CoreHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(health.core, PartStatus::Ok);
+    assert_eq!(health.database, PartStatus::Ok);
+    assert_eq!(health.redis, PartStatus::Ok);
+    // A fresh platform's clock offset is zero: platform time is the wall clock.
+    assert_eq!(health.platform_time_unix_seconds, Some(NOW));
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn redis_not_configured_is_reported_disabled(db: PgPool) {
+    let (_, body) = send(
+        state(db, None),
+        signed("GET", "/internal/v1/health", NOW, "", b""),
+    )
+    .await;
+    let health: CoreHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(health.redis, PartStatus::Disabled);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn redis_unreachable_is_reported_down_without_failing_the_report(db: PgPool) {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let (status, body) = send(
+        state(db, Some("redis://127.0.0.1:1")),
+        signed("GET", "/internal/v1/health", NOW, "", b""),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let health: CoreHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(health.redis, PartStatus::Down);
+    assert_eq!(health.database, PartStatus::Ok);
+}
+
+#[tokio::test]
+async fn a_database_that_is_down_is_reported_down() {
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(300))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = send(
+        state(db, None),
+        signed("GET", "/internal/v1/health", NOW, "", b""),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let health: CoreHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(health.database, PartStatus::Down);
+    assert_eq!(health.platform_time_unix_seconds, None);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn an_unsigned_request_is_refused(db: PgPool) {
+    let request = Request::get("/internal/v1/health")
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = send(state(db, None), request).await;
+    assert_refused(status, &body);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_stale_request_is_refused(db: PgPool) {
+    let stale = NOW - SIGNATURE_WINDOW_SECONDS - 1;
+    let (status, body) = send(
+        state(db, None),
+        signed("GET", "/internal/v1/health", stale, "", b""),
+    )
+    .await;
+    assert_refused(status, &body);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_request_from_the_future_beyond_the_window_is_refused(db: PgPool) {
+    let future = NOW + SIGNATURE_WINDOW_SECONDS + 1;
+    let (status, body) = send(
+        state(db, None),
+        signed("GET", "/internal/v1/health", future, "", b""),
+    )
+    .await;
+    assert_refused(status, &body);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_request_with_a_tampered_path_user_or_signature_is_refused(db: PgPool) {
+    // Signed for one path, sent to another.
+    let mut request = signed("GET", "/internal/v1/health?a=1", NOW, "", b"");
+    *request.uri_mut() = "/internal/v1/health?a=2"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = send(state(db.clone(), None), request).await;
+    assert_refused(status, &body);
+
+    // Signed for one user, the header changed to another.
+    let mut request = signed("GET", "/internal/v1/health", NOW, "user-1", b"");
+    request.headers_mut().insert(
+        HEADER_USER,
+        "user-2".parse().unwrap_or_else(|e| panic!("{e}")),
+    );
+    let (status, body) = send(state(db.clone(), None), request).await;
+    assert_refused(status, &body);
+
+    // A signature that is not hex at all.
+    let mut request = signed("GET", "/internal/v1/health", NOW, "", b"");
+    request.headers_mut().insert(
+        HEADER_SIGNATURE,
+        "zz".parse().unwrap_or_else(|e| panic!("{e}")),
+    );
+    let (status, body) = send(state(db, None), request).await;
+    assert_refused(status, &body);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_request_with_a_tampered_body_is_refused(db: PgPool) {
+    let signature = secret().sign(&SignedParts {
+        method: "POST",
+        path_and_query: "/internal/v1/health",
+        timestamp_unix_seconds: NOW,
+        user: "",
+        body: b"{\"amount\":1000}",
+    });
+    let request = Request::post("/internal/v1/health")
+        .header(HEADER_TIMESTAMP, NOW.to_string())
+        .header(HEADER_SIGNATURE, signature)
+        .body(Body::from("{\"amount\":9000}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = send(state(db, None), request).await;
+    // The route has no POST, but the signature is checked first: a forged request learns nothing.
+    assert_refused(status, &body);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn an_unknown_internal_path_is_a_json_404(db: PgPool) {
+    let (status, body) = send(
+        state(db, None),
+        signed("GET", "/internal/v1/nothing", NOW, "", b""),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let envelope: ErrorEnvelope = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(envelope.error.code, ErrorCode::NotFound);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_migrations_create_a_single_row_test_clock_at_zero(db: PgPool) {
+    let offset: i64 = sqlx::query_scalar("SELECT offset_seconds FROM test_clock")
+        .fetch_one(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(offset, 0);
+    let second_row = sqlx::query("INSERT INTO test_clock (id) VALUES (false)")
+        .execute(&db)
+        .await;
+    assert!(second_row.is_err(), "the schema must refuse a second clock");
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn an_unsigned_request_to_an_unknown_internal_path_is_refused_not_404(db: PgPool) {
+    let request = Request::get("/internal/v1/secret-route")
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = send(state(db, None), request).await;
+    assert_refused(status, &body);
+}
