@@ -1,1 +1,348 @@
-//! placeholder
+//! Harness of the end-to-end tests: starts the real processes of the platform on free loopback
+//! ports and stops them (their whole process groups) when dropped.
+//!
+//! `./nene test` builds everything first and passes the paths in the environment; a test whose
+//! environment is incomplete fails with the name of what is missing — it never skips.
+
+use std::{
+    net::TcpListener,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// How long a process may take to answer its first request. wrangler dev is ready in ~3 s on
+/// this machine; a cold workerd start under load can take several times that.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long one test request may take. Every endpoint here answers in milliseconds; the bound
+/// turns a hang into a failure instead of a stuck CI run.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The secret the stack's edge and core share in tests.
+pub const SIGNING_SECRET: &str = "e2e-signing-secret-0123456789abcdef0123";
+
+/// Reads a required variable set by `./nene test`.
+///
+/// # Panics
+/// When it is not set: the test must fail, not skip, if its runtime is missing.
+#[must_use]
+pub fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the end-to-end tests through `./nene test`")
+    })
+}
+
+/// A loopback port that nothing listens on right now.
+///
+/// # Panics
+/// When the OS cannot give one.
+#[must_use]
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A started process; dropping it stops its whole process group (wrangler's workerd children
+/// included) and waits for it.
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    stopped: bool,
+}
+
+impl Process {
+    /// Starts `command` in a process group of its own, its output to `log_dir/name.log`.
+    ///
+    /// # Panics
+    /// When the program cannot be started.
+    pub fn start(name: &str, mut command: Command, log_dir: &Path) -> Process {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let err = out.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Process {
+            name: name.to_owned(),
+            child,
+            log,
+            stopped: false,
+        }
+    }
+
+    /// The last lines of the process's output, for failure messages.
+    #[must_use]
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Stops the process group and waits for the leader.
+    pub fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        let group = format!("-{}", self.child.id());
+        signal_group("-TERM", &group);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                // Children that ignored TERM go now.
+                signal_group("-KILL", &group);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        signal_group("-KILL", &group);
+        let _ = self.child.wait();
+    }
+
+    /// Waits until `url` answers anything at all.
+    ///
+    /// # Panics
+    /// When it does not within [`START_TIMEOUT`] or the process exits first.
+    pub async fn wait_until_answering(&mut self, url: &str) {
+        let client = client();
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if client.get(url).send().await.is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited with {status} before answering:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{} did not answer {url} within {START_TIMEOUT:?}:\n{}",
+            self.name,
+            self.log_tail()
+        );
+    }
+}
+
+/// How long a process gets to exit after SIGTERM before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `kill SIGNAL -- -PGID`; a group that is already gone is not an error.
+fn signal_group(signal: &str, group: &str) {
+    let _ = Command::new("kill")
+        .args([signal, "--", group])
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An HTTP client with the test request timeout.
+///
+/// # Panics
+/// When the TLS-less client cannot be built (never, in practice).
+#[must_use]
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A fresh Postgres database for one stack, dropped with it.
+pub struct Database {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl Database {
+    /// Creates `nene_e2e_<random>` on the server of `DATABASE_URL`.
+    ///
+    /// # Panics
+    /// When Postgres does not answer.
+    pub async fn create() -> Database {
+        let admin_url = required_env("DATABASE_URL");
+        let name = format!("nene_e2e_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut connect(&admin_url).await)
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        let url = with_database(&admin_url, &name);
+        Database {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+/// `postgres://user@host:port/db?opts` with `db` replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    format!("{}/{name}{query}", &base[..authority_end])
+}
+
+async fn connect(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside any runtime guarantee; a short-lived runtime of its own does it.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut connect(&admin_url).await)
+                        .await;
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// The core service on a fresh database.
+pub struct Core {
+    pub url: String,
+    pub process: Process,
+    pub database: Database,
+}
+
+impl Core {
+    /// Starts `nene-core` (migrations applied at start) on a free port.
+    pub async fn start(log_dir: &Path) -> Core {
+        let database = Database::create().await;
+        let port = free_port();
+        let mut command = Command::new(required_env("NENE_CORE_BIN"));
+        command
+            .env("DATABASE_URL", &database.url)
+            .env("REDIS_URL", std::env::var("REDIS_URL").unwrap_or_default())
+            .env("CORE_SIGNING_SECRET", SIGNING_SECRET)
+            .env("CORE_BIND", format!("127.0.0.1:{port}"))
+            .env("NENE_ENV", "dev");
+        let mut process = Process::start("core", command, log_dir);
+        let url = format!("http://127.0.0.1:{port}");
+        process
+            .wait_until_answering(&format!("{url}/healthz"))
+            .await;
+        Core {
+            url,
+            process,
+            database,
+        }
+    }
+}
+
+/// The edge Worker and its Durable Objects under `wrangler dev` (workerd).
+pub struct Wrangler {
+    pub url: String,
+    pub process: Process,
+}
+
+impl Wrangler {
+    /// Starts `wrangler dev` on the prebuilt Worker, pointed at `core_url`, keeping Durable Object
+    /// state in `persist_dir`.
+    pub async fn start(core_url: &str, persist_dir: &Path, log_dir: &Path) -> Wrangler {
+        let root = required_env("NENE_ROOT");
+        let node_bin = required_env("NENE_NODE_BIN");
+        let port = free_port();
+        let inspector_port = free_port();
+        let path = format!("{node_bin}:{}", std::env::var("PATH").unwrap_or_default());
+        let mut command = Command::new(required_env("NENE_WRANGLER"));
+        command
+            .current_dir(&root)
+            .env("PATH", path)
+            .env("NENE_EDGE_PREBUILT", "1")
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("WRANGLER_LOG_PATH", log_dir)
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &inspector_port.to_string()])
+            .arg("--persist-to")
+            .arg(persist_dir)
+            .args(["--var", &format!("CORE_URL:{core_url}")])
+            .args(["--var", &format!("CORE_SIGNING_SECRET:{SIGNING_SECRET}")])
+            .args(["--var", "NENE_ENV:dev"])
+            .arg("--show-interactive-dev-session=false");
+        let mut process = Process::start("wrangler", command, log_dir);
+        let url = format!("http://127.0.0.1:{port}");
+        process
+            .wait_until_answering(&format!("{url}/v1/health"))
+            .await;
+        Wrangler { url, process }
+    }
+}
+
+/// The edge as a Spin component under `wasmtime serve` (Spin's own runtime is built on wasmtime).
+pub struct SpinHost {
+    pub url: String,
+    pub process: Process,
+}
+
+impl SpinHost {
+    pub async fn start(core_url: &str, log_dir: &Path) -> SpinHost {
+        let port = free_port();
+        let mut command = Command::new(required_env("NENE_WASMTIME"));
+        command
+            .arg("serve")
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .arg("-Scli")
+            .args(["--env", &format!("CORE_URL={core_url}")])
+            .args(["--env", &format!("CORE_SIGNING_SECRET={SIGNING_SECRET}")])
+            .args(["--env", "NENE_ENV=dev"])
+            .arg(required_env("NENE_SPIN_WASM"));
+        let mut process = Process::start("spin", command, log_dir);
+        let url = format!("http://127.0.0.1:{port}");
+        process
+            .wait_until_answering(&format!("{url}/v1/health"))
+            .await;
+        SpinHost { url, process }
+    }
+}
+
+/// A scratch directory for one test's logs and state, kept on failure for inspection.
+///
+/// # Panics
+/// When it cannot be created.
+#[must_use]
+pub fn scratch_dir(test: &str) -> PathBuf {
+    let base = std::env::var("NENE_E2E_DIR").map_or_else(|_| std::env::temp_dir(), PathBuf::from);
+    let dir = base.join(format!("{test}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
