@@ -2,7 +2,7 @@
 # Builds the edge for both hosts:
 #   worker  → edge/build/ (worker-build: cargo for wasm32-unknown-unknown, wasm-bindgen, esbuild),
 #             then wasm-opt from npm's binaryen;
-#   spin    → $CARGO_TARGET_DIR/wasm32-wasip2/release/nene_edge.wasm (a wasi:http component).
+#   spin    → edge/build/spin/nene_edge.wasm (a wasi:http component; spin.toml's source).
 # Usage: scripts/build-edge.sh [worker|spin|all]   (wrangler.toml's [build] calls it with `worker`)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,6 +37,9 @@ build_spin() {
         cd "$NENE_ROOT"
         cargo build --quiet --release -p nene-edge --target wasm32-wasip2
     )
+    # spin.toml points here: a stable path inside the clone, whatever CARGO_TARGET_DIR is.
+    mkdir -p "$NENE_ROOT/edge/build/spin"
+    cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/nene_edge.wasm" "$NENE_ROOT/edge/build/spin/"
 }
 
 case $what in

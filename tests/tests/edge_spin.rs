@@ -7,6 +7,7 @@ use nene_domain::{
     health::{PartStatus, PlatformHealth},
 };
 use nene_e2e::{Core, SpinHost, client, scratch_dir};
+use nene_edge::config::{VAR_CORE_SIGNING_SECRET, VAR_CORE_URL, VAR_ENVIRONMENT};
 
 #[tokio::test]
 async fn health_through_the_spin_component_reports_every_part() {
@@ -63,4 +64,43 @@ async fn the_spin_component_has_no_room_routes_and_says_so_in_json() {
     assert_eq!(response.status().as_u16(), 404);
     let envelope: ErrorEnvelope = response.json().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(envelope.error.code, ErrorCode::NotFound);
+}
+
+#[test]
+fn spin_toml_runs_the_built_component_with_every_variable_the_edge_reads() {
+    let root = std::path::PathBuf::from(nene_e2e::required_env("NENE_ROOT"));
+    let manifest: toml::Table = std::fs::read_to_string(root.join("spin.toml"))
+        .unwrap_or_else(|e| panic!("spin.toml: {e}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("spin.toml is not TOML: {e}"));
+    let component = &manifest["component"]["nene-edge"];
+    let source = component["source"].as_str().unwrap_or_default();
+    let built = root.join(source);
+    assert!(
+        built.is_file(),
+        "spin.toml's source {} was not built",
+        built.display()
+    );
+    assert_eq!(
+        std::fs::read(&built).ok(),
+        std::fs::read(nene_e2e::required_env("NENE_SPIN_WASM")).ok(),
+        "the tests must host the very component spin.toml names"
+    );
+    let environment = component["environment"]
+        .as_table()
+        .unwrap_or_else(|| panic!("spin.toml has no environment"));
+    for variable in [VAR_CORE_URL, VAR_CORE_SIGNING_SECRET, VAR_ENVIRONMENT] {
+        assert!(
+            environment.contains_key(variable),
+            "spin.toml does not set {variable}"
+        );
+    }
+    let core_url = environment[VAR_CORE_URL].as_str().unwrap_or_default();
+    let allowed = component["allowed_outbound_hosts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("spin.toml allows no outbound host"));
+    assert!(
+        allowed.iter().any(|host| host.as_str() == Some(core_url)),
+        "Spin would refuse the call to the core at {core_url}"
+    );
 }
