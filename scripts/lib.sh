@@ -61,21 +61,25 @@ ensure_postgres() {
     command -v initdb >/dev/null || die "Postgres at $DATABASE_URL does not answer and initdb is not installed (apt-get install postgresql)"
     local port dir
     port=$(free_port)
-    dir=$(mktemp -d "$NENE_RUN/pg.XXXXXX")
     local as=()
     if [ "$(id -u)" = 0 ]; then
-        # initdb refuses to run as root.
+        # initdb refuses to run as root, and the unprivileged user it runs as cannot enter /root:
+        # the cluster lives under /tmp, owned by that user.
+        dir=$(mktemp -d "${TMPDIR:-/tmp}/nene-pg.XXXXXX")
         chown postgres: "$dir" 2>/dev/null || chown nobody: "$dir"
         as=(runuser -u "$(stat -c %U "$dir")" --)
+    else
+        dir=$(mktemp -d "$NENE_RUN/pg.XXXXXX")
     fi
+    # Recorded before anything can fail, so stop_postgres always removes it.
+    NENE_PG_DIR=$dir
+    NENE_PG_AS=("${as[@]}")
     log "Postgres at $DATABASE_URL does not answer: starting a throwaway cluster on port $port"
     "${as[@]}" initdb -D "$dir/data" -U postgres --auth=trust >"$dir/initdb.log" 2>&1 ||
         die "initdb failed: see $dir/initdb.log"
     "${as[@]}" pg_ctl -D "$dir/data" -l "$dir/server.log" -w \
         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" start >/dev/null ||
         die "the throwaway Postgres did not start: see $dir/server.log"
-    NENE_PG_DIR=$dir
-    NENE_PG_AS=("${as[@]}")
     export DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres
 }
 
