@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod ledger;
 
 use std::sync::Arc;
 

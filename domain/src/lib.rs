@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod ids;
 pub mod limits;
+pub mod lots;
 pub mod points;
 pub mod signing;
 

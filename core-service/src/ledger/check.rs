@@ -1,0 +1,27 @@
+//! The invariant checker: DESIGN.md invariants 1–6 as one SQL function
+//! (`ledger_check_invariants`, migration 0002). Tests call it after every scenario.
+
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use super::types::LedgerError;
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Violation {
+    pub invariant: String,
+    pub subject: String,
+    pub detail: String,
+}
+
+/// Every violation of the ledger's invariants; empty when the ledger is sound.
+///
+/// # Errors
+/// When Postgres fails.
+pub async fn check_invariants(conn: &mut PgConnection) -> Result<Vec<Violation>, LedgerError> {
+    Ok(
+        sqlx::query_as("SELECT invariant, subject, detail FROM ledger_check_invariants()")
+            .fetch_all(conn)
+            .await?,
+    )
+}

@@ -1,0 +1,837 @@
+//! The ledger's operations. Each `x_in_tx` runs inside the caller's transaction (in a savepoint of
+//! its own, so a failure leaves the caller's transaction usable and writes nothing); each `x`
+//! wraps it in a transaction of its own.
+
+use nene_domain::{
+    Points,
+    lots::{LotError, LotRemaining, LotShare, give_back, take_fifo},
+};
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::{idempotency, types::*};
+
+/// Longest a hold may be set for: a hold exists to bridge a confirmation with a partner, which
+/// takes seconds; a week is ample for any retry and keeps forgotten holds from locking points.
+pub const HOLD_EXPIRY_SECONDS_MAX: i64 = 7 * 24 * 3_600;
+
+/// Runs `$body` (with `$c` bound to the savepoint's connection) once per idempotency key.
+macro_rules! idempotent {
+    ($conn:expr, $operation:literal, $request:expr, |$c:ident| $body:expr) => {{
+        let request = $request;
+        let mut savepoint = Connection::begin(&mut *$conn).await?;
+        match idempotency::begin(&mut savepoint, $operation, &request.key, request).await? {
+            Some(replay) => Ok(replay),
+            None => {
+                let $c: &mut PgConnection = &mut savepoint;
+                let result = $body.await?;
+                idempotency::finish(&mut savepoint, &request.key, &result).await?;
+                savepoint.commit().await?;
+                Ok(result)
+            }
+        }
+    }};
+}
+
+/// Wraps an `_in_tx` operation in a transaction of its own.
+macro_rules! standalone {
+    ($db:expr, $in_tx:ident, $request:expr) => {{
+        let mut tx = $db.begin().await?;
+        let result = $in_tx(&mut tx, $request).await?;
+        tx.commit().await?;
+        Ok(result)
+    }};
+}
+
+fn points(amount: i64) -> Result<Points, LedgerError> {
+    Points::new(amount).map_err(|_| LedgerError::Inconsistent("a stored amount is negative"))
+}
+
+fn positive(amount: Points) -> Result<i64, LedgerError> {
+    match amount.get() {
+        0 => Err(LedgerError::InvalidRequest("the amount must be positive")),
+        positive => Ok(positive),
+    }
+}
+
+/// Maps Postgres errors that have a meaning for the caller.
+fn database_error(error: sqlx::Error) -> LedgerError {
+    if let sqlx::Error::Database(db) = &error {
+        // numeric_value_out_of_range: a balance would pass i64.
+        if db.code().as_deref() == Some("22003") {
+            return LedgerError::Overflow;
+        }
+        // The transfer's own unique key: its idempotency record was purged, the effect remains.
+        if db.constraint() == Some("ledger_transfers_idempotency_key_key")
+            || db.constraint() == Some("ledger_holds_idempotency_key_key")
+        {
+            return LedgerError::IdempotencyKeyReused;
+        }
+    }
+    LedgerError::Database(error)
+}
+
+async fn account_kind(
+    conn: &mut PgConnection,
+    account: AccountId,
+) -> Result<AccountKind, LedgerError> {
+    sqlx::query_scalar("SELECT kind FROM ledger_accounts WHERE id = $1")
+        .bind(account)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(LedgerError::NotFound("account"))
+}
+
+async fn require_not_wallet(
+    conn: &mut PgConnection,
+    account: AccountId,
+) -> Result<(), LedgerError> {
+    if account_kind(conn, account).await? == AccountKind::UserWallet {
+        return Err(LedgerError::InvalidRequest(
+            "points move between wallets and other accounts only by credit, debit and refund",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a wallet exists: tells "not enough points" from "no such wallet" after a guarded
+/// update changed no row.
+async fn wallet_exists(conn: &mut PgConnection, wallet: AccountId) -> Result<bool, LedgerError> {
+    Ok(
+        sqlx::query_scalar::<_, i32>("SELECT 1 FROM ledger_wallets WHERE account_id = $1")
+            .bind(wallet)
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
+}
+
+async fn insert_transfer(
+    conn: &mut PgConnection,
+    key: &IdempotencyKey,
+    kind: TransferKind,
+    from: AccountId,
+    to: AccountId,
+    amount: i64,
+    refund_of: Option<TransferId>,
+    hold: Option<HoldId>,
+) -> Result<TransferId, LedgerError> {
+    let id = TransferId(Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO ledger_transfers \
+             (id, idempotency_key, kind, from_account_id, to_account_id, amount, refund_of, hold_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(key.as_str())
+    .bind(kind)
+    .bind(from)
+    .bind(to)
+    .bind(amount)
+    .bind(refund_of)
+    .bind(hold)
+    .execute(conn)
+    .await
+    .map_err(database_error)?;
+    Ok(id)
+}
+
+/// Applies lot shares: `sign` 1 consumes (debit), -1 gives back (refund).
+async fn apply_shares(
+    conn: &mut PgConnection,
+    transfer: TransferId,
+    shares: &[LotShare<LotId>],
+    sign: i64,
+) -> Result<(), LedgerError> {
+    let lots: Vec<Uuid> = shares.iter().map(|share| share.lot.0).collect();
+    let amounts: Vec<i64> = shares
+        .iter()
+        .map(|share| sign * share.amount.get())
+        .collect();
+    sqlx::query(
+        "UPDATE ledger_lots l SET remaining = l.remaining - v.amount \
+         FROM UNNEST($1::uuid[], $2::int8[]) AS v(id, amount) WHERE l.id = v.id",
+    )
+    .bind(&lots)
+    .bind(&amounts)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO ledger_lot_allocations (transfer_id, lot_id, amount) \
+         SELECT $1, v.id, v.amount FROM UNNEST($2::uuid[], $3::int8[]) AS v(id, amount)",
+    )
+    .bind(transfer)
+    .bind(&lots)
+    .bind(&amounts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn allocations(shares: &[LotShare<LotId>]) -> Vec<Allocation> {
+    shares
+        .iter()
+        .map(|share| Allocation {
+            lot: share.lot,
+            amount: share.amount,
+        })
+        .collect()
+}
+
+// --- credit ----------------------------------------------------------------------------------
+
+/// # Errors
+/// See [`credit_in_tx`].
+pub async fn credit(db: &PgPool, request: &Credit) -> Result<TransferReceipt, LedgerError> {
+    standalone!(db, credit_in_tx, request)
+}
+
+/// Moves points from a non-wallet account into a wallet and creates a lot for them.
+///
+/// # Errors
+/// `NotFound` for an unknown wallet or account, `InvalidRequest` for a zero amount or a wallet as
+/// the source, `IdempotencyKeyReused`, `Overflow`.
+pub async fn credit_in_tx(
+    conn: &mut PgConnection,
+    request: &Credit,
+) -> Result<TransferReceipt, LedgerError> {
+    idempotent!(conn, "credit", request, |c| apply_credit(c, request))
+}
+
+async fn apply_credit(
+    conn: &mut PgConnection,
+    request: &Credit,
+) -> Result<TransferReceipt, LedgerError> {
+    let amount = positive(request.amount)?;
+    require_not_wallet(conn, request.from).await?;
+    let balance: i64 = sqlx::query_scalar(
+        "UPDATE ledger_wallets SET balance = balance + $2 WHERE account_id = $1 RETURNING balance",
+    )
+    .bind(request.wallet)
+    .bind(amount)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(database_error)?
+    .ok_or(LedgerError::NotFound("wallet"))?;
+    let transfer = insert_transfer(
+        conn,
+        &request.key,
+        TransferKind::Credit,
+        request.from,
+        request.wallet,
+        amount,
+        None,
+        None,
+    )
+    .await?;
+    let lot = LotId(Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO ledger_lots (id, wallet_id, source, credit_transfer_id, amount, remaining) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(lot)
+    .bind(request.wallet)
+    .bind(request.source)
+    .bind(transfer)
+    .bind(amount)
+    .execute(conn)
+    .await?;
+    Ok(TransferReceipt {
+        transfer,
+        kind: TransferKind::Credit,
+        from: request.from,
+        to: request.wallet,
+        amount: request.amount,
+        lot: Some(lot),
+        allocations: Vec::new(),
+        wallet_balance: Some(points(balance)?),
+    })
+}
+
+// --- debit -----------------------------------------------------------------------------------
+
+/// # Errors
+/// See [`debit_in_tx`].
+pub async fn debit(db: &PgPool, request: &Debit) -> Result<TransferReceipt, LedgerError> {
+    standalone!(db, debit_in_tx, request)
+}
+
+/// Moves points out of a wallet to a non-wallet account, consuming lots oldest first.
+///
+/// # Errors
+/// `InsufficientPoints` when the wallet's available balance (balance less holds) is short;
+/// `NotFound`, `InvalidRequest`, `IdempotencyKeyReused`.
+pub async fn debit_in_tx(
+    conn: &mut PgConnection,
+    request: &Debit,
+) -> Result<TransferReceipt, LedgerError> {
+    idempotent!(conn, "debit", request, |c| apply_debit(c, request))
+}
+
+async fn apply_debit(
+    conn: &mut PgConnection,
+    request: &Debit,
+) -> Result<TransferReceipt, LedgerError> {
+    let amount = positive(request.amount)?;
+    require_not_wallet(conn, request.to).await?;
+    // The guarded update is the lock and the overdraft check in one statement.
+    let balance: Option<i64> = sqlx::query_scalar(
+        "UPDATE ledger_wallets SET balance = balance - $2 \
+         WHERE account_id = $1 AND balance - held >= $2 RETURNING balance",
+    )
+    .bind(request.wallet)
+    .bind(amount)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(balance) = balance else {
+        return Err(if wallet_exists(conn, request.wallet).await? {
+            LedgerError::InsufficientPoints
+        } else {
+            LedgerError::NotFound("wallet")
+        });
+    };
+    consume_lots(
+        conn,
+        &request.key,
+        request.wallet,
+        request.to,
+        amount,
+        balance,
+        None,
+    )
+    .await
+}
+
+/// Records a debit whose wallet row is already updated and locked: FIFO over the lots.
+async fn consume_lots(
+    conn: &mut PgConnection,
+    key: &IdempotencyKey,
+    wallet: AccountId,
+    to: AccountId,
+    amount: i64,
+    balance_after: i64,
+    hold: Option<HoldId>,
+) -> Result<TransferReceipt, LedgerError> {
+    // Only the lots the debit can reach: those whose older siblings hold less than the amount.
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT id, remaining FROM ( \
+             SELECT id, remaining, seq, sum(remaining) OVER (ORDER BY seq) - remaining AS before \
+             FROM ledger_lots WHERE wallet_id = $1 AND remaining > 0) l \
+         WHERE before < $2 ORDER BY seq",
+    )
+    .bind(wallet)
+    .bind(amount)
+    .fetch_all(&mut *conn)
+    .await?;
+    let lots = rows
+        .into_iter()
+        .map(|(id, remaining)| {
+            Ok(LotRemaining {
+                lot: LotId(id),
+                remaining: points(remaining)?,
+            })
+        })
+        .collect::<Result<Vec<_>, LedgerError>>()?;
+    let shares = take_fifo(&lots, points(amount)?).map_err(|error| match error {
+        LotError::Insufficient { .. } => {
+            LedgerError::Inconsistent("the lots hold less than the balance")
+        }
+        LotError::ZeroAmount => LedgerError::InvalidRequest("the amount must be positive"),
+        LotError::Overflow => LedgerError::Overflow,
+    })?;
+    let transfer = insert_transfer(
+        conn,
+        key,
+        TransferKind::Debit,
+        wallet,
+        to,
+        amount,
+        None,
+        hold,
+    )
+    .await?;
+    apply_shares(conn, transfer, &shares, 1).await?;
+    Ok(TransferReceipt {
+        transfer,
+        kind: TransferKind::Debit,
+        from: wallet,
+        to,
+        amount: points(amount)?,
+        lot: None,
+        allocations: allocations(&shares),
+        wallet_balance: Some(points(balance_after)?),
+    })
+}
+
+// --- transfer --------------------------------------------------------------------------------
+
+/// # Errors
+/// See [`transfer_in_tx`].
+pub async fn transfer(db: &PgPool, request: &Transfer) -> Result<TransferReceipt, LedgerError> {
+    standalone!(db, transfer_in_tx, request)
+}
+
+/// Moves points between two accounts that are not wallets.
+///
+/// # Errors
+/// `InvalidRequest` for a wallet on either side, the same account twice, or a zero amount;
+/// `NotFound`, `IdempotencyKeyReused`.
+pub async fn transfer_in_tx(
+    conn: &mut PgConnection,
+    request: &Transfer,
+) -> Result<TransferReceipt, LedgerError> {
+    idempotent!(conn, "transfer", request, |c| apply_transfer(c, request))
+}
+
+async fn apply_transfer(
+    conn: &mut PgConnection,
+    request: &Transfer,
+) -> Result<TransferReceipt, LedgerError> {
+    let amount = positive(request.amount)?;
+    if request.from == request.to {
+        return Err(LedgerError::InvalidRequest(
+            "a transfer needs two different accounts",
+        ));
+    }
+    require_not_wallet(conn, request.from).await?;
+    require_not_wallet(conn, request.to).await?;
+    let transfer = insert_transfer(
+        conn,
+        &request.key,
+        TransferKind::Transfer,
+        request.from,
+        request.to,
+        amount,
+        None,
+        None,
+    )
+    .await?;
+    Ok(TransferReceipt {
+        transfer,
+        kind: TransferKind::Transfer,
+        from: request.from,
+        to: request.to,
+        amount: request.amount,
+        lot: None,
+        allocations: Vec::new(),
+        wallet_balance: None,
+    })
+}
+
+// --- holds -----------------------------------------------------------------------------------
+
+/// # Errors
+/// See [`hold_in_tx`].
+pub async fn hold(db: &PgPool, request: &Hold) -> Result<HoldReceipt, LedgerError> {
+    standalone!(db, hold_in_tx, request)
+}
+
+/// Reserves points of a wallet: they stay in the wallet but are no longer available.
+///
+/// # Errors
+/// `InsufficientPoints` when the available balance is short; `InvalidRequest` for a zero amount or
+/// an expiry outside 1 s – [`HOLD_EXPIRY_SECONDS_MAX`]; `NotFound`, `IdempotencyKeyReused`.
+pub async fn hold_in_tx(
+    conn: &mut PgConnection,
+    request: &Hold,
+) -> Result<HoldReceipt, LedgerError> {
+    idempotent!(conn, "hold", request, |c| apply_hold(c, request))
+}
+
+async fn apply_hold(conn: &mut PgConnection, request: &Hold) -> Result<HoldReceipt, LedgerError> {
+    let amount = positive(request.amount)?;
+    if !(1..=HOLD_EXPIRY_SECONDS_MAX).contains(&request.expires_in_seconds) {
+        return Err(LedgerError::InvalidRequest(
+            "a hold expires within 1 s and 7 days",
+        ));
+    }
+    let updated = sqlx::query(
+        "UPDATE ledger_wallets SET held = held + $2 \
+         WHERE account_id = $1 AND balance - held >= $2",
+    )
+    .bind(request.wallet)
+    .bind(amount)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Err(if wallet_exists(conn, request.wallet).await? {
+            LedgerError::InsufficientPoints
+        } else {
+            LedgerError::NotFound("wallet")
+        });
+    }
+    let hold = HoldId(Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO ledger_holds (id, idempotency_key, wallet_id, amount, expires_at) \
+         VALUES ($1, $2, $3, $4, platform_now() + make_interval(secs => $5))",
+    )
+    .bind(hold)
+    .bind(request.key.as_str())
+    .bind(request.wallet)
+    .bind(amount)
+    .bind(request.expires_in_seconds as f64)
+    .execute(conn)
+    .await
+    .map_err(database_error)?;
+    Ok(HoldReceipt {
+        hold,
+        wallet: request.wallet,
+        amount: request.amount,
+        state: HoldState::Pending,
+        debit: None,
+    })
+}
+
+/// A pending hold, locked for resolution.
+struct LockedHold {
+    wallet: AccountId,
+    amount: i64,
+}
+
+async fn lock_pending_hold(
+    conn: &mut PgConnection,
+    hold: HoldId,
+    refuse_expired: bool,
+) -> Result<LockedHold, LedgerError> {
+    let row: Option<(Uuid, i64, HoldState, bool)> = sqlx::query_as(
+        "SELECT wallet_id, amount, state, expires_at <= platform_now() \
+         FROM ledger_holds WHERE id = $1 FOR UPDATE",
+    )
+    .bind(hold)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (wallet, amount, state, expired) = row.ok_or(LedgerError::NotFound("hold"))?;
+    if state != HoldState::Pending {
+        return Err(LedgerError::HoldNotPending(state));
+    }
+    if refuse_expired && expired {
+        return Err(LedgerError::HoldExpired);
+    }
+    Ok(LockedHold {
+        wallet: AccountId(wallet),
+        amount,
+    })
+}
+
+/// # Errors
+/// See [`post_hold_in_tx`].
+pub async fn post_hold(db: &PgPool, request: &PostHold) -> Result<HoldReceipt, LedgerError> {
+    standalone!(db, post_hold_in_tx, request)
+}
+
+/// Turns `amount` (at most what is held) of a pending hold into a debit to `to`, oldest lots
+/// first; the rest of the hold is released. A hold is posted or released at most once.
+///
+/// # Errors
+/// `ExceedsHold`, `HoldExpired`, `HoldNotPending`, `NotFound`, `InvalidRequest`,
+/// `IdempotencyKeyReused`.
+pub async fn post_hold_in_tx(
+    conn: &mut PgConnection,
+    request: &PostHold,
+) -> Result<HoldReceipt, LedgerError> {
+    idempotent!(conn, "post_hold", request, |c| apply_post_hold(c, request))
+}
+
+async fn apply_post_hold(
+    conn: &mut PgConnection,
+    request: &PostHold,
+) -> Result<HoldReceipt, LedgerError> {
+    let amount = positive(request.amount)?;
+    require_not_wallet(conn, request.to).await?;
+    let hold = lock_pending_hold(conn, request.hold, true).await?;
+    if amount > hold.amount {
+        return Err(LedgerError::ExceedsHold);
+    }
+    let balance: i64 = sqlx::query_scalar(
+        "UPDATE ledger_wallets SET balance = balance - $2, held = held - $3 \
+         WHERE account_id = $1 RETURNING balance",
+    )
+    .bind(hold.wallet)
+    .bind(amount)
+    .bind(hold.amount)
+    .fetch_one(&mut *conn)
+    .await?;
+    let debit = consume_lots(
+        conn,
+        &request.key,
+        hold.wallet,
+        request.to,
+        amount,
+        balance,
+        Some(request.hold),
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE ledger_holds SET state = 'posted', posted_amount = $2, resolved_at = now() \
+         WHERE id = $1",
+    )
+    .bind(request.hold)
+    .bind(amount)
+    .execute(conn)
+    .await?;
+    Ok(HoldReceipt {
+        hold: request.hold,
+        wallet: hold.wallet,
+        amount: points(hold.amount)?,
+        state: HoldState::Posted,
+        debit: Some(debit),
+    })
+}
+
+/// # Errors
+/// See [`release_hold_in_tx`].
+pub async fn release_hold(db: &PgPool, request: &ReleaseHold) -> Result<HoldReceipt, LedgerError> {
+    standalone!(db, release_hold_in_tx, request)
+}
+
+/// Releases a pending hold (expired or not): its points become available again.
+///
+/// # Errors
+/// `HoldNotPending`, `NotFound`, `IdempotencyKeyReused`.
+pub async fn release_hold_in_tx(
+    conn: &mut PgConnection,
+    request: &ReleaseHold,
+) -> Result<HoldReceipt, LedgerError> {
+    idempotent!(conn, "release_hold", request, |c| apply_release(
+        c,
+        request.hold
+    ))
+}
+
+async fn apply_release(
+    conn: &mut PgConnection,
+    hold_id: HoldId,
+) -> Result<HoldReceipt, LedgerError> {
+    let hold = lock_pending_hold(conn, hold_id, false).await?;
+    sqlx::query("UPDATE ledger_wallets SET held = held - $2 WHERE account_id = $1")
+        .bind(hold.wallet)
+        .bind(hold.amount)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE ledger_holds SET state = 'released', resolved_at = now() WHERE id = $1")
+        .bind(hold_id)
+        .execute(conn)
+        .await?;
+    Ok(HoldReceipt {
+        hold: hold_id,
+        wallet: hold.wallet,
+        amount: points(hold.amount)?,
+        state: HoldState::Released,
+        debit: None,
+    })
+}
+
+/// Releases up to `batch` pending holds whose expiry has passed (by the platform clock), each in
+/// its own savepoint, skipping holds another worker has locked. Returns how many it released.
+///
+/// # Errors
+/// When Postgres fails.
+pub async fn release_expired_holds_in_tx(
+    conn: &mut PgConnection,
+    batch: i64,
+) -> Result<u64, LedgerError> {
+    let expired: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM ledger_holds WHERE state = 'pending' AND expires_at <= platform_now() \
+         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(batch)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut released = 0;
+    for hold in expired {
+        apply_release(conn, HoldId(hold)).await?;
+        released += 1;
+    }
+    Ok(released)
+}
+
+// --- refund ----------------------------------------------------------------------------------
+
+/// # Errors
+/// See [`refund_in_tx`].
+pub async fn refund(db: &PgPool, request: &Refund) -> Result<TransferReceipt, LedgerError> {
+    standalone!(db, refund_in_tx, request)
+}
+
+/// Gives `amount` of an earlier debit back to the lots it consumed (newest of them first), from
+/// the account the debit paid. Several partial refunds may follow one debit; together they never
+/// exceed it.
+///
+/// # Errors
+/// `RefundExceedsDebit`, `NotFound` (no such debit), `InvalidRequest` (not a debit, zero amount),
+/// `IdempotencyKeyReused`.
+pub async fn refund_in_tx(
+    conn: &mut PgConnection,
+    request: &Refund,
+) -> Result<TransferReceipt, LedgerError> {
+    idempotent!(conn, "refund", request, |c| apply_refund(c, request))
+}
+
+async fn apply_refund(
+    conn: &mut PgConnection,
+    request: &Refund,
+) -> Result<TransferReceipt, LedgerError> {
+    let amount = positive(request.amount)?;
+    let debit: Option<(TransferKind, Uuid, Uuid)> = sqlx::query_as(
+        "SELECT kind, from_account_id, to_account_id FROM ledger_transfers WHERE id = $1",
+    )
+    .bind(request.debit)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (kind, wallet, paid) = debit.ok_or(LedgerError::NotFound("debit"))?;
+    if kind != TransferKind::Debit {
+        return Err(LedgerError::InvalidRequest("only a debit can be refunded"));
+    }
+    let (wallet, paid) = (AccountId(wallet), AccountId(paid));
+    // The wallet's row lock also serializes concurrent refunds of the same debit.
+    let balance: i64 = sqlx::query_scalar(
+        "UPDATE ledger_wallets SET balance = balance + $2 WHERE account_id = $1 RETURNING balance",
+    )
+    .bind(wallet)
+    .bind(amount)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(database_error)?;
+    // What the debit took from each lot, less what earlier refunds gave back, in FIFO order.
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT a.lot_id, sum(a.amount)::int8 FROM ledger_lot_allocations a \
+         JOIN ledger_lots l ON l.id = a.lot_id \
+         WHERE a.transfer_id = $1 \
+            OR a.transfer_id IN (SELECT id FROM ledger_transfers WHERE refund_of = $1) \
+         GROUP BY a.lot_id, l.seq HAVING sum(a.amount) > 0 ORDER BY l.seq",
+    )
+    .bind(request.debit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let taken = rows
+        .into_iter()
+        .map(|(lot, net)| {
+            Ok(LotShare {
+                lot: LotId(lot),
+                amount: points(net)?,
+            })
+        })
+        .collect::<Result<Vec<_>, LedgerError>>()?;
+    let shares = give_back(&taken, points(amount)?).map_err(|error| match error {
+        LotError::Insufficient { .. } => LedgerError::RefundExceedsDebit,
+        LotError::ZeroAmount => LedgerError::InvalidRequest("the amount must be positive"),
+        LotError::Overflow => LedgerError::Overflow,
+    })?;
+    let transfer = insert_transfer(
+        conn,
+        &request.key,
+        TransferKind::Refund,
+        paid,
+        wallet,
+        amount,
+        Some(request.debit),
+        None,
+    )
+    .await?;
+    apply_shares(conn, transfer, &shares, -1).await?;
+    Ok(TransferReceipt {
+        transfer,
+        kind: TransferKind::Refund,
+        from: paid,
+        to: wallet,
+        amount: request.amount,
+        lot: None,
+        allocations: allocations(&shares),
+        wallet_balance: Some(points(balance)?),
+    })
+}
+
+// --- reads -----------------------------------------------------------------------------------
+
+/// RFC 3339 in UTC, as API.md wants times.
+const RFC3339_UTC: &str = r#"YYYY-MM-DD"T"HH24:MI:SS.US"Z""#;
+
+/// A wallet's balance, holds and non-empty lots (oldest first).
+///
+/// # Errors
+/// `NotFound` for an unknown wallet.
+pub async fn wallet_balance(
+    conn: &mut PgConnection,
+    wallet: AccountId,
+) -> Result<WalletBalance, LedgerError> {
+    let (balance, held): (i64, i64) =
+        sqlx::query_as("SELECT balance, held FROM ledger_wallets WHERE account_id = $1")
+            .bind(wallet)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(LedgerError::NotFound("wallet"))?;
+    let rows: Vec<(Uuid, LotSource, i64, String)> = sqlx::query_as(&format!(
+        "SELECT id, source, remaining, to_char(created_at AT TIME ZONE 'UTC', '{RFC3339_UTC}') \
+         FROM ledger_lots WHERE wallet_id = $1 AND remaining > 0 ORDER BY seq"
+    ))
+    .bind(wallet)
+    .fetch_all(conn)
+    .await?;
+    let lots = rows
+        .into_iter()
+        .map(|(id, source, remaining, created_at)| {
+            Ok(LotView {
+                id: LotId(id),
+                source,
+                remaining: points(remaining)?,
+                created_at,
+            })
+        })
+        .collect::<Result<Vec<_>, LedgerError>>()?;
+    Ok(WalletBalance {
+        wallet,
+        balance: points(balance)?,
+        held: points(held)?,
+        available: points(balance - held)?,
+        lots,
+    })
+}
+
+/// An account's entries, newest first, `limit` (≤ [`HISTORY_PAGE_LIMIT_MAX`]) at a time.
+/// `cursor` is the `next_cursor` of the previous page.
+///
+/// # Errors
+/// `InvalidRequest` for a malformed cursor or a limit out of range.
+pub async fn history(
+    conn: &mut PgConnection,
+    account: AccountId,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<EntryPage, LedgerError> {
+    if !(1..=HISTORY_PAGE_LIMIT_MAX).contains(&limit) {
+        return Err(LedgerError::InvalidRequest("limit is 1–100"));
+    }
+    let before: Option<i64> = cursor
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| LedgerError::InvalidRequest("malformed cursor"))
+        })
+        .transpose()?;
+    let rows: Vec<(Uuid, TransferKind, i64, String, i64)> = sqlx::query_as(&format!(
+        "SELECT transfer_id, kind, amount, \
+                to_char(created_at AT TIME ZONE 'UTC', '{RFC3339_UTC}'), seq \
+         FROM ledger_entries WHERE account_id = $1 AND ($2::int8 IS NULL OR seq < $2) \
+         ORDER BY seq DESC LIMIT $3"
+    ))
+    .bind(account)
+    .bind(before)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(conn)
+    .await?;
+    let has_more = rows.len() > limit as usize;
+    let items: Vec<Entry> = rows
+        .iter()
+        .take(limit as usize)
+        .map(|(transfer, kind, amount, created_at, _)| Entry {
+            transfer: TransferId(*transfer),
+            kind: *kind,
+            amount: *amount,
+            created_at: created_at.clone(),
+        })
+        .collect();
+    let next_cursor = has_more
+        .then(|| rows.get(limit as usize - 1).map(|row| row.4.to_string()))
+        .flatten();
+    Ok(EntryPage { items, next_cursor })
+}

@@ -1,0 +1,706 @@
+//! The ledger on a real Postgres (a fresh database per test). Every scenario ends with the
+//! invariant checker finding nothing.
+
+use nene_core::ledger::{self, *};
+use nene_domain::Points;
+use sqlx::PgPool;
+
+fn p(amount: i64) -> Points {
+    Points::new(amount).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn key(raw: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(raw).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const CLEARING: AccountId = ledger::system_account(SystemAccount::PaymentClearing);
+const HOUSE: AccountId = ledger::system_account(SystemAccount::House);
+const SHOP: AccountId = ledger::system_account(SystemAccount::ShopSales);
+
+async fn wallet(db: &PgPool, user: &str) -> AccountId {
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    ensure_wallet_in_tx(&mut conn, user)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn charge(db: &PgPool, wallet: AccountId, amount: i64, k: &str) -> TransferReceipt {
+    credit(
+        db,
+        &Credit {
+            key: key(k),
+            wallet,
+            from: CLEARING,
+            amount: p(amount),
+            source: LotSource::Charge,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("credit {k}: {e}"))
+}
+
+fn debit_of(wallet: AccountId, amount: i64, k: &str) -> Debit {
+    Debit {
+        key: key(k),
+        wallet,
+        to: SHOP,
+        amount: p(amount),
+    }
+}
+
+async fn balance(db: &PgPool, wallet: AccountId) -> WalletBalance {
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    wallet_balance(&mut conn, wallet)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn assert_sound(db: &PgPool) {
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let violations = check_invariants(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(violations.is_empty(), "invariants broken: {violations:#?}");
+}
+
+async fn transfer_count(db: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM ledger_transfers")
+        .fetch_one(db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_credit_creates_a_lot_and_raises_the_balance(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    let receipt = charge(&db, w, 5_000, "charge:1").await;
+    assert_eq!(receipt.wallet_balance, Some(p(5_000)));
+    let view = balance(&db, w).await;
+    assert_eq!(view.balance, p(5_000));
+    assert_eq!(view.available, p(5_000));
+    assert_eq!(view.lots.len(), 1);
+    assert_eq!(view.lots[0].source, LotSource::Charge);
+    assert_eq!(Some(view.lots[0].id), receipt.lot);
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_debit_consumes_the_oldest_lots_first(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    let first = charge(&db, w, 300, "charge:1").await;
+    let second = charge(&db, w, 500, "charge:2").await;
+    let third = charge(&db, w, 1_000, "charge:3").await;
+    let receipt = debit(&db, &debit_of(w, 600, "buy:1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let taken: Vec<(Option<LotId>, i64)> = receipt
+        .allocations
+        .iter()
+        .map(|a| (Some(a.lot), a.amount.get()))
+        .collect();
+    assert_eq!(taken, vec![(first.lot, 300), (second.lot, 300)]);
+    let view = balance(&db, w).await;
+    assert_eq!(view.balance, p(1_200));
+    let lots: Vec<(Option<LotId>, i64)> = view
+        .lots
+        .iter()
+        .map(|l| (Some(l.id), l.remaining.get()))
+        .collect();
+    assert_eq!(lots, vec![(second.lot, 200), (third.lot, 1_000)]);
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_debit_beyond_the_balance_fails_and_writes_nothing(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:1").await;
+    let before = transfer_count(&db).await;
+    let result = debit(&db, &debit_of(w, 1_001, "buy:1")).await;
+    assert!(
+        matches!(result, Err(LedgerError::InsufficientPoints)),
+        "{result:?}"
+    );
+    assert_eq!(transfer_count(&db).await, before);
+    assert_eq!(balance(&db, w).await.balance, p(1_000));
+    // A failure stores no idempotency record: the same key works once there are points.
+    charge(&db, w, 1, "charge:2").await;
+    assert!(debit(&db, &debit_of(w, 1_001, "buy:1")).await.is_ok());
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn unknown_wallets_and_accounts_are_not_found(db: PgPool) {
+    let ghost = AccountId(uuid::Uuid::now_v7());
+    assert!(matches!(
+        debit(&db, &debit_of(ghost, 1, "k1")).await,
+        Err(LedgerError::NotFound("wallet"))
+    ));
+    let w = wallet(&db, "user-1").await;
+    let to_ghost = Debit {
+        to: ghost,
+        ..debit_of(w, 1, "k2")
+    };
+    assert!(matches!(
+        debit(&db, &to_ghost).await,
+        Err(LedgerError::NotFound("account"))
+    ));
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn zero_amounts_and_wallet_to_wallet_moves_are_refused(db: PgPool) {
+    let a = wallet(&db, "user-a").await;
+    let b = wallet(&db, "user-b").await;
+    charge(&db, a, 100, "charge:1").await;
+    let zero = debit(&db, &debit_of(a, 0, "k0")).await;
+    assert!(
+        matches!(zero, Err(LedgerError::InvalidRequest(_))),
+        "{zero:?}"
+    );
+    let to_wallet = debit(
+        &db,
+        &Debit {
+            to: b,
+            ..debit_of(a, 10, "k1")
+        },
+    )
+    .await;
+    assert!(
+        matches!(to_wallet, Err(LedgerError::InvalidRequest(_))),
+        "{to_wallet:?}"
+    );
+    let from_wallet = credit(
+        &db,
+        &Credit {
+            key: key("k2"),
+            wallet: b,
+            from: a,
+            amount: p(10),
+            source: LotSource::Prize,
+        },
+    )
+    .await;
+    assert!(
+        matches!(from_wallet, Err(LedgerError::InvalidRequest(_))),
+        "{from_wallet:?}"
+    );
+    let moved = transfer(
+        &db,
+        &Transfer {
+            key: key("k3"),
+            from: a,
+            to: HOUSE,
+            amount: p(10),
+        },
+    )
+    .await;
+    assert!(
+        matches!(moved, Err(LedgerError::InvalidRequest(_))),
+        "{moved:?}"
+    );
+    assert_eq!(balance(&db, a).await.balance, p(100));
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_transfer_moves_points_between_system_accounts(db: PgPool) {
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let escrow = ensure_escrow_in_tx(&mut conn, "challenge-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 10_000, "charge:1").await;
+    debit(
+        &db,
+        &Debit {
+            to: escrow,
+            ..debit_of(w, 10_000, "join:1")
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let fee = transfer(
+        &db,
+        &Transfer {
+            key: key("fee:1"),
+            from: escrow,
+            to: HOUSE,
+            amount: p(300),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fee.kind, TransferKind::Transfer);
+    let page = history(&mut conn, escrow, None, 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let amounts: Vec<i64> = page.items.iter().map(|e| e.amount).collect();
+    assert_eq!(amounts, vec![-300, 10_000]);
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_same_key_and_request_returns_the_first_result_with_one_effect(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:1").await;
+    let first = debit(&db, &debit_of(w, 100, "buy:1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let again = debit(&db, &debit_of(w, 100, "buy:1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first, again);
+    assert_eq!(balance(&db, w).await.balance, p(900));
+    let replayed_credit = charge(&db, w, 1_000, "charge:1").await;
+    assert_eq!(
+        replayed_credit.wallet_balance,
+        Some(p(1_000)),
+        "the first receipt, not a new one"
+    );
+    assert_eq!(balance(&db, w).await.balance, p(900));
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_same_key_with_a_different_request_is_refused(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:1").await;
+    debit(&db, &debit_of(w, 100, "buy:1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other_amount = debit(&db, &debit_of(w, 200, "buy:1")).await;
+    assert!(
+        matches!(other_amount, Err(LedgerError::IdempotencyKeyReused)),
+        "{other_amount:?}"
+    );
+    // A key is one effect across operations too.
+    let other_operation = hold(
+        &db,
+        &Hold {
+            key: key("buy:1"),
+            wallet: w,
+            amount: p(100),
+            expires_in_seconds: 60,
+        },
+    )
+    .await;
+    assert!(
+        matches!(other_operation, Err(LedgerError::IdempotencyKeyReused)),
+        "{other_operation:?}"
+    );
+    assert_eq!(balance(&db, w).await.balance, p(900));
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn after_its_record_is_purged_a_key_still_cannot_take_effect_twice(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:1").await;
+    sqlx::query("DELETE FROM ledger_idempotency")
+        .execute(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let replay = credit(
+        &db,
+        &Credit {
+            key: key("charge:1"),
+            wallet: w,
+            from: CLEARING,
+            amount: p(1_000),
+            source: LotSource::Charge,
+        },
+    )
+    .await;
+    assert!(
+        matches!(replay, Err(LedgerError::IdempotencyKeyReused)),
+        "{replay:?}"
+    );
+    assert_eq!(balance(&db, w).await.balance, p(1_000));
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_hold_reserves_points_and_posting_it_debits_oldest_lots_first(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    let first = charge(&db, w, 400, "charge:1").await;
+    charge(&db, w, 600, "charge:2").await;
+    let held = hold(
+        &db,
+        &Hold {
+            key: key("hold:1"),
+            wallet: w,
+            amount: p(700),
+            expires_in_seconds: 600,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let view = balance(&db, w).await;
+    assert_eq!(
+        (view.balance, view.held, view.available),
+        (p(1_000), p(700), p(300))
+    );
+    // Held points are not available to anyone else.
+    assert!(matches!(
+        debit(&db, &debit_of(w, 301, "buy:1")).await,
+        Err(LedgerError::InsufficientPoints)
+    ));
+    let too_much = post_hold(
+        &db,
+        &PostHold {
+            key: key("post:0"),
+            hold: held.hold,
+            to: SHOP,
+            amount: p(701),
+        },
+    )
+    .await;
+    assert!(
+        matches!(too_much, Err(LedgerError::ExceedsHold)),
+        "{too_much:?}"
+    );
+    let posted = post_hold(
+        &db,
+        &PostHold {
+            key: key("post:1"),
+            hold: held.hold,
+            to: SHOP,
+            amount: p(500),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(posted.state, HoldState::Posted);
+    let debit_receipt = posted
+        .debit
+        .unwrap_or_else(|| panic!("a post makes a debit"));
+    assert_eq!(
+        debit_receipt.allocations[0].lot,
+        first.lot.unwrap_or_else(|| panic!())
+    );
+    assert_eq!(debit_receipt.allocations[0].amount, p(400));
+    // The unposted 200 is released with the post.
+    let view = balance(&db, w).await;
+    assert_eq!(
+        (view.balance, view.held, view.available),
+        (p(500), p(0), p(500))
+    );
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_hold_is_resolved_at_most_once(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:1").await;
+    let held = hold(
+        &db,
+        &Hold {
+            key: key("hold:1"),
+            wallet: w,
+            amount: p(300),
+            expires_in_seconds: 600,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let released = release_hold(
+        &db,
+        &ReleaseHold {
+            key: key("release:1"),
+            hold: held.hold,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(released.state, HoldState::Released);
+    let post_after_release = post_hold(
+        &db,
+        &PostHold {
+            key: key("post:1"),
+            hold: held.hold,
+            to: SHOP,
+            amount: p(100),
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            post_after_release,
+            Err(LedgerError::HoldNotPending(HoldState::Released))
+        ),
+        "{post_after_release:?}"
+    );
+    let second_release = release_hold(
+        &db,
+        &ReleaseHold {
+            key: key("release:2"),
+            hold: held.hold,
+        },
+    )
+    .await;
+    assert!(
+        matches!(second_release, Err(LedgerError::HoldNotPending(_))),
+        "{second_release:?}"
+    );
+    // Even the database refuses to change a resolved hold.
+    let forced = sqlx::query("UPDATE ledger_holds SET state = 'pending', resolved_at = NULL")
+        .execute(&db)
+        .await;
+    assert!(forced.is_err());
+    let view = balance(&db, w).await;
+    assert_eq!((view.balance, view.held), (p(1_000), p(0)));
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn an_expired_hold_cannot_be_posted_and_is_released_by_the_sweep(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:1").await;
+    let held = hold(
+        &db,
+        &Hold {
+            key: key("hold:1"),
+            wallet: w,
+            amount: p(300),
+            expires_in_seconds: 60,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The test clock: the platform's "now" moves two minutes ahead.
+    sqlx::query("UPDATE test_clock SET offset_seconds = 120")
+        .execute(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let late = post_hold(
+        &db,
+        &PostHold {
+            key: key("post:1"),
+            hold: held.hold,
+            to: SHOP,
+            amount: p(300),
+        },
+    )
+    .await;
+    assert!(matches!(late, Err(LedgerError::HoldExpired)), "{late:?}");
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let released = release_expired_holds_in_tx(&mut conn, 100)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(released, 1);
+    assert_eq!(balance(&db, w).await.available, p(1_000));
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_refund_gives_points_back_to_the_same_lots(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    let first = charge(&db, w, 300, "charge:1").await;
+    let second = charge(&db, w, 700, "charge:2").await;
+    let spent = debit(&db, &debit_of(w, 800, "buy:1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let partial = refund(
+        &db,
+        &Refund {
+            key: key("refund:1"),
+            debit: spent.transfer,
+            amount: p(600),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Newest lot of the debit first: 500 to the second lot, then 100 to the first.
+    let back: Vec<(LotId, i64)> = partial
+        .allocations
+        .iter()
+        .map(|a| (a.lot, a.amount.get()))
+        .collect();
+    let (first_lot, second_lot) = (
+        first.lot.unwrap_or_else(|| panic!()),
+        second.lot.unwrap_or_else(|| panic!()),
+    );
+    assert_eq!(back, vec![(second_lot, 500), (first_lot, 100)]);
+    let exceeding = refund(
+        &db,
+        &Refund {
+            key: key("refund:2"),
+            debit: spent.transfer,
+            amount: p(201),
+        },
+    )
+    .await;
+    assert!(
+        matches!(exceeding, Err(LedgerError::RefundExceedsDebit)),
+        "{exceeding:?}"
+    );
+    refund(
+        &db,
+        &Refund {
+            key: key("refund:3"),
+            debit: spent.transfer,
+            amount: p(200),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let view = balance(&db, w).await;
+    let lots: Vec<(LotId, i64)> = view
+        .lots
+        .iter()
+        .map(|l| (l.id, l.remaining.get()))
+        .collect();
+    assert_eq!(lots, vec![(first_lot, 300), (second_lot, 700)]);
+    // Only debits are refundable.
+    let of_credit = refund(
+        &db,
+        &Refund {
+            key: key("refund:4"),
+            debit: first.transfer,
+            amount: p(1),
+        },
+    )
+    .await;
+    assert!(
+        matches!(of_credit, Err(LedgerError::InvalidRequest(_))),
+        "{of_credit:?}"
+    );
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn transfers_and_allocations_cannot_be_changed_or_deleted(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:1").await;
+    debit(&db, &debit_of(w, 100, "buy:1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for statement in [
+        "UPDATE ledger_transfers SET amount = 1",
+        "DELETE FROM ledger_transfers",
+        "TRUNCATE ledger_transfers CASCADE",
+        "UPDATE ledger_lot_allocations SET amount = 1",
+        "DELETE FROM ledger_lot_allocations",
+    ] {
+        let result = sqlx::query(statement).execute(&db).await;
+        assert!(result.is_err(), "{statement} was allowed");
+    }
+    // A wallet can never be pushed negative, even by hand.
+    let overdraft = sqlx::query("UPDATE ledger_wallets SET held = balance + 1")
+        .execute(&db)
+        .await;
+    assert!(overdraft.is_err());
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn operations_in_one_transaction_commit_or_roll_back_together(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:1").await;
+    let mut tx = db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    debit_in_tx(&mut tx, &debit_of(w, 400, "buy:1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A failure inside the transaction leaves it usable (its own savepoint rolled back) ...
+    let failed = debit_in_tx(&mut tx, &debit_of(w, 700, "buy:2")).await;
+    assert!(matches!(failed, Err(LedgerError::InsufficientPoints)));
+    debit_in_tx(&mut tx, &debit_of(w, 600, "buy:3"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // ... and a rollback of the caller's transaction undoes everything in it.
+    tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(balance(&db, w).await.balance, p(1_000));
+    assert!(
+        debit(&db, &debit_of(w, 400, "buy:1")).await.is_ok(),
+        "the key was not spent"
+    );
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn history_pages_newest_first_with_a_cursor(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:1").await;
+    for i in 0..5 {
+        debit(&db, &debit_of(w, 10 + i, &format!("buy:{i}")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let first = history(&mut conn, w, None, 4)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        first.items.iter().map(|e| e.amount).collect::<Vec<_>>(),
+        vec![-14, -13, -12, -11]
+    );
+    let cursor = first
+        .next_cursor
+        .unwrap_or_else(|| panic!("there is a second page"));
+    let second = history(&mut conn, w, Some(&cursor), 4)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        second.items.iter().map(|e| e.amount).collect::<Vec<_>>(),
+        vec![-10, 1_000]
+    );
+    assert_eq!(second.next_cursor, None);
+    assert!(matches!(
+        history(&mut conn, w, None, 101).await,
+        Err(LedgerError::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        history(&mut conn, w, Some("x"), 10).await,
+        Err(LedgerError::InvalidRequest(_))
+    ));
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn two_hundred_concurrent_debits_of_ten_on_a_thousand_exactly_a_hundred_succeed(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:1").await;
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move { debit(&db, &debit_of(w, 10, &format!("buy:{i}"))).await })
+        })
+        .collect();
+    let mut succeeded = 0;
+    let mut insufficient = 0;
+    for task in tasks {
+        match task.await.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(_) => succeeded += 1,
+            Err(LedgerError::InsufficientPoints) => insufficient += 1,
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((succeeded, insufficient), (100, 100));
+    assert_eq!(balance(&db, w).await.balance, p(0));
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn one_key_sent_fifty_times_at_once_has_one_effect(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:1").await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { debit(&db, &debit_of(w, 10, "buy:same")).await })
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for task in tasks {
+        receipts.push(
+            task.await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    assert!(
+        receipts.windows(2).all(|pair| pair[0] == pair[1]),
+        "every caller gets the one result"
+    );
+    assert_eq!(balance(&db, w).await.balance, p(990));
+    assert_eq!(transfer_count(&db).await, 2);
+    assert_sound(&db).await;
+}
