@@ -265,3 +265,98 @@ async fn an_unsigned_request_to_an_unknown_internal_path_is_refused_not_404(db: 
     let (status, body) = send(state(db, None), request).await;
     assert_refused(status, &body);
 }
+
+fn signed_json(path: &str, body: &serde_json::Value) -> Request<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let signature = secret().sign(&SignedParts {
+        method: "POST",
+        path_and_query: path,
+        timestamp_unix_seconds: NOW,
+        user: "",
+        body: &bytes,
+    });
+    Request::post(path)
+        .header(HEADER_TIMESTAMP, NOW.to_string())
+        .header(HEADER_SIGNATURE, signature)
+        .header("content-type", "application/json")
+        .body(Body::from(bytes))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn json_of(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_ledger_api_moves_points_and_maps_its_errors_to_the_public_codes(db: PgPool) {
+    let clearing = "00000000-0000-7000-8000-000000000001";
+    let shop = "00000000-0000-7000-8000-000000000003";
+    let (status, body) = send(
+        state(db.clone(), None),
+        signed_json(
+            "/internal/v1/ledger/wallets",
+            &serde_json::json!({"owner": "user-1"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let wallet = json_of(&body)["account"].clone();
+
+    let credit = serde_json::json!({
+        "key": "charge:1", "wallet": wallet, "from": clearing, "amount": 1000, "source": "charge"
+    });
+    let (status, body) = send(
+        state(db.clone(), None),
+        signed_json("/internal/v1/ledger/credits", &credit),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json_of(&body)["wallet_balance"], 1000);
+
+    let debit = |key: &str, amount: i64| serde_json::json!({ "key": key, "wallet": wallet, "to": shop, "amount": amount });
+    let (status, body) = send(
+        state(db.clone(), None),
+        signed_json("/internal/v1/ledger/debits", &debit("buy:1", 400)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(json_of(&body)["wallet_balance"], 600);
+
+    let cases = [
+        (debit("buy:2", 601), 402, "INSUFFICIENT_POINTS"),
+        (debit("buy:1", 399), 422, "IDEMPOTENCY_KEY_REUSED"),
+        (debit("buy:3", -5), 400, "INVALID_JSON"),
+    ];
+    for (request, expected_status, expected_code) in cases {
+        let (status, body) = send(
+            state(db.clone(), None),
+            signed_json("/internal/v1/ledger/debits", &request),
+        )
+        .await;
+        assert_eq!(
+            status,
+            expected_status,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(json_of(&body)["error"]["code"], expected_code);
+    }
+
+    let unknown_hold = "/internal/v1/ledger/holds/0190a5f2-7c3e-7b1a-9d2e-3f4a5b6c7d8e/release";
+    let (status, body) = send(
+        state(db.clone(), None),
+        signed_json(unknown_hold, &serde_json::json!({"key": "r:1"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(json_of(&body)["error"]["code"], "NOT_FOUND");
+
+    let (status, body) = send(
+        state(db, None),
+        signed("GET", "/internal/v1/ledger/check", NOW, "", b""),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(json_of(&body), serde_json::json!([]));
+}

@@ -22,6 +22,8 @@ pub enum CoreApiError {
     Client(ErrorCode),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 impl CoreApiError {
@@ -29,6 +31,7 @@ impl CoreApiError {
         match self {
             CoreApiError::Client(code) => *code,
             CoreApiError::Database(_) => ErrorCode::Internal,
+            CoreApiError::Ledger(error) => error.code(),
         }
     }
 }

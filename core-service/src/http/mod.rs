@@ -3,20 +3,24 @@
 //! nothing about the stores.
 
 pub mod error;
+mod ledger;
 pub mod signature;
 
 use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, FromRequest, Request, State, rejection::JsonRejection},
+    http::StatusCode,
     middleware,
     routing::get,
 };
+use nene_domain::ErrorCode;
 use nene_domain::{
     health::{CoreHealth, PartStatus},
     limits::INTERNAL_BODY_BYTES_MAX,
 };
+use serde::de::DeserializeOwned;
 
 use crate::{AppState, clock, health};
 
@@ -28,6 +32,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(PATH_HEALTH, get(health_report))
+        .merge(ledger::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Outside the routing, so an unsigned caller learns nothing, not even which paths exist.
@@ -58,4 +63,26 @@ async fn health_report(State(state): State<Arc<AppState>>) -> Json<CoreHealth> {
         redis,
         platform_time_unix_seconds,
     })
+}
+
+/// `Json<T>` whose rejections are [`error::CoreApiError`]s with the API's codes.
+pub struct CoreJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CoreJson<T> {
+    type Rejection = error::CoreApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(CoreJson(value)),
+            Err(rejection) => Err(error::CoreApiError::Client(json_rejection_code(&rejection))),
+        }
+    }
+}
+
+fn json_rejection_code(rejection: &JsonRejection) -> ErrorCode {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        _ => ErrorCode::InvalidJson,
+    }
 }
