@@ -18,7 +18,10 @@ pub const IDEMPOTENCY_RETENTION_SECONDS: i64 = 7 * 24 * 3_600;
 const _: () = assert!(IDEMPOTENCY_RETENTION_SECONDS >= 24 * 3_600);
 
 /// What a request is, for comparing two uses of one key: the operation's name and its fields.
-fn request_hash(operation: &str, request: &impl Serialize) -> Result<Vec<u8>, LedgerError> {
+pub(super) fn request_hash(
+    operation: &str,
+    request: &impl Serialize,
+) -> Result<Vec<u8>, LedgerError> {
     let mut hasher = Sha256::new();
     hasher.update(operation.as_bytes());
     hasher.update([0]);

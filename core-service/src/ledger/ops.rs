@@ -4,7 +4,7 @@
 
 use nene_domain::{
     Points,
-    lots::{LotError, LotRemaining, LotShare, give_back, take_fifo},
+    lots::{LotError, LotShare, give_back},
 };
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
@@ -16,30 +16,53 @@ use super::{idempotency, types::*};
 pub const HOLD_EXPIRY_SECONDS_MAX: i64 = 7 * 24 * 3_600;
 
 /// Runs `$body` (with `$c` bound to the savepoint's connection) once per idempotency key.
+/// Failures roll the savepoint back at once (not lazily on the connection's next use), so no lock
+/// taken by a failed operation outlives it.
 macro_rules! idempotent {
     ($conn:expr, $operation:literal, $request:expr, |$c:ident| $body:expr) => {{
         let request = $request;
         let mut savepoint = Connection::begin(&mut *$conn).await?;
-        match idempotency::begin(&mut savepoint, $operation, &request.key, request).await? {
-            Some(replay) => Ok(replay),
-            None => {
-                let $c: &mut PgConnection = &mut savepoint;
-                let result = $body.await?;
-                idempotency::finish(&mut savepoint, &request.key, &result).await?;
+        let outcome =
+            match idempotency::begin(&mut savepoint, $operation, &request.key, request).await {
+                Ok(Some(replay)) => Ok(replay),
+                Ok(None) => {
+                    let $c: &mut PgConnection = &mut savepoint;
+                    match $body.await {
+                        Ok(result) => idempotency::finish(&mut savepoint, &request.key, &result)
+                            .await
+                            .map(|()| result),
+                        Err(error) => Err(error),
+                    }
+                }
+                Err(error) => Err(error),
+            };
+        match outcome {
+            Ok(result) => {
                 savepoint.commit().await?;
                 Ok(result)
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                Err(error)
             }
         }
     }};
 }
 
-/// Wraps an `_in_tx` operation in a transaction of its own.
+/// Wraps an `_in_tx` operation in a transaction of its own, rolled back at once on failure.
 macro_rules! standalone {
     ($db:expr, $in_tx:ident, $request:expr) => {{
         let mut tx = $db.begin().await?;
-        let result = $in_tx(&mut tx, $request).await?;
-        tx.commit().await?;
-        Ok(result)
+        match $in_tx(&mut tx, $request).await {
+            Ok(result) => {
+                tx.commit().await?;
+                Ok(result)
+            }
+            Err(error) => {
+                tx.rollback().await?;
+                Err(error)
+            }
+        }
     }};
 }
 
@@ -106,16 +129,30 @@ async fn wallet_exists(conn: &mut PgConnection, wallet: AccountId) -> Result<boo
     )
 }
 
-async fn insert_transfer(
-    conn: &mut PgConnection,
-    key: &IdempotencyKey,
+/// A transfer row about to be written.
+struct NewTransfer<'a> {
+    key: &'a IdempotencyKey,
     kind: TransferKind,
     from: AccountId,
     to: AccountId,
     amount: i64,
     refund_of: Option<TransferId>,
     hold: Option<HoldId>,
+}
+
+async fn insert_transfer(
+    conn: &mut PgConnection,
+    transfer: NewTransfer<'_>,
 ) -> Result<TransferId, LedgerError> {
+    let NewTransfer {
+        key,
+        kind,
+        from,
+        to,
+        amount,
+        refund_of,
+        hold,
+    } = transfer;
     let id = TransferId(Uuid::now_v7());
     sqlx::query(
         "INSERT INTO ledger_transfers \
@@ -215,13 +252,15 @@ async fn apply_credit(
     .ok_or(LedgerError::NotFound("wallet"))?;
     let transfer = insert_transfer(
         conn,
-        &request.key,
-        TransferKind::Credit,
-        request.from,
-        request.wallet,
-        amount,
-        None,
-        None,
+        NewTransfer {
+            key: &request.key,
+            kind: TransferKind::Credit,
+            from: request.from,
+            to: request.wallet,
+            amount,
+            refund_of: None,
+            hold: None,
+        },
     )
     .await?;
     let lot = LotId(Uuid::now_v7());
@@ -253,7 +292,9 @@ async fn apply_credit(
 /// # Errors
 /// See [`debit_in_tx`].
 pub async fn debit(db: &PgPool, request: &Debit) -> Result<TransferReceipt, LedgerError> {
-    standalone!(db, debit_in_tx, request)
+    // One statement is atomic on its own: no explicit transaction, one round trip.
+    let mut conn = db.acquire().await?;
+    debit_in_tx(&mut conn, request).await
 }
 
 /// Moves points out of a wallet to a non-wallet account, consuming lots oldest first.
@@ -265,7 +306,8 @@ pub async fn debit_in_tx(
     conn: &mut PgConnection,
     request: &Debit,
 ) -> Result<TransferReceipt, LedgerError> {
-    idempotent!(conn, "debit", request, |c| apply_debit(c, request))
+    // `ledger_debit` claims the key and undoes its claim on failure by itself, in one statement.
+    apply_debit(conn, request).await
 }
 
 async fn apply_debit(
@@ -273,36 +315,50 @@ async fn apply_debit(
     request: &Debit,
 ) -> Result<TransferReceipt, LedgerError> {
     let amount = positive(request.amount)?;
-    require_not_wallet(conn, request.to).await?;
-    // The guarded update is the lock and the overdraft check in one statement.
-    let balance: Option<i64> = sqlx::query_scalar(
-        "UPDATE ledger_wallets SET balance = balance - $2 \
-         WHERE account_id = $1 AND balance - held >= $2 RETURNING balance",
-    )
-    .bind(request.wallet)
-    .bind(amount)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(balance) = balance else {
-        return Err(if wallet_exists(conn, request.wallet).await? {
-            LedgerError::InsufficientPoints
-        } else {
-            LedgerError::NotFound("wallet")
-        });
-    };
-    consume_lots(
-        conn,
-        &request.key,
-        request.wallet,
-        request.to,
-        amount,
-        balance,
-        None,
-    )
-    .await
+    let hash = idempotency::request_hash("debit", request)?;
+    let outcome: serde_json::Value =
+        sqlx::query_scalar("SELECT ledger_debit($1, $2, $3, $4, $5, $6)")
+            .bind(request.key.as_str())
+            .bind(&hash)
+            .bind(Uuid::now_v7())
+            .bind(request.wallet)
+            .bind(request.to)
+            .bind(amount)
+            .fetch_one(conn)
+            .await
+            .map_err(database_error)?;
+    decode_outcome(outcome)
 }
 
-/// Records a debit whose wallet row is already updated and locked: FIFO over the lots.
+/// Decodes `{"ok": r} | {"replay": r} | {"error": CODE}` from the ledger's SQL functions.
+pub(super) fn decode_outcome<R: serde::de::DeserializeOwned>(
+    outcome: serde_json::Value,
+) -> Result<R, LedgerError> {
+    let serde_json::Value::Object(mut fields) = outcome else {
+        return Err(LedgerError::Inconsistent(
+            "a ledger function answered a non-object",
+        ));
+    };
+    if let Some(receipt) = fields.remove("ok").or_else(|| fields.remove("replay")) {
+        return Ok(serde_json::from_value(receipt)?);
+    }
+    Err(
+        match fields.get("error").and_then(serde_json::Value::as_str) {
+            Some("INSUFFICIENT_POINTS") => LedgerError::InsufficientPoints,
+            Some("IDEMPOTENCY_KEY_REUSED") => LedgerError::IdempotencyKeyReused,
+            Some("WALLET_NOT_FOUND") => LedgerError::NotFound("wallet"),
+            Some("ACCOUNT_NOT_FOUND") => LedgerError::NotFound("account"),
+            Some("WALLET_COUNTERPARTY") => LedgerError::InvalidRequest(
+                "points move between wallets and other accounts only by credit, debit and refund",
+            ),
+            Some("ZERO_AMOUNT") => LedgerError::InvalidRequest("the amount must be positive"),
+            _ => LedgerError::Inconsistent("a ledger function answered an unknown outcome"),
+        },
+    )
+}
+
+/// Records a debit whose wallet row is already updated and locked: FIFO over the lots
+/// (`ledger_consume_lots`, the same rule `ledger_debit` uses).
 async fn consume_lots(
     conn: &mut PgConnection,
     key: &IdempotencyKey,
@@ -312,45 +368,27 @@ async fn consume_lots(
     balance_after: i64,
     hold: Option<HoldId>,
 ) -> Result<TransferReceipt, LedgerError> {
-    // Only the lots the debit can reach: those whose older siblings hold less than the amount.
-    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
-        "SELECT id, remaining FROM ( \
-             SELECT id, remaining, seq, sum(remaining) OVER (ORDER BY seq) - remaining AS before \
-             FROM ledger_lots WHERE wallet_id = $1 AND remaining > 0) l \
-         WHERE before < $2 ORDER BY seq",
-    )
-    .bind(wallet)
-    .bind(amount)
-    .fetch_all(&mut *conn)
-    .await?;
-    let lots = rows
-        .into_iter()
-        .map(|(id, remaining)| {
-            Ok(LotRemaining {
-                lot: LotId(id),
-                remaining: points(remaining)?,
-            })
-        })
-        .collect::<Result<Vec<_>, LedgerError>>()?;
-    let shares = take_fifo(&lots, points(amount)?).map_err(|error| match error {
-        LotError::Insufficient { .. } => {
-            LedgerError::Inconsistent("the lots hold less than the balance")
-        }
-        LotError::ZeroAmount => LedgerError::InvalidRequest("the amount must be positive"),
-        LotError::Overflow => LedgerError::Overflow,
-    })?;
     let transfer = insert_transfer(
         conn,
-        key,
-        TransferKind::Debit,
-        wallet,
-        to,
-        amount,
-        None,
-        hold,
+        NewTransfer {
+            key,
+            kind: TransferKind::Debit,
+            from: wallet,
+            to,
+            amount,
+            refund_of: None,
+            hold,
+        },
     )
     .await?;
-    apply_shares(conn, transfer, &shares, 1).await?;
+    let allocations: serde_json::Value =
+        sqlx::query_scalar("SELECT ledger_consume_lots($1, $2, $3)")
+            .bind(wallet)
+            .bind(amount)
+            .bind(transfer)
+            .fetch_one(&mut *conn)
+            .await?;
+    let allocations: Vec<Allocation> = serde_json::from_value(allocations)?;
     Ok(TransferReceipt {
         transfer,
         kind: TransferKind::Debit,
@@ -358,7 +396,7 @@ async fn consume_lots(
         to,
         amount: points(amount)?,
         lot: None,
-        allocations: allocations(&shares),
+        allocations,
         wallet_balance: Some(points(balance_after)?),
     })
 }
@@ -397,13 +435,15 @@ async fn apply_transfer(
     require_not_wallet(conn, request.to).await?;
     let transfer = insert_transfer(
         conn,
-        &request.key,
-        TransferKind::Transfer,
-        request.from,
-        request.to,
-        amount,
-        None,
-        None,
+        NewTransfer {
+            key: &request.key,
+            kind: TransferKind::Transfer,
+            from: request.from,
+            to: request.to,
+            amount,
+            refund_of: None,
+            hold: None,
+        },
     )
     .await?;
     Ok(TransferReceipt {
@@ -720,13 +760,15 @@ async fn apply_refund(
     })?;
     let transfer = insert_transfer(
         conn,
-        &request.key,
-        TransferKind::Refund,
-        paid,
-        wallet,
-        amount,
-        Some(request.debit),
-        None,
+        NewTransfer {
+            key: &request.key,
+            kind: TransferKind::Refund,
+            from: paid,
+            to: wallet,
+            amount,
+            refund_of: Some(request.debit),
+            hold: None,
+        },
     )
     .await?;
     apply_shares(conn, transfer, &shares, -1).await?;

@@ -1,0 +1,258 @@
+//! `ledger-bench`: throughput and latency of ledger debits on a real Postgres, beside pgbench's
+//! simple-update on the same server as the machine's baseline.
+//!
+//!     ./nene bench ledger          (or: cargo run --profile native-release -p nene-core --bin ledger-bench)
+//!
+//! Environment: `DATABASE_URL` (the server; a fresh database is created and dropped),
+//! `BENCH_SECONDS` (per scenario, default 10), `BENCH_CLIENTS` (concurrent callers, default 32).
+
+use std::{
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use nene_core::ledger::{self, *};
+use nene_domain::Points;
+use sqlx::{Connection, PgConnection, PgPool, postgres::PgPoolOptions};
+
+/// Wallets of the spread scenario (the figure).
+const SPREAD_WALLETS: usize = 1_000;
+/// Points each wallet starts with: enough that no debit of 1 ever runs out during a run.
+const FUNDING_POINTS: i64 = 100_000_000;
+/// Pool size: one connection per client, so the pool itself never queues a caller.
+const POOL_CONNECTIONS_MAX: u32 = 64;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    format!("{}/{name}{query}", &base[..authority_end])
+}
+
+struct Figures {
+    name: &'static str,
+    transfers: usize,
+    failures: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Figures {
+    fn per_second(&self) -> f64 {
+        self.transfers as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[index] as f64 / 1_000.0
+    }
+}
+
+/// Runs `clients` callers for `seconds`, each debiting 1 point from `pick(client, n)`.
+async fn storm(
+    name: &'static str,
+    db: &PgPool,
+    wallets: Arc<Vec<AccountId>>,
+    clients: usize,
+    seconds: u64,
+    hot: bool,
+) -> Figures {
+    let shop = ledger::system_account(SystemAccount::ShopSales);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let db = db.clone();
+            let wallets = Arc::clone(&wallets);
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut failures = 0;
+                let mut n: usize = 0;
+                while Instant::now() < deadline {
+                    let wallet = if hot {
+                        wallets[0]
+                    } else {
+                        wallets[(client * 7919 + n * 104_729) % wallets.len()]
+                    };
+                    let request = Debit {
+                        key: IdempotencyKey::parse(&format!("bench:{name}:{client}:{n}"))
+                            .unwrap_or_else(|e| panic!("{e}")),
+                        wallet,
+                        to: shop,
+                        amount: Points::new(1).unwrap_or(Points::ZERO),
+                    };
+                    let began = Instant::now();
+                    match ledger::debit(&db, &request).await {
+                        Ok(_) => latencies
+                            .push(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX)),
+                        Err(_) => failures += 1,
+                    }
+                    n += 1;
+                }
+                (latencies, failures)
+            })
+        })
+        .collect();
+    let mut latencies_us = Vec::new();
+    let mut failures = 0;
+    for task in tasks {
+        let (mut l, f) = task.await.unwrap_or_default();
+        latencies_us.append(&mut l);
+        failures += f;
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Figures {
+        name,
+        transfers: latencies_us.len(),
+        failures,
+        elapsed,
+        latencies_us,
+    }
+}
+
+fn pgbench_tps(url: &str, clients: usize, seconds: u64) -> Result<f64, String> {
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", "10", url])
+        .output()
+        .map_err(|e| format!("pgbench: {e}"))?;
+    if !init.status.success() {
+        return Err(String::from_utf8_lossy(&init.stderr).into_owned());
+    }
+    let run = Command::new("pgbench")
+        .args([
+            "-b",
+            "simple-update",
+            "-n",
+            "-j",
+            "2",
+            "-c",
+            &clients.to_string(),
+            "-T",
+            &seconds.to_string(),
+            url,
+        ])
+        .output()
+        .map_err(|e| format!("pgbench: {e}"))?;
+    let text = String::from_utf8_lossy(&run.stdout);
+    text.lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|tps| tps.parse().ok())
+        .ok_or_else(|| format!("no tps in pgbench output: {text}"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let server = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let seconds: u64 = env_or("BENCH_SECONDS", 10);
+    let clients: usize = env_or("BENCH_CLIENTS", 32);
+    let name = format!("nene_bench_{}", std::process::id());
+    let mut admin = PgConnection::connect(&server).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let url = with_database(&server, &name);
+    let outcome = run(&url, seconds, clients).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    outcome
+}
+
+async fn run(url: &str, seconds: u64, clients: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let db = PgPoolOptions::new()
+        .max_connections(POOL_CONNECTIONS_MAX)
+        .connect(url)
+        .await?;
+    nene_core::migrate(&db).await?;
+    eprintln!("funding {SPREAD_WALLETS} wallets …");
+    let mut wallets = Vec::with_capacity(SPREAD_WALLETS);
+    let mut tx = db.begin().await?;
+    for i in 0..SPREAD_WALLETS {
+        let wallet = ensure_wallet_in_tx(&mut tx, &format!("bench-user-{i}")).await?;
+        credit_in_tx(
+            &mut tx,
+            &Credit {
+                key: IdempotencyKey::parse(&format!("bench:fund:{i}"))?,
+                wallet,
+                from: ledger::system_account(SystemAccount::PaymentClearing),
+                amount: Points::new(FUNDING_POINTS)?,
+                source: LotSource::Charge,
+            },
+        )
+        .await?;
+        wallets.push(wallet);
+    }
+    tx.commit().await?;
+    let wallets = Arc::new(wallets);
+
+    eprintln!("(a) debits spread over {SPREAD_WALLETS} wallets, {clients} clients, {seconds} s …");
+    let spread = storm("spread", &db, Arc::clone(&wallets), clients, seconds, false).await;
+    eprintln!("(b) debits of one hot wallet, {clients} clients, {seconds} s …");
+    let hot = storm("hot", &db, Arc::clone(&wallets), clients, seconds, true).await;
+    let mut conn = db.acquire().await?;
+    let violations = check_invariants(&mut conn).await?;
+    drop(conn);
+    db.close().await;
+    eprintln!("baseline: pgbench simple-update, {clients} clients, {seconds} s …");
+    let baseline = pgbench_tps(url, clients, seconds);
+
+    println!();
+    println!("ledger-bench: {clients} clients, {seconds} s per scenario, one Postgres");
+    println!(
+        "{:<44} {:>12} {:>9} {:>9} {:>9}",
+        "scenario", "transfers/s", "p50 ms", "p99 ms", "failed"
+    );
+    for figures in [&spread, &hot] {
+        println!(
+            "{:<44} {:>12.0} {:>9.2} {:>9.2} {:>9}",
+            figures.name,
+            figures.per_second(),
+            figures.percentile_ms(0.50),
+            figures.percentile_ms(0.99),
+            figures.failures
+        );
+    }
+    match &baseline {
+        Ok(tps) => {
+            println!(
+                "{:<44} {:>12.0}",
+                "baseline: pgbench simple-update (tps)", tps
+            );
+            println!("ratio spread / pgbench: {:.2}", spread.per_second() / tps);
+            println!("ratio hot / pgbench:    {:.2}", hot.per_second() / tps);
+        }
+        Err(error) => println!("baseline: pgbench failed: {error}"),
+    }
+    println!(
+        "invariant checker: {}",
+        if violations.is_empty() {
+            "clean".to_owned()
+        } else {
+            format!("{} violations: {violations:?}", violations.len())
+        }
+    );
+    if !violations.is_empty() {
+        return Err("the ledger is inconsistent after the benchmark".into());
+    }
+    Ok(())
+}
