@@ -704,3 +704,74 @@ async fn one_key_sent_fifty_times_at_once_has_one_effect(db: PgPool) {
     assert_eq!(transfer_count(&db).await, 2);
     assert_sound(&db).await;
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_batcher_gives_every_caller_its_own_exact_result(db: PgPool) {
+    let batcher = DebitBatcher::spawn(db.clone());
+    let rich = wallet(&db, "user-rich").await;
+    let poor = wallet(&db, "user-poor").await;
+    charge(&db, rich, 1_001, "charge:rich").await;
+    charge(&db, poor, 50, "charge:poor").await;
+    // 200 debits of 10 on 1,001 points, 20 on 50 points, and a one-point debit whose key is sent
+    // 30 times, all at once: in whatever order the batches run, 100 + 1 fit and the rest do not.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let batcher = batcher.clone();
+        tasks.push(tokio::spawn(async move {
+            (
+                "rich",
+                batcher
+                    .debit(debit_of(rich, 10, &format!("rich:{i}")))
+                    .await,
+            )
+        }));
+    }
+    for i in 0..20 {
+        let batcher = batcher.clone();
+        tasks.push(tokio::spawn(async move {
+            (
+                "poor",
+                batcher
+                    .debit(debit_of(poor, 10, &format!("poor:{i}")))
+                    .await,
+            )
+        }));
+    }
+    for _ in 0..30 {
+        let batcher = batcher.clone();
+        tasks.push(tokio::spawn(async move {
+            ("same", batcher.debit(debit_of(rich, 1, "same-key")).await)
+        }));
+    }
+    let mut ok = std::collections::HashMap::<&str, usize>::new();
+    let mut insufficient = std::collections::HashMap::<&str, usize>::new();
+    let mut same_receipts = Vec::new();
+    let mut transfers = std::collections::HashSet::new();
+    for task in tasks {
+        let (who, result) = task.await.unwrap_or_else(|e| panic!("{e}"));
+        match result {
+            Ok(receipt) => {
+                *ok.entry(who).or_default() += 1;
+                if who == "same" {
+                    same_receipts.push(receipt);
+                } else {
+                    assert!(
+                        transfers.insert(receipt.transfer),
+                        "two callers got one transfer"
+                    );
+                }
+            }
+            Err(LedgerError::InsufficientPoints) => *insufficient.entry(who).or_default() += 1,
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok.get("same"), Some(&30));
+    assert!(same_receipts.windows(2).all(|pair| pair[0] == pair[1]));
+    assert_eq!(ok.get("rich"), Some(&100));
+    assert_eq!(insufficient.get("rich"), Some(&100));
+    assert_eq!(ok.get("poor"), Some(&5));
+    assert_eq!(insufficient.get("poor"), Some(&15));
+    assert_eq!(balance(&db, rich).await.balance, p(0));
+    assert_eq!(balance(&db, poor).await.balance, p(0));
+    assert_sound(&db).await;
+}

@@ -65,7 +65,8 @@ impl Figures {
     }
 }
 
-/// Runs `clients` callers for `seconds`, each debiting 1 point from `pick(client, n)`.
+/// Runs `clients` callers for `seconds`, each debiting 1 point per call from the one hot wallet or
+/// from wallets spread over all of them; directly (one statement per debit) or through the batcher.
 async fn storm(
     name: &'static str,
     db: &PgPool,
@@ -73,6 +74,7 @@ async fn storm(
     clients: usize,
     seconds: u64,
     hot: bool,
+    batcher: Option<DebitBatcher>,
 ) -> Figures {
     let shop = ledger::system_account(SystemAccount::ShopSales);
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -81,6 +83,7 @@ async fn storm(
         .map(|client| {
             let db = db.clone();
             let wallets = Arc::clone(&wallets);
+            let batcher = batcher.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut failures = 0;
@@ -99,7 +102,11 @@ async fn storm(
                         amount: Points::new(1).unwrap_or(Points::ZERO),
                     };
                     let began = Instant::now();
-                    match ledger::debit(&db, &request).await {
+                    let outcome = match &batcher {
+                        Some(batcher) => batcher.debit(request).await,
+                        None => ledger::debit(&db, &request).await,
+                    };
+                    match outcome {
                         Ok(_) => latencies
                             .push(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX)),
                         Err(_) => failures += 1,
@@ -205,10 +212,29 @@ async fn run(url: &str, seconds: u64, clients: usize) -> Result<(), Box<dyn std:
     tx.commit().await?;
     let wallets = Arc::new(wallets);
 
-    eprintln!("(a) debits spread over {SPREAD_WALLETS} wallets, {clients} clients, {seconds} s …");
-    let spread = storm("spread", &db, Arc::clone(&wallets), clients, seconds, false).await;
-    eprintln!("(b) debits of one hot wallet, {clients} clients, {seconds} s …");
-    let hot = storm("hot", &db, Arc::clone(&wallets), clients, seconds, true).await;
+    let batcher = DebitBatcher::spawn(db.clone());
+    let mut results = Vec::new();
+    for (name, hot, batched) in [
+        ("(a) spread over 1,000 wallets, one per call", false, false),
+        ("(a) spread over 1,000 wallets, batched", false, true),
+        ("(b) one hot wallet, one per call", true, false),
+        ("(b) one hot wallet, batched", true, true),
+    ] {
+        eprintln!("{name}: {clients} clients, {seconds} s …");
+        let batcher = batched.then(|| batcher.clone());
+        results.push(
+            storm(
+                name,
+                &db,
+                Arc::clone(&wallets),
+                clients,
+                seconds,
+                hot,
+                batcher,
+            )
+            .await,
+        );
+    }
     let mut conn = db.acquire().await?;
     let violations = check_invariants(&mut conn).await?;
     drop(conn);
@@ -222,7 +248,7 @@ async fn run(url: &str, seconds: u64, clients: usize) -> Result<(), Box<dyn std:
         "{:<44} {:>12} {:>9} {:>9} {:>9}",
         "scenario", "transfers/s", "p50 ms", "p99 ms", "failed"
     );
-    for figures in [&spread, &hot] {
+    for figures in &results {
         println!(
             "{:<44} {:>12.0} {:>9.2} {:>9.2} {:>9}",
             figures.name,
@@ -238,8 +264,13 @@ async fn run(url: &str, seconds: u64, clients: usize) -> Result<(), Box<dyn std:
                 "{:<44} {:>12.0}",
                 "baseline: pgbench simple-update (tps)", tps
             );
-            println!("ratio spread / pgbench: {:.2}", spread.per_second() / tps);
-            println!("ratio hot / pgbench:    {:.2}", hot.per_second() / tps);
+            for figures in &results {
+                println!(
+                    "ratio to pgbench  {:<44} {:.2}",
+                    figures.name,
+                    figures.per_second() / tps
+                );
+            }
         }
         Err(error) => println!("baseline: pgbench failed: {error}"),
     }
