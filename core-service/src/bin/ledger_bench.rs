@@ -76,6 +76,8 @@ async fn storm(
     hot: bool,
     batcher: Option<DebitBatcher>,
 ) -> Figures {
+    // Keys must differ between scenarios: a tag per run.
+    let run = u8::from(hot) * 2 + u8::from(batcher.is_some());
     let shop = ledger::system_account(SystemAccount::ShopSales);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -95,7 +97,7 @@ async fn storm(
                         wallets[(client * 7919 + n * 104_729) % wallets.len()]
                     };
                     let request = Debit {
-                        key: IdempotencyKey::parse(&format!("bench:{name}:{client}:{n}"))
+                        key: IdempotencyKey::parse(&format!("bench:{run}:{client}:{n}"))
                             .unwrap_or_else(|e| panic!("{e}")),
                         wallet,
                         to: shop,
@@ -120,7 +122,7 @@ async fn storm(
     let mut latencies_us = Vec::new();
     let mut failures = 0;
     for task in tasks {
-        let (mut l, f) = task.await.unwrap_or_default();
+        let (mut l, f) = task.await.unwrap_or_else(|e| panic!("a bench client failed: {e}"));
         latencies_us.append(&mut l);
         failures += f;
     }

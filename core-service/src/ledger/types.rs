@@ -284,3 +284,17 @@ impl LedgerError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_printable_ascii_are_accepted_and_others_refused() {
+        assert!(IdempotencyKey::parse("bench:0:3:17").is_ok());
+        assert!(IdempotencyKey::parse("join:0190a5f2-7c3e:user_1").is_ok());
+        assert!(IdempotencyKey::parse("").is_err());
+        assert!(IdempotencyKey::parse("has space").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(IDEMPOTENCY_KEY_LEN_MAX + 1)).is_err());
+    }
+}
