@@ -29,6 +29,8 @@ CREATE TABLE ledger_accounts (
 
 -- A wallet's cached balance, kept in the same transaction as every transfer that touches it, so
 -- the overdraft check is one locked row. It can be rebuilt from the entries (the checker does).
+-- fillfactor 50: every debit rewrites its wallet's row; free space on the page lets Postgres do it
+-- as a heap-only update, without touching the index.
 CREATE TABLE ledger_wallets (
     account_id uuid PRIMARY KEY,
     kind ledger_account_kind NOT NULL DEFAULT 'user_wallet' CHECK (kind = 'user_wallet'),
@@ -37,7 +39,7 @@ CREATE TABLE ledger_wallets (
     -- Overdraft is impossible: what is held never exceeds what is there.
     CONSTRAINT ledger_wallets_available_never_negative CHECK (held <= balance),
     FOREIGN KEY (account_id, kind) REFERENCES ledger_accounts (id, kind)
-);
+) WITH (fillfactor = 50);
 
 CREATE TYPE ledger_hold_state AS ENUM ('pending', 'posted', 'released');
 
@@ -89,7 +91,8 @@ CREATE TYPE ledger_transfer_kind AS ENUM (
 CREATE TABLE ledger_transfers (
     id uuid PRIMARY KEY,
     -- Insertion order, for history cursors (ids are UUIDv7 but may tie within a millisecond).
-    seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    -- Unique by construction; indexed only together with the account, where history reads it.
+    seq bigint GENERATED ALWAYS AS IDENTITY,
     -- One effect per key, forever: even after its idempotency record is purged.
     idempotency_key text NOT NULL UNIQUE,
     kind ledger_transfer_kind NOT NULL,
@@ -97,7 +100,7 @@ CREATE TABLE ledger_transfers (
     to_account_id uuid NOT NULL REFERENCES ledger_accounts (id),
     amount bigint NOT NULL CHECK (amount > 0),
     refund_of uuid REFERENCES ledger_transfers (id),
-    hold_id uuid UNIQUE REFERENCES ledger_holds (id),
+    hold_id uuid REFERENCES ledger_holds (id),
     created_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT ledger_transfers_two_accounts CHECK (from_account_id <> to_account_id),
     CONSTRAINT ledger_transfers_refund_names_its_debit CHECK ((kind = 'refund') = (refund_of IS NOT NULL)),
@@ -107,6 +110,9 @@ CREATE TABLE ledger_transfers (
 CREATE INDEX ledger_transfers_from ON ledger_transfers (from_account_id, seq);
 CREATE INDEX ledger_transfers_to ON ledger_transfers (to_account_id, seq);
 CREATE INDEX ledger_transfers_refunds ON ledger_transfers (refund_of) WHERE refund_of IS NOT NULL;
+-- A hold is posted by at most one debit. Partial: most transfers have no hold, and an index entry
+-- per NULL would be paid by every debit.
+CREATE UNIQUE INDEX ledger_transfers_one_per_hold ON ledger_transfers (hold_id) WHERE hold_id IS NOT NULL;
 
 CREATE TYPE ledger_lot_source AS ENUM ('charge', 'prize', 'refund');
 
@@ -114,8 +120,8 @@ CREATE TYPE ledger_lot_source AS ENUM ('charge', 'prize', 'refund');
 -- wallet's remaining lots equals its balance (checked by ledger_check_invariants).
 CREATE TABLE ledger_lots (
     id uuid PRIMARY KEY,
-    -- FIFO order within a wallet.
-    seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    -- FIFO order within a wallet (unique by construction; indexed with the wallet below).
+    seq bigint GENERATED ALWAYS AS IDENTITY,
     wallet_id uuid NOT NULL REFERENCES ledger_wallets (account_id),
     source ledger_lot_source NOT NULL,
     credit_transfer_id uuid NOT NULL UNIQUE REFERENCES ledger_transfers (id),
@@ -136,7 +142,8 @@ CREATE TABLE ledger_lot_allocations (
     PRIMARY KEY (transfer_id, lot_id)
 );
 
-CREATE INDEX ledger_lot_allocations_by_lot ON ledger_lot_allocations (lot_id);
+-- No index by lot: the write path reads allocations by transfer (the primary key's prefix), and
+-- the checker scans them whole.
 
 -- Append-only, enforced by the database itself for everyone, owner included.
 CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -165,14 +172,17 @@ CREATE VIEW ledger_entries AS
 -- Idempotency records: the first response to a key, returned again for the same request.
 -- Kept at least 24 hours (API.md); a purge removes older ones. The transfer's own unique key
 -- still prevents a second effect after the record is gone.
+-- fillfactor 80: the response is written right after the claim, as a heap-only update.
 CREATE TABLE ledger_idempotency (
     key text PRIMARY KEY,
     request_hash bytea NOT NULL,
     response jsonb NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 80);
 
-CREATE INDEX ledger_idempotency_by_age ON ledger_idempotency (created_at);
+-- BRIN: rows arrive in time order, and the purge only needs "older than"; a B-tree would cost every
+-- write an index insert for a job that runs once in a while.
+CREATE INDEX ledger_idempotency_by_age ON ledger_idempotency USING brin (created_at);
 
 -- The platform's "now": the wall clock plus the test-clock offset (migration 0001). Business
 -- deadlines (hold expiry) compare against it.

@@ -68,11 +68,6 @@ BEGIN
         END IF;
         RETURN jsonb_build_object('replay', v_stored.response);
     END IF;
-    -- The key's record may have been purged while its transfer remains: still one effect.
-    PERFORM 1 FROM ledger_transfers WHERE idempotency_key = p_key;
-    IF FOUND THEN
-        RETURN ledger_fail(p_key, 'IDEMPOTENCY_KEY_REUSED');
-    END IF;
     PERFORM 1 FROM ledger_accounts WHERE id = p_to AND kind <> 'user_wallet';
     IF NOT FOUND THEN
         RETURN ledger_fail(p_key, CASE WHEN EXISTS (SELECT 1 FROM ledger_accounts WHERE id = p_to)
@@ -86,6 +81,8 @@ BEGIN
         RETURN ledger_fail(p_key, CASE WHEN EXISTS (SELECT 1 FROM ledger_wallets WHERE account_id = p_wallet)
                                        THEN 'INSUFFICIENT_POINTS' ELSE 'WALLET_NOT_FOUND' END);
     END IF;
+    -- If the key's record was purged while its transfer remains, the transfer's unique key raises
+    -- here (unique_violation): still one effect, and the caller maps it to IDEMPOTENCY_KEY_REUSED.
     INSERT INTO ledger_transfers (id, idempotency_key, kind, from_account_id, to_account_id, amount)
         VALUES (p_transfer, p_key, 'debit', p_wallet, p_to, p_amount);
     v_receipt := jsonb_build_object(

@@ -20,6 +20,8 @@ pub struct AppState {
     pub redis: Option<redis::Client>,
     pub signing_secret: SigningSecret,
     pub wall_clock: Arc<dyn clock::WallClock>,
+    /// Debits from the HTTP API go through the batcher (group commit).
+    pub debits: ledger::DebitBatcher,
 }
 
 /// Applies the embedded migrations.

@@ -42,6 +42,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .map(redis::Client::open)
         .transpose()?;
     let state = AppState {
+        debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),
         db,
         redis,
         signing_secret: config.signing_secret,

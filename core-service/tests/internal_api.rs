@@ -35,6 +35,7 @@ fn secret() -> SigningSecret {
 
 fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
     AppState {
+        debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),
         db,
         redis: redis_url.map(|url| redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"))),
         signing_secret: secret(),

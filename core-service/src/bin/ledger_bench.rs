@@ -122,7 +122,9 @@ async fn storm(
     let mut latencies_us = Vec::new();
     let mut failures = 0;
     for task in tasks {
-        let (mut l, f) = task.await.unwrap_or_else(|e| panic!("a bench client failed: {e}"));
+        let (mut l, f) = task
+            .await
+            .unwrap_or_else(|e| panic!("a bench client failed: {e}"));
         latencies_us.append(&mut l);
         failures += f;
     }

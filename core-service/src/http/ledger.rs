@@ -98,7 +98,7 @@ async fn debit(
     State(state): Shared,
     CoreJson(request): CoreJson<Debit>,
 ) -> Result<Json<TransferReceipt>, CoreApiError> {
-    Ok(Json(ledger::debit(&state.db, &request).await?))
+    Ok(Json(state.debits.debit(request).await?))
 }
 
 async fn transfer(
