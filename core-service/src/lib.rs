@@ -6,6 +6,7 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod ledger;
+pub mod maintenance;
 
 use std::sync::Arc;
 

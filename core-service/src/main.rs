@@ -48,6 +48,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         signing_secret: config.signing_secret,
         wall_clock: Arc::new(SystemClock),
     };
+    tokio::spawn(nene_core::maintenance::run_forever(state.db.clone()));
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "nene-core listening");
     axum::serve(listener, http::router(state))

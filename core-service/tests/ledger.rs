@@ -775,3 +775,65 @@ async fn the_batcher_gives_every_caller_its_own_exact_result(db: PgPool) {
     assert_eq!(balance(&db, poor).await.balance, p(0));
     assert_sound(&db).await;
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_balance_past_the_largest_amount_is_an_overflow_not_a_wrap(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, i64::MAX - 10, "charge:1").await;
+    let result = credit(
+        &db,
+        &Credit {
+            key: key("charge:2"),
+            wallet: w,
+            from: CLEARING,
+            amount: p(11),
+            source: LotSource::Charge,
+        },
+    )
+    .await;
+    assert!(matches!(result, Err(LedgerError::Overflow)), "{result:?}");
+    assert_eq!(balance(&db, w).await.balance, p(i64::MAX - 10));
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn maintenance_purges_only_records_past_retention_and_releases_expired_holds(db: PgPool) {
+    let w = wallet(&db, "user-1").await;
+    charge(&db, w, 1_000, "charge:old").await;
+    charge(&db, w, 1_000, "charge:new").await;
+    hold(
+        &db,
+        &Hold {
+            key: key("hold:1"),
+            wallet: w,
+            amount: p(300),
+            expires_in_seconds: 60,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // A record eight days old (past the week's retention) and one a day old (kept: ≥ 24 h).
+    sqlx::query("UPDATE ledger_idempotency SET created_at = now() - interval '8 days' WHERE key = 'charge:old'")
+        .execute(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("UPDATE ledger_idempotency SET created_at = now() - interval '1 day' WHERE key = 'charge:new'")
+        .execute(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("UPDATE test_clock SET offset_seconds = 3600")
+        .execute(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (released, purged) = nene_core::maintenance::run_once(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((released, purged), (1, 1));
+    let kept: Vec<String> = sqlx::query_scalar("SELECT key FROM ledger_idempotency ORDER BY key")
+        .fetch_all(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(kept, vec!["charge:new".to_owned(), "hold:1".to_owned()]);
+    assert_eq!(balance(&db, w).await.held, p(0));
+    assert_sound(&db).await;
+}
