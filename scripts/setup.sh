@@ -46,9 +46,14 @@ else
         for deb in "$debs"/*.deb; do dpkg -x "$deb" "$R"; done
         rm -rf "$debs"
     fi
+    # worker-build refuses to start unless the target's library directory exists in the sysroot;
+    # with build-std it stays empty (std is compiled from rust-web-src for each build).
+    mkdir -p "$R/usr/lib/rustlib/wasm32-unknown-unknown/lib"
     lld=$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld
     cat >"$NENE_CACHE/wasm-toolchain.env" <<ENV
 # Written by scripts/setup.sh: build wasm with Debian's rustc-web (rustup could not download targets).
+# Debian's cargo-web first: the pairing measured to work with rustc-web and build-std.
+export PATH=$R/usr/bin:\$PATH
 export LD_LIBRARY_PATH=$R/usr/lib:$R/usr/lib/x86_64-linux-gnu:$R/usr/lib/llvm-22/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}
 export RUSTC=$R/usr/bin/rustc
 export RUSTC_BOOTSTRAP=1
