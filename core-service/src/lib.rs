@@ -1,6 +1,7 @@
 //! The core service: the Postgres ledger and everything that moves money, behind an internal
 //! HTTP API that only the edge may call (every request signed, see [`http::signature`]).
 
+pub mod challenges;
 pub mod clock;
 pub mod config;
 pub mod health;

@@ -361,3 +361,107 @@ async fn the_ledger_api_moves_points_and_maps_its_errors_to_the_public_codes(db:
     assert_eq!(status, 200);
     assert_eq!(json_of(&body), serde_json::json!([]));
 }
+
+fn signed_as(user: &str, method: &str, path: &str, body: &serde_json::Value) -> Request<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let signature = secret().sign(&SignedParts {
+        method,
+        path_and_query: path,
+        timestamp_unix_seconds: NOW,
+        user,
+        body: &bytes,
+    });
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HEADER_TIMESTAMP, NOW.to_string())
+        .header(HEADER_SIGNATURE, signature)
+        .header("content-type", "application/json");
+    if !user.is_empty() {
+        request = request.header(HEADER_USER, user);
+    }
+    request
+        .body(Body::from(bytes))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_join_endpoint_takes_the_signed_user_and_answers_with_the_public_codes(db: PgPool) {
+    let new = serde_json::json!({"title": "Wake up at 6", "entry_fee": 1000, "capacity": 2});
+    let (status, body) = send(
+        state(db.clone(), None),
+        signed_as("", "POST", "/internal/v1/challenges", &new),
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let id = json_of(&body)["id"].as_str().unwrap_or_default().to_owned();
+    let join = format!("/internal/v1/challenges/{id}/join");
+
+    let (status, body) = send(
+        state(db.clone(), None),
+        signed_as("user-1", "POST", &join, &serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        402,
+        "no points yet: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(json_of(&body)["error"]["code"], "INSUFFICIENT_POINTS");
+
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let wallet = nene_core::ledger::ensure_wallet_in_tx(&mut conn, "user-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(conn);
+    let credit = serde_json::json!({
+        "key": "charge:1", "wallet": wallet, "from": "00000000-0000-7000-8000-000000000001",
+        "amount": 1000, "source": "charge"
+    });
+    let (status, _) = send(
+        state(db.clone(), None),
+        signed_json("/internal/v1/ledger/credits", &credit),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (status, body) = send(
+        state(db.clone(), None),
+        signed_as("user-1", "POST", &join, &serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json_of(&body)["participants"], 1);
+    let (status, body) = send(
+        state(db.clone(), None),
+        signed_as("user-1", "POST", &join, &serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, json_of(&body)["error"]["code"].clone()),
+        (409, "ALREADY_JOINED".into())
+    );
+    let (status, body) = send(
+        state(db.clone(), None),
+        signed_as("", "POST", &join, &serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, json_of(&body)["error"]["code"].clone()),
+        (401, "UNAUTHORIZED".into())
+    );
+
+    let (status, body) = send(
+        state(db, None),
+        signed_as(
+            "",
+            "GET",
+            &format!("/internal/v1/challenges/{id}"),
+            &serde_json::json!(null),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(json_of(&body)["participants"], 1);
+}

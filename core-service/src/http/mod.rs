@@ -2,6 +2,7 @@
 //! `/healthz` is an unauthenticated liveness check for the container's orchestrator and says
 //! nothing about the stores.
 
+mod challenges;
 pub mod error;
 mod ledger;
 pub mod signature;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(PATH_HEALTH, get(health_report))
         .merge(ledger::routes())
+        .merge(challenges::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Outside the routing, so an unsigned caller learns nothing, not even which paths exist.

@@ -1,0 +1,219 @@
+//! Joining a challenge through the core alone (the path the Spin edge takes): no oversell, no
+//! double charge, no seat without its fee — on a real Postgres, under concurrency.
+
+use nene_core::{
+    challenges::{self, Challenge, JoinError, NewChallenge},
+    ledger::{self, *},
+};
+use nene_domain::Points;
+use sqlx::PgPool;
+
+fn p(amount: i64) -> Points {
+    Points::new(amount).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn challenge(db: &PgPool, fee: i64, capacity: i32) -> Challenge {
+    let new =
+        NewChallenge::parse("Run 5 km a day", fee, capacity).unwrap_or_else(|e| panic!("{e}"));
+    challenges::create(db, &new)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Funds `users` wallets with `points` each, in one transaction.
+async fn fund(db: &PgPool, users: &[String], points: i64) {
+    let mut tx = db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    for user in users {
+        let wallet = ensure_wallet_in_tx(&mut tx, user)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        credit_in_tx(
+            &mut tx,
+            &Credit {
+                key: IdempotencyKey::parse(&format!("charge:{user}"))
+                    .unwrap_or_else(|e| panic!("{e}")),
+                wallet,
+                from: ledger::system_account(SystemAccount::PaymentClearing),
+                amount: p(points),
+                source: LotSource::Charge,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn escrow_balance(db: &PgPool, challenge: &Challenge) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(amount), 0)::int8 FROM ledger_entries WHERE account_id = $1",
+    )
+    .bind(challenge.escrow)
+    .fetch_one(db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn assert_sound(db: &PgPool) {
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let violations = check_invariants(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn two_thousand_users_racing_for_a_hundred_seats_fill_exactly_a_hundred(db: PgPool) {
+    let room = challenge(&db, 10_000, 100).await;
+    let users: Vec<String> = (0..2_000).map(|i| format!("user-{i}")).collect();
+    fund(&db, &users, 10_000).await;
+    let tasks: Vec<_> = users
+        .iter()
+        .cloned()
+        .map(|user| {
+            let db = db.clone();
+            tokio::spawn(async move { challenges::join(&db, room.id, &user).await })
+        })
+        .collect();
+    let (mut joined, mut full) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(_) => joined += 1,
+            Err(JoinError::Full) => full += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((joined, full), (100, 1_900));
+    assert_eq!(
+        challenges::get(&db, room.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .participants,
+        100
+    );
+    let seats: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM challenge_participants WHERE challenge_id = $1")
+            .bind(room.id)
+            .fetch_one(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let debits: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger_transfers WHERE to_account_id = $1")
+            .bind(room.escrow)
+            .fetch_one(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((seats, debits), (100, 100));
+    assert_eq!(escrow_balance(&db, &room).await, 100 * 10_000);
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn one_user_clicking_join_fifty_times_at_once_takes_one_seat_and_pays_once(db: PgPool) {
+    let room = challenge(&db, 5_000, 10).await;
+    fund(&db, &["eager".to_owned()], 50_000).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { challenges::join(&db, room.id, "eager").await })
+        })
+        .collect();
+    let (mut joined, mut already) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(_) => joined += 1,
+            Err(JoinError::AlreadyJoined) => already += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((joined, already), (1, 49));
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let wallet = ensure_wallet_in_tx(&mut conn, "eager")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        wallet_balance(&mut conn, wallet)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .balance,
+        p(45_000)
+    );
+    assert_eq!(escrow_balance(&db, &room).await, 5_000);
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_user_without_enough_points_gets_402_and_no_seat(db: PgPool) {
+    let room = challenge(&db, 10_000, 2).await;
+    fund(&db, &["poor".to_owned()], 9_999).await;
+    let result = challenges::join(&db, room.id, "poor").await;
+    assert!(
+        matches!(result, Err(JoinError::InsufficientPoints)),
+        "{result:?}"
+    );
+    assert_eq!(result.err().map(|e| e.code().http_status()), Some(402));
+    assert_eq!(
+        challenges::get(&db, room.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .participants,
+        0
+    );
+    assert_eq!(escrow_balance(&db, &room).await, 0);
+    // Topped up, the same user can join: the failed attempt spent nothing, not even its key.
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let wallet = ensure_wallet_in_tx(&mut conn, "poor")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    credit_in_tx(
+        &mut conn,
+        &Credit {
+            key: IdempotencyKey::parse("charge:poor:2").unwrap_or_else(|e| panic!("{e}")),
+            wallet,
+            from: ledger::system_account(SystemAccount::PaymentClearing),
+            amount: p(1),
+            source: LotSource::Charge,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(challenges::join(&db, room.id, "poor").await.is_ok());
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn joins_are_refused_when_not_recruiting_or_unknown(db: PgPool) {
+    let room = challenge(&db, 1_000, 2).await;
+    fund(&db, &["late".to_owned()], 5_000).await;
+    sqlx::query("UPDATE challenges SET state = 'in_progress' WHERE id = $1")
+        .bind(room.id)
+        .execute(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        challenges::join(&db, room.id, "late").await,
+        Err(JoinError::NotRecruiting)
+    ));
+    assert!(matches!(
+        challenges::join(&db, uuid::Uuid::now_v7(), "late").await,
+        Err(JoinError::NotFound)
+    ));
+    // The schema itself refuses an oversell.
+    let forced = sqlx::query("UPDATE challenges SET participants = capacity + 1 WHERE id = $1")
+        .bind(room.id)
+        .execute(&db)
+        .await;
+    assert!(forced.is_err());
+    assert_sound(&db).await;
+}
+
+#[test]
+fn challenge_rules_outside_their_bounds_are_refused() {
+    assert!(NewChallenge::parse("ok", 1_000, 2).is_ok());
+    assert!(NewChallenge::parse("ok", 999, 2).is_err());
+    assert!(NewChallenge::parse("ok", 1_500, 2).is_err());
+    assert!(NewChallenge::parse("ok", 201_000, 2).is_err());
+    assert!(NewChallenge::parse("ok", 1_000, 1).is_err());
+    assert!(NewChallenge::parse("ok", 1_000, 10_001).is_err());
+    assert!(NewChallenge::parse("   ", 1_000, 2).is_err());
+}
