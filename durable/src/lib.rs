@@ -5,6 +5,7 @@
 //! in-memory store. The `#[durable_object]` wrappers in [`workers`] are the only code that knows
 //! about the Workers runtime, and they compile only for `wasm32-unknown-unknown`.
 
+pub mod join;
 pub mod room;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]

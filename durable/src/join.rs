@@ -1,0 +1,656 @@
+//! The `ChallengeRoom`'s join logic: a plain state machine over a small storage trait.
+//!
+//! The room answers what it can without the core — ALREADY_JOINED, CHALLENGE_FULL,
+//! CHALLENGE_NOT_RECRUITING — and holds a *pending* seat for every join it forwards, before the
+//! call, so two requests interleaving at the call's `await` can never both take the last seat. The
+//! core's definite answer confirms the seat or releases it; an indefinite one (timeout, 5xx) keeps
+//! it pending, and the room's alarm retries it with the same key until the answer is definite. The
+//! core's join is idempotent by `join:{challenge}:{user}`, so a retry can never charge twice.
+
+use serde::{Deserialize, Serialize};
+
+/// First delay before retrying a join whose outcome is unknown: long enough for a restarting
+/// core to come back, short enough that the user sees the outcome within a second or two.
+pub const RETRY_DELAY_MS_MIN: i64 = 500;
+/// Longest delay between retries: a core outage of hours still gets a retry every minute.
+pub const RETRY_DELAY_MS_MAX: i64 = 60_000;
+const _: () = assert!(RETRY_DELAY_MS_MIN < RETRY_DELAY_MS_MAX);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeatState {
+    /// Forwarded to the core; its outcome is not known yet.
+    Pending,
+    /// The core seated the user.
+    Confirmed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seat {
+    pub user: String,
+    pub state: SeatState,
+    /// Calls made to the core for this seat.
+    pub attempts: u32,
+    /// When a pending seat is next retried (ms since the epoch).
+    pub retry_at_ms: i64,
+}
+
+/// What the room knows of its challenge, synced from the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRules {
+    pub capacity: u32,
+    pub recruiting: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("room storage failed: {0}")]
+pub struct StoreError(pub String);
+
+/// A room's storage: Durable Object SQLite in production, memory in tests.
+pub trait SeatStore {
+    /// # Errors
+    /// When the store fails.
+    fn rules(&self) -> Result<Option<RoomRules>, StoreError>;
+    /// # Errors
+    /// When the store fails.
+    fn set_rules(&mut self, rules: RoomRules) -> Result<(), StoreError>;
+    /// # Errors
+    /// When the store fails.
+    fn seat(&self, user: &str) -> Result<Option<Seat>, StoreError>;
+    /// # Errors
+    /// When the store fails.
+    fn put_seat(&mut self, seat: &Seat) -> Result<(), StoreError>;
+    /// # Errors
+    /// When the store fails.
+    fn remove_seat(&mut self, user: &str) -> Result<(), StoreError>;
+    /// Seats held, pending and confirmed.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn seats_held(&self) -> Result<u32, StoreError>;
+    /// # Errors
+    /// When the store fails.
+    fn confirmed(&self) -> Result<u32, StoreError>;
+    /// Pending seats due for a retry at `now_ms`, oldest first.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn due(&self, now_ms: i64) -> Result<Vec<Seat>, StoreError>;
+    /// The earliest retry time of any pending seat.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn next_retry_ms(&self) -> Result<Option<i64>, StoreError>;
+}
+
+/// The room's answer to a join request before any call to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    AlreadyJoined,
+    /// A join of this user is in flight; its outcome is not known yet (409 REQUEST_IN_PROGRESS).
+    InProgress,
+    Full,
+    NotRecruiting,
+    /// The room does not know its challenge yet: fetch the rules from the core, then ask again.
+    NeedsRules,
+    /// A pending seat is held: forward the join to the core.
+    Forward,
+}
+
+/// The core's answer to a forwarded join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Joined,
+    AlreadyJoined,
+    Full,
+    NotRecruiting,
+    InsufficientPoints,
+    NotFound,
+    /// Timeout, connection failure or 5xx: the join may or may not have happened.
+    Unknown,
+}
+
+/// What became of a pending seat after the core answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Confirmed,
+    /// The seat is released; the verdict says why.
+    Released(Verdict),
+    /// Still pending; retried at this time.
+    RetryAt(i64),
+}
+
+/// Live counts served by the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveCounts {
+    pub participants: u32,
+    pub pending: u32,
+    pub capacity: u32,
+}
+
+pub struct JoinRoom<S> {
+    pub store: S,
+}
+
+fn retry_delay_ms(attempts: u32) -> i64 {
+    let doublings = attempts.saturating_sub(1).min(16);
+    (RETRY_DELAY_MS_MIN << doublings).min(RETRY_DELAY_MS_MAX)
+}
+
+impl<S: SeatStore> JoinRoom<S> {
+    pub fn new(store: S) -> Self {
+        JoinRoom { store }
+    }
+
+    /// Decides a join request; on `Forward` the pending seat is already stored.
+    ///
+    /// # Errors
+    /// When the store fails (nothing is decided then).
+    pub fn admit(&mut self, user: &str, now_ms: i64) -> Result<Admission, StoreError> {
+        if let Some(seat) = self.store.seat(user)? {
+            return Ok(match seat.state {
+                SeatState::Confirmed => Admission::AlreadyJoined,
+                SeatState::Pending => Admission::InProgress,
+            });
+        }
+        let Some(rules) = self.store.rules()? else {
+            return Ok(Admission::NeedsRules);
+        };
+        if !rules.recruiting {
+            return Ok(Admission::NotRecruiting);
+        }
+        if self.store.seats_held()? >= rules.capacity {
+            return Ok(Admission::Full);
+        }
+        self.store.put_seat(&Seat {
+            user: user.to_owned(),
+            state: SeatState::Pending,
+            attempts: 1,
+            retry_at_ms: now_ms + retry_delay_ms(1),
+        })?;
+        Ok(Admission::Forward)
+    }
+
+    /// Records the core's answer for `user`'s pending seat. An answer for a seat that is no longer
+    /// pending (a duplicate delivery, a retry racing the first reply) changes nothing.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn settle(
+        &mut self,
+        user: &str,
+        verdict: Verdict,
+        now_ms: i64,
+    ) -> Result<Outcome, StoreError> {
+        let Some(mut seat) = self.store.seat(user)? else {
+            // Released already: the first definite answer won.
+            return Ok(Outcome::Released(verdict));
+        };
+        if seat.state == SeatState::Confirmed {
+            return Ok(Outcome::Confirmed);
+        }
+        match verdict {
+            // The user is seated at the core: on a retry after a lost reply, ALREADY_JOINED is
+            // the core telling us the first call went through.
+            Verdict::Joined | Verdict::AlreadyJoined => {
+                seat.state = SeatState::Confirmed;
+                self.store.put_seat(&seat)?;
+                Ok(Outcome::Confirmed)
+            }
+            Verdict::Full | Verdict::NotRecruiting => {
+                // The core knows better than the room: stop admitting.
+                if let Some(mut rules) = self.store.rules()? {
+                    if verdict == Verdict::NotRecruiting {
+                        rules.recruiting = false;
+                    } else {
+                        rules.capacity = self.store.confirmed()?;
+                    }
+                    self.store.set_rules(rules)?;
+                }
+                self.store.remove_seat(user)?;
+                Ok(Outcome::Released(verdict))
+            }
+            Verdict::InsufficientPoints | Verdict::NotFound => {
+                self.store.remove_seat(user)?;
+                Ok(Outcome::Released(verdict))
+            }
+            Verdict::Unknown => {
+                seat.attempts = seat.attempts.saturating_add(1);
+                seat.retry_at_ms = now_ms + retry_delay_ms(seat.attempts);
+                self.store.put_seat(&seat)?;
+                Ok(Outcome::RetryAt(seat.retry_at_ms))
+            }
+        }
+    }
+
+    /// Pending seats due for a retry; the alarm forwards each again with the same key.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn due(&self, now_ms: i64) -> Result<Vec<Seat>, StoreError> {
+        self.store.due(now_ms)
+    }
+
+    /// When the alarm should next fire, if any seat is pending.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn next_alarm_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.store.next_retry_ms()
+    }
+
+    /// # Errors
+    /// When the store fails.
+    pub fn set_rules(&mut self, rules: RoomRules) -> Result<(), StoreError> {
+        self.store.set_rules(rules)
+    }
+
+    /// # Errors
+    /// When the store fails.
+    pub fn counts(&self) -> Result<Option<LiveCounts>, StoreError> {
+        let Some(rules) = self.store.rules()? else {
+            return Ok(None);
+        };
+        let participants = self.store.confirmed()?;
+        Ok(Some(LiveCounts {
+            participants,
+            pending: self.store.seats_held()? - participants,
+            capacity: rules.capacity,
+        }))
+    }
+}
+
+/// An in-memory store, for tests and as the reference the SQLite store must behave like.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySeatStore {
+    pub rules: Option<RoomRules>,
+    pub seats: std::collections::BTreeMap<String, Seat>,
+    /// Fail every write from now on (a storage outage).
+    pub fail_writes: bool,
+}
+
+impl MemorySeatStore {
+    fn write(&self) -> Result<(), StoreError> {
+        if self.fail_writes {
+            Err(StoreError("injected write failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl SeatStore for MemorySeatStore {
+    fn rules(&self) -> Result<Option<RoomRules>, StoreError> {
+        Ok(self.rules)
+    }
+    fn set_rules(&mut self, rules: RoomRules) -> Result<(), StoreError> {
+        self.write()?;
+        self.rules = Some(rules);
+        Ok(())
+    }
+    fn seat(&self, user: &str) -> Result<Option<Seat>, StoreError> {
+        Ok(self.seats.get(user).cloned())
+    }
+    fn put_seat(&mut self, seat: &Seat) -> Result<(), StoreError> {
+        self.write()?;
+        self.seats.insert(seat.user.clone(), seat.clone());
+        Ok(())
+    }
+    fn remove_seat(&mut self, user: &str) -> Result<(), StoreError> {
+        self.write()?;
+        self.seats.remove(user);
+        Ok(())
+    }
+    fn seats_held(&self) -> Result<u32, StoreError> {
+        Ok(u32::try_from(self.seats.len()).unwrap_or(u32::MAX))
+    }
+    fn confirmed(&self) -> Result<u32, StoreError> {
+        let confirmed = self
+            .seats
+            .values()
+            .filter(|s| s.state == SeatState::Confirmed)
+            .count();
+        Ok(u32::try_from(confirmed).unwrap_or(u32::MAX))
+    }
+    fn due(&self, now_ms: i64) -> Result<Vec<Seat>, StoreError> {
+        let mut due: Vec<Seat> = self
+            .seats
+            .values()
+            .filter(|s| s.state == SeatState::Pending && s.retry_at_ms <= now_ms)
+            .cloned()
+            .collect();
+        due.sort_by_key(|s| s.retry_at_ms);
+        Ok(due)
+    }
+    fn next_retry_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .seats
+            .values()
+            .filter(|s| s.state == SeatState::Pending)
+            .map(|s| s.retry_at_ms)
+            .min())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const NOW: i64 = 1_790_000_000_000;
+
+    fn room(capacity: u32) -> JoinRoom<MemorySeatStore> {
+        let mut room = JoinRoom::new(MemorySeatStore::default());
+        room.set_rules(RoomRules {
+            capacity,
+            recruiting: true,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        room
+    }
+
+    /// A fake core: seats users up to capacity, idempotently, and can lose replies on demand.
+    struct FakeCore {
+        capacity: u32,
+        seated: BTreeSet<String>,
+        charged: Vec<String>,
+        broke: BTreeSet<String>,
+        /// The next calls commit but their reply is lost (the room sees Unknown).
+        lose_replies: u32,
+        /// The next calls fail before doing anything (5xx).
+        fail_calls: u32,
+    }
+
+    impl FakeCore {
+        fn new(capacity: u32) -> Self {
+            FakeCore {
+                capacity,
+                seated: BTreeSet::new(),
+                charged: Vec::new(),
+                broke: BTreeSet::new(),
+                lose_replies: 0,
+                fail_calls: 0,
+            }
+        }
+        fn join(&mut self, user: &str) -> Verdict {
+            if self.fail_calls > 0 {
+                self.fail_calls -= 1;
+                return Verdict::Unknown;
+            }
+            let verdict = if self.seated.contains(user) {
+                Verdict::AlreadyJoined
+            } else if self.broke.contains(user) {
+                Verdict::InsufficientPoints
+            } else if u32::try_from(self.seated.len()).unwrap_or(u32::MAX) >= self.capacity {
+                Verdict::Full
+            } else {
+                self.seated.insert(user.to_owned());
+                self.charged.push(user.to_owned());
+                Verdict::Joined
+            };
+            if self.lose_replies > 0 {
+                self.lose_replies -= 1;
+                return Verdict::Unknown;
+            }
+            verdict
+        }
+    }
+
+    fn admit(room: &mut JoinRoom<MemorySeatStore>, user: &str) -> Admission {
+        room.admit(user, NOW).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn settle(
+        room: &mut JoinRoom<MemorySeatStore>,
+        user: &str,
+        verdict: Verdict,
+        now: i64,
+    ) -> Outcome {
+        room.settle(user, verdict, now)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn run_alarm(room: &mut JoinRoom<MemorySeatStore>, core: &mut FakeCore, now: i64) {
+        for seat in room.due(now).unwrap_or_else(|e| panic!("{e}")) {
+            let verdict = core.join(&seat.user);
+            settle(room, &seat.user, verdict, now);
+        }
+    }
+
+    #[test]
+    fn interleaved_joins_cannot_take_more_seats_than_there_are() {
+        let mut room = room(2);
+        // Three requests admitted before any core reply arrives (interleaving at the await).
+        assert_eq!(admit(&mut room, "a"), Admission::Forward);
+        assert_eq!(admit(&mut room, "b"), Admission::Forward);
+        assert_eq!(admit(&mut room, "c"), Admission::Full);
+        assert_eq!(
+            settle(&mut room, "a", Verdict::Joined, NOW),
+            Outcome::Confirmed
+        );
+        assert_eq!(
+            settle(&mut room, "b", Verdict::Joined, NOW),
+            Outcome::Confirmed
+        );
+        assert_eq!(admit(&mut room, "a"), Admission::AlreadyJoined);
+        let counts = room.counts().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            counts,
+            Some(LiveCounts {
+                participants: 2,
+                pending: 0,
+                capacity: 2
+            })
+        );
+    }
+
+    #[test]
+    fn a_second_click_while_the_first_is_in_flight_is_in_progress_not_a_second_call() {
+        let mut room = room(10);
+        assert_eq!(admit(&mut room, "a"), Admission::Forward);
+        assert_eq!(admit(&mut room, "a"), Admission::InProgress);
+    }
+
+    #[test]
+    fn a_refusal_by_the_core_releases_the_seat_for_someone_else() {
+        let mut room = room(1);
+        let mut core = FakeCore::new(1);
+        core.broke.insert("poor".into());
+        assert_eq!(admit(&mut room, "poor"), Admission::Forward);
+        let verdict = core.join("poor");
+        assert_eq!(
+            settle(&mut room, "poor", verdict, NOW),
+            Outcome::Released(Verdict::InsufficientPoints)
+        );
+        assert_eq!(admit(&mut room, "rich"), Admission::Forward);
+        let verdict = core.join("rich");
+        assert_eq!(settle(&mut room, "rich", verdict, NOW), Outcome::Confirmed);
+    }
+
+    #[test]
+    fn a_lost_reply_keeps_the_seat_pending_and_the_retry_confirms_it_without_a_second_charge() {
+        let mut room = room(5);
+        let mut core = FakeCore::new(5);
+        core.lose_replies = 1;
+        assert_eq!(admit(&mut room, "a"), Admission::Forward);
+        let verdict = core.join("a");
+        let Outcome::RetryAt(at) = settle(&mut room, "a", verdict, NOW) else {
+            panic!("an unknown outcome must keep the seat pending");
+        };
+        assert_eq!(at, NOW + RETRY_DELAY_MS_MIN * 2);
+        // The seat still counts: nobody can take it meanwhile.
+        assert_eq!(room.counts().ok().flatten().map(|c| c.pending), Some(1));
+        assert_eq!(room.next_alarm_ms().ok().flatten(), Some(at));
+        run_alarm(&mut room, &mut core, at);
+        assert_eq!(admit(&mut room, "a"), Admission::AlreadyJoined);
+        assert_eq!(core.charged, vec!["a".to_owned()], "charged exactly once");
+    }
+
+    #[test]
+    fn a_core_that_stays_down_is_retried_with_growing_delays_until_it_answers() {
+        let mut room = room(5);
+        let mut core = FakeCore::new(5);
+        core.fail_calls = 4;
+        assert_eq!(admit(&mut room, "a"), Admission::Forward);
+        let mut now = NOW;
+        let verdict = core.join("a");
+        let mut outcome = settle(&mut room, "a", verdict, now);
+        let mut delays = Vec::new();
+        while let Outcome::RetryAt(at) = outcome {
+            delays.push(at - now);
+            now = at;
+            let seat = room
+                .due(now)
+                .unwrap_or_default()
+                .pop()
+                .unwrap_or_else(|| panic!("due"));
+            let verdict = core.join(&seat.user);
+            outcome = settle(&mut room, &seat.user, verdict, now);
+        }
+        assert_eq!(outcome, Outcome::Confirmed);
+        assert_eq!(delays, vec![1_000, 2_000, 4_000, 8_000]);
+        assert!(retry_delay_ms(40) == RETRY_DELAY_MS_MAX);
+    }
+
+    #[test]
+    fn a_duplicate_delivery_of_the_core_reply_changes_nothing() {
+        let mut room = room(2);
+        admit(&mut room, "a");
+        assert_eq!(
+            settle(&mut room, "a", Verdict::Joined, NOW),
+            Outcome::Confirmed
+        );
+        assert_eq!(
+            settle(&mut room, "a", Verdict::Joined, NOW),
+            Outcome::Confirmed
+        );
+        assert_eq!(
+            settle(&mut room, "a", Verdict::Full, NOW),
+            Outcome::Confirmed
+        );
+        assert_eq!(
+            room.counts().ok().flatten().map(|c| c.participants),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn the_alarm_firing_twice_retries_nothing_twice() {
+        let mut room = room(5);
+        let mut core = FakeCore::new(5);
+        core.lose_replies = 1;
+        admit(&mut room, "a");
+        let verdict = core.join("a");
+        let Outcome::RetryAt(at) = settle(&mut room, "a", verdict, NOW) else {
+            panic!()
+        };
+        run_alarm(&mut room, &mut core, at);
+        run_alarm(&mut room, &mut core, at);
+        assert_eq!(core.charged.len(), 1);
+        assert!(
+            room.due(at + RETRY_DELAY_MS_MAX)
+                .unwrap_or_default()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_room_restarted_mid_join_finishes_it_from_storage() {
+        let mut room = room(3);
+        let mut core = FakeCore::new(3);
+        assert_eq!(admit(&mut room, "a"), Admission::Forward);
+        // The object is evicted after storing the pending seat, before the core's reply: the
+        // core did seat the user. A new instance starts from the same storage.
+        core.join("a");
+        let mut restarted = JoinRoom::new(room.store.clone());
+        let at = restarted
+            .next_alarm_ms()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("an alarm"));
+        run_alarm(&mut restarted, &mut core, at);
+        assert_eq!(admit(&mut restarted, "a"), Admission::AlreadyJoined);
+        assert_eq!(core.charged.len(), 1);
+    }
+
+    #[test]
+    fn the_core_saying_full_or_closed_stops_the_room_admitting() {
+        let mut room = room(3);
+        admit(&mut room, "a");
+        assert_eq!(
+            settle(&mut room, "a", Verdict::Full, NOW),
+            Outcome::Released(Verdict::Full)
+        );
+        assert_eq!(admit(&mut room, "b"), Admission::Full);
+        let mut room = self::room(3);
+        admit(&mut room, "a");
+        settle(&mut room, "a", Verdict::NotRecruiting, NOW);
+        assert_eq!(admit(&mut room, "b"), Admission::NotRecruiting);
+    }
+
+    #[test]
+    fn a_room_that_does_not_know_its_challenge_asks_for_the_rules_first() {
+        let mut room = JoinRoom::new(MemorySeatStore::default());
+        assert_eq!(admit(&mut room, "a"), Admission::NeedsRules);
+        assert_eq!(room.counts().ok().flatten(), None);
+    }
+
+    #[test]
+    fn a_storage_failure_admits_nobody() {
+        let mut room = room(3);
+        room.store.fail_writes = true;
+        assert!(room.admit("a", NOW).is_err());
+        room.store.fail_writes = false;
+        assert_eq!(room.counts().ok().flatten().map(|c| c.pending), Some(0));
+    }
+
+    #[test]
+    fn two_thousand_applicants_with_random_core_faults_fill_exactly_the_capacity() {
+        let mut room = room(100);
+        let mut core = FakeCore::new(100);
+        let mut rng = 0x4E45_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut now = NOW;
+        let mut in_flight: Vec<String> = Vec::new();
+        for i in 0..2_000 {
+            let user = format!("user-{i}");
+            if admit(&mut room, &user) == Admission::Forward {
+                in_flight.push(user);
+            }
+            // Replies arrive in random order, some lost, some for calls that failed.
+            while !in_flight.is_empty() && next() % 3 == 0 {
+                let index = usize::try_from(next() % in_flight.len() as u64).unwrap_or(0);
+                let user = in_flight.swap_remove(index);
+                match next() % 10 {
+                    0 => core.lose_replies += 1,
+                    1 => core.fail_calls += 1,
+                    _ => {}
+                }
+                let verdict = core.join(&user);
+                settle(&mut room, &user, verdict, now);
+            }
+            now += 10;
+        }
+        for user in in_flight.drain(..) {
+            let verdict = core.join(&user);
+            settle(&mut room, &user, verdict, now);
+        }
+        while let Some(at) = room.next_alarm_ms().ok().flatten() {
+            now = now.max(at);
+            run_alarm(&mut room, &mut core, now);
+        }
+        assert_eq!(core.seated.len(), 100);
+        assert_eq!(core.charged.len(), 100, "one charge per seat");
+        let counts = room
+            .counts()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("counts"));
+        assert_eq!((counts.participants, counts.pending), (100, 0));
+    }
+}
