@@ -209,6 +209,54 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Challenge, JoinError> {
     challenge_of(row.ok_or(JoinError::NotFound)?)
 }
 
+/// A challenge as a join sees it: its row, and whether the user already has a seat.
+struct JoinView {
+    challenge: Challenge,
+    already_seated: bool,
+}
+
+async fn challenge_state_for(
+    conn: &mut PgConnection,
+    challenge: Uuid,
+    user: &str,
+    lock: bool,
+) -> Result<JoinView, JoinError> {
+    let query = if lock {
+        format!("{SELECT_CHALLENGE} FOR UPDATE")
+    } else {
+        SELECT_CHALLENGE.to_owned()
+    };
+    let row: Option<Row> = sqlx::query_as(&query)
+        .bind(challenge)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let challenge_row = challenge_of(row.ok_or(JoinError::NotFound)?)?;
+    let already: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM challenge_participants WHERE challenge_id = $1 AND user_id = $2",
+    )
+    .bind(challenge)
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(JoinView {
+        challenge: challenge_row,
+        already_seated: already.is_some(),
+    })
+}
+
+fn refuse_if_not_open(view: &JoinView) -> Result<(), JoinError> {
+    if view.already_seated {
+        return Err(JoinError::AlreadyJoined);
+    }
+    if view.challenge.state != ChallengeState::Recruiting {
+        return Err(JoinError::NotRecruiting);
+    }
+    if view.challenge.participants >= view.challenge.capacity {
+        return Err(JoinError::Full);
+    }
+    Ok(())
+}
+
 /// The join's ledger key: one debit per user and challenge, forever.
 #[must_use]
 pub fn join_key(challenge: Uuid, user: &str) -> String {
@@ -243,27 +291,14 @@ pub async fn join_in_tx(
     challenge: Uuid,
     user: &str,
 ) -> Result<Seat, JoinError> {
-    let row: Option<Row> = sqlx::query_as(&format!("{SELECT_CHALLENGE} FOR UPDATE"))
-        .bind(challenge)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let found = challenge_of(row.ok_or(JoinError::NotFound)?)?;
-    let already: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM challenge_participants WHERE challenge_id = $1 AND user_id = $2",
-    )
-    .bind(challenge)
-    .bind(user)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if already.is_some() {
-        return Err(JoinError::AlreadyJoined);
-    }
-    if found.state != ChallengeState::Recruiting {
-        return Err(JoinError::NotRecruiting);
-    }
-    if found.participants >= found.capacity {
-        return Err(JoinError::Full);
-    }
+    // A first look without the lock: during recruitment seats are only ever taken and states only
+    // move forward, so "full", "closed" and "already in" seen here are final, and a storm's many
+    // refusals never queue behind the row lock that the few admitted joins need.
+    let seen = challenge_state_for(conn, challenge, user, false).await?;
+    refuse_if_not_open(&seen)?;
+    let locked = challenge_state_for(conn, challenge, user, true).await?;
+    refuse_if_not_open(&locked)?;
+    let found = locked.challenge;
     let wallet = ensure_wallet_in_tx(conn, user).await?;
     let key = IdempotencyKey::parse(&join_key(challenge, user))?;
     let receipt = ledger::debit_in_tx(
