@@ -4,6 +4,7 @@
 //! code builds for `wasm32` (the edge, the Durable Objects) and natively (the core service), and is
 //! tested natively.
 
+pub mod access_token;
 pub mod error;
 pub mod health;
 pub mod ids;

@@ -1,0 +1,287 @@
+//! Access tokens: short-lived JWTs the edge issues at login and refresh, and checks on every call.
+//!
+//! HS256 only (pinned: a token that names any other algorithm, `none` included, is refused
+//! before its signature is looked at), with a key id so keys can rotate: the edge signs with one
+//! key and accepts any key still configured. Claims: `sub` (the user), `exp`, `iat`, `jti` (for
+//! revocation), `aud`. Expiry is checked against the caller's clock, not the library's, so the
+//! same code runs on Workers, on Spin and in tests.
+
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
+use serde::{Deserialize, Serialize};
+
+/// The audience of every access token: our public API.
+pub const AUDIENCE: &str = "nene-api";
+/// How long an access token lives: short, because revocation outside money-moving endpoints is
+/// eventual (issue 6: refused everywhere within 60 s), and a refresh is cheap.
+pub const ACCESS_TOKEN_TTL_SECONDS: i64 = 600;
+/// Shortest signing key accepted: HS256 wants at least its output size.
+pub const KEY_BYTES_MIN: usize = 32;
+/// Longest token we parse: ours are ~300 bytes; the bound keeps a hostile header cheap to refuse.
+pub const TOKEN_BYTES_MAX: usize = 4_096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub aud: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token's algorithm is not HS256")]
+    WrongAlgorithm,
+    #[error("the token names an unknown key")]
+    UnknownKey,
+    #[error("the token's signature or claims are invalid")]
+    Invalid,
+    #[error("the token has expired")]
+    Expired,
+    #[error("a signing key must be at least {KEY_BYTES_MIN} bytes and have a key id")]
+    WeakKey,
+}
+
+/// One HS256 key with its id.
+#[derive(Clone)]
+pub struct TokenKey {
+    kid: String,
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenKey({}, <redacted>)", self.kid)
+    }
+}
+
+impl TokenKey {
+    /// # Errors
+    /// [`TokenError::WeakKey`] for an empty kid or a secret under [`KEY_BYTES_MIN`] bytes.
+    pub fn new(kid: &str, secret: &str) -> Result<Self, TokenError> {
+        if kid.is_empty() || secret.len() < KEY_BYTES_MIN {
+            return Err(TokenError::WeakKey);
+        }
+        Ok(TokenKey {
+            kid: kid.to_owned(),
+            secret: secret.as_bytes().to_vec(),
+        })
+    }
+
+    #[must_use]
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// The keys in force: the first signs, all verify.
+#[derive(Debug, Clone)]
+pub struct TokenKeys {
+    keys: Vec<TokenKey>,
+}
+
+impl TokenKeys {
+    /// Parses `kid:secret,kid:secret`; the first key signs.
+    ///
+    /// # Errors
+    /// [`TokenError::WeakKey`] when the list is empty or any key is weak.
+    pub fn parse(list: &str) -> Result<Self, TokenError> {
+        let keys = list
+            .split(',')
+            .filter(|entry| !entry.trim().is_empty())
+            .map(|entry| {
+                let (kid, secret) = entry.trim().split_once(':').ok_or(TokenError::WeakKey)?;
+                TokenKey::new(kid, secret)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err(TokenError::WeakKey);
+        }
+        Ok(TokenKeys { keys })
+    }
+
+    /// Issues a token for `user`, valid from `now` for [`ACCESS_TOKEN_TTL_SECONDS`].
+    ///
+    /// # Errors
+    /// [`TokenError::Invalid`] if encoding fails (it does not for HS256 and these claims).
+    pub fn issue(
+        &self,
+        user: &str,
+        jti: &str,
+        now_unix_seconds: i64,
+    ) -> Result<String, TokenError> {
+        let key = &self.keys[0];
+        let claims = AccessClaims {
+            sub: user.to_owned(),
+            exp: now_unix_seconds + ACCESS_TOKEN_TTL_SECONDS,
+            iat: now_unix_seconds,
+            jti: jti.to_owned(),
+            aud: AUDIENCE.to_owned(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid.clone());
+        let encoding = EncodingKey::from_secret(&key.secret).map_err(|_| TokenError::WeakKey)?;
+        encode(&header, &claims, &encoding).map_err(|_| TokenError::Invalid)
+    }
+
+    /// Verifies a token and returns its claims.
+    ///
+    /// # Errors
+    /// [`TokenError`]: malformed, wrong algorithm (including `none`), unknown key id, bad
+    /// signature or audience, or expired at `now`.
+    pub fn verify(&self, token: &str, now_unix_seconds: i64) -> Result<AccessClaims, TokenError> {
+        if token.len() > TOKEN_BYTES_MAX {
+            return Err(TokenError::Malformed);
+        }
+        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::HS256 {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(TokenError::UnknownKey)?;
+        let decoding = DecodingKey::from_secret(&key.secret).map_err(|_| TokenError::WeakKey)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        // Expiry is ours to check, against the caller's clock (below).
+        validation.validate_exp = false;
+        validation.required_spec_claims = ["sub", "exp", "aud"]
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect();
+        let claims = decode::<AccessClaims>(token, &decoding, &validation)
+            .map_err(|_| TokenError::Invalid)?
+            .claims;
+        if now_unix_seconds >= claims.exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+    const NOW: i64 = 1_790_000_000;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::parse(
+            "k2:second-key-second-key-second-key-0001,k1:first-key-first-key-first-key-first-01",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn token() -> String {
+        keys()
+            .issue("user-1", "jti-1", NOW)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_token_we_issued_verifies_with_its_claims() {
+        let claims = keys()
+            .verify(&token(), NOW + 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(claims.sub, "user-1");
+        assert_eq!(claims.jti, "jti-1");
+        assert_eq!(claims.aud, AUDIENCE);
+        assert_eq!(claims.exp, NOW + ACCESS_TOKEN_TTL_SECONDS);
+    }
+
+    #[test]
+    fn a_token_signed_by_a_retiring_key_still_verifies_until_the_key_is_removed() {
+        let old = TokenKeys::parse("k1:first-key-first-key-first-key-first-01")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let issued = old
+            .issue("user-1", "j", NOW)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(keys().verify(&issued, NOW).is_ok());
+        let rotated = TokenKeys::parse("k2:second-key-second-key-second-key-0001")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rotated.verify(&issued, NOW), Err(TokenError::UnknownKey));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        assert_eq!(
+            keys().verify(&token(), NOW + ACCESS_TOKEN_TTL_SECONDS),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT","kid":"k2"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"sub":"user-1","exp":{},"iat":{NOW},"jti":"x","aud":"{AUDIENCE}"}}"#,
+            NOW + 60
+        ));
+        let forged = format!("{header}.{payload}.");
+        assert!(keys().verify(&forged, NOW).is_err());
+    }
+
+    #[test]
+    fn another_algorithm_is_refused_before_the_signature() {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS512","typ":"JWT","kid":"k2"}"#);
+        let parts: Vec<String> = token().split('.').map(str::to_owned).collect();
+        let forged = format!("{header}.{}.{}", parts[1], parts[2]);
+        assert_eq!(keys().verify(&forged, NOW), Err(TokenError::WrongAlgorithm));
+    }
+
+    #[test]
+    fn a_token_signed_with_another_key_or_tampered_is_refused() {
+        let stranger = TokenKeys::parse("k2:not-our-key-not-our-key-not-our-key-00")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let forged = stranger
+            .issue("user-1", "j", NOW)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(keys().verify(&forged, NOW), Err(TokenError::Invalid));
+        let parts: Vec<String> = token().split('.').map(str::to_owned).collect();
+        let payload = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"sub":"admin","exp":{},"iat":{NOW},"jti":"jti-1","aud":"{AUDIENCE}"}}"#,
+            NOW + 600
+        ));
+        let tampered = format!("{}.{payload}.{}", parts[0], parts[2]);
+        assert_eq!(keys().verify(&tampered, NOW), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_token_for_another_audience_is_refused() {
+        let key = TokenKey::new("k2", "second-key-second-key-second-key-0001")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let claims = AccessClaims {
+            sub: "user-1".into(),
+            exp: NOW + 60,
+            iat: NOW,
+            jti: "j".into(),
+            aud: "someone-else".into(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid.clone());
+        let encoding = EncodingKey::from_secret(&key.secret).unwrap_or_else(|e| panic!("{e}"));
+        let other = encode(&header, &claims, &encoding).unwrap_or_default();
+        assert_eq!(keys().verify(&other, NOW), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn weak_or_missing_keys_are_refused() {
+        assert!(TokenKeys::parse("").is_err());
+        assert!(TokenKeys::parse("k1:short").is_err());
+        assert!(TokenKeys::parse(":no-kid-no-kid-no-kid-no-kid-no-kid-00").is_err());
+        assert!(keys().verify("not-a-token", NOW).is_err());
+        assert!(
+            keys()
+                .verify(&"x".repeat(TOKEN_BYTES_MAX + 1), NOW)
+                .is_err()
+        );
+    }
+}
