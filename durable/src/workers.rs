@@ -1,39 +1,346 @@
 //! The `#[durable_object]` wrappers: read the request, run the state machine over SQLite, answer.
+//!
+//! `ChallengeRoom` paths (the edge is the only caller):
+//! - `GET|POST /probe` — the plumbing probe;
+//! - `POST /join {challenge, user}` — admit, forward to the core holding a pending seat, settle;
+//! - `GET /counts?challenge=` — live counts, syncing the rules from the core on first use.
+//!
+//! `alarm()` retries the pending seats whose outcome is unknown, with the same key, until definite.
 
-use crate::room::{Room, RoomCall, RoomError, RoomStore};
-use worker::{Env, Request, Response, SqlStorage, SqlStorageValue, State, durable_object};
+use std::time::Duration;
 
-/// Schema of a room's SQLite database. `CREATE … IF NOT EXISTS` makes it safe to run on every
-/// start of the object; the CHECK keeps the probe a single row.
+use futures::future::{Either, select};
+use nene_domain::{
+    ErrorCode,
+    error::ErrorEnvelope,
+    limits::CORE_TIMEOUT_MS,
+    signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts, SigningSecret},
+};
+use serde::{Deserialize, Serialize};
+use worker::{
+    AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response,
+    SqlStorage, SqlStorageValue, State, durable_object,
+};
+
+use crate::{
+    join::{
+        Admission, JoinRoom, Outcome, RoomRules, Seat, SeatState, SeatStore, StoreError, Verdict,
+    },
+    room::{Room, RoomCall, RoomError, RoomStore},
+};
+
+/// Schema of a room's SQLite database. `IF NOT EXISTS` makes it safe to run on every start.
 const ROOM_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS probe (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     value INTEGER NOT NULL
-)";
+);
+CREATE TABLE IF NOT EXISTS room_rules (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    capacity INTEGER NOT NULL CHECK (capacity > 0),
+    recruiting INTEGER NOT NULL CHECK (recruiting IN (0, 1))
+);
+CREATE TABLE IF NOT EXISTS seats (
+    user TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'confirmed')),
+    attempts INTEGER NOT NULL,
+    retry_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seats_pending_by_retry ON seats (state, retry_at_ms);";
 
 #[durable_object]
 pub struct ChallengeRoom {
     state: State,
+    env: Env,
+}
+
+/// Body of `POST /join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinCall {
+    pub challenge: String,
+    pub user: String,
+}
+
+/// The room's answer to a join that took a seat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Joined {
+    pub challenge: String,
+    pub user: String,
+    pub participants: u32,
+    pub capacity: u32,
+}
+
+fn error_response(code: ErrorCode) -> worker::Result<Response> {
+    let envelope = ErrorEnvelope::new(code, code.default_message(), "");
+    Ok(Response::from_json(&envelope)?.with_status(code.http_status()))
+}
+
+fn now_ms() -> i64 {
+    // Date::now is milliseconds since the epoch as f64; it fits i64 exactly.
+    #[allow(clippy::cast_possible_truncation)]
+    let ms = worker::Date::now().as_millis() as i64;
+    ms
 }
 
 impl worker::DurableObject for ChallengeRoom {
-    fn new(state: State, _env: Env) -> Self {
-        ChallengeRoom { state }
+    fn new(state: State, env: Env) -> Self {
+        ChallengeRoom { state, env }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let path = req.path();
         let method = req.method().to_string();
-        let body = req.bytes().await.unwrap_or_default();
-        let outcome = RoomCall::parse(&method, &path, &body).and_then(|call| {
-            let store = SqliteRoomStore::open(self.state.storage().sql())?;
-            Room::new(store).handle(&call)
-        });
-        match outcome {
-            Ok(value) => Response::from_json(&value),
-            Err(error) => {
-                worker::console_error!("room call failed: {error}");
-                Response::error(error.to_string(), error.http_status())
+        let sql = self.state.storage().sql();
+        if let Err(error) = sql.exec(ROOM_SCHEMA, None) {
+            worker::console_error!("room schema: {error}");
+            return error_response(ErrorCode::Internal);
+        }
+        match (method.as_str(), path.as_str()) {
+            ("POST", "/join") => {
+                let Ok(call) = req.json::<JoinCall>().await else {
+                    return error_response(ErrorCode::BadRequest);
+                };
+                self.join(&call).await
             }
+            ("GET", "/counts") => {
+                let challenge = req
+                    .url()?
+                    .query_pairs()
+                    .find(|(k, _)| k == "challenge")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                self.counts(&challenge).await
+            }
+            _ => {
+                let body = req.bytes().await.unwrap_or_default();
+                let outcome = RoomCall::parse(&method, &path, &body)
+                    .and_then(|call| Room::new(SqliteRoomStore { sql: sql.clone() }).handle(&call));
+                match outcome {
+                    Ok(value) => Response::from_json(&value),
+                    Err(error) => {
+                        worker::console_error!("room call failed: {error}");
+                        Response::error(error.to_string(), error.http_status())
+                    }
+                }
+            }
+        }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let sql = self.state.storage().sql();
+        let _ = sql.exec(ROOM_SCHEMA, None);
+        let due = match JoinRoom::new(SqliteSeatStore { sql: sql.clone() }).due(now_ms()) {
+            Ok(due) => due,
+            Err(error) => {
+                worker::console_error!("room alarm: {error}");
+                Vec::new()
+            }
+        };
+        for seat in due {
+            let challenge = self.challenge_name().unwrap_or_default();
+            let verdict = self.core_join(&challenge, &seat.user).await;
+            let settled = JoinRoom::new(SqliteSeatStore { sql: sql.clone() }).settle(
+                &seat.user,
+                verdict,
+                now_ms(),
+            );
+            if let Err(error) = settled {
+                worker::console_error!("room alarm settle: {error}");
+            }
+        }
+        self.schedule_alarm().await;
+        Response::ok("retried")
+    }
+}
+
+impl ChallengeRoom {
+    fn sql(&self) -> SqlStorage {
+        self.state.storage().sql()
+    }
+
+    /// The room is named after its challenge (`get_by_name`).
+    fn challenge_name(&self) -> Option<String> {
+        self.state.id().name()
+    }
+
+    fn core_link(&self) -> Option<(String, SigningSecret)> {
+        let url = self.env.var("CORE_URL").ok()?.to_string();
+        let secret =
+            SigningSecret::parse(&self.env.var("CORE_SIGNING_SECRET").ok()?.to_string()).ok()?;
+        Some((url.trim_end_matches('/').to_owned(), secret))
+    }
+
+    /// A signed call to the core; `None` when it did not answer in time or could not be reached.
+    async fn core_call(&self, method: &str, path: &str, user: &str) -> Option<(u16, Vec<u8>)> {
+        let (base, secret) = self.core_link()?;
+        let timestamp = now_ms() / 1_000;
+        let signature = secret.sign(&SignedParts {
+            method,
+            path_and_query: path,
+            timestamp_unix_seconds: timestamp,
+            user,
+            body: b"",
+        });
+        let headers = Headers::new();
+        headers.set(HEADER_TIMESTAMP, &timestamp.to_string()).ok()?;
+        headers.set(HEADER_SIGNATURE, &signature).ok()?;
+        if !user.is_empty() {
+            headers.set(HEADER_USER, user).ok()?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::from(method.to_owned()))
+            .with_headers(headers);
+        let request = Request::new_with_init(&format!("{base}{path}"), &init).ok()?;
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let fetch = Fetch::Request(request);
+        let call = std::pin::pin!(fetch.send_with_signal(&signal));
+        let timer = Delay::from(Duration::from_millis(CORE_TIMEOUT_MS));
+        match select(call, timer).await {
+            Either::Left((Ok(mut response), _)) => {
+                let status = response.status_code();
+                let body = response.bytes().await.ok()?;
+                Some((status, body))
+            }
+            Either::Left((Err(_), _)) => None,
+            Either::Right(((), _)) => {
+                controller.abort();
+                None
+            }
+        }
+    }
+
+    /// Forwards a join to the core, signed as the user, and reads the verdict.
+    async fn core_join(&self, challenge: &str, user: &str) -> Verdict {
+        let path = format!("/internal/v1/challenges/{challenge}/join");
+        match self.core_call("POST", &path, user).await {
+            Some((201, _)) => Verdict::Joined,
+            Some((status, body)) if (400..500).contains(&status) => {
+                match serde_json::from_slice::<ErrorEnvelope>(&body).map(|e| e.error.code) {
+                    Ok(ErrorCode::AlreadyJoined) => Verdict::AlreadyJoined,
+                    Ok(ErrorCode::ChallengeFull) => Verdict::Full,
+                    Ok(ErrorCode::ChallengeNotRecruiting) => Verdict::NotRecruiting,
+                    Ok(ErrorCode::InsufficientPoints) => Verdict::InsufficientPoints,
+                    Ok(ErrorCode::NotFound) => Verdict::NotFound,
+                    // Anything else (a bad signature from a misconfiguration, say) is not an
+                    // answer about the join: keep the seat and retry.
+                    _ => Verdict::Unknown,
+                }
+            }
+            _ => Verdict::Unknown,
+        }
+    }
+
+    /// Reads the challenge's rules from the core; `Err(NotFound)` when it does not exist.
+    async fn fetch_rules(&self, challenge: &str) -> Result<RoomRules, ErrorCode> {
+        #[derive(Deserialize)]
+        struct Detail {
+            capacity: u32,
+            state: String,
+        }
+        let path = format!("/internal/v1/challenges/{challenge}");
+        match self.core_call("GET", &path, "").await {
+            Some((200, body)) => serde_json::from_slice::<Detail>(&body)
+                .map(|detail| RoomRules {
+                    capacity: detail.capacity,
+                    recruiting: detail.state == "RECRUITING",
+                })
+                .map_err(|_| ErrorCode::Internal),
+            Some((404, _)) => Err(ErrorCode::NotFound),
+            _ => Err(ErrorCode::CoreUnavailable),
+        }
+    }
+
+    async fn ensure_rules(&self, challenge: &str) -> Result<(), ErrorCode> {
+        let mut room = JoinRoom::new(SqliteSeatStore { sql: self.sql() });
+        if room
+            .store
+            .rules()
+            .map_err(|_| ErrorCode::Internal)?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let rules = self.fetch_rules(challenge).await?;
+        room.set_rules(rules).map_err(|_| ErrorCode::Internal)
+    }
+
+    async fn schedule_alarm(&self) {
+        let next = JoinRoom::new(SqliteSeatStore { sql: self.sql() }).next_alarm_ms();
+        if let Ok(Some(at)) = next {
+            let delay_ms = u64::try_from((at - now_ms()).max(1)).unwrap_or(1);
+            if let Err(error) = self
+                .state
+                .storage()
+                .set_alarm(Duration::from_millis(delay_ms))
+                .await
+            {
+                worker::console_error!("room: cannot set the alarm: {error}");
+            }
+        }
+    }
+
+    async fn join(&self, call: &JoinCall) -> worker::Result<Response> {
+        if let Err(code) = self.ensure_rules(&call.challenge).await {
+            return error_response(code);
+        }
+        let admission =
+            JoinRoom::new(SqliteSeatStore { sql: self.sql() }).admit(&call.user, now_ms());
+        let admission = match admission {
+            Ok(admission) => admission,
+            Err(error) => {
+                worker::console_error!("room admit: {error}");
+                return error_response(ErrorCode::Internal);
+            }
+        };
+        match admission {
+            Admission::AlreadyJoined => return error_response(ErrorCode::AlreadyJoined),
+            Admission::InProgress => return error_response(ErrorCode::RequestInProgress),
+            Admission::Full => return error_response(ErrorCode::ChallengeFull),
+            Admission::NotRecruiting => return error_response(ErrorCode::ChallengeNotRecruiting),
+            Admission::NeedsRules => return error_response(ErrorCode::CoreUnavailable),
+            Admission::Forward => {}
+        }
+        // The pending seat is stored: requests that interleave at this await see it.
+        let verdict = self.core_join(&call.challenge, &call.user).await;
+        let mut room = JoinRoom::new(SqliteSeatStore { sql: self.sql() });
+        let outcome = room.settle(&call.user, verdict, now_ms());
+        self.schedule_alarm().await;
+        match outcome {
+            Ok(Outcome::Confirmed) => {
+                let counts = room.counts().ok().flatten();
+                let joined = Joined {
+                    challenge: call.challenge.clone(),
+                    user: call.user.clone(),
+                    participants: counts.map_or(0, |c| c.participants),
+                    capacity: counts.map_or(0, |c| c.capacity),
+                };
+                Ok(Response::from_json(&joined)?.with_status(201))
+            }
+            Ok(Outcome::Released(verdict)) => error_response(match verdict {
+                Verdict::Full => ErrorCode::ChallengeFull,
+                Verdict::NotRecruiting => ErrorCode::ChallengeNotRecruiting,
+                Verdict::InsufficientPoints => ErrorCode::InsufficientPoints,
+                Verdict::NotFound => ErrorCode::NotFound,
+                Verdict::Joined | Verdict::AlreadyJoined | Verdict::Unknown => ErrorCode::Internal,
+            }),
+            // Unknown for now: the seat stays held and the alarm finishes the join; a retry by the
+            // client sees REQUEST_IN_PROGRESS until then, and ALREADY_JOINED after.
+            Ok(Outcome::RetryAt(_)) => error_response(ErrorCode::CoreUnavailable),
+            Err(error) => {
+                worker::console_error!("room settle: {error}");
+                error_response(ErrorCode::Internal)
+            }
+        }
+    }
+
+    async fn counts(&self, challenge: &str) -> worker::Result<Response> {
+        if let Err(code) = self.ensure_rules(challenge).await {
+            return error_response(code);
+        }
+        match JoinRoom::new(SqliteSeatStore { sql: self.sql() }).counts() {
+            Ok(Some(counts)) => Response::from_json(&counts),
+            Ok(None) => error_response(ErrorCode::CoreUnavailable),
+            Err(_) => error_response(ErrorCode::Internal),
         }
     }
 }
@@ -42,18 +349,11 @@ struct SqliteRoomStore {
     sql: SqlStorage,
 }
 
-impl SqliteRoomStore {
-    fn open(sql: SqlStorage) -> Result<Self, RoomError> {
-        sql.exec(ROOM_SCHEMA, None).map_err(storage_error)?;
-        Ok(SqliteRoomStore { sql })
-    }
-}
-
 fn storage_error(error: worker::Error) -> RoomError {
     RoomError::Storage(error.to_string())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Deserialize)]
 struct ValueRow {
     value: i64,
 }
@@ -78,5 +378,163 @@ impl RoomStore for SqliteRoomStore {
             )
             .map_err(storage_error)?;
         Ok(())
+    }
+}
+
+/// The seats and rules of a room in its SQLite database.
+struct SqliteSeatStore {
+    sql: SqlStorage,
+}
+
+fn seat_error(error: worker::Error) -> StoreError {
+    StoreError(error.to_string())
+}
+
+#[derive(Deserialize)]
+struct RulesRow {
+    capacity: i64,
+    recruiting: i64,
+}
+
+#[derive(Deserialize)]
+struct SeatRow {
+    user: String,
+    state: String,
+    attempts: i64,
+    retry_at_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    n: i64,
+}
+
+impl SeatRow {
+    fn into_seat(self) -> Seat {
+        Seat {
+            user: self.user,
+            state: if self.state == "confirmed" {
+                SeatState::Confirmed
+            } else {
+                SeatState::Pending
+            },
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            retry_at_ms: self.retry_at_ms,
+        }
+    }
+}
+
+impl SqliteSeatStore {
+    fn rows<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.sql
+            .exec(query, bindings)
+            .and_then(|cursor| cursor.to_array())
+            .map_err(seat_error)
+    }
+
+    fn count(&self, query: &str) -> Result<u32, StoreError> {
+        let rows: Vec<CountRow> = self.rows(query, Vec::new())?;
+        Ok(rows
+            .first()
+            .map_or(0, |row| u32::try_from(row.n).unwrap_or(u32::MAX)))
+    }
+}
+
+impl SeatStore for SqliteSeatStore {
+    fn rules(&self) -> Result<Option<RoomRules>, StoreError> {
+        let rows: Vec<RulesRow> = self.rows(
+            "SELECT capacity, recruiting FROM room_rules WHERE id = 1",
+            Vec::new(),
+        )?;
+        Ok(rows.first().map(|row| RoomRules {
+            capacity: u32::try_from(row.capacity).unwrap_or(0),
+            recruiting: row.recruiting == 1,
+        }))
+    }
+
+    fn set_rules(&mut self, rules: RoomRules) -> Result<(), StoreError> {
+        self.sql
+            .exec(
+                "INSERT INTO room_rules (id, capacity, recruiting) VALUES (1, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET capacity = excluded.capacity, recruiting = excluded.recruiting",
+                vec![
+                    SqlStorageValue::from(i64::from(rules.capacity)),
+                    SqlStorageValue::from(i64::from(rules.recruiting)),
+                ],
+            )
+            .map_err(seat_error)?;
+        Ok(())
+    }
+
+    fn seat(&self, user: &str) -> Result<Option<Seat>, StoreError> {
+        let rows: Vec<SeatRow> = self.rows(
+            "SELECT user, state, attempts, retry_at_ms FROM seats WHERE user = ?",
+            vec![SqlStorageValue::String(user.to_owned())],
+        )?;
+        Ok(rows.into_iter().next().map(SeatRow::into_seat))
+    }
+
+    fn put_seat(&mut self, seat: &Seat) -> Result<(), StoreError> {
+        let state = match seat.state {
+            SeatState::Pending => "pending",
+            SeatState::Confirmed => "confirmed",
+        };
+        self.sql
+            .exec(
+                "INSERT INTO seats (user, state, attempts, retry_at_ms) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (user) DO UPDATE SET state = excluded.state, \
+                 attempts = excluded.attempts, retry_at_ms = excluded.retry_at_ms",
+                vec![
+                    SqlStorageValue::String(seat.user.clone()),
+                    SqlStorageValue::String(state.to_owned()),
+                    SqlStorageValue::from(i64::from(seat.attempts)),
+                    SqlStorageValue::try_from_i64(seat.retry_at_ms).map_err(seat_error)?,
+                ],
+            )
+            .map_err(seat_error)?;
+        Ok(())
+    }
+
+    fn remove_seat(&mut self, user: &str) -> Result<(), StoreError> {
+        self.sql
+            .exec(
+                "DELETE FROM seats WHERE user = ?",
+                vec![SqlStorageValue::String(user.to_owned())],
+            )
+            .map_err(seat_error)?;
+        Ok(())
+    }
+
+    fn seats_held(&self) -> Result<u32, StoreError> {
+        self.count("SELECT count(*) AS n FROM seats")
+    }
+
+    fn confirmed(&self) -> Result<u32, StoreError> {
+        self.count("SELECT count(*) AS n FROM seats WHERE state = 'confirmed'")
+    }
+
+    fn due(&self, now_ms: i64) -> Result<Vec<Seat>, StoreError> {
+        let rows: Vec<SeatRow> = self.rows(
+            "SELECT user, state, attempts, retry_at_ms FROM seats \
+             WHERE state = 'pending' AND retry_at_ms <= ? ORDER BY retry_at_ms",
+            vec![SqlStorageValue::try_from_i64(now_ms).map_err(seat_error)?],
+        )?;
+        Ok(rows.into_iter().map(SeatRow::into_seat).collect())
+    }
+
+    fn next_retry_ms(&self) -> Result<Option<i64>, StoreError> {
+        #[derive(Deserialize)]
+        struct Next {
+            at: Option<i64>,
+        }
+        let rows: Vec<Next> = self.rows(
+            "SELECT min(retry_at_ms) AS at FROM seats WHERE state = 'pending'",
+            Vec::new(),
+        )?;
+        Ok(rows.first().and_then(|row| row.at))
     }
 }

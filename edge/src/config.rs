@@ -1,11 +1,16 @@
 //! Configuration of the edge, read once per request from the host's variables.
 
-use nene_domain::signing::{SignatureError, SigningSecret};
+use nene_domain::{
+    access_token::{TokenError, TokenKeys},
+    signing::{SignatureError, SigningSecret},
+};
 
 /// Base URL of the core service, e.g. `http://127.0.0.1:8081`.
 pub const VAR_CORE_URL: &str = "CORE_URL";
 /// Secret shared with the core for request signatures (≥ 32 bytes).
 pub const VAR_CORE_SIGNING_SECRET: &str = "CORE_SIGNING_SECRET";
+/// Access-token keys, `kid:secret[,kid:secret…]`; the first signs, all verify (rotation).
+pub const VAR_ACCESS_TOKEN_KEYS: &str = "ACCESS_TOKEN_KEYS";
 /// `dev` turns on the development-only routes (`/v1/dev/…`); anything else, or absent, is production.
 pub const VAR_ENVIRONMENT: &str = "NENE_ENV";
 
@@ -17,6 +22,7 @@ pub struct EdgeConfig {
     /// Without a trailing slash.
     pub core_url: String,
     pub signing_secret: SigningSecret,
+    pub token_keys: TokenKeys,
     pub dev_mode: bool,
 }
 
@@ -28,6 +34,8 @@ pub enum ConfigError {
     InvalidCoreUrl,
     #[error("{VAR_CORE_SIGNING_SECRET}: {0}")]
     Secret(SignatureError),
+    #[error("{VAR_ACCESS_TOKEN_KEYS}: {0}")]
+    TokenKeys(TokenError),
 }
 
 impl EdgeConfig {
@@ -45,10 +53,14 @@ impl EdgeConfig {
         let secret =
             lookup(VAR_CORE_SIGNING_SECRET).ok_or(ConfigError::Missing(VAR_CORE_SIGNING_SECRET))?;
         let signing_secret = SigningSecret::parse(&secret).map_err(ConfigError::Secret)?;
+        let token_keys = lookup(VAR_ACCESS_TOKEN_KEYS)
+            .ok_or(ConfigError::Missing(VAR_ACCESS_TOKEN_KEYS))
+            .and_then(|list| TokenKeys::parse(&list).map_err(ConfigError::TokenKeys))?;
         let dev_mode = lookup(VAR_ENVIRONMENT).as_deref() == Some("dev");
         Ok(EdgeConfig {
             core_url,
             signing_secret,
+            token_keys,
             dev_mode,
         })
     }

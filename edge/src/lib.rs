@@ -7,6 +7,7 @@
 //! `spin` (a Spin component, compiled for `wasm32-wasip2`). Natively the router is tested with
 //! in-memory fakes.
 
+pub mod auth;
 pub mod config;
 pub mod core_client;
 pub mod error;

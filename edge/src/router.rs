@@ -8,7 +8,7 @@ use axum::{
     http::{HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use bytes::Bytes;
 use nene_domain::{
@@ -19,6 +19,7 @@ use nene_domain::{
 use nene_durable::room::{PATH_PROBE, ProbeAdd, ProbeValue};
 
 use crate::{
+    auth::User,
     core_client::{self, CORE_PATH_HEALTH, HEADER_REQUEST_ID},
     error::{ApiError, ApiJson, render_pending_error},
     platform::{OutboundRequest, Platform},
@@ -33,7 +34,11 @@ type AppState = Arc<Platform>;
 /// Builds the router over `platform`.
 pub fn router(platform: Platform) -> Router {
     let state: AppState = Arc::new(platform);
-    let mut routes = Router::new().route("/v1/health", get(health));
+    let mut routes = Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/challenges", post(create_challenge))
+        .route("/v1/challenges/{challenge_id}", get(challenge_detail))
+        .route("/v1/challenges/{challenge_id}/join", post(join_challenge));
     if state.config.dev_mode {
         routes = routes.route(
             "/v1/dev/rooms/{challenge_id}/probe",
@@ -167,4 +172,133 @@ async fn add_to_room_probe(
     call_room(&state, &challenge_id, http::Method::POST, PATH_PROBE, body)
         .await
         .map(axum::Json)
+}
+
+/// `POST /v1/challenges`: enough of creation to run joins (issue 7 owns the full rules); the
+/// core validates the rules and answers 422 outside their bounds.
+async fn create_challenge(
+    State(state): State<AppState>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    User(user): User,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+    let body =
+        Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal))?);
+    let created: serde_json::Value = core_client::call_json(
+        &state,
+        http::Method::POST,
+        "/internal/v1/challenges",
+        Some(&user),
+        body,
+        &request_id,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}
+
+/// Decodes a room's answer: its JSON on success, its error code otherwise.
+fn room_answer(
+    response: &crate::platform::OutboundResponse,
+) -> Result<serde_json::Value, ApiError> {
+    match response.status {
+        200..=299 => {
+            serde_json::from_slice(&response.body).map_err(|_| ApiError::new(ErrorCode::Internal))
+        }
+        400..=499 => Err(serde_json::from_slice::<nene_domain::error::ErrorEnvelope>(
+            &response.body,
+        )
+        .map_or(ApiError::new(ErrorCode::Internal), |envelope| {
+            ApiError::new(envelope.error.code)
+        })),
+        _ => Err(ApiError::new(ErrorCode::CoreUnavailable)),
+    }
+}
+
+fn room_request(method: http::Method, path_and_query: &str, body: Bytes) -> OutboundRequest {
+    OutboundRequest {
+        method,
+        url: format!("https://room{path_and_query}"),
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body,
+        // The room may itself wait on the core once (its own bound) before answering.
+        timeout_ms: 2 * CORE_TIMEOUT_MS,
+    }
+}
+
+/// `GET /v1/challenges/{id}`: the challenge, with live counts from its room where the host has
+/// rooms (Workers) and from the core otherwise (Spin).
+async fn challenge_detail(
+    State(state): State<AppState>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    User(user): User,
+    Path(challenge_id): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let challenge_id = parse_challenge_id(&challenge_id)?;
+    let mut detail: serde_json::Value = core_client::call_json(
+        &state,
+        http::Method::GET,
+        &format!("/internal/v1/challenges/{challenge_id}"),
+        Some(&user),
+        Bytes::new(),
+        &request_id,
+    )
+    .await?;
+    let live = match &state.rooms {
+        Some(rooms) => {
+            let path = format!("/counts?challenge={challenge_id}");
+            let response = rooms
+                .send(
+                    &challenge_id,
+                    room_request(http::Method::GET, &path, Bytes::new()),
+                )
+                .await
+                .map_err(|_| ApiError::new(ErrorCode::CoreUnavailable))?;
+            room_answer(&response)?
+        }
+        None => serde_json::json!({
+            "participants": detail["participants"],
+            "capacity": detail["capacity"],
+        }),
+    };
+    detail["live"] = live;
+    Ok(axum::Json(detail))
+}
+
+/// `POST /v1/challenges/{id}/join`: through the challenge's room on Workers (it answers duplicates,
+/// full and closed by itself and serializes the rest), straight to the core on Spin.
+async fn join_challenge(
+    State(state): State<AppState>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    User(user): User,
+    Path(challenge_id): Path<String>,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+    let challenge_id = parse_challenge_id(&challenge_id)?;
+    let joined = match &state.rooms {
+        Some(rooms) => {
+            let body = serde_json::json!({ "challenge": challenge_id.as_str(), "user": user });
+            let body = Bytes::from(
+                serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal))?,
+            );
+            let response = rooms
+                .send(
+                    &challenge_id,
+                    room_request(http::Method::POST, "/join", body),
+                )
+                .await
+                .map_err(|_| ApiError::new(ErrorCode::CoreUnavailable))?;
+            room_answer(&response)?
+        }
+        None => {
+            core_client::call_json(
+                &state,
+                http::Method::POST,
+                &format!("/internal/v1/challenges/{challenge_id}/join"),
+                Some(&user),
+                Bytes::new(),
+                &request_id,
+            )
+            .await?
+        }
+    };
+    Ok((StatusCode::CREATED, axum::Json(joined)))
 }

@@ -27,6 +27,7 @@ use tower::ServiceExt;
 
 const SECRET: &str = "test-secret-test-secret-test-secret!";
 const NOW: i64 = 1_790_000_000;
+const TOKEN_KEYS: &str = "k1:router-test-token-key-router-test-token-key";
 
 struct FakeHost {
     next_id: AtomicU64,
@@ -73,6 +74,7 @@ impl Transport for FakeCore {
 #[derive(Default)]
 struct FakeRooms {
     value: Mutex<i64>,
+    joins: Mutex<Vec<serde_json::Value>>,
 }
 
 impl Rooms for FakeRooms {
@@ -82,6 +84,16 @@ impl Rooms for FakeRooms {
         request: OutboundRequest,
     ) -> BoxFuture<Result<OutboundResponse, TransportError>> {
         let path = request.url.trim_start_matches("https://room").to_owned();
+        if path == "/join" {
+            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            self.joins.lock().map(|mut joins| joins.push(body)).ok();
+            return Box::pin(async {
+                Ok(OutboundResponse {
+                    status: 201,
+                    body: Bytes::from_static(b"{\"participants\":1,\"capacity\":2}"),
+                })
+            });
+        }
         let call =
             nene_durable::room::RoomCall::parse(request.method.as_str(), &path, &request.body);
         let answer = match call {
@@ -109,6 +121,7 @@ fn config(dev_mode: bool) -> EdgeConfig {
     EdgeConfig::from_lookup(|name| match name {
         "CORE_URL" => Some("http://core.test/".to_owned()),
         "CORE_SIGNING_SECRET" => Some(SECRET.to_owned()),
+        "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
         "NENE_ENV" => dev_mode.then(|| "dev".to_owned()),
         _ => None,
     })
@@ -359,7 +372,58 @@ fn a_config_without_a_long_enough_secret_is_refused() {
     let result = EdgeConfig::from_lookup(|name| match name {
         "CORE_URL" => Some("http://core.test".to_owned()),
         "CORE_SIGNING_SECRET" => Some("short".to_owned()),
+        "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
         _ => None,
     });
     assert!(result.is_err());
+}
+
+#[tokio::test]
+async fn joining_without_a_valid_access_token_is_401_before_anything_is_called() {
+    let core = healthy_core();
+    let forged =
+        nene_domain::access_token::TokenKeys::parse("k1:someone-elses-key-someone-elses-key-00")
+            .and_then(|keys| keys.issue("user-1", "j", NOW))
+            .unwrap_or_else(|e| panic!("{e}"));
+    for authorization in [
+        None,
+        Some("Bearer not-a-jwt".to_owned()),
+        Some(format!("Bearer {forged}")),
+    ] {
+        let mut request = Request::post("/v1/challenges/room-1/join");
+        if let Some(value) = &authorization {
+            request = request.header("authorization", value);
+        }
+        let request = request
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (status, _, body) = send(platform(Arc::clone(&core), false), request).await;
+        assert_eq!(status, 401, "{authorization:?}");
+        assert_eq!(error_of(&body).error.code, ErrorCode::Unauthorized);
+    }
+    assert!(
+        core.seen.lock().map(|s| s.is_empty()).unwrap_or(false),
+        "the core was called"
+    );
+}
+
+#[tokio::test]
+async fn a_join_with_a_valid_token_is_forwarded_to_the_room_as_that_user() {
+    let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
+        .and_then(|keys| keys.issue("user-7", "j", NOW))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let request = Request::post("/v1/challenges/room-1/join")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rooms = Arc::new(FakeRooms::default());
+    let mut platform = platform(healthy_core(), false);
+    platform.rooms = Some(Arc::clone(&rooms) as Arc<dyn Rooms>);
+    let (status, _, body) = send(platform, request).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let joins = rooms.joins.lock().map(|j| j.clone()).unwrap_or_default();
+    assert_eq!(
+        joins,
+        vec![serde_json::json!({"challenge": "room-1", "user": "user-7"})]
+    );
 }

@@ -22,6 +22,22 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The secret the stack's edge and core share in tests.
 pub const SIGNING_SECRET: &str = "e2e-signing-secret-0123456789abcdef0123";
+/// The edge's access-token key in tests; tests mint tokens with it (the login flow is issue 6's).
+pub const TOKEN_KEYS: &str = "e2e:e2e-access-token-key-e2e-access-token-key";
+
+/// An access token for `user`, as the edge would issue at login.
+///
+/// # Panics
+/// Never for the test key.
+#[must_use]
+pub fn token_for(user: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
+        .and_then(|keys| keys.issue(user, &format!("jti-{user}-{now}"), now))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
 
 /// Reads a required variable set by `./nene test`.
 ///
@@ -297,6 +313,7 @@ impl Wrangler {
             .arg(persist_dir)
             .args(["--var", &format!("CORE_URL:{core_url}")])
             .args(["--var", &format!("CORE_SIGNING_SECRET:{SIGNING_SECRET}")])
+            .args(["--var", &format!("ACCESS_TOKEN_KEYS:{TOKEN_KEYS}")])
             .args(["--var", "NENE_ENV:dev"])
             .arg("--show-interactive-dev-session=false");
         let mut process = Process::start("wrangler", command, log_dir);
@@ -324,6 +341,7 @@ impl SpinHost {
             .arg("-Scli")
             .args(["--env", &format!("CORE_URL={core_url}")])
             .args(["--env", &format!("CORE_SIGNING_SECRET={SIGNING_SECRET}")])
+            .args(["--env", &format!("ACCESS_TOKEN_KEYS={TOKEN_KEYS}")])
             .args(["--env", "NENE_ENV=dev"])
             .arg(required_env("NENE_SPIN_WASM"));
         let mut process = Process::start("spin", command, log_dir);

@@ -7,7 +7,9 @@ use nene_domain::{
     health::{PartStatus, PlatformHealth},
 };
 use nene_e2e::{Core, SpinHost, client, scratch_dir};
-use nene_edge::config::{VAR_CORE_SIGNING_SECRET, VAR_CORE_URL, VAR_ENVIRONMENT};
+use nene_edge::config::{
+    VAR_ACCESS_TOKEN_KEYS, VAR_CORE_SIGNING_SECRET, VAR_CORE_URL, VAR_ENVIRONMENT,
+};
 
 #[tokio::test]
 async fn health_through_the_spin_component_reports_every_part() {
@@ -89,7 +91,12 @@ fn spin_toml_runs_the_built_component_with_every_variable_the_edge_reads() {
     let environment = component["environment"]
         .as_table()
         .unwrap_or_else(|| panic!("spin.toml has no environment"));
-    for variable in [VAR_CORE_URL, VAR_CORE_SIGNING_SECRET, VAR_ENVIRONMENT] {
+    for variable in [
+        VAR_CORE_URL,
+        VAR_CORE_SIGNING_SECRET,
+        VAR_ACCESS_TOKEN_KEYS,
+        VAR_ENVIRONMENT,
+    ] {
         assert!(
             environment.contains_key(variable),
             "spin.toml does not set {variable}"

@@ -1,0 +1,292 @@
+//! Joining a challenge end to end: through the Worker and its `ChallengeRoom` under `wrangler dev`,
+//! and through the Spin component straight to the core — no oversell, no double charge, no seat
+//! without its fee, and the ledger checker clean after each storm.
+
+use std::sync::Arc;
+
+use nene_domain::signing::{
+    HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts, SigningSecret,
+};
+use nene_e2e::{Core, SIGNING_SECRET, SpinHost, Wrangler, client, scratch_dir, token_for};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+const FEE: i64 = 10_000;
+/// Requests in flight at once: enough to pile every join onto the room together, few enough
+/// that the test client stays within the process's file descriptors.
+const IN_FLIGHT_MAX: usize = 256;
+
+/// A signed call to the core's internal API, as the edge makes it.
+async fn core_call(
+    core: &Core,
+    method: &str,
+    path: &str,
+    user: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let bytes = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(body).unwrap_or_default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let signature = SigningSecret::parse(SIGNING_SECRET)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .sign(&SignedParts {
+            method,
+            path_and_query: path,
+            timestamp_unix_seconds: now,
+            user,
+            body: &bytes,
+        });
+    let mut request = client()
+        .request(
+            method.parse().unwrap_or(reqwest::Method::GET),
+            format!("{}{path}", core.url),
+        )
+        .header(HEADER_TIMESTAMP, now.to_string())
+        .header(HEADER_SIGNATURE, signature)
+        .header("content-type", "application/json")
+        .body(bytes);
+    if !user.is_empty() {
+        request = request.header(HEADER_USER, user);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Gives each user a wallet holding `points`.
+async fn fund(core: &Arc<Core>, users: &[String], points: i64) {
+    let gate = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+    let tasks: Vec<_> = users
+        .iter()
+        .cloned()
+        .map(|user| {
+            let core = Arc::clone(core);
+            let gate = Arc::clone(&gate);
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await;
+                let (_, wallet) = core_call(&core, "POST", "/internal/v1/ledger/wallets", "", &json!({"owner": user})).await;
+                let credit = json!({
+                    "key": format!("charge:{user}"), "wallet": wallet["account"],
+                    "from": "00000000-0000-7000-8000-000000000001", "amount": points, "source": "charge"
+                });
+                let (status, body) = core_call(&core, "POST", "/internal/v1/ledger/credits", "", &credit).await;
+                assert_eq!(status, 200, "{body}");
+                wallet["account"].as_str().unwrap_or_default().to_owned()
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+async fn create_challenge(edge_url: &str, capacity: i32) -> Value {
+    let response = client()
+        .post(format!("{edge_url}/v1/challenges"))
+        .bearer_auth(token_for("host"))
+        .json(&json!({"title": "Run 5 km a day", "entry_fee": FEE, "capacity": capacity}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 201);
+    response.json().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every user joins at once; returns the statuses with their error codes.
+async fn storm(edge_url: &str, challenge: &str, users: &[String]) -> Vec<(u16, String)> {
+    let gate = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+    let tasks: Vec<_> = users
+        .iter()
+        .cloned()
+        .map(|user| {
+            let url = format!("{edge_url}/v1/challenges/{challenge}/join");
+            let gate = Arc::clone(&gate);
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await;
+                let response = client()
+                    .post(url)
+                    .bearer_auth(token_for(&user))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                (
+                    status,
+                    body["error"]["code"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    outcomes
+}
+
+/// Seats, debits into escrow, escrow balance, and the ledger checker's violations, from the core.
+async fn ledger_view(core: &Core, challenge: &Value) -> (i64, usize, i64, Value) {
+    let id = challenge["id"].as_str().unwrap_or_default();
+    let (_, detail) = core_call(
+        core,
+        "GET",
+        &format!("/internal/v1/challenges/{id}"),
+        "",
+        &Value::Null,
+    )
+    .await;
+    let escrow = challenge["escrow"].as_str().unwrap_or_default();
+    let (_, entries) = core_call(
+        core,
+        "GET",
+        &format!("/internal/v1/ledger/accounts/{escrow}/entries?limit=100"),
+        "",
+        &Value::Null,
+    )
+    .await;
+    let items = entries["items"].as_array().cloned().unwrap_or_default();
+    assert!(
+        entries["next_cursor"].is_null(),
+        "more than 100 entries in escrow"
+    );
+    let balance: i64 = items.iter().filter_map(|e| e["amount"].as_i64()).sum();
+    let (_, violations) =
+        core_call(core, "GET", "/internal/v1/ledger/check", "", &Value::Null).await;
+    (
+        detail["participants"].as_i64().unwrap_or(-1),
+        items.len(),
+        balance,
+        violations,
+    )
+}
+
+fn count(outcomes: &[(u16, String)], status: u16, code: &str) -> usize {
+    outcomes
+        .iter()
+        .filter(|(s, c)| *s == status && c == code)
+        .count()
+}
+
+#[tokio::test]
+async fn two_thousand_users_racing_through_workerd_for_a_hundred_seats_fill_exactly_a_hundred() {
+    let dir = scratch_dir("join_storm_workers");
+    let core = Arc::new(Core::start(&dir).await);
+    let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
+    let challenge = create_challenge(&edge.url, 100).await;
+    let users: Vec<String> = (0..2_000).map(|i| format!("user-{i}")).collect();
+    fund(&core, &users, FEE).await;
+
+    let outcomes = storm(
+        &edge.url,
+        challenge["id"].as_str().unwrap_or_default(),
+        &users,
+    )
+    .await;
+    assert_eq!(count(&outcomes, 201, ""), 100, "admitted");
+    assert_eq!(
+        count(&outcomes, 409, "CHALLENGE_FULL"),
+        1_900,
+        "{:?}",
+        &outcomes[..5]
+    );
+    let (seats, debits, escrow, violations) = ledger_view(&core, &challenge).await;
+    assert_eq!((seats, debits, escrow), (100, 100, 100 * FEE));
+    assert_eq!(violations, json!([]));
+
+    // Live counts come from the room.
+    let detail: Value = client()
+        .get(format!(
+            "{}/v1/challenges/{}",
+            edge.url,
+            challenge["id"].as_str().unwrap_or_default()
+        ))
+        .bearer_auth(token_for("user-0"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(detail["live"]["participants"], 100);
+    assert_eq!(detail["live"]["capacity"], 100);
+}
+
+#[tokio::test]
+async fn one_user_clicking_join_fifty_times_at_once_through_workerd_pays_once() {
+    let dir = scratch_dir("join_double_click_workers");
+    let core = Arc::new(Core::start(&dir).await);
+    let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
+    let challenge = create_challenge(&edge.url, 10).await;
+    fund(&core, &["eager".to_owned()], 5 * FEE).await;
+    let users = vec!["eager".to_owned(); 50];
+    let outcomes = storm(
+        &edge.url,
+        challenge["id"].as_str().unwrap_or_default(),
+        &users,
+    )
+    .await;
+    assert_eq!(count(&outcomes, 201, ""), 1);
+    let refused =
+        count(&outcomes, 409, "ALREADY_JOINED") + count(&outcomes, 409, "REQUEST_IN_PROGRESS");
+    assert_eq!(refused, 49, "{outcomes:?}");
+    let (seats, debits, escrow, violations) = ledger_view(&core, &challenge).await;
+    assert_eq!((seats, debits, escrow), (1, 1, FEE));
+    assert_eq!(violations, json!([]));
+}
+
+#[tokio::test]
+async fn a_user_with_too_few_points_gets_402_through_workerd_and_the_seat_is_not_taken() {
+    let dir = scratch_dir("join_poor_workers");
+    let core = Arc::new(Core::start(&dir).await);
+    let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
+    let challenge = create_challenge(&edge.url, 2).await;
+    fund(&core, &["poor".to_owned()], FEE - 1).await;
+    fund(&core, &["rich-1".to_owned(), "rich-2".to_owned()], FEE).await;
+    let id = challenge["id"].as_str().unwrap_or_default();
+    let outcomes = storm(&edge.url, id, &["poor".to_owned()]).await;
+    assert_eq!(outcomes, vec![(402, "INSUFFICIENT_POINTS".to_owned())]);
+    // Both seats are still there for others.
+    let outcomes = storm(&edge.url, id, &["rich-1".to_owned(), "rich-2".to_owned()]).await;
+    assert_eq!(count(&outcomes, 201, ""), 2);
+    let (seats, _, escrow, violations) = ledger_view(&core, &challenge).await;
+    assert_eq!((seats, escrow), (2, 2 * FEE));
+    assert_eq!(violations, json!([]));
+}
+
+#[tokio::test]
+async fn the_same_storms_through_the_spin_component_reach_the_same_ledger() {
+    let dir = scratch_dir("join_storm_spin");
+    let core = Arc::new(Core::start(&dir).await);
+    let edge = SpinHost::start(&core.url, &dir).await;
+    let challenge = create_challenge(&edge.url, 100).await;
+    let id = challenge["id"].as_str().unwrap_or_default().to_owned();
+    let users: Vec<String> = (0..2_000).map(|i| format!("user-{i}")).collect();
+    fund(&core, &users, FEE).await;
+    fund(&core, &["poor".to_owned()], FEE - 1).await;
+
+    let outcomes = storm(&edge.url, &id, &["poor".to_owned()]).await;
+    assert_eq!(outcomes, vec![(402, "INSUFFICIENT_POINTS".to_owned())]);
+    let outcomes = storm(&edge.url, &id, &vec!["user-0".to_owned(); 50]).await;
+    assert_eq!(count(&outcomes, 201, ""), 1);
+    assert_eq!(count(&outcomes, 409, "ALREADY_JOINED"), 49);
+    let outcomes = storm(&edge.url, &id, &users).await;
+    assert_eq!(
+        count(&outcomes, 201, ""),
+        99,
+        "user-0 already holds one of the 100 seats"
+    );
+    assert_eq!(count(&outcomes, 409, "ALREADY_JOINED"), 1);
+    assert_eq!(count(&outcomes, 409, "CHALLENGE_FULL"), 1_900);
+    let (seats, debits, escrow, violations) = ledger_view(&core, &challenge).await;
+    assert_eq!((seats, debits, escrow), (100, 100, 100 * FEE));
+    assert_eq!(violations, json!([]));
+}
