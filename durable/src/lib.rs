@@ -7,9 +7,12 @@
 
 pub mod join;
 pub mod room;
+pub mod wallet;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 pub mod workers;
 
 /// Binding name of the `ChallengeRoom` namespace in `wrangler.toml`.
 pub const CHALLENGE_ROOM_BINDING: &str = "CHALLENGE_ROOM";
+/// Binding name of the `Wallet` namespace in `wrangler.toml`.
+pub const WALLET_BINDING: &str = "WALLET";

@@ -152,6 +152,54 @@ impl worker::DurableObject for ChallengeRoom {
     }
 }
 
+/// The core's URL and the shared secret, from the object's environment.
+fn core_link(env: &Env) -> Option<(String, SigningSecret)> {
+    let url = env.var("CORE_URL").ok()?.to_string();
+    let secret = SigningSecret::parse(&env.var("CORE_SIGNING_SECRET").ok()?.to_string()).ok()?;
+    Some((url.trim_end_matches('/').to_owned(), secret))
+}
+
+/// A signed call to the core as `user`; `None` when it did not answer in time or could not be
+/// reached.
+async fn core_call(env: &Env, method: &str, path: &str, user: &str) -> Option<(u16, Vec<u8>)> {
+    let (base, secret) = core_link(env)?;
+    let timestamp = now_ms() / 1_000;
+    let signature = secret.sign(&SignedParts {
+        method,
+        path_and_query: path,
+        timestamp_unix_seconds: timestamp,
+        user,
+        body: b"",
+    });
+    let headers = Headers::new();
+    headers.set(HEADER_TIMESTAMP, &timestamp.to_string()).ok()?;
+    headers.set(HEADER_SIGNATURE, &signature).ok()?;
+    if !user.is_empty() {
+        headers.set(HEADER_USER, user).ok()?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::from(method.to_owned()))
+        .with_headers(headers);
+    let request = Request::new_with_init(&format!("{base}{path}"), &init).ok()?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let call = std::pin::pin!(fetch.send_with_signal(&signal));
+    let timer = Delay::from(Duration::from_millis(CORE_TIMEOUT_MS));
+    match select(call, timer).await {
+        Either::Left((Ok(mut response), _)) => {
+            let status = response.status_code();
+            let body = response.bytes().await.ok()?;
+            Some((status, body))
+        }
+        Either::Left((Err(_), _)) => None,
+        Either::Right(((), _)) => {
+            controller.abort();
+            None
+        }
+    }
+}
+
 impl ChallengeRoom {
     fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
@@ -162,51 +210,8 @@ impl ChallengeRoom {
         self.state.id().name()
     }
 
-    fn core_link(&self) -> Option<(String, SigningSecret)> {
-        let url = self.env.var("CORE_URL").ok()?.to_string();
-        let secret =
-            SigningSecret::parse(&self.env.var("CORE_SIGNING_SECRET").ok()?.to_string()).ok()?;
-        Some((url.trim_end_matches('/').to_owned(), secret))
-    }
-
-    /// A signed call to the core; `None` when it did not answer in time or could not be reached.
     async fn core_call(&self, method: &str, path: &str, user: &str) -> Option<(u16, Vec<u8>)> {
-        let (base, secret) = self.core_link()?;
-        let timestamp = now_ms() / 1_000;
-        let signature = secret.sign(&SignedParts {
-            method,
-            path_and_query: path,
-            timestamp_unix_seconds: timestamp,
-            user,
-            body: b"",
-        });
-        let headers = Headers::new();
-        headers.set(HEADER_TIMESTAMP, &timestamp.to_string()).ok()?;
-        headers.set(HEADER_SIGNATURE, &signature).ok()?;
-        if !user.is_empty() {
-            headers.set(HEADER_USER, user).ok()?;
-        }
-        let mut init = RequestInit::new();
-        init.with_method(Method::from(method.to_owned()))
-            .with_headers(headers);
-        let request = Request::new_with_init(&format!("{base}{path}"), &init).ok()?;
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let fetch = Fetch::Request(request);
-        let call = std::pin::pin!(fetch.send_with_signal(&signal));
-        let timer = Delay::from(Duration::from_millis(CORE_TIMEOUT_MS));
-        match select(call, timer).await {
-            Either::Left((Ok(mut response), _)) => {
-                let status = response.status_code();
-                let body = response.bytes().await.ok()?;
-                Some((status, body))
-            }
-            Either::Left((Err(_), _)) => None,
-            Either::Right(((), _)) => {
-                controller.abort();
-                None
-            }
-        }
+        core_call(&self.env, method, path, user).await
     }
 
     /// Forwards a join to the core, signed as the user, and reads the verdict.
@@ -536,5 +541,259 @@ impl SeatStore for SqliteSeatStore {
             Vec::new(),
         )?;
         Ok(rows.first().and_then(|row| row.at))
+    }
+}
+
+// --- Wallet -----------------------------------------------------------------------------------
+
+/// Schema of a wallet's SQLite database.
+const WALLET_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS replies (
+    key TEXT PRIMARY KEY,
+    entry TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS balance_cache (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    body TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);";
+
+/// Binding name of the `ChallengeRoom` namespace, which the wallet calls to join.
+const ROOM_BINDING: &str = crate::CHALLENGE_ROOM_BINDING;
+
+/// Body of the wallet's `POST /join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WalletJoin {
+    pub challenge: String,
+    pub user: String,
+    pub idempotency_key: Option<String>,
+}
+
+/// One user's wallet: runs that user's money-moving requests one at a time, remembers their
+/// Idempotency-Keys, caches the balance (`crate::wallet`).
+#[durable_object]
+pub struct Wallet {
+    state: State,
+    env: Env,
+    /// One money-moving request at a time per user: input gates let requests interleave at every
+    /// outbound call, so the object serializes them itself.
+    one_at_a_time: futures::lock::Mutex<()>,
+}
+
+impl worker::DurableObject for Wallet {
+    fn new(state: State, env: Env) -> Self {
+        Wallet {
+            state,
+            env,
+            one_at_a_time: futures::lock::Mutex::new(()),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let sql = self.state.storage().sql();
+        if let Err(error) = sql.exec(WALLET_SCHEMA, None) {
+            worker::console_error!("wallet schema: {error}");
+            return error_response(ErrorCode::Internal);
+        }
+        match (req.method().to_string().as_str(), req.path().as_str()) {
+            ("POST", "/join") => {
+                let Ok(call) = req.json::<WalletJoin>().await else {
+                    return error_response(ErrorCode::BadRequest);
+                };
+                let _turn = self.one_at_a_time.lock().await;
+                self.join(&call).await
+            }
+            ("GET", "/balance") => {
+                let user = req
+                    .url()?
+                    .query_pairs()
+                    .find(|(k, _)| k == "user")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                self.balance(&user).await
+            }
+            _ => error_response(ErrorCode::NotFound),
+        }
+    }
+}
+
+fn json_response(status: u16, body: &str) -> worker::Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    Ok(Response::ok(body)?
+        .with_status(status)
+        .with_headers(headers))
+}
+
+impl Wallet {
+    fn logic(&self) -> crate::wallet::WalletLogic<SqliteWalletStore> {
+        crate::wallet::WalletLogic::new(SqliteWalletStore {
+            sql: self.state.storage().sql(),
+        })
+    }
+
+    async fn join(&self, call: &WalletJoin) -> worker::Result<Response> {
+        use crate::wallet::Begin;
+        let request_hash = format!("join:{}", call.challenge);
+        let key = call.idempotency_key.as_deref();
+        match self.logic().begin(key, &request_hash, now_ms()) {
+            Ok(Begin::Run) => {}
+            Ok(Begin::Replay { status, body }) => return json_response(status, &body),
+            Ok(Begin::InProgress) => return error_response(ErrorCode::RequestInProgress),
+            Ok(Begin::KeyReused) => return error_response(ErrorCode::IdempotencyKeyReused),
+            Err(error) => {
+                worker::console_error!("wallet begin: {error}");
+                return error_response(ErrorCode::Internal);
+            }
+        }
+        let (status, body) = match self.forward_to_room(call).await {
+            Some(answer) => answer,
+            None => (
+                503,
+                serde_json::to_string(&ErrorEnvelope::new(
+                    ErrorCode::CoreUnavailable,
+                    ErrorCode::CoreUnavailable.default_message(),
+                    "",
+                ))?,
+            ),
+        };
+        if let Err(error) = self
+            .logic()
+            .finish(key, &request_hash, status, &body, now_ms())
+        {
+            worker::console_error!("wallet finish: {error}");
+        }
+        json_response(status, &body)
+    }
+
+    async fn forward_to_room(&self, call: &WalletJoin) -> Option<(u16, String)> {
+        let stub = self
+            .env
+            .durable_object(ROOM_BINDING)
+            .and_then(|namespace| namespace.get_by_name(&call.challenge))
+            .ok()?;
+        let body = serde_json::to_string(&JoinCall {
+            challenge: call.challenge.clone(),
+            user: call.user.clone(),
+        })
+        .ok()?;
+        let headers = Headers::new();
+        headers.set("content-type", "application/json").ok()?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
+        let request = Request::new_with_init("https://room/join", &init).ok()?;
+        let mut response = stub.fetch_with_request(request).await.ok()?;
+        let status = response.status_code();
+        let text = response.text().await.ok()?;
+        Some((status, text))
+    }
+
+    async fn balance(&self, user: &str) -> worker::Result<Response> {
+        if let Ok(Some(body)) = self.logic().balance(now_ms()) {
+            return json_response(200, &body);
+        }
+        match core_call(&self.env, "GET", "/internal/v1/me/wallet", user).await {
+            Some((200, body)) => {
+                let body = String::from_utf8_lossy(&body).into_owned();
+                if let Err(error) = self.logic().cache_balance(&body, now_ms()) {
+                    worker::console_error!("wallet cache: {error}");
+                }
+                json_response(200, &body)
+            }
+            Some((status, body)) if (400..500).contains(&status) => {
+                json_response(status, &String::from_utf8_lossy(&body))
+            }
+            _ => error_response(ErrorCode::CoreUnavailable),
+        }
+    }
+}
+
+struct SqliteWalletStore {
+    sql: SqlStorage,
+}
+
+fn wallet_error(error: impl std::fmt::Display) -> crate::wallet::WalletStoreError {
+    crate::wallet::WalletStoreError(error.to_string())
+}
+
+impl crate::wallet::WalletStore for SqliteWalletStore {
+    fn remembered(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::wallet::Remembered>, crate::wallet::WalletStoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            entry: String,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT entry FROM replies WHERE key = ?",
+                vec![SqlStorageValue::String(key.to_owned())],
+            )
+            .and_then(|cursor| cursor.to_array())
+            .map_err(wallet_error)?;
+        rows.first()
+            .map(|row| serde_json::from_str(&row.entry).map_err(wallet_error))
+            .transpose()
+    }
+
+    fn remember(
+        &mut self,
+        key: &str,
+        entry: &crate::wallet::Remembered,
+    ) -> Result<(), crate::wallet::WalletStoreError> {
+        let entry = serde_json::to_string(entry).map_err(wallet_error)?;
+        self.sql
+            .exec(
+                "INSERT INTO replies (key, entry) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET entry = excluded.entry",
+                vec![SqlStorageValue::String(key.to_owned()), SqlStorageValue::String(entry)],
+            )
+            .map_err(wallet_error)?;
+        Ok(())
+    }
+
+    fn forget(&mut self, key: &str) -> Result<(), crate::wallet::WalletStoreError> {
+        self.sql
+            .exec(
+                "DELETE FROM replies WHERE key = ?",
+                vec![SqlStorageValue::String(key.to_owned())],
+            )
+            .map_err(wallet_error)?;
+        Ok(())
+    }
+
+    fn cached_balance(&self) -> Result<Option<(String, i64)>, crate::wallet::WalletStoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            body: String,
+            at_ms: i64,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec("SELECT body, at_ms FROM balance_cache WHERE id = 1", None)
+            .and_then(|cursor| cursor.to_array())
+            .map_err(wallet_error)?;
+        Ok(rows.into_iter().next().map(|row| (row.body, row.at_ms)))
+    }
+
+    fn set_cached_balance(
+        &mut self,
+        balance: Option<(String, i64)>,
+    ) -> Result<(), crate::wallet::WalletStoreError> {
+        match balance {
+            Some((body, at_ms)) => self.sql.exec(
+                "INSERT INTO balance_cache (id, body, at_ms) VALUES (1, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body, at_ms = excluded.at_ms",
+                vec![
+                    SqlStorageValue::String(body),
+                    SqlStorageValue::try_from_i64(at_ms).map_err(wallet_error)?,
+                ],
+            ),
+            None => self.sql.exec("DELETE FROM balance_cache", None),
+        }
+        .map_err(wallet_error)?;
+        Ok(())
     }
 }

@@ -19,7 +19,7 @@ mod workers;
 
 /// The Durable Object classes must be exported from the Worker's own module.
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-pub use nene_durable::workers::ChallengeRoom;
+pub use nene_durable::workers::{ChallengeRoom, Wallet};
 
 // `#[http_component]` expands to the component's exported C ABI, which is `unsafe` by nature.
 #[cfg(target_os = "wasi")]

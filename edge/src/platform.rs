@@ -43,13 +43,22 @@ pub trait Transport: Send + Sync {
     -> BoxFuture<Result<OutboundResponse, TransportError>>;
 }
 
-/// Calls into the `ChallengeRoom` Durable Object named after a challenge. Hosts without Durable
-/// Objects (Spin) have none, and the routes that need one go to the core instead.
+/// Which Durable Object a call goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum ObjectName<'a> {
+    /// The `ChallengeRoom` named after a challenge.
+    Room(&'a ChallengeId),
+    /// The `Wallet` named after a user.
+    Wallet(&'a str),
+}
+
+/// Calls into Durable Objects. Hosts without them (Spin) have none, and the routes that need one
+/// go to the core instead, which is correct on its own.
 pub trait Rooms: Send + Sync {
-    /// `request.url` is a path of the room protocol (`nene_durable::room`).
+    /// `request.url` is a path of the object's protocol (`nene_durable`).
     fn send(
         &self,
-        room: &ChallengeId,
+        object: ObjectName<'_>,
         request: OutboundRequest,
     ) -> BoxFuture<Result<OutboundResponse, TransportError>>;
 }

@@ -22,7 +22,7 @@ use crate::{
     auth::User,
     core_client::{self, CORE_PATH_HEALTH, HEADER_REQUEST_ID},
     error::{ApiError, ApiJson, render_pending_error},
-    platform::{OutboundRequest, Platform},
+    platform::{ObjectName, OutboundRequest, Platform},
 };
 
 /// The request id of the current request, set by the request-context middleware.
@@ -38,7 +38,8 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/challenges", post(create_challenge))
         .route("/v1/challenges/{challenge_id}", get(challenge_detail))
-        .route("/v1/challenges/{challenge_id}/join", post(join_challenge));
+        .route("/v1/challenges/{challenge_id}/join", post(join_challenge))
+        .route("/v1/wallet", get(wallet));
     if state.config.dev_mode {
         routes = routes.route(
             "/v1/dev/rooms/{challenge_id}/probe",
@@ -130,7 +131,7 @@ async fn call_room(
         timeout_ms: CORE_TIMEOUT_MS,
     };
     let response = rooms
-        .send(challenge_id, request)
+        .send(ObjectName::Room(challenge_id), request)
         .await
         .map_err(|_| ApiError::new(ErrorCode::CoreUnavailable))?;
     match response.status {
@@ -248,7 +249,7 @@ async fn challenge_detail(
             let path = format!("/counts?challenge={challenge_id}");
             let response = rooms
                 .send(
-                    &challenge_id,
+                    ObjectName::Room(&challenge_id),
                     room_request(http::Method::GET, &path, Bytes::new()),
                 )
                 .await
@@ -264,24 +265,54 @@ async fn challenge_detail(
     Ok(axum::Json(detail))
 }
 
-/// `POST /v1/challenges/{id}/join`: through the challenge's room on Workers (it answers duplicates,
-/// full and closed by itself and serializes the rest), straight to the core on Spin.
+/// Longest Idempotency-Key accepted (API.md).
+const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+
+/// The request's `Idempotency-Key`, if any: 1–255 printable ASCII characters.
+fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::new(ErrorCode::BadRequest))?;
+    let valid = !key.is_empty()
+        && key.len() <= IDEMPOTENCY_KEY_LEN_MAX
+        && key.bytes().all(|b| b.is_ascii_graphic());
+    if !valid {
+        return Err(ApiError::with_message(
+            ErrorCode::BadRequest,
+            "Idempotency-Key must be 1–255 printable ASCII characters.",
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// `POST /v1/challenges/{id}/join`: on Workers through the user's `Wallet` (one money-moving
+/// request at a time, Idempotency-Key replays) and the challenge's `ChallengeRoom` (duplicates,
+/// full and closed answered without the core; the rest serialized); on Spin straight to the core.
 async fn join_challenge(
     State(state): State<AppState>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
     User(user): User,
     Path(challenge_id): Path<String>,
+    headers: http::HeaderMap,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
     let challenge_id = parse_challenge_id(&challenge_id)?;
+    let idempotency_key = idempotency_key(&headers)?;
     let joined = match &state.rooms {
-        Some(rooms) => {
-            let body = serde_json::json!({ "challenge": challenge_id.as_str(), "user": user });
+        Some(objects) => {
+            let body = serde_json::json!({
+                "challenge": challenge_id.as_str(),
+                "user": user,
+                "idempotency_key": idempotency_key,
+            });
             let body = Bytes::from(
                 serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal))?,
             );
-            let response = rooms
+            let response = objects
                 .send(
-                    &challenge_id,
+                    ObjectName::Wallet(&user),
                     room_request(http::Method::POST, "/join", body),
                 )
                 .await
@@ -301,4 +332,38 @@ async fn join_challenge(
         }
     };
     Ok((StatusCode::CREATED, axum::Json(joined)))
+}
+
+/// `GET /v1/wallet`: balance, holds and lots; on Workers through the user's `Wallet`, which never
+/// shows a balance older than its own last write.
+async fn wallet(
+    State(state): State<AppState>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    User(user): User,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let balance = match &state.rooms {
+        Some(objects) => {
+            let path = format!("/balance?user={user}");
+            let response = objects
+                .send(
+                    ObjectName::Wallet(&user),
+                    room_request(http::Method::GET, &path, Bytes::new()),
+                )
+                .await
+                .map_err(|_| ApiError::new(ErrorCode::CoreUnavailable))?;
+            room_answer(&response)?
+        }
+        None => {
+            core_client::call_json(
+                &state,
+                http::Method::GET,
+                "/internal/v1/me/wallet",
+                Some(&user),
+                Bytes::new(),
+                &request_id,
+            )
+            .await?
+        }
+    };
+    Ok(axum::Json(balance))
 }

@@ -16,13 +16,12 @@ use worker::{
 use crate::{
     config::EdgeConfig,
     platform::{
-        BoxFuture, Host, OutboundRequest, OutboundResponse, Platform, Rooms, Transport,
+        BoxFuture, Host, ObjectName, OutboundRequest, OutboundResponse, Platform, Rooms, Transport,
         TransportError,
     },
     router::router,
 };
-use nene_domain::ChallengeId;
-use nene_durable::CHALLENGE_ROOM_BINDING;
+use nene_durable::{CHALLENGE_ROOM_BINDING, WALLET_BINDING};
 
 #[event(fetch)]
 async fn fetch(
@@ -159,15 +158,18 @@ struct DurableRooms {
 impl Rooms for DurableRooms {
     fn send(
         &self,
-        room: &ChallengeId,
+        object: ObjectName<'_>,
         request: OutboundRequest,
     ) -> BoxFuture<Result<OutboundResponse, TransportError>> {
         let env = Arc::clone(&self.env);
-        let room = room.clone();
+        let (binding, name) = match object {
+            ObjectName::Room(challenge) => (CHALLENGE_ROOM_BINDING, challenge.as_str().to_owned()),
+            ObjectName::Wallet(user) => (WALLET_BINDING, user.to_owned()),
+        };
         Box::pin(SendWrapper::new(async move {
             let stub = env
-                .durable_object(CHALLENGE_ROOM_BINDING)
-                .and_then(|namespace| namespace.get_by_name(room.as_str()))
+                .durable_object(binding)
+                .and_then(|namespace| namespace.get_by_name(&name))
                 .map_err(|e| TransportError::Unreachable(e.to_string()))?;
             let worker_request = to_worker_request(&request)?;
             // A stub call cannot take an abort signal; dropping it on timeout stops our wait,

@@ -80,7 +80,7 @@ struct FakeRooms {
 impl Rooms for FakeRooms {
     fn send(
         &self,
-        _room: &nene_domain::ChallengeId,
+        _object: nene_edge::platform::ObjectName<'_>,
         request: OutboundRequest,
     ) -> BoxFuture<Result<OutboundResponse, TransportError>> {
         let path = request.url.trim_start_matches("https://room").to_owned();
@@ -408,7 +408,7 @@ async fn joining_without_a_valid_access_token_is_401_before_anything_is_called()
 }
 
 #[tokio::test]
-async fn a_join_with_a_valid_token_is_forwarded_to_the_room_as_that_user() {
+async fn a_join_with_a_valid_token_is_forwarded_to_the_users_wallet_as_that_user() {
     let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
         .and_then(|keys| keys.issue("user-7", "j", NOW))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -424,6 +424,6 @@ async fn a_join_with_a_valid_token_is_forwarded_to_the_room_as_that_user() {
     let joins = rooms.joins.lock().map(|j| j.clone()).unwrap_or_default();
     assert_eq!(
         joins,
-        vec![serde_json::json!({"challenge": "room-1", "user": "user-7"})]
+        vec![serde_json::json!({"challenge": "room-1", "user": "user-7", "idempotency_key": null})]
     );
 }

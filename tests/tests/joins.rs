@@ -290,3 +290,64 @@ async fn the_same_storms_through_the_spin_component_reach_the_same_ledger() {
     assert_eq!((seats, debits, escrow), (100, 100, 100 * FEE));
     assert_eq!(violations, json!([]));
 }
+
+async fn join_with_key(edge_url: &str, challenge: &str, user: &str, key: &str) -> (u16, Value) {
+    let response = client()
+        .post(format!("{edge_url}/v1/challenges/{challenge}/join"))
+        .bearer_auth(token_for(user))
+        .header("idempotency-key", key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_retried_join_with_its_idempotency_key_gets_the_first_answer_and_the_wallet_shows_it() {
+    let dir = scratch_dir("join_idempotency_workers");
+    let core = Arc::new(Core::start(&dir).await);
+    let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
+    let first = create_challenge(&edge.url, 10).await;
+    let second = create_challenge(&edge.url, 10).await;
+    let (first, second) = (
+        first["id"].as_str().unwrap_or_default().to_owned(),
+        second["id"].as_str().unwrap_or_default().to_owned(),
+    );
+    fund(&core, &["retrier".to_owned()], 3 * FEE).await;
+    let wallet = || async {
+        client()
+            .get(format!("{}/v1/wallet", edge.url))
+            .bearer_auth(token_for("retrier"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json::<Value>()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(wallet().await["balance"], 3 * FEE);
+
+    let (status, answer) = join_with_key(&edge.url, &first, "retrier", "click-1").await;
+    assert_eq!(status, 201, "{answer}");
+    // Never stale after its own write: the join's fee shows at once.
+    assert_eq!(wallet().await["balance"], 2 * FEE);
+    // The retry with the same key is the first answer again, not ALREADY_JOINED, and costs nothing.
+    assert_eq!(
+        join_with_key(&edge.url, &first, "retrier", "click-1").await,
+        (201, answer)
+    );
+    // The same key for another challenge is refused.
+    let (status, refused) = join_with_key(&edge.url, &second, "retrier", "click-1").await;
+    assert_eq!(
+        (status, refused["error"]["code"].clone()),
+        (422, json!("IDEMPOTENCY_KEY_REUSED"))
+    );
+    // Without the key, a second join is what it is: already joined.
+    let outcomes = storm(&edge.url, &first, &["retrier".to_owned()]).await;
+    assert_eq!(outcomes, vec![(409, "ALREADY_JOINED".to_owned())]);
+    assert_eq!(wallet().await["balance"], 2 * FEE);
+    let (_, violations) =
+        core_call(&core, "GET", "/internal/v1/ledger/check", "", &Value::Null).await;
+    assert_eq!(violations, json!([]));
+}

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{Path, Query, State},
     routing::{get, post},
 };
 use nene_domain::Points;
 use serde::Deserialize;
 
-use super::{CoreJson, error::CoreApiError};
+use super::{CoreJson, error::CoreApiError, signature::Caller};
 use crate::{
     AppState,
     ledger::{self, *},
@@ -43,6 +43,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(entries),
         )
         .route("/internal/v1/ledger/check", get(check))
+        .route("/internal/v1/me/wallet", get(my_wallet))
 }
 
 /// Owner ids are user or challenge ids: short printable strings.
@@ -194,4 +195,17 @@ async fn entries(
 async fn check(State(state): Shared) -> Result<Json<Vec<Violation>>, CoreApiError> {
     let mut conn = state.db.acquire().await?;
     Ok(Json(check_invariants(&mut conn).await?))
+}
+
+/// The signed user's wallet (created empty on first look, so a new user sees zero, not 404).
+async fn my_wallet(
+    State(state): Shared,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<WalletBalance>, CoreApiError> {
+    let user = caller
+        .user
+        .ok_or(CoreApiError::Client(nene_domain::ErrorCode::Unauthorized))?;
+    let mut conn = state.db.acquire().await?;
+    let wallet = ensure_wallet_in_tx(&mut conn, parse_owner(&user)?).await?;
+    Ok(Json(wallet_balance(&mut conn, wallet).await?))
 }

@@ -1,0 +1,313 @@
+//! The `Wallet` Durable Object's logic (one per user): client idempotency keys and a balance cache.
+//!
+//! Every money-moving request of one user passes through that user's wallet object, which runs
+//! them one at a time. A request with an `Idempotency-Key` is remembered: the same key and
+//! request answers the first response again without doing anything; the same key with another
+//! request is `IDEMPOTENCY_KEY_REUSED`; a retry while the first is still running is
+//! `REQUEST_IN_PROGRESS` (API.md). Only definite answers are remembered: after a timeout the key
+//! is free again, and the retry reaches the (idempotent) core, which knows what happened.
+//!
+//! The cached balance is dropped by every write the object makes, so it never shows a balance
+//! from before that write; writes made elsewhere (a charge by Toss) show within
+//! [`BALANCE_CACHE_TTL_MS`].
+
+use serde::{Deserialize, Serialize};
+
+/// How long a cached balance is served without asking the core. Short: it only spares the core
+/// the bursts of a screen refreshing, and bounds how late a charge made elsewhere shows.
+pub const BALANCE_CACHE_TTL_MS: i64 = 2_000;
+/// How long a remembered response is kept: API.md promises at least 24 hours.
+pub const REPLY_RETENTION_MS: i64 = 24 * 3_600 * 1_000;
+/// Longest Idempotency-Key accepted (API.md).
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Remembered {
+    /// The first request with this key is still running.
+    InFlight { request_hash: String },
+    /// Its definite response.
+    Done {
+        request_hash: String,
+        status: u16,
+        body: String,
+        at_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("wallet storage failed: {0}")]
+pub struct WalletStoreError(pub String);
+
+pub trait WalletStore {
+    /// # Errors
+    /// When the store fails.
+    fn remembered(&self, key: &str) -> Result<Option<Remembered>, WalletStoreError>;
+    /// # Errors
+    /// When the store fails.
+    fn remember(&mut self, key: &str, entry: &Remembered) -> Result<(), WalletStoreError>;
+    /// # Errors
+    /// When the store fails.
+    fn forget(&mut self, key: &str) -> Result<(), WalletStoreError>;
+    /// # Errors
+    /// When the store fails.
+    fn cached_balance(&self) -> Result<Option<(String, i64)>, WalletStoreError>;
+    /// # Errors
+    /// When the store fails.
+    fn set_cached_balance(
+        &mut self,
+        balance: Option<(String, i64)>,
+    ) -> Result<(), WalletStoreError>;
+}
+
+/// What to do with an incoming request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// Run it (the key, if any, is now marked in flight).
+    Run,
+    /// Answer this again.
+    Replay {
+        status: u16,
+        body: String,
+    },
+    InProgress,
+    KeyReused,
+}
+
+pub struct WalletLogic<S> {
+    pub store: S,
+}
+
+/// Whether a response is definite: success or a refusal that a retry would get again. Timeouts
+/// and 5xx are not: the retry must be allowed to find out.
+#[must_use]
+pub fn is_definite(status: u16) -> bool {
+    (200..500).contains(&status)
+}
+
+impl<S: WalletStore> WalletLogic<S> {
+    pub fn new(store: S) -> Self {
+        WalletLogic { store }
+    }
+
+    /// Starts a money-moving request with an optional Idempotency-Key.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn begin(
+        &mut self,
+        key: Option<&str>,
+        request_hash: &str,
+        now_ms: i64,
+    ) -> Result<Begin, WalletStoreError> {
+        let Some(key) = key else {
+            return Ok(Begin::Run);
+        };
+        match self.store.remembered(key)? {
+            Some(Remembered::InFlight {
+                request_hash: first,
+            }) => Ok(if first == request_hash {
+                Begin::InProgress
+            } else {
+                Begin::KeyReused
+            }),
+            Some(Remembered::Done {
+                request_hash: first,
+                status,
+                body,
+                at_ms,
+            }) if now_ms - at_ms < REPLY_RETENTION_MS => Ok(if first == request_hash {
+                Begin::Replay { status, body }
+            } else {
+                Begin::KeyReused
+            }),
+            _ => {
+                self.store.remember(
+                    key,
+                    &Remembered::InFlight {
+                        request_hash: request_hash.to_owned(),
+                    },
+                )?;
+                Ok(Begin::Run)
+            }
+        }
+    }
+
+    /// Records the response of a request that ran; drops the cached balance (the request may have
+    /// moved points).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn finish(
+        &mut self,
+        key: Option<&str>,
+        request_hash: &str,
+        status: u16,
+        body: &str,
+        now_ms: i64,
+    ) -> Result<(), WalletStoreError> {
+        self.store.set_cached_balance(None)?;
+        let Some(key) = key else {
+            return Ok(());
+        };
+        if is_definite(status) {
+            self.store.remember(
+                key,
+                &Remembered::Done {
+                    request_hash: request_hash.to_owned(),
+                    status,
+                    body: body.to_owned(),
+                    at_ms: now_ms,
+                },
+            )
+        } else {
+            self.store.forget(key)
+        }
+    }
+
+    /// The cached balance if it is fresh enough to show.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn balance(&self, now_ms: i64) -> Result<Option<String>, WalletStoreError> {
+        Ok(self
+            .store
+            .cached_balance()?
+            .filter(|(_, at)| now_ms - at < BALANCE_CACHE_TTL_MS)
+            .map(|(body, _)| body))
+    }
+
+    /// Caches a balance just read from the core.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn cache_balance(&mut self, body: &str, now_ms: i64) -> Result<(), WalletStoreError> {
+        self.store
+            .set_cached_balance(Some((body.to_owned(), now_ms)))
+    }
+}
+
+/// An in-memory store for tests.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryWalletStore {
+    pub replies: std::collections::BTreeMap<String, Remembered>,
+    pub balance: Option<(String, i64)>,
+}
+
+impl WalletStore for MemoryWalletStore {
+    fn remembered(&self, key: &str) -> Result<Option<Remembered>, WalletStoreError> {
+        Ok(self.replies.get(key).cloned())
+    }
+    fn remember(&mut self, key: &str, entry: &Remembered) -> Result<(), WalletStoreError> {
+        self.replies.insert(key.to_owned(), entry.clone());
+        Ok(())
+    }
+    fn forget(&mut self, key: &str) -> Result<(), WalletStoreError> {
+        self.replies.remove(key);
+        Ok(())
+    }
+    fn cached_balance(&self) -> Result<Option<(String, i64)>, WalletStoreError> {
+        Ok(self.balance.clone())
+    }
+    fn set_cached_balance(
+        &mut self,
+        balance: Option<(String, i64)>,
+    ) -> Result<(), WalletStoreError> {
+        self.balance = balance;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_790_000_000_000;
+
+    fn wallet() -> WalletLogic<MemoryWalletStore> {
+        WalletLogic::new(MemoryWalletStore::default())
+    }
+
+    #[test]
+    fn the_same_key_and_request_replays_the_first_response() {
+        let mut w = wallet();
+        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
+        w.finish(Some("k"), "join:a", 201, "{\"seat\":1}", NOW)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            w.begin(Some("k"), "join:a", NOW + 1),
+            Ok(Begin::Replay {
+                status: 201,
+                body: "{\"seat\":1}".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_remembered_too_because_a_retry_would_get_it_again() {
+        let mut w = wallet();
+        w.begin(Some("k"), "join:a", NOW).ok();
+        w.finish(Some("k"), "join:a", 402, "{}", NOW).ok();
+        assert!(matches!(
+            w.begin(Some("k"), "join:a", NOW),
+            Ok(Begin::Replay { status: 402, .. })
+        ));
+    }
+
+    #[test]
+    fn the_same_key_with_another_request_is_refused() {
+        let mut w = wallet();
+        w.begin(Some("k"), "join:a", NOW).ok();
+        assert_eq!(w.begin(Some("k"), "join:b", NOW), Ok(Begin::KeyReused));
+        w.finish(Some("k"), "join:a", 201, "{}", NOW).ok();
+        assert_eq!(w.begin(Some("k"), "join:b", NOW), Ok(Begin::KeyReused));
+    }
+
+    #[test]
+    fn a_retry_while_the_first_runs_is_in_progress() {
+        let mut w = wallet();
+        w.begin(Some("k"), "join:a", NOW).ok();
+        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::InProgress));
+    }
+
+    #[test]
+    fn an_indefinite_answer_frees_the_key_for_a_retry() {
+        let mut w = wallet();
+        w.begin(Some("k"), "join:a", NOW).ok();
+        w.finish(Some("k"), "join:a", 503, "{}", NOW).ok();
+        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
+    }
+
+    #[test]
+    fn a_remembered_response_expires_after_its_retention() {
+        let mut w = wallet();
+        w.begin(Some("k"), "join:a", NOW).ok();
+        w.finish(Some("k"), "join:a", 201, "{}", NOW).ok();
+        assert_eq!(
+            w.begin(Some("k"), "join:a", NOW + REPLY_RETENTION_MS),
+            Ok(Begin::Run)
+        );
+    }
+
+    #[test]
+    fn requests_without_a_key_always_run() {
+        let mut w = wallet();
+        assert_eq!(w.begin(None, "join:a", NOW), Ok(Begin::Run));
+        assert_eq!(w.begin(None, "join:a", NOW), Ok(Begin::Run));
+    }
+
+    #[test]
+    fn a_write_drops_the_cached_balance_and_an_old_cache_is_not_served() {
+        let mut w = wallet();
+        w.cache_balance("{\"balance\":10000}", NOW).ok();
+        assert_eq!(w.balance(NOW + 1), Ok(Some("{\"balance\":10000}".into())));
+        w.begin(None, "join:a", NOW).ok();
+        w.finish(None, "join:a", 201, "{}", NOW + 2).ok();
+        assert_eq!(
+            w.balance(NOW + 3),
+            Ok(None),
+            "never stale after a write it made"
+        );
+        w.cache_balance("{\"balance\":0}", NOW + 4).ok();
+        assert_eq!(w.balance(NOW + 4 + BALANCE_CACHE_TTL_MS), Ok(None));
+    }
+}
