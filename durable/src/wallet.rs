@@ -145,7 +145,9 @@ impl<S: WalletStore> WalletLogic<S> {
         body: &str,
         now_ms: i64,
     ) -> Result<(), WalletStoreError> {
-        self.store.set_cached_balance(None)?;
+        if self.store.cached_balance()?.is_some() {
+            self.store.set_cached_balance(None)?;
+        }
         let Some(key) = key else {
             return Ok(());
         };

@@ -51,6 +51,25 @@ CREATE INDEX IF NOT EXISTS seats_pending_by_retry ON seats (state, retry_at_ms);
 pub struct ChallengeRoom {
     state: State,
     env: Env,
+    /// The schema is created once per instance: DDL on every request would be a write each time.
+    schema_ready: std::cell::Cell<bool>,
+}
+
+/// Runs `schema` once per object instance.
+fn ensure_schema(sql: &SqlStorage, ready: &std::cell::Cell<bool>, schema: &str) -> bool {
+    if ready.get() {
+        return true;
+    }
+    match sql.exec(schema, None) {
+        Ok(_) => {
+            ready.set(true);
+            true
+        }
+        Err(error) => {
+            worker::console_error!("schema: {error}");
+            false
+        }
+    }
 }
 
 /// Body of `POST /join`.
@@ -83,15 +102,18 @@ fn now_ms() -> i64 {
 
 impl worker::DurableObject for ChallengeRoom {
     fn new(state: State, env: Env) -> Self {
-        ChallengeRoom { state, env }
+        ChallengeRoom {
+            state,
+            env,
+            schema_ready: std::cell::Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let path = req.path();
         let method = req.method().to_string();
         let sql = self.state.storage().sql();
-        if let Err(error) = sql.exec(ROOM_SCHEMA, None) {
-            worker::console_error!("room schema: {error}");
+        if !ensure_schema(&sql, &self.schema_ready, ROOM_SCHEMA) {
             return error_response(ErrorCode::Internal);
         }
         match (method.as_str(), path.as_str()) {
@@ -127,7 +149,9 @@ impl worker::DurableObject for ChallengeRoom {
 
     async fn alarm(&self) -> worker::Result<Response> {
         let sql = self.state.storage().sql();
-        let _ = sql.exec(ROOM_SCHEMA, None);
+        if !ensure_schema(&sql, &self.schema_ready, ROOM_SCHEMA) {
+            return Response::error("room schema", 500);
+        }
         let due = match JoinRoom::new(SqliteSeatStore { sql: sql.clone() }).due(now_ms()) {
             Ok(due) => due,
             Err(error) => {
@@ -577,6 +601,7 @@ pub struct Wallet {
     /// One money-moving request at a time per user: input gates let requests interleave at every
     /// outbound call, so the object serializes them itself.
     one_at_a_time: futures::lock::Mutex<()>,
+    schema_ready: std::cell::Cell<bool>,
 }
 
 impl worker::DurableObject for Wallet {
@@ -585,13 +610,13 @@ impl worker::DurableObject for Wallet {
             state,
             env,
             one_at_a_time: futures::lock::Mutex::new(()),
+            schema_ready: std::cell::Cell::new(false),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let sql = self.state.storage().sql();
-        if let Err(error) = sql.exec(WALLET_SCHEMA, None) {
-            worker::console_error!("wallet schema: {error}");
+        if !ensure_schema(&sql, &self.schema_ready, WALLET_SCHEMA) {
             return error_response(ErrorCode::Internal);
         }
         match (req.method().to_string().as_str(), req.path().as_str()) {
