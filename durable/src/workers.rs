@@ -601,7 +601,6 @@ pub struct Wallet {
     /// One money-moving request at a time per user: input gates let requests interleave at every
     /// outbound call, so the object serializes them itself.
     one_at_a_time: futures::lock::Mutex<()>,
-    schema_ready: std::cell::Cell<bool>,
 }
 
 impl worker::DurableObject for Wallet {
@@ -610,15 +609,12 @@ impl worker::DurableObject for Wallet {
             state,
             env,
             one_at_a_time: futures::lock::Mutex::new(()),
-            schema_ready: std::cell::Cell::new(false),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let sql = self.state.storage().sql();
-        if !ensure_schema(&sql, &self.schema_ready, WALLET_SCHEMA) {
-            return error_response(ErrorCode::Internal);
-        }
+        // No schema here: a wallet that never needs to remember anything (a join without an
+        // Idempotency-Key, say) never creates its database at all (SqliteWalletStore).
         match (req.method().to_string().as_str(), req.path().as_str()) {
             ("POST", "/join") => {
                 let Ok(call) = req.json::<WalletJoin>().await else {
@@ -734,8 +730,38 @@ impl Wallet {
     }
 }
 
+/// A wallet's storage. Its tables are created by the first write, and a read before that finds
+/// nothing: most wallets are read far more often than they remember anything.
 struct SqliteWalletStore {
     sql: SqlStorage,
+}
+
+impl SqliteWalletStore {
+    fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> Result<Vec<T>, crate::wallet::WalletStoreError> {
+        match self
+            .sql
+            .exec(query, bindings)
+            .and_then(|cursor| cursor.to_array())
+        {
+            Ok(rows) => Ok(rows),
+            Err(error) if error.to_string().contains("no such table") => Ok(Vec::new()),
+            Err(error) => Err(wallet_error(error)),
+        }
+    }
+
+    fn write(
+        &self,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> Result<(), crate::wallet::WalletStoreError> {
+        self.sql.exec(WALLET_SCHEMA, None).map_err(wallet_error)?;
+        self.sql.exec(query, bindings).map_err(wallet_error)?;
+        Ok(())
+    }
 }
 
 fn wallet_error(error: impl std::fmt::Display) -> crate::wallet::WalletStoreError {
@@ -751,14 +777,10 @@ impl crate::wallet::WalletStore for SqliteWalletStore {
         struct Row {
             entry: String,
         }
-        let rows: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT entry FROM replies WHERE key = ?",
-                vec![SqlStorageValue::String(key.to_owned())],
-            )
-            .and_then(|cursor| cursor.to_array())
-            .map_err(wallet_error)?;
+        let rows: Vec<Row> = self.read(
+            "SELECT entry FROM replies WHERE key = ?",
+            vec![SqlStorageValue::String(key.to_owned())],
+        )?;
         rows.first()
             .map(|row| serde_json::from_str(&row.entry).map_err(wallet_error))
             .transpose()
@@ -770,23 +792,17 @@ impl crate::wallet::WalletStore for SqliteWalletStore {
         entry: &crate::wallet::Remembered,
     ) -> Result<(), crate::wallet::WalletStoreError> {
         let entry = serde_json::to_string(entry).map_err(wallet_error)?;
-        self.sql
-            .exec(
-                "INSERT INTO replies (key, entry) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET entry = excluded.entry",
-                vec![SqlStorageValue::String(key.to_owned()), SqlStorageValue::String(entry)],
-            )
-            .map_err(wallet_error)?;
-        Ok(())
+        self.write(
+            "INSERT INTO replies (key, entry) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET entry = excluded.entry",
+            vec![SqlStorageValue::String(key.to_owned()), SqlStorageValue::String(entry)],
+        )
     }
 
     fn forget(&mut self, key: &str) -> Result<(), crate::wallet::WalletStoreError> {
-        self.sql
-            .exec(
-                "DELETE FROM replies WHERE key = ?",
-                vec![SqlStorageValue::String(key.to_owned())],
-            )
-            .map_err(wallet_error)?;
-        Ok(())
+        self.write(
+            "DELETE FROM replies WHERE key = ?",
+            vec![SqlStorageValue::String(key.to_owned())],
+        )
     }
 
     fn cached_balance(&self) -> Result<Option<(String, i64)>, crate::wallet::WalletStoreError> {
@@ -795,11 +811,10 @@ impl crate::wallet::WalletStore for SqliteWalletStore {
             body: String,
             at_ms: i64,
         }
-        let rows: Vec<Row> = self
-            .sql
-            .exec("SELECT body, at_ms FROM balance_cache WHERE id = 1", None)
-            .and_then(|cursor| cursor.to_array())
-            .map_err(wallet_error)?;
+        let rows: Vec<Row> = self.read(
+            "SELECT body, at_ms FROM balance_cache WHERE id = 1",
+            Vec::new(),
+        )?;
         Ok(rows.into_iter().next().map(|row| (row.body, row.at_ms)))
     }
 
@@ -808,7 +823,7 @@ impl crate::wallet::WalletStore for SqliteWalletStore {
         balance: Option<(String, i64)>,
     ) -> Result<(), crate::wallet::WalletStoreError> {
         match balance {
-            Some((body, at_ms)) => self.sql.exec(
+            Some((body, at_ms)) => self.write(
                 "INSERT INTO balance_cache (id, body, at_ms) VALUES (1, ?, ?) \
                  ON CONFLICT (id) DO UPDATE SET body = excluded.body, at_ms = excluded.at_ms",
                 vec![
@@ -816,9 +831,7 @@ impl crate::wallet::WalletStore for SqliteWalletStore {
                     SqlStorageValue::try_from_i64(at_ms).map_err(wallet_error)?,
                 ],
             ),
-            None => self.sql.exec("DELETE FROM balance_cache", None),
+            None => self.write("DELETE FROM balance_cache", Vec::new()),
         }
-        .map_err(wallet_error)?;
-        Ok(())
     }
 }
