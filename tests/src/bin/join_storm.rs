@@ -169,7 +169,7 @@ async fn new_challenge(core: &Core, capacity: i64) -> Value {
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
     // 5,000 is the figure; local workerd hosts every Wallet object in one process with
     // its own SQLite files and runs out of descriptors (hard limit 20,000 here) before that, so the
     // default is what this machine can run.
@@ -311,12 +311,16 @@ async fn main() {
         }
     );
     let capacity_usize = usize::try_from(capacity).unwrap_or(0);
-    if violations != json!([])
+    let broken = violations != json!([])
         || edge_storm.admitted != capacity_usize
-        || core_storm.admitted != capacity_usize
-    {
-        eprintln!("the storm broke an invariant");
-        std::process::exit(1);
+        || core_storm.admitted != capacity_usize;
+    // Stop wrangler and the core before saying how it ended (an early exit would leave them).
+    drop(edge);
+    drop(core);
+    if broken {
+        eprintln!("the storm broke an invariant; logs in {}", dir.display());
+        return std::process::ExitCode::FAILURE;
     }
     let _ = std::fs::remove_dir_all(&dir);
+    std::process::ExitCode::SUCCESS
 }
