@@ -263,6 +263,28 @@ impl Core {
     pub async fn start(log_dir: &Path) -> Core {
         let database = Database::create().await;
         let port = free_port();
+        let process = Self::spawn(&database, port, log_dir, "core").await;
+        Core {
+            url: format!("http://127.0.0.1:{port}"),
+            process,
+            database,
+        }
+    }
+
+    /// Stops the core and starts it again on the same port and database (a crash and a restart,
+    /// as the edge sees them).
+    pub async fn restart(&mut self, log_dir: &Path) {
+        self.process.stop();
+        let port: u16 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.url));
+        self.process = Self::spawn(&self.database, port, log_dir, "core-restarted").await;
+    }
+
+    async fn spawn(database: &Database, port: u16, log_dir: &Path, name: &str) -> Process {
         let mut command = Command::new(required_env("NENE_CORE_BIN"));
         command
             .env("DATABASE_URL", &database.url)
@@ -270,16 +292,11 @@ impl Core {
             .env("CORE_SIGNING_SECRET", SIGNING_SECRET)
             .env("CORE_BIND", format!("127.0.0.1:{port}"))
             .env("NENE_ENV", "dev");
-        let mut process = Process::start("core", command, log_dir);
-        let url = format!("http://127.0.0.1:{port}");
+        let mut process = Process::start(name, command, log_dir);
         process
-            .wait_until_answering(&format!("{url}/healthz"))
+            .wait_until_answering(&format!("http://127.0.0.1:{port}/healthz"))
             .await;
-        Core {
-            url,
-            process,
-            database,
-        }
+        process
     }
 }
 

@@ -351,3 +351,66 @@ async fn a_retried_join_with_its_idempotency_key_gets_the_first_answer_and_the_w
         core_call(&core, "GET", "/internal/v1/ledger/check", "", &Value::Null).await;
     assert_eq!(violations, json!([]));
 }
+
+#[tokio::test]
+async fn a_join_cut_off_by_a_core_crash_is_finished_by_the_rooms_alarm_without_a_second_charge() {
+    let dir = scratch_dir("join_alarm_workers");
+    let mut core = Core::start(&dir).await;
+    let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
+    let challenge = create_challenge(&edge.url, 10).await;
+    let id = challenge["id"].as_str().unwrap_or_default().to_owned();
+    for user in ["first", "cut-off"] {
+        let (_, wallet) = core_call(
+            &core,
+            "POST",
+            "/internal/v1/ledger/wallets",
+            "",
+            &json!({"owner": user}),
+        )
+        .await;
+        let credit = json!({"key": format!("charge:{user}"), "wallet": wallet["account"],
+            "from": "00000000-0000-7000-8000-000000000001", "amount": FEE, "source": "charge"});
+        assert_eq!(
+            core_call(&core, "POST", "/internal/v1/ledger/credits", "", &credit)
+                .await
+                .0,
+            200
+        );
+    }
+    // A first join teaches the room its rules while the core is up.
+    assert_eq!(
+        storm(&edge.url, &id, &["first".to_owned()]).await,
+        vec![(201, String::new())]
+    );
+
+    // The core goes down: the room holds the seat and answers that it cannot tell yet.
+    core.process.stop();
+    let outcomes = storm(&edge.url, &id, &["cut-off".to_owned()]).await;
+    assert_eq!(outcomes, vec![(503, "CORE_UNAVAILABLE".to_owned())]);
+    let retry = storm(&edge.url, &id, &["cut-off".to_owned()]).await;
+    assert_eq!(
+        retry,
+        vec![(409, "REQUEST_IN_PROGRESS".to_owned())],
+        "the seat is still pending"
+    );
+
+    // The core comes back; the room's alarm retries with the same key until the answer is definite.
+    core.restart(&dir).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (seats, _, _, _) = ledger_view(&core, &challenge).await;
+        if seats == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the alarm did not finish the join"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let again = storm(&edge.url, &id, &["cut-off".to_owned()]).await;
+    assert_eq!(again, vec![(409, "ALREADY_JOINED".to_owned())]);
+    let (seats, debits, escrow, violations) = ledger_view(&core, &challenge).await;
+    assert_eq!((seats, debits, escrow), (2, 2, 2 * FEE), "one charge each");
+    assert_eq!(violations, json!([]));
+}
