@@ -215,6 +215,21 @@ fn room_answer(
     }
 }
 
+/// Calls a Durable Object and decodes its answer.
+async fn call_object(
+    objects: &dyn crate::platform::Rooms,
+    object: ObjectName<'_>,
+    method: http::Method,
+    path_and_query: &str,
+    body: Bytes,
+) -> Result<serde_json::Value, ApiError> {
+    let response = objects
+        .send(object, room_request(method, path_and_query, body))
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::CoreUnavailable))?;
+    room_answer(&response)
+}
+
 fn room_request(method: http::Method, path_and_query: &str, body: Bytes) -> OutboundRequest {
     OutboundRequest {
         method,
@@ -247,14 +262,14 @@ async fn challenge_detail(
     let live = match &state.rooms {
         Some(rooms) => {
             let path = format!("/counts?challenge={challenge_id}");
-            let response = rooms
-                .send(
-                    ObjectName::Room(&challenge_id),
-                    room_request(http::Method::GET, &path, Bytes::new()),
-                )
-                .await
-                .map_err(|_| ApiError::new(ErrorCode::CoreUnavailable))?;
-            room_answer(&response)?
+            call_object(
+                rooms.as_ref(),
+                ObjectName::Room(&challenge_id),
+                http::Method::GET,
+                &path,
+                Bytes::new(),
+            )
+            .await?
         }
         None => serde_json::json!({
             "participants": detail["participants"],
@@ -310,14 +325,14 @@ async fn join_challenge(
             let body = Bytes::from(
                 serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal))?,
             );
-            let response = objects
-                .send(
-                    ObjectName::Wallet(&user),
-                    room_request(http::Method::POST, "/join", body),
-                )
-                .await
-                .map_err(|_| ApiError::new(ErrorCode::CoreUnavailable))?;
-            room_answer(&response)?
+            call_object(
+                objects.as_ref(),
+                ObjectName::Wallet(&user),
+                http::Method::POST,
+                "/join",
+                body,
+            )
+            .await?
         }
         None => {
             core_client::call_json(
@@ -344,14 +359,14 @@ async fn wallet(
     let balance = match &state.rooms {
         Some(objects) => {
             let path = format!("/balance?user={user}");
-            let response = objects
-                .send(
-                    ObjectName::Wallet(&user),
-                    room_request(http::Method::GET, &path, Bytes::new()),
-                )
-                .await
-                .map_err(|_| ApiError::new(ErrorCode::CoreUnavailable))?;
-            room_answer(&response)?
+            call_object(
+                objects.as_ref(),
+                ObjectName::Wallet(&user),
+                http::Method::GET,
+                &path,
+                Bytes::new(),
+            )
+            .await?
         }
         None => {
             core_client::call_json(

@@ -199,28 +199,13 @@ impl Database {
             .execute(&mut connect(&admin_url).await)
             .await
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        let url = with_database(&admin_url, &name);
+        let url = nene_domain::settings::with_database(&admin_url, &name);
         Database {
             admin_url,
             name,
             url,
         }
     }
-}
-
-/// `postgres://user@host:port/db?opts` with `db` replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    format!("{}/{name}{query}", &base[..authority_end])
 }
 
 async fn connect(url: &str) -> sqlx::PgConnection {

@@ -31,27 +31,6 @@ const POOL_CONNECTIONS_MAX: u32 = 32;
 /// Client connections: every request in flight at once, as in a real storm.
 const CLIENT_CONNECTIONS_MAX: usize = 5_000;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    format!("{}/{name}{query}", &base[..authority_end])
-}
-
 fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -67,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await?;
-    let outcome = run(&with_database(&server, &name)).await;
+    let outcome = run(&nene_domain::settings::with_database(&server, &name)).await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin)
         .await?;
@@ -75,8 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let users: usize = env_or("BENCH_USERS", 5_000);
-    let capacity: i32 = env_or("BENCH_CAPACITY", 100);
+    let users: usize =
+        nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "BENCH_USERS", 5_000);
+    let capacity: i32 =
+        nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "BENCH_CAPACITY", 100);
     let db = PgPoolOptions::new()
         .max_connections(POOL_CONNECTIONS_MAX)
         .connect(url)

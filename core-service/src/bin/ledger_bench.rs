@@ -23,27 +23,6 @@ const FUNDING_POINTS: i64 = 100_000_000;
 /// Pool size: one connection per client, so the pool itself never queues a caller.
 const POOL_CONNECTIONS_MAX: u32 = 64;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    format!("{}/{name}{query}", &base[..authority_end])
-}
-
 struct Figures {
     name: &'static str,
     transfers: usize,
@@ -174,14 +153,16 @@ fn pgbench_tps(url: &str, clients: usize, seconds: u64) -> Result<f64, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let seconds: u64 = env_or("BENCH_SECONDS", 10);
-    let clients: usize = env_or("BENCH_CLIENTS", 32);
+    let seconds: u64 =
+        nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "BENCH_SECONDS", 10);
+    let clients: usize =
+        nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "BENCH_CLIENTS", 32);
     let name = format!("nene_bench_{}", std::process::id());
     let mut admin = PgConnection::connect(&server).await?;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await?;
-    let url = with_database(&server, &name);
+    let url = nene_domain::settings::with_database(&server, &name);
     let outcome = run(&url, seconds, clients).await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin)

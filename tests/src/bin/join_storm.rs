@@ -25,13 +25,6 @@ use serde_json::{Value, json};
 
 const FEE: i64 = 10_000;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -173,8 +166,10 @@ async fn main() -> std::process::ExitCode {
     // 5,000 is the figure; local workerd hosts every Wallet object in one process with
     // its own SQLite files and runs out of descriptors (hard limit 20,000 here) before that, so the
     // default is what this machine can run.
-    let users: usize = env_or("STORM_USERS", 1_000);
-    let capacity: i64 = env_or("STORM_CAPACITY", 100);
+    let users: usize =
+        nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "STORM_USERS", 1_000);
+    let capacity: i64 =
+        nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "STORM_CAPACITY", 100);
     let dir = scratch_dir("join_storm_bench");
     let core = Arc::new(Core::start(&dir).await);
     let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
