@@ -299,6 +299,10 @@ pub async fn debit(db: &PgPool, request: &Debit) -> Result<TransferReceipt, Ledg
 
 /// Moves points out of a wallet to a non-wallet account, consuming lots oldest first.
 ///
+/// Business failures leave the caller's transaction usable (`ledger_debit` undoes its own claim).
+/// Two failures abort it, as any database error does: a key whose record was purged while its
+/// transfer remains (`IdempotencyKeyReused` from the unique key) and an inconsistent ledger.
+///
 /// # Errors
 /// `InsufficientPoints` when the wallet's available balance (balance less holds) is short;
 /// `NotFound`, `InvalidRequest`, `IdempotencyKeyReused`.
