@@ -6,30 +6,12 @@
 //! `NENE_LEDGER_SEED=<n>` replays one seed; `NENE_LEDGER_STEPS=<n>` changes the length.
 
 use nene_core::ledger::{self, *};
-use nene_domain::Points;
+use nene_domain::{Points, seeded::SplitMix64};
 use sqlx::{PgConnection, PgPool};
 
 const WALLETS: usize = 6;
 const STEPS_DEFAULT: usize = 3_000;
 const CHECK_EVERY: usize = 100;
-
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, bound: usize) -> usize {
-        usize::try_from(self.next() % bound as u64).unwrap_or(0)
-    }
-    fn amount(&mut self, max: i64) -> i64 {
-        i64::try_from(self.next() % u64::try_from(max).unwrap_or(1)).unwrap_or(0) + 1
-    }
-}
 
 fn p(amount: i64) -> Points {
     Points::new(amount).unwrap_or_else(|e| panic!("{e}"))
@@ -160,17 +142,17 @@ impl Simulation {
     }
 
     fn random_op(&mut self) -> Op {
-        let w = self.rng.below(WALLETS);
+        let w = self.rng.index(WALLETS);
         let wallet = self.wallets[w];
         let house = ledger::system_account(SystemAccount::House);
         let shop = ledger::system_account(SystemAccount::ShopSales);
-        match self.rng.below(10) {
+        match self.rng.index(10) {
             0 | 1 => Op::Credit(Credit {
                 key: self.key(),
                 wallet,
                 from: ledger::system_account(SystemAccount::PaymentClearing),
                 amount: p(self.rng.amount(5_000)),
-                source: if self.rng.below(4) == 0 {
+                source: if self.rng.index(4) == 0 {
                     LotSource::Prize
                 } else {
                     LotSource::Charge
@@ -189,7 +171,7 @@ impl Simulation {
                 expires_in_seconds: 3_600,
             }),
             5 if !self.holds.is_empty() => {
-                let index = self.rng.below(self.holds.len());
+                let index = self.rng.index(self.holds.len());
                 let (hold, held) = (self.holds[index].0, self.holds[index].1.amount);
                 let amount = self.rng.amount(held + 200);
                 Op::Post(PostHold {
@@ -200,14 +182,14 @@ impl Simulation {
                 })
             }
             6 if !self.holds.is_empty() => {
-                let hold = self.holds[self.rng.below(self.holds.len())].0;
+                let hold = self.holds[self.rng.index(self.holds.len())].0;
                 Op::Release(ReleaseHold {
                     key: self.key(),
                     hold,
                 })
             }
             7 | 8 if !self.debits.is_empty() => {
-                let index = self.rng.below(self.debits.len());
+                let index = self.rng.index(self.debits.len());
                 let debit = self.debits[index].0;
                 let refundable: i64 = self.debits[index].1.taken.iter().map(|(_, n)| n).sum();
                 let amount = self.rng.amount(refundable + 100);
@@ -469,7 +451,7 @@ async fn thousands_of_random_operations_agree_with_the_model_and_keep_every_inva
         );
     }
     let mut sim = Simulation {
-        rng: SplitMix64(seed),
+        rng: SplitMix64::new(seed),
         wallets,
         model: vec![WalletModel::default(); WALLETS],
         holds: Vec::new(),
@@ -479,10 +461,10 @@ async fn thousands_of_random_operations_agree_with_the_model_and_keep_every_inva
     };
     let (mut replays, mut reuses, mut rollbacks) = (0, 0, 0);
     for step in 0..steps {
-        let roll = sim.rng.below(20);
+        let roll = sim.rng.index(20);
         if roll == 0 && !sim.done.is_empty() {
             // A duplicate delivery: the same key and request returns the first outcome, no effect.
-            let (op, first) = &sim.done[sim.rng.below(sim.done.len())];
+            let (op, first) = &sim.done[sim.rng.index(sim.done.len())];
             let again = run(&mut conn, op)
                 .await
                 .unwrap_or_else(|e| panic!("step {step}: replay failed: {e}"));
@@ -493,7 +475,7 @@ async fn thousands_of_random_operations_agree_with_the_model_and_keep_every_inva
             replays += 1;
         } else if roll == 1 && !sim.done.is_empty() {
             // The same key for a different request is refused, and changes nothing.
-            let op = sim.done[sim.rng.below(sim.done.len())].0.clone();
+            let op = sim.done[sim.rng.index(sim.done.len())].0.clone();
             let changed = with_amount(&op, p(op_amount(&op) + 1));
             let result = run(&mut conn, &changed).await;
             assert!(

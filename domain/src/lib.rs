@@ -11,6 +11,7 @@ pub mod ids;
 pub mod limits;
 pub mod lots;
 pub mod points;
+pub mod seeded;
 pub mod settings;
 pub mod signing;
 

@@ -186,29 +186,13 @@ mod tests {
         ));
     }
 
-    /// A small seeded generator: the property tests are reproducible without a dependency.
-    struct SplitMix64(u64);
-
-    impl SplitMix64 {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, bound: u64) -> i64 {
-            i64::try_from(self.next() % bound).unwrap_or(0)
-        }
-    }
-
     #[test]
     fn fifo_conserves_points_and_never_overdraws_a_lot_for_any_seed() {
-        let mut rng = SplitMix64(0x4E45_4E45);
+        let mut rng = crate::seeded::SplitMix64::new(0x4E45_4E45);
         for _ in 0..10_000 {
             let remaining: Vec<i64> = (0..rng.below(6)).map(|_| rng.below(1_000)).collect();
             let total: i64 = remaining.iter().sum();
-            let amount = rng.below(1_200) + 1;
+            let amount = rng.amount(1_200);
             let lots = lots(&remaining);
             match take_fifo(&lots, p(amount)) {
                 Ok(taken) => {
