@@ -1,13 +1,36 @@
 //! Configuration from the environment, parsed once at start-up.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use nene_domain::signing::{SignatureError, SigningSecret};
+
+use crate::payments::{
+    PaymentSettings,
+    toss::{TOSS_API_URL_DEFAULT, TOSS_TIMEOUT_DEFAULT, TossConfig},
+};
+
+/// Toss's public documentation test key: in dev mode (against the sandbox) it is the default, so
+/// a fresh clone runs without secrets. Outside dev mode the key must be configured.
+pub const TOSS_DOCS_TEST_SECRET_KEY: &str = "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R";
 
 pub const VAR_DATABASE_URL: &str = "DATABASE_URL";
 pub const VAR_REDIS_URL: &str = "REDIS_URL";
 pub const VAR_SIGNING_SECRET: &str = "CORE_SIGNING_SECRET";
 pub const VAR_BIND: &str = "CORE_BIND";
+pub const VAR_ENVIRONMENT: &str = "NENE_ENV";
+pub const VAR_TOSS_API_URL: &str = "TOSS_API_URL";
+pub const VAR_TOSS_SECRET_KEY: &str = "TOSS_SECRET_KEY";
+pub const VAR_TOSS_TIMEOUT_MS: &str = "TOSS_TIMEOUT_MS";
+pub const VAR_PAYMENT_RETRY_BASE_MS: &str = "PAYMENT_RETRY_BASE_MS";
+pub const VAR_PAYMENT_RETRY_MAX_MS: &str = "PAYMENT_RETRY_MAX_MS";
+pub const VAR_PAYMENT_CREDIT_ATTEMPTS_MAX: &str = "PAYMENT_CREDIT_ATTEMPTS_MAX";
+
+/// First retry of payment work after a second; later ones double up to five minutes, and a charge
+/// is credited up to twelve times (about half an hour) before its money is given back.
+pub const PAYMENT_RETRY_BASE_MS_DEFAULT: u64 = 1_000;
+pub const PAYMENT_RETRY_MAX_MS_DEFAULT: u64 = 300_000;
+pub const PAYMENT_CREDIT_ATTEMPTS_MAX_DEFAULT: u32 = 12;
+const _: () = assert!(PAYMENT_RETRY_BASE_MS_DEFAULT <= PAYMENT_RETRY_MAX_MS_DEFAULT);
 
 /// Where the core listens unless told otherwise: loopback, so a developer's core is not exposed.
 pub const BIND_DEFAULT: &str = "127.0.0.1:8081";
@@ -18,6 +41,10 @@ pub struct CoreConfig {
     pub redis_url: Option<String>,
     pub signing_secret: SigningSecret,
     pub bind: SocketAddr,
+    /// `NENE_ENV=dev`: the local stack and tests. Enables fault injection routes.
+    pub dev_mode: bool,
+    pub toss: TossConfig,
+    pub payments: PaymentSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +55,20 @@ pub enum ConfigError {
     Bind(String),
     #[error("{VAR_SIGNING_SECRET}: {0}")]
     Secret(SignatureError),
+    #[error("{0} is not a valid number")]
+    Number(&'static str),
+    #[error("{VAR_TOSS_SECRET_KEY} must be a Toss secret key (test_sk_… or live_sk_…)")]
+    TossKey,
+}
+
+fn number<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    lookup(name).map_or(Ok(default), |raw| {
+        raw.parse().map_err(|_| ConfigError::Number(name))
+    })
 }
 
 impl CoreConfig {
@@ -41,11 +82,49 @@ impl CoreConfig {
         let signing_secret = SigningSecret::parse(&secret).map_err(ConfigError::Secret)?;
         let bind = lookup(VAR_BIND).unwrap_or_else(|| BIND_DEFAULT.to_owned());
         let bind = bind.parse().map_err(|_| ConfigError::Bind(bind))?;
+        let dev_mode = lookup(VAR_ENVIRONMENT).as_deref() == Some("dev");
+        let secret_key = lookup(VAR_TOSS_SECRET_KEY)
+            .or_else(|| dev_mode.then(|| TOSS_DOCS_TEST_SECRET_KEY.to_owned()))
+            .ok_or(ConfigError::Missing(VAR_TOSS_SECRET_KEY))?;
+        if !(secret_key.starts_with("test_sk_") || secret_key.starts_with("live_sk_")) {
+            return Err(ConfigError::TossKey);
+        }
+        let timeout = Duration::from_millis(number(
+            &lookup,
+            VAR_TOSS_TIMEOUT_MS,
+            u64::try_from(TOSS_TIMEOUT_DEFAULT.as_millis()).unwrap_or(u64::MAX),
+        )?);
+        let toss = TossConfig {
+            base_url: lookup(VAR_TOSS_API_URL).unwrap_or_else(|| TOSS_API_URL_DEFAULT.to_owned()),
+            secret_key,
+            timeout,
+        };
+        let payments = PaymentSettings {
+            retry_delay_base: Duration::from_millis(number(
+                &lookup,
+                VAR_PAYMENT_RETRY_BASE_MS,
+                PAYMENT_RETRY_BASE_MS_DEFAULT,
+            )?),
+            retry_delay_max: Duration::from_millis(number(
+                &lookup,
+                VAR_PAYMENT_RETRY_MAX_MS,
+                PAYMENT_RETRY_MAX_MS_DEFAULT,
+            )?),
+            credit_attempts_max: number(
+                &lookup,
+                VAR_PAYMENT_CREDIT_ATTEMPTS_MAX,
+                PAYMENT_CREDIT_ATTEMPTS_MAX_DEFAULT,
+            )?,
+            toss_timeout: timeout,
+        };
         Ok(CoreConfig {
             database_url,
             redis_url,
             signing_secret,
             bind,
+            dev_mode,
+            toss,
+            payments,
         })
     }
 }

@@ -8,6 +8,8 @@ pub mod health;
 pub mod http;
 pub mod ledger;
 pub mod maintenance;
+pub mod notifications;
+pub mod payments;
 
 use std::sync::Arc;
 
@@ -24,6 +26,9 @@ pub struct AppState {
     pub wall_clock: Arc<dyn clock::WallClock>,
     /// Debits from the HTTP API go through the batcher (group commit).
     pub debits: ledger::DebitBatcher,
+    pub payments: payments::Payments,
+    /// Dev mode (`NENE_ENV=dev`): fault-injection routes exist.
+    pub dev_mode: bool,
 }
 
 /// Applies the embedded migrations.

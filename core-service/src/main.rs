@@ -41,7 +41,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .as_deref()
         .map(redis::Client::open)
         .transpose()?;
+    let payments =
+        nene_core::payments::Payments::new(db.clone(), &config.toss, config.payments.clone())?;
+    tokio::spawn(nene_core::payments::worker::run_forever(payments.clone()));
     let state = AppState {
+        payments,
+        dev_mode: config.dev_mode,
         debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),
         db,
         redis,

@@ -35,6 +35,18 @@ fn secret() -> SigningSecret {
 
 fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
     AppState {
+        payments: nene_core::payments::Payments::new(
+            db.clone(),
+            &nene_core::payments::toss::TossConfig {
+                // Nothing listens on the discard port: these tests never reach Toss.
+                base_url: "http://127.0.0.1:9".to_owned(),
+                secret_key: "test_sk_unused".to_owned(),
+                timeout: std::time::Duration::from_secs(1),
+            },
+            nene_core::payments::PaymentSettings::fast(),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
+        dev_mode: false,
         debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),
         db,
         redis: redis_url.map(|url| redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"))),

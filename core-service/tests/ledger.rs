@@ -837,3 +837,79 @@ async fn maintenance_purges_only_records_past_retention_and_releases_expired_hol
     assert_eq!(balance(&db, w).await.held, p(0));
     assert_sound(&db).await;
 }
+
+fn withdrawal(lot: LotId, amount: i64, k: &str) -> LotWithdrawal {
+    LotWithdrawal {
+        key: key(k),
+        lot,
+        to: CLEARING,
+        amount: p(amount),
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_withdrawal_takes_points_from_its_own_lot_only_and_once(db: PgPool) {
+    let w = wallet(&db, "u_withdraw").await;
+    let first = charge(&db, w, 1_000, "c1").await;
+    charge(&db, w, 500, "c2").await;
+    let lot = first.lot.unwrap_or_else(|| panic!("no lot"));
+    let request = withdrawal(lot, 600, "w1");
+    let receipt = withdraw_from_lot(&db, &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(receipt.allocations.len(), 1);
+    assert_eq!(receipt.allocations[0].lot, lot);
+    let replay = withdraw_from_lot(&db, &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(replay, receipt);
+    let after = balance(&db, w).await;
+    assert_eq!(after.balance, p(900));
+    let remaining: Vec<i64> = after.lots.iter().map(|l| l.remaining.get()).collect();
+    assert_eq!(remaining, [400, 500], "the newer lot is untouched");
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_withdrawal_never_takes_more_than_the_lot_holds_or_holds_allow(db: PgPool) {
+    let w = wallet(&db, "u_withdraw_2").await;
+    let lot = charge(&db, w, 1_000, "c1")
+        .await
+        .lot
+        .unwrap_or_else(|| panic!("no lot"));
+    charge(&db, w, 5_000, "c2").await;
+    let beyond_the_lot = withdraw_from_lot(&db, &withdrawal(lot, 1_001, "w1")).await;
+    assert!(matches!(
+        beyond_the_lot,
+        Err(LedgerError::InsufficientPoints)
+    ));
+    hold(
+        &db,
+        &Hold {
+            key: key("h1"),
+            wallet: w,
+            amount: p(5_500),
+            expires_in_seconds: 600,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let standing = lot_standing_in_tx(&mut conn, lot)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(conn);
+    assert_eq!(
+        (standing.remaining, standing.withdrawable),
+        (p(1_000), p(500))
+    );
+    let over_the_holds = withdraw_from_lot(&db, &withdrawal(lot, 501, "w2")).await;
+    assert!(matches!(
+        over_the_holds,
+        Err(LedgerError::InsufficientPoints)
+    ));
+    withdraw_from_lot(&db, &withdrawal(lot, 500, "w3"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_sound(&db).await;
+}

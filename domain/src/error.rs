@@ -31,6 +31,9 @@ pub enum ErrorCode {
     ChallengeNotRecruiting,
     AmountOutOfRange,
     AmountMismatch,
+    PaymentRejected,
+    OrderAlreadyConfirmed,
+    NothingToRefund,
     // Dependencies
     CoreUnavailable,
     UpstreamError,
@@ -51,13 +54,16 @@ impl ErrorCode {
             ErrorCode::AlreadyJoined
             | ErrorCode::ChallengeFull
             | ErrorCode::ChallengeNotRecruiting
-            | ErrorCode::RequestInProgress => 409,
+            | ErrorCode::RequestInProgress
+            | ErrorCode::OrderAlreadyConfirmed
+            | ErrorCode::NothingToRefund => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::ValidationFailed
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::AmountOutOfRange
-            | ErrorCode::AmountMismatch => 422,
+            | ErrorCode::AmountMismatch
+            | ErrorCode::PaymentRejected => 422,
             ErrorCode::Internal => 500,
             ErrorCode::UpstreamError => 502,
             ErrorCode::CoreUnavailable => 503,
@@ -86,6 +92,9 @@ impl ErrorCode {
             ErrorCode::ChallengeNotRecruiting => "CHALLENGE_NOT_RECRUITING",
             ErrorCode::AmountOutOfRange => "AMOUNT_OUT_OF_RANGE",
             ErrorCode::AmountMismatch => "AMOUNT_MISMATCH",
+            ErrorCode::PaymentRejected => "PAYMENT_REJECTED",
+            ErrorCode::OrderAlreadyConfirmed => "ORDER_ALREADY_CONFIRMED",
+            ErrorCode::NothingToRefund => "NOTHING_TO_REFUND",
             ErrorCode::CoreUnavailable => "CORE_UNAVAILABLE",
             ErrorCode::UpstreamError => "UPSTREAM_ERROR",
             ErrorCode::Internal => "INTERNAL",
@@ -118,6 +127,11 @@ impl ErrorCode {
             ErrorCode::ChallengeNotRecruiting => "This challenge is not taking participants.",
             ErrorCode::AmountOutOfRange => "The amount is outside the allowed range.",
             ErrorCode::AmountMismatch => "The amount does not match the order.",
+            ErrorCode::PaymentRejected => "The payment was declined. No money was taken.",
+            ErrorCode::OrderAlreadyConfirmed => {
+                "This order was already confirmed with another payment."
+            }
+            ErrorCode::NothingToRefund => "No unused points of this payment are left to refund.",
             ErrorCode::CoreUnavailable => "The service is temporarily unavailable. Try again.",
             ErrorCode::UpstreamError => "A partner service failed. Try again.",
             ErrorCode::Internal => "Something went wrong on our side.",
@@ -155,7 +169,7 @@ impl ErrorEnvelope {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 21] = [
+    const ALL: [ErrorCode; 24] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::ValidationFailed,
@@ -174,6 +188,9 @@ mod tests {
         ErrorCode::ChallengeNotRecruiting,
         ErrorCode::AmountOutOfRange,
         ErrorCode::AmountMismatch,
+        ErrorCode::PaymentRejected,
+        ErrorCode::OrderAlreadyConfirmed,
+        ErrorCode::NothingToRefund,
         ErrorCode::CoreUnavailable,
         ErrorCode::UpstreamError,
         ErrorCode::Internal,

@@ -5,11 +5,13 @@
 //! tested natively.
 
 pub mod access_token;
+pub mod backoff;
 pub mod error;
 pub mod health;
 pub mod ids;
 pub mod limits;
 pub mod lots;
+pub mod payments;
 pub mod points;
 pub mod seeded;
 pub mod settings;

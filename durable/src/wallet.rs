@@ -178,6 +178,17 @@ impl<S: WalletStore> WalletLogic<S> {
             .map(|(body, _)| body))
     }
 
+    /// Drops the cached balance: points moved outside this object (a charge, a refund).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn forget_balance(&mut self) -> Result<(), WalletStoreError> {
+        if self.store.cached_balance()?.is_some() {
+            self.store.set_cached_balance(None)?;
+        }
+        Ok(())
+    }
+
     /// Caches a balance just read from the core.
     ///
     /// # Errors
@@ -295,6 +306,14 @@ mod tests {
         let mut w = wallet();
         assert_eq!(w.begin(None, "join:a", NOW), Ok(Begin::Run));
         assert_eq!(w.begin(None, "join:a", NOW), Ok(Begin::Run));
+    }
+
+    #[test]
+    fn points_moved_elsewhere_drop_the_cached_balance() {
+        let mut w = WalletLogic::new(MemoryWalletStore::default());
+        w.cache_balance("{\"balance\":10000}", NOW).ok();
+        assert!(w.forget_balance().is_ok());
+        assert_eq!(w.balance(NOW + 1), Ok(None));
     }
 
     #[test]

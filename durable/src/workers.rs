@@ -632,6 +632,13 @@ impl worker::DurableObject for Wallet {
                     .unwrap_or_default();
                 self.balance(&user).await
             }
+            ("POST", "/balance/forget") => {
+                let _turn = self.one_at_a_time.lock().await;
+                match self.logic().forget_balance() {
+                    Ok(()) => json_response(200, "{}"),
+                    Err(_) => error_response(ErrorCode::Internal),
+                }
+            }
             _ => error_response(ErrorCode::NotFound),
         }
     }

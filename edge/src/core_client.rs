@@ -98,6 +98,23 @@ pub async fn call_json<T: DeserializeOwned>(
     body: Bytes,
     request_id: &str,
 ) -> Result<T, CoreError> {
+    call_json_with_status(platform, method, path_and_query, user, body, request_id)
+        .await
+        .map(|(_, value)| value)
+}
+
+/// [`call_json`], keeping the core's success status (200 or 202, say).
+///
+/// # Errors
+/// As [`call_json`].
+pub async fn call_json_with_status<T: DeserializeOwned>(
+    platform: &Platform,
+    method: http::Method,
+    path_and_query: &str,
+    user: Option<&str>,
+    body: Bytes,
+    request_id: &str,
+) -> Result<(u16, T), CoreError> {
     let request = signed_request(platform, method, path_and_query, user, body, request_id);
     let response = platform
         .transport
@@ -106,6 +123,7 @@ pub async fn call_json<T: DeserializeOwned>(
         .map_err(CoreError::Unavailable)?;
     match response.status {
         200..=299 => serde_json::from_slice(&response.body)
+            .map(|value| (response.status, value))
             .map_err(|error| CoreError::BadBody(error.to_string())),
         400..=499 => match serde_json::from_slice::<ErrorEnvelope>(&response.body) {
             Ok(envelope) => Err(CoreError::Refused(envelope.error.code)),

@@ -29,7 +29,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-type AppState = Arc<Platform>;
+pub(crate) type AppState = Arc<Platform>;
 
 /// Builds the router over `platform`.
 pub fn router(platform: Platform) -> Router {
@@ -39,7 +39,8 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/challenges", post(create_challenge))
         .route("/v1/challenges/{challenge_id}", get(challenge_detail))
         .route("/v1/challenges/{challenge_id}/join", post(join_challenge))
-        .route("/v1/wallet", get(wallet));
+        .route("/v1/wallet", get(wallet))
+        .merge(crate::payments::routes());
     if state.config.dev_mode {
         routes = routes.route(
             "/v1/dev/rooms/{challenge_id}/probe",
@@ -284,7 +285,7 @@ async fn challenge_detail(
 const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 
 /// The request's `Idempotency-Key`, if any: 1–255 printable ASCII characters.
-fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };

@@ -2,19 +2,40 @@
 //! so that pointing a client at the real provider is a change of base URL and keys only.
 //!
 //! One process serves all of them on one port, each under the path prefix its real host uses:
-//! Toss Payments at `/v1/payments/…` (as `api.tosspayments.com`). FCM HTTP v1 and the OAuth
-//! providers join under their own prefixes as their issues land.
+//! Toss Payments at `/v1/payments/…` (as `api.tosspayments.com`), with its control plane at
+//! `/sandbox/toss/…` (see [`toss`]). FCM HTTP v1 and the OAuth providers join under their own
+//! prefixes as their issues land.
 
 pub mod toss;
 
 use axum::{Json, Router, routing::get};
 use serde_json::json;
 
-/// The whole sandbox.
+/// The sandbox's configuration; [`SandboxConfig::from_env`] is what the binary uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxConfig {
+    pub toss: toss::TossConfig,
+}
+
+impl SandboxConfig {
+    /// See [`toss::TossConfig::from_env`] for the variables.
+    pub fn from_env() -> Self {
+        Self {
+            toss: toss::TossConfig::from_env(),
+        }
+    }
+}
+
+/// The whole sandbox, configured from the environment.
 pub fn router() -> Router {
+    router_with(SandboxConfig::from_env())
+}
+
+/// The whole sandbox with its own, fresh state.
+pub fn router_with(config: SandboxConfig) -> Router {
     Router::new()
         .route("/health", get(health))
-        .merge(toss::router())
+        .merge(toss::router_with(config.toss))
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -1,4 +1,8 @@
 //! `nene-sandbox`: serves the stand-ins on `SANDBOX_BIND` (default 127.0.0.1:8090).
+//!
+//! Toss webhooks start out going to `SANDBOX_TOSS_WEBHOOK_URL` (none if unset) with retries every
+//! `SANDBOX_TOSS_WEBHOOK_RETRY_UNIT_MS` × Toss's schedule (default 60000, Toss's minute); tests
+//! change both through `PUT /sandbox/toss/webhook`.
 
 use std::process::ExitCode;
 

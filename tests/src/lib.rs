@@ -236,23 +236,34 @@ impl Drop for Database {
     }
 }
 
+/// Where a core without a sandbox sends Toss calls: the discard port, where nothing listens, so
+/// a stack that does not test payments can never reach the real Toss.
+const TOSS_URL_NOWHERE: &str = "http://127.0.0.1:9";
+
 /// The core service on a fresh database.
 pub struct Core {
     pub url: String,
     pub process: Process,
     pub database: Database,
+    toss_url: String,
 }
 
 impl Core {
     /// Starts `nene-core` (migrations applied at start) on a free port.
     pub async fn start(log_dir: &Path) -> Core {
+        Self::start_with_toss(log_dir, TOSS_URL_NOWHERE).await
+    }
+
+    /// Starts `nene-core` calling Toss at `toss_url` (a [`Sandbox`]), with fast payment retries.
+    pub async fn start_with_toss(log_dir: &Path, toss_url: &str) -> Core {
         let database = Database::create().await;
         let port = free_port();
-        let process = Self::spawn(&database, port, log_dir, "core").await;
+        let process = Self::spawn(&database, port, toss_url, log_dir, "core").await;
         Core {
             url: format!("http://127.0.0.1:{port}"),
             process,
             database,
+            toss_url: toss_url.to_owned(),
         }
     }
 
@@ -266,23 +277,112 @@ impl Core {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no port in {}", self.url));
-        self.process = Self::spawn(&self.database, port, log_dir, "core-restarted").await;
+        self.process = Self::spawn(
+            &self.database,
+            port,
+            &self.toss_url,
+            log_dir,
+            "core-restarted",
+        )
+        .await;
     }
 
-    async fn spawn(database: &Database, port: u16, log_dir: &Path, name: &str) -> Process {
+    async fn spawn(
+        database: &Database,
+        port: u16,
+        toss_url: &str,
+        log_dir: &Path,
+        name: &str,
+    ) -> Process {
         let mut command = Command::new(required_env("NENE_CORE_BIN"));
         command
             .env("DATABASE_URL", &database.url)
             .env("REDIS_URL", std::env::var("REDIS_URL").unwrap_or_default())
             .env("CORE_SIGNING_SECRET", SIGNING_SECRET)
             .env("CORE_BIND", format!("127.0.0.1:{port}"))
-            .env("NENE_ENV", "dev");
+            .env("NENE_ENV", "dev")
+            .env("TOSS_API_URL", toss_url)
+            .env("TOSS_TIMEOUT_MS", "1000")
+            .env("PAYMENT_RETRY_BASE_MS", "20")
+            .env("PAYMENT_RETRY_MAX_MS", "200")
+            .env("PAYMENT_CREDIT_ATTEMPTS_MAX", "5");
         let mut process = Process::start(name, command, log_dir);
         process
             .wait_until_answering(&format!("http://127.0.0.1:{port}/healthz"))
             .await;
         process
     }
+}
+
+/// The sandbox (Toss stand-in) on a free port.
+pub struct Sandbox {
+    pub url: String,
+    pub process: Process,
+}
+
+impl Sandbox {
+    /// Starts `nene-sandbox`; its Toss webhooks go to `webhook_url` (set later with
+    /// `PUT /sandbox/toss/webhook` when the edge is not up yet), retried every few milliseconds
+    /// instead of Toss's minutes.
+    pub async fn start(log_dir: &Path) -> Sandbox {
+        let port = free_port();
+        let mut command = Command::new(required_env("NENE_SANDBOX_BIN"));
+        command
+            .env("SANDBOX_BIND", format!("127.0.0.1:{port}"))
+            .env("SANDBOX_TOSS_WEBHOOK_RETRY_UNIT_MS", "20");
+        let mut process = Process::start("sandbox", command, log_dir);
+        let url = format!("http://127.0.0.1:{port}");
+        process.wait_until_answering(&format!("{url}/health")).await;
+        Sandbox { url, process }
+    }
+}
+
+/// A signed call to the core's internal API, as the edge makes it: `(status, JSON body)`.
+///
+/// # Panics
+/// When the core cannot be reached.
+pub async fn core_call(
+    core: &Core,
+    method: &str,
+    path: &str,
+    user: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let bytes = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(body).unwrap_or_default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let signature = nene_domain::signing::SigningSecret::parse(SIGNING_SECRET)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .sign(&nene_domain::signing::SignedParts {
+            method,
+            path_and_query: path,
+            timestamp_unix_seconds: now,
+            user,
+            body: &bytes,
+        });
+    let mut request = client()
+        .request(
+            method.parse().unwrap_or(reqwest::Method::GET),
+            format!("{}{path}", core.url),
+        )
+        .header(nene_domain::signing::HEADER_TIMESTAMP, now.to_string())
+        .header(nene_domain::signing::HEADER_SIGNATURE, signature)
+        .header("content-type", "application/json")
+        .body(bytes);
+    if !user.is_empty() {
+        request = request.header(nene_domain::signing::HEADER_USER, user);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// The edge Worker and its Durable Objects under `wrangler dev` (workerd).

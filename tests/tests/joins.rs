@@ -4,10 +4,7 @@
 
 use std::sync::Arc;
 
-use nene_domain::signing::{
-    HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts, SigningSecret,
-};
-use nene_e2e::{Core, SIGNING_SECRET, SpinHost, Wrangler, client, scratch_dir, token_for};
+use nene_e2e::{Core, SpinHost, Wrangler, client, core_call, scratch_dir, token_for};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -15,48 +12,6 @@ const FEE: i64 = 10_000;
 /// Requests in flight at once: enough to pile every join onto the room together, few enough
 /// that the test client stays within the process's file descriptors.
 const IN_FLIGHT_MAX: usize = 256;
-
-/// A signed call to the core's internal API, as the edge makes it.
-async fn core_call(
-    core: &Core,
-    method: &str,
-    path: &str,
-    user: &str,
-    body: &Value,
-) -> (u16, Value) {
-    let bytes = if body.is_null() {
-        Vec::new()
-    } else {
-        serde_json::to_vec(body).unwrap_or_default()
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-    let signature = SigningSecret::parse(SIGNING_SECRET)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .sign(&SignedParts {
-            method,
-            path_and_query: path,
-            timestamp_unix_seconds: now,
-            user,
-            body: &bytes,
-        });
-    let mut request = client()
-        .request(
-            method.parse().unwrap_or(reqwest::Method::GET),
-            format!("{}{path}", core.url),
-        )
-        .header(HEADER_TIMESTAMP, now.to_string())
-        .header(HEADER_SIGNATURE, signature)
-        .header("content-type", "application/json")
-        .body(bytes);
-    if !user.is_empty() {
-        request = request.header(HEADER_USER, user);
-    }
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 /// Gives each user a wallet holding `points`.
 async fn fund(core: &Arc<Core>, users: &[String], points: i64) {

@@ -87,6 +87,16 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     tx.commit().await?;
 
     let state = AppState {
+        payments: nene_core::payments::Payments::new(
+            db.clone(),
+            &nene_core::payments::toss::TossConfig {
+                base_url: "http://127.0.0.1:9".to_owned(),
+                secret_key: "test_sk_unused".to_owned(),
+                timeout: Duration::from_secs(1),
+            },
+            nene_core::payments::PaymentSettings::fast(),
+        )?,
+        dev_mode: false,
         debits: DebitBatcher::spawn(db.clone()),
         db: db.clone(),
         redis: None,

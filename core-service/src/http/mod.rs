@@ -5,6 +5,7 @@
 mod challenges;
 pub mod error;
 mod ledger;
+mod payments;
 pub mod signature;
 
 use std::sync::Arc;
@@ -29,12 +30,14 @@ use crate::{AppState, clock, health};
 pub const PATH_HEALTH: &str = "/internal/v1/health";
 
 pub fn router(state: AppState) -> Router {
+    let dev_mode = state.dev_mode;
     let state = Arc::new(state);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(PATH_HEALTH, get(health_report))
         .merge(ledger::routes())
         .merge(challenges::routes())
+        .merge(payments::routes(dev_mode))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Outside the routing, so an unsigned caller learns nothing, not even which paths exist.

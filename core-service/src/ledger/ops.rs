@@ -788,6 +788,107 @@ async fn apply_refund(
     })
 }
 
+// --- lot withdrawal -------------------------------------------------------------------------
+
+/// What `lot` still holds and what may be withdrawn from it now, locking its wallet's row so the
+/// answer stays true for the rest of the caller's transaction.
+///
+/// # Errors
+/// `NotFound` for an unknown lot.
+pub async fn lot_standing_in_tx(
+    conn: &mut PgConnection,
+    lot: LotId,
+) -> Result<LotStanding, LedgerError> {
+    let row: Option<(Uuid, i64, i64, i64)> = sqlx::query_as(
+        "SELECT w.account_id, l.remaining, w.balance, w.held \
+         FROM ledger_lots l JOIN ledger_wallets w ON w.account_id = l.wallet_id \
+         WHERE l.id = $1 FOR UPDATE OF w",
+    )
+    .bind(lot)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (wallet, remaining, balance, held) = row.ok_or(LedgerError::NotFound("lot"))?;
+    let available = balance
+        .checked_sub(held)
+        .ok_or(LedgerError::Inconsistent("held exceeds balance"))?;
+    Ok(LotStanding {
+        wallet: AccountId(wallet),
+        remaining: points(remaining)?,
+        withdrawable: points(remaining.min(available))?,
+    })
+}
+
+/// # Errors
+/// See [`withdraw_from_lot_in_tx`].
+pub async fn withdraw_from_lot(
+    db: &PgPool,
+    request: &LotWithdrawal,
+) -> Result<TransferReceipt, LedgerError> {
+    standalone!(db, withdraw_from_lot_in_tx, request)
+}
+
+/// Moves `amount` out of one lot of a wallet (a debit allocated to that lot alone).
+///
+/// # Errors
+/// `InsufficientPoints` when the lot holds less, or the wallet has less available (holds count);
+/// `NotFound`, `InvalidRequest` (zero amount, a wallet as the destination), `IdempotencyKeyReused`.
+pub async fn withdraw_from_lot_in_tx(
+    conn: &mut PgConnection,
+    request: &LotWithdrawal,
+) -> Result<TransferReceipt, LedgerError> {
+    idempotent!(conn, "withdraw_from_lot", request, |c| apply_withdrawal(
+        c, request
+    ))
+}
+
+async fn apply_withdrawal(
+    conn: &mut PgConnection,
+    request: &LotWithdrawal,
+) -> Result<TransferReceipt, LedgerError> {
+    let amount = positive(request.amount)?;
+    require_not_wallet(conn, request.to).await?;
+    let standing = lot_standing_in_tx(conn, request.lot).await?;
+    if standing.withdrawable.get() < amount {
+        return Err(LedgerError::InsufficientPoints);
+    }
+    let balance: i64 = sqlx::query_scalar(
+        "UPDATE ledger_wallets SET balance = balance - $2 WHERE account_id = $1 RETURNING balance",
+    )
+    .bind(standing.wallet)
+    .bind(amount)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(database_error)?;
+    let transfer = insert_transfer(
+        conn,
+        NewTransfer {
+            key: &request.key,
+            kind: TransferKind::Debit,
+            from: standing.wallet,
+            to: request.to,
+            amount,
+            refund_of: None,
+            hold: None,
+        },
+    )
+    .await?;
+    let shares = [LotShare {
+        lot: request.lot,
+        amount: request.amount,
+    }];
+    apply_shares(conn, transfer, &shares, 1).await?;
+    Ok(TransferReceipt {
+        transfer,
+        kind: TransferKind::Debit,
+        from: standing.wallet,
+        to: request.to,
+        amount: request.amount,
+        lot: None,
+        allocations: allocations(&shares),
+        wallet_balance: Some(points(balance)?),
+    })
+}
+
 // --- reads -----------------------------------------------------------------------------------
 
 /// RFC 3339 in UTC, as API.md wants times.

@@ -166,6 +166,26 @@ pub struct Refund {
     pub amount: Points,
 }
 
+/// Takes points back out of one lot, to a non-wallet account: a charge cancelled at Toss gives
+/// back exactly the points of that payment that are still unspent, never other lots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotWithdrawal {
+    pub key: IdempotencyKey,
+    pub lot: LotId,
+    pub to: AccountId,
+    pub amount: Points,
+}
+
+/// What a lot still holds, and how much of that may be taken now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotStanding {
+    pub wallet: AccountId,
+    /// What debits have not consumed.
+    pub remaining: Points,
+    /// `remaining`, less what the wallet's holds need: taking more would overdraw the wallet.
+    pub withdrawable: Points,
+}
+
 /// One lot's share of a debit (positive) or a refund (given back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allocation {

@@ -1,57 +1,15 @@
-//! Toss Payments core API v1: authentication and the error shape.
+//! Toss's Basic authentication.
 //!
 //! Toss authenticates with `Authorization: Basic base64("{secretKey}:")`, where the secret key is
-//! `test_sk_…` in the test environment (the trailing colon matters). Errors are the HTTP status
-//! plus `{"code", "message"}`.
+//! `test_sk_…` in the test environment (the trailing colon matters).
 
-use axum::{
-    Json, Router,
-    extract::Path,
-    http::{HeaderMap, StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::get,
-};
+use axum::http::{HeaderMap, header};
 use base64::{Engine, engine::general_purpose::STANDARD};
-use serde_json::json;
+
+use super::error::{INCORRECT_BASIC_AUTH_FORMAT, TossError, UNAUTHORIZED_KEY};
 
 /// Prefix of the secret keys the test environment accepts.
 pub const TEST_SECRET_KEY_PREFIX: &str = "test_sk_";
-
-/// A Toss error: status plus `{code, message}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TossError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: &'static str,
-}
-
-impl IntoResponse for TossError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "code": self.code, "message": self.message })),
-        )
-            .into_response()
-    }
-}
-
-const UNAUTHORIZED_KEY: TossError = TossError {
-    status: StatusCode::UNAUTHORIZED,
-    code: "UNAUTHORIZED_KEY",
-    message: "인증되지 않은 시크릿 키 혹은 클라이언트 키 입니다.",
-};
-
-const INCORRECT_BASIC_AUTH_FORMAT: TossError = TossError {
-    status: StatusCode::FORBIDDEN,
-    code: "INCORRECT_BASIC_AUTH_FORMAT",
-    message: "잘못된 요청입니다. ':' 를 포함해 인코딩해주세요.",
-};
-
-const NOT_FOUND_PAYMENT: TossError = TossError {
-    status: StatusCode::NOT_FOUND,
-    code: "NOT_FOUND_PAYMENT",
-    message: "존재하지 않는 결제 정보 입니다.",
-};
 
 /// Checks Toss's Basic authentication and returns the secret key.
 ///
@@ -77,20 +35,7 @@ pub fn authenticate(headers: &HeaderMap) -> Result<String, TossError> {
     if key.starts_with(TEST_SECRET_KEY_PREFIX) && key.len() > TEST_SECRET_KEY_PREFIX.len() {
         Ok(key.to_owned())
     } else {
-        Err(UNAUTHORIZED_KEY)
-    }
-}
-
-pub fn router() -> Router {
-    Router::new().route("/v1/payments/{payment_key}", get(get_payment))
-}
-
-/// `GET /v1/payments/{paymentKey}`. No payment can exist until the confirm flow lands, so every
-/// authenticated lookup is `NOT_FOUND_PAYMENT`, exactly as Toss answers for an unknown key.
-async fn get_payment(headers: HeaderMap, Path(_payment_key): Path<String>) -> Response {
-    match authenticate(&headers) {
-        Ok(_) => NOT_FOUND_PAYMENT.into_response(),
-        Err(error) => error.into_response(),
+        Err(UNAUTHORIZED_KEY.into())
     }
 }
 
@@ -121,7 +66,7 @@ mod tests {
         let encoded = STANDARD.encode("test_sk_abc");
         assert_eq!(
             authenticate(&with_authorization(&format!("Basic {encoded}"))),
-            Err(INCORRECT_BASIC_AUTH_FORMAT)
+            Err(INCORRECT_BASIC_AUTH_FORMAT.into())
         );
     }
 
@@ -131,10 +76,13 @@ mod tests {
             let encoded = STANDARD.encode(key);
             assert_eq!(
                 authenticate(&with_authorization(&format!("Basic {encoded}"))),
-                Err(UNAUTHORIZED_KEY),
+                Err(UNAUTHORIZED_KEY.into()),
                 "{key}"
             );
         }
-        assert_eq!(authenticate(&HeaderMap::new()), Err(UNAUTHORIZED_KEY));
+        assert_eq!(
+            authenticate(&HeaderMap::new()),
+            Err(UNAUTHORIZED_KEY.into())
+        );
     }
 }

@@ -1,0 +1,162 @@
+//! The payments' internal HTTP API: orders, confirm, a payment's state, refunds, the webhook
+//! hand-off from the edge, and (dev mode only) fault injection.
+
+use std::sync::Arc;
+
+use axum::{
+    Extension, Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{get, post},
+};
+use nene_domain::ErrorCode;
+use serde::Deserialize;
+
+use super::{CoreJson, error::CoreApiError, signature::Caller};
+use crate::{
+    AppState,
+    payments::{
+        self, ConfirmRequest, Order, PaymentError, PaymentState, PaymentView,
+        refund::{RefundState, RefundView},
+        worker,
+    },
+};
+
+/// Internal path the edge hands Toss's webhooks to.
+pub const PATH_TOSS_WEBHOOK: &str = "/internal/v1/webhooks/toss";
+
+pub fn routes(dev_mode: bool) -> Router<Arc<AppState>> {
+    let routes = Router::new()
+        .route("/internal/v1/payments/orders", post(create_order))
+        .route("/internal/v1/payments/confirm", post(confirm))
+        .route("/internal/v1/payments/{order_id}", get(payment))
+        .route("/internal/v1/payments/{order_id}/refund", post(refund))
+        .route(PATH_TOSS_WEBHOOK, post(webhook));
+    if dev_mode {
+        routes.route("/internal/v1/dev/payment-faults", post(set_faults))
+    } else {
+        routes
+    }
+}
+
+impl From<PaymentError> for CoreApiError {
+    fn from(error: PaymentError) -> Self {
+        match error {
+            PaymentError::Database(error) => CoreApiError::Database(error),
+            PaymentError::Ledger(error) => CoreApiError::Ledger(error),
+            other => {
+                if other.code() == ErrorCode::UpstreamError {
+                    tracing::warn!(error = %other, "payment partner failed");
+                }
+                CoreApiError::Client(other.code())
+            }
+        }
+    }
+}
+
+fn user(caller: &Caller) -> Result<&str, CoreApiError> {
+    caller
+        .user
+        .as_deref()
+        .ok_or(CoreApiError::Client(ErrorCode::Unauthorized))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewOrder {
+    amount: i64,
+}
+
+async fn create_order(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    CoreJson(new): CoreJson<NewOrder>,
+) -> Result<(StatusCode, Json<Order>), CoreApiError> {
+    let order = payments::create_order(&state.db, user(&caller)?, new.amount).await?;
+    Ok((StatusCode::CREATED, Json(order)))
+}
+
+/// 200 once Toss's answer is recorded; 202 while the outcome is still unknown (the reconciler
+/// settles it; asking again with the same body is safe).
+async fn confirm(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    CoreJson(request): CoreJson<ConfirmRequest>,
+) -> Result<(StatusCode, Json<PaymentView>), CoreApiError> {
+    let view = payments::confirm(&state.payments, user(&caller)?, &request).await?;
+    let status = if view.status == PaymentState::Confirming {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
+}
+
+async fn payment(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(order_id): Path<String>,
+) -> Result<Json<PaymentView>, CoreApiError> {
+    Ok(Json(
+        payments::get_payment(&state.db, user(&caller)?, &order_id).await?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RefundBody {
+    /// The client's Idempotency-Key, carried in the signed body.
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+async fn refund(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(order_id): Path<String>,
+    CoreJson(body): CoreJson<RefundBody>,
+) -> Result<(StatusCode, Json<RefundView>), CoreApiError> {
+    let view = payments::refund::refund(
+        &state.payments,
+        user(&caller)?,
+        &order_id,
+        body.idempotency_key.as_deref(),
+    )
+    .await?;
+    let status = if view.state == RefundState::Requested {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
+}
+
+/// Stores the webhook and answers; the worker verifies and applies it.
+async fn webhook(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, CoreApiError> {
+    if body.len() > worker::WEBHOOK_BODY_BYTES_MAX {
+        return Err(CoreApiError::Client(ErrorCode::PayloadTooLarge));
+    }
+    let stored = worker::accept_webhook(&state.payments, &body).await?;
+    Ok(Json(
+        serde_json::json!({ "accepted": true, "duplicate": !stored }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct Faults {
+    credit_failures: u32,
+}
+
+async fn set_faults(
+    State(state): State<Arc<AppState>>,
+    CoreJson(faults): CoreJson<Faults>,
+) -> Json<serde_json::Value> {
+    state
+        .payments
+        .faults
+        .credit_failures
+        .store(faults.credit_failures, std::sync::atomic::Ordering::SeqCst);
+    Json(serde_json::json!({ "credit_failures": faults.credit_failures }))
+}

@@ -1,0 +1,655 @@
+//! Buying points through Toss Payments (DESIGN.md §3): orders, confirm, the charge outbox,
+//! reconciliation of unknown outcomes, webhooks, refunds of unused points.
+//!
+//! The rule everything here keeps: points exist for a payment exactly while Toss holds its money.
+//! - Confirm records the payment as `done` and an outbox row in one transaction and answers at
+//!   once; the outbox credits the points (a `charge` lot) with retries, and a charge that can never
+//!   be credited is canceled at Toss ([`worker`]).
+//! - A timeout or 5xx from Toss leaves the payment `confirming`; the reconciler asks Toss by
+//!   orderId and settles it either way.
+//! - Every piece of news about a payment (a confirm's answer, the reconciler's read, a webhook's
+//!   re-fetch) goes through one function, [`apply_toss_state`], under the payment's row lock. It
+//!   compares Toss's state with ours and acts only on the difference, so duplicates, replays and
+//!   out-of-order deliveries change nothing.
+
+pub mod refund;
+pub mod toss;
+pub mod worker;
+
+use std::{sync::Arc, time::Duration};
+
+use nene_domain::{
+    ErrorCode,
+    payments::{ChargeAmount, OrderId, PaymentInputError, PaymentKey},
+};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{
+    ledger::{self, IdempotencyKey, LedgerError, LotId, LotWithdrawal, SystemAccount},
+    notifications::{self, NotificationKind},
+};
+use toss::{TossClient, TossError, TossPayment, TossStatus};
+
+/// How long a claimed piece of work (a confirm in flight, an outbox row, a webhook) belongs to
+/// whoever claimed it before someone else may take it over, as a multiple of Toss's timeout: the
+/// claimant has certainly given up on its call by then.
+pub const LEASE_TIMEOUT_MULTIPLE: u32 = 2;
+
+/// Settings of the payment path.
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// The first retry's delay; later ones double up to `retry_delay_max`.
+    pub retry_delay_base: Duration,
+    pub retry_delay_max: Duration,
+    /// Attempts to credit a charge before it is canceled at Toss instead.
+    pub credit_attempts_max: u32,
+    /// Toss's timeout: a call older than this has ended, one way or the other.
+    pub toss_timeout: Duration,
+}
+
+impl PaymentSettings {
+    /// How long a claim lasts.
+    #[must_use]
+    pub fn lease(&self) -> Duration {
+        self.toss_timeout * LEASE_TIMEOUT_MULTIPLE
+    }
+}
+
+/// The delay before the next attempt after `attempt` failed ones, in ms, with jitter.
+pub(crate) fn retry_delay_ms(payments: &Payments, attempt: i32) -> i64 {
+    let settings = &payments.settings;
+    let millis = nene_domain::backoff::retry_delay_ms(
+        u32::try_from(attempt).unwrap_or(1),
+        u64::try_from(settings.retry_delay_base.as_millis()).unwrap_or(u64::MAX),
+        u64::try_from(settings.retry_delay_max.as_millis()).unwrap_or(u64::MAX),
+        Uuid::new_v4().as_u64_pair().0,
+    );
+    i64::try_from(millis).unwrap_or(i64::MAX)
+}
+
+/// A claim's length in ms.
+pub(crate) fn lease_ms(payments: &Payments) -> i64 {
+    i64::try_from(payments.settings.lease().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Failures injected on purpose, in dev mode only: the e2e tests use them to prove that a points
+/// outage never loses or doubles a charge.
+#[derive(Debug, Default)]
+pub struct PaymentFaults {
+    /// The next this-many charge credits fail as if the ledger were down.
+    pub credit_failures: std::sync::atomic::AtomicU32,
+}
+
+impl PaymentFaults {
+    fn take_credit_failure(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.credit_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+    }
+}
+
+/// What the payment path needs.
+#[derive(Clone)]
+pub struct Payments {
+    pub db: PgPool,
+    pub toss: TossClient,
+    pub settings: PaymentSettings,
+    pub faults: Arc<PaymentFaults>,
+    /// Wakes the worker when there is work now (a confirm's outbox row, a webhook).
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl Payments {
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(
+        db: PgPool,
+        toss: &toss::TossConfig,
+        settings: PaymentSettings,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Payments {
+            db,
+            toss: TossClient::new(toss)?,
+            settings,
+            faults: Arc::default(),
+            wake: Arc::default(),
+        })
+    }
+}
+
+impl PaymentSettings {
+    /// Settings for tests and benches: fast retries, a short Toss timeout.
+    #[must_use]
+    pub fn fast() -> Self {
+        PaymentSettings {
+            retry_delay_base: Duration::from_millis(20),
+            retry_delay_max: Duration::from_millis(200),
+            credit_attempts_max: 5,
+            toss_timeout: Duration::from_millis(1_500),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error("input: {0}")]
+    Input(#[from] PaymentInputError),
+    #[error("no such order for this user")]
+    OrderNotFound,
+    #[error("the amount does not match the order")]
+    AmountMismatch,
+    #[error("the order was confirmed with another payment key")]
+    OrderAlreadyConfirmed,
+    #[error("toss refused the payment: {0}")]
+    Rejected(String),
+    #[error("nothing left to refund")]
+    NothingToRefund,
+    #[error("a refund of this payment is in flight")]
+    RefundInFlight,
+    #[error("toss refused the refund: {0}")]
+    RefundRefused(String),
+    #[error("toss: {0}")]
+    Toss(#[from] TossError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+}
+
+impl PaymentError {
+    /// The public error code.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            PaymentError::Input(PaymentInputError::AmountOutOfRange) => ErrorCode::AmountOutOfRange,
+            PaymentError::Input(_) => ErrorCode::ValidationFailed,
+            PaymentError::OrderNotFound => ErrorCode::NotFound,
+            PaymentError::AmountMismatch => ErrorCode::AmountMismatch,
+            PaymentError::OrderAlreadyConfirmed => ErrorCode::OrderAlreadyConfirmed,
+            PaymentError::Rejected(_) => ErrorCode::PaymentRejected,
+            PaymentError::NothingToRefund => ErrorCode::NothingToRefund,
+            PaymentError::RefundInFlight => ErrorCode::RequestInProgress,
+            PaymentError::RefundRefused(_) | PaymentError::Toss(_) => ErrorCode::UpstreamError,
+            PaymentError::Database(_) => ErrorCode::Internal,
+            PaymentError::Ledger(error) => error.code(),
+        }
+    }
+}
+
+/// Our state of a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "payment_state", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentState {
+    Confirming,
+    WaitingForDeposit,
+    Done,
+    Failed,
+}
+
+/// Where a payment's points are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "payment_points", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum PointsState {
+    None,
+    Pending,
+    Credited,
+    Compensated,
+}
+
+/// An order, as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub order_id: OrderId,
+    pub amount: i64,
+    pub order_name: String,
+}
+
+/// A confirm, as the client sends it after the widget.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConfirmRequest {
+    pub payment_key: PaymentKey,
+    pub order_id: OrderId,
+    pub amount: i64,
+}
+
+/// A payment, as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentView {
+    pub order_id: String,
+    pub status: PaymentState,
+    pub amount: i64,
+    pub points: PointsState,
+    /// Points of this payment refunded or canceled so far.
+    pub canceled_amount: i64,
+}
+
+/// A payment row, locked or not.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PaymentRow {
+    pub order_id: String,
+    pub user_id: String,
+    pub payment_key: String,
+    pub amount: i64,
+    pub state: PaymentState,
+    pub points: PointsState,
+    pub deposit_secret: Option<String>,
+    pub charge_lot_id: Option<Uuid>,
+    pub canceled_accounted: i64,
+}
+
+impl PaymentRow {
+    #[must_use]
+    pub fn view(&self) -> PaymentView {
+        PaymentView {
+            order_id: self.order_id.clone(),
+            status: self.state,
+            amount: self.amount,
+            points: self.points,
+            canceled_amount: self.canceled_accounted,
+        }
+    }
+}
+
+const PAYMENT_COLUMNS: &str = "order_id, user_id, payment_key, amount, state, points, \
+     deposit_secret, charge_lot_id, canceled_accounted";
+
+/// The payment of `order_id`, locked for the rest of the transaction.
+///
+/// # Errors
+/// When Postgres fails.
+pub async fn lock_payment(
+    conn: &mut PgConnection,
+    order_id: &str,
+) -> Result<Option<PaymentRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 FOR UPDATE"
+    ))
+    .bind(order_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Creates an order for `amount` with a server-chosen orderId.
+///
+/// # Errors
+/// `Input` outside the bounds; `Database`.
+pub async fn create_order(db: &PgPool, user: &str, amount: i64) -> Result<Order, PaymentError> {
+    let amount = ChargeAmount::parse(amount)?;
+    let order_id = OrderId::from_random(Uuid::new_v4().as_u128());
+    let order_name = format!("NeNe 포인트 {}P", amount.krw());
+    sqlx::query(
+        "INSERT INTO payment_orders (order_id, user_id, amount, order_name) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(order_id.as_str())
+    .bind(user)
+    .bind(amount.krw())
+    .bind(&order_name)
+    .execute(db)
+    .await?;
+    Ok(Order {
+        order_id,
+        amount: amount.krw(),
+        order_name,
+    })
+}
+
+/// The payment of `order_id`, if `user` owns it.
+///
+/// # Errors
+/// `OrderNotFound`; `Database`.
+pub async fn get_payment(
+    db: &PgPool,
+    user: &str,
+    order_id: &str,
+) -> Result<PaymentView, PaymentError> {
+    let row: Option<PaymentRow> = sqlx::query_as(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 AND user_id = $2"
+    ))
+    .bind(order_id)
+    .bind(user)
+    .fetch_optional(db)
+    .await?;
+    row.map(|row| row.view()).ok_or(PaymentError::OrderNotFound)
+}
+
+/// Toss's idempotency key for the confirm of an order: one per order, so every retry of the
+/// confirm (the user's, the reconciler's) is the same request to Toss.
+#[must_use]
+pub fn confirm_key(order_id: &str) -> String {
+    format!("confirm:{order_id}")
+}
+
+/// Confirms the payment of an order (after the widget): checks the order and the amount before
+/// calling Toss, calls Toss with the order's idempotency key, and records the outcome. Answers as
+/// soon as the outcome is recorded; the points follow from the outbox (usually before we answer).
+///
+/// # Errors
+/// `OrderNotFound` (not this user's), `AmountMismatch`, `OrderAlreadyConfirmed` (another payment
+/// key), `Rejected` (Toss declined: no money taken); `Database`, `Ledger`.
+#[tracing::instrument(skip_all, fields(order_id = %request.order_id))]
+pub async fn confirm(
+    payments: &Payments,
+    user: &str,
+    request: &ConfirmRequest,
+) -> Result<PaymentView, PaymentError> {
+    let order_id = request.order_id.as_str();
+    let order: Option<(String, i64)> =
+        sqlx::query_as("SELECT user_id, amount FROM payment_orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(&payments.db)
+            .await?;
+    let (owner, amount) = order.ok_or(PaymentError::OrderNotFound)?;
+    if owner != user {
+        // Not "forbidden": another user's order ids are not ours to confirm or to learn about.
+        return Err(PaymentError::OrderNotFound);
+    }
+    if amount != request.amount {
+        return Err(PaymentError::AmountMismatch);
+    }
+    // Record that we are about to ask, before asking: a crash mid-call leaves this row for the
+    // reconciler. A second confirm of the same order finds it.
+    let claimed = sqlx::query(
+        "INSERT INTO payments (order_id, user_id, payment_key, amount, confirm_attempts) \
+         VALUES ($1, $2, $3, $4, 1) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(user)
+    .bind(request.payment_key.as_str())
+    .bind(amount)
+    .execute(&payments.db)
+    .await
+    .map_err(payment_key_conflict)?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        let existing = current(&payments.db, order_id).await?;
+        if existing.payment_key != request.payment_key.as_str() {
+            return Err(PaymentError::OrderAlreadyConfirmed);
+        }
+        match existing.state {
+            PaymentState::Done | PaymentState::WaitingForDeposit => return Ok(existing.view()),
+            PaymentState::Failed => {
+                return Err(PaymentError::Rejected("failed earlier".to_owned()));
+            }
+            // Unknown so far: asking Toss again with the same key is safe and may settle it.
+            PaymentState::Confirming => {}
+        }
+    }
+    let answer = payments
+        .toss
+        .confirm(
+            request.payment_key.as_str(),
+            order_id,
+            amount,
+            &confirm_key(order_id),
+        )
+        .await;
+    let toss_payment = match answer {
+        Ok(toss_payment) => toss_payment,
+        // Already confirmed at Toss (by an earlier call of ours whose answer we lost): read it.
+        Err(TossError::Refused { code, .. }) if code == "ALREADY_PROCESSED_PAYMENT" => {
+            match payments.toss.payment_by_order(order_id).await {
+                Ok(Some(toss_payment)) => toss_payment,
+                Ok(None) | Err(_) => return still_confirming(payments, order_id).await,
+            }
+        }
+        Err(TossError::Refused { code, message, .. }) => {
+            tracing::info!(%code, %message, "toss declined the confirm");
+            mark_failed(&payments.db, order_id, &code).await?;
+            return Err(PaymentError::Rejected(code));
+        }
+        Err(TossError::Unknown(reason)) => {
+            tracing::warn!(%reason, "confirm outcome unknown; the reconciler will settle it");
+            return still_confirming(payments, order_id).await;
+        }
+    };
+    let mut tx = payments.db.begin().await?;
+    let row = lock_payment(&mut tx, order_id)
+        .await?
+        .ok_or(PaymentError::OrderNotFound)?;
+    apply_toss_state(&mut tx, &row, &toss_payment).await?;
+    tx.commit().await?;
+    // Credit now, so the usual answer is "credited"; on failure the worker retries.
+    worker::credit_charge_now(payments, order_id).await;
+    current(&payments.db, order_id).await.map(|row| row.view())
+}
+
+async fn still_confirming(
+    payments: &Payments,
+    order_id: &str,
+) -> Result<PaymentView, PaymentError> {
+    payments.wake.notify_one();
+    current(&payments.db, order_id).await.map(|row| row.view())
+}
+
+async fn current(db: &PgPool, order_id: &str) -> Result<PaymentRow, PaymentError> {
+    let row: Option<PaymentRow> = sqlx::query_as(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1"
+    ))
+    .bind(order_id)
+    .fetch_optional(db)
+    .await?;
+    row.ok_or(PaymentError::OrderNotFound)
+}
+
+fn payment_key_conflict(error: sqlx::Error) -> PaymentError {
+    if let sqlx::Error::Database(db) = &error
+        && db.constraint() == Some("payments_payment_key_key")
+    {
+        return PaymentError::OrderAlreadyConfirmed;
+    }
+    PaymentError::Database(error)
+}
+
+async fn mark_failed(db: &PgPool, order_id: &str, code: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE payments SET state = 'failed', failure_code = $2, updated_at = now() \
+         WHERE order_id = $1 AND state = 'confirming'",
+    )
+    .bind(order_id)
+    .bind(code)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// What [`apply_toss_state`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Ours already matched Toss's.
+    Nothing,
+    /// Ours moved to match Toss's.
+    Changed,
+    /// Toss canceled money whose points are not credited yet: apply again after the credit.
+    Deferred,
+    /// Toss's payment is not this payment (another order or key): ignored.
+    Mismatch,
+}
+
+/// Brings our record of a payment in line with Toss's, acting only on the difference. The caller
+/// holds the payment's row lock (`row` was read with [`lock_payment`]) and commits.
+///
+/// # Errors
+/// `Database`, `Ledger`.
+pub async fn apply_toss_state(
+    conn: &mut PgConnection,
+    row: &PaymentRow,
+    toss_payment: &TossPayment,
+) -> Result<Applied, PaymentError> {
+    if toss_payment.order_id != row.order_id || toss_payment.payment_key != row.payment_key {
+        tracing::warn!(order_id = %row.order_id, "toss's payment names another order or key");
+        return Ok(Applied::Mismatch);
+    }
+    sqlx::query("UPDATE payments SET toss_status = $2, updated_at = now() WHERE order_id = $1")
+        .bind(&row.order_id)
+        .bind(toss_payment.status.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let open = matches!(
+        row.state,
+        PaymentState::Confirming | PaymentState::WaitingForDeposit
+    );
+    match toss_payment.status {
+        TossStatus::Done | TossStatus::PartialCanceled | TossStatus::Canceled => {
+            let mut applied = Applied::Nothing;
+            let mut row = row.clone();
+            if open {
+                if toss_payment.total_amount == row.amount {
+                    record_done(conn, &row.order_id).await?;
+                    row.state = PaymentState::Done;
+                    row.points = PointsState::Pending;
+                } else {
+                    // Toss took another amount than the order's: no points for it; give it back.
+                    tracing::error!(order_id = %row.order_id, toss = toss_payment.total_amount,
+                        ours = row.amount, "toss charged another amount than the order");
+                    record_done_without_points(conn, &row.order_id).await?;
+                    row.state = PaymentState::Done;
+                }
+                applied = Applied::Changed;
+            }
+            let canceled = apply_cancellations(conn, &row, toss_payment.canceled_amount()).await?;
+            Ok(if canceled == Applied::Nothing {
+                applied
+            } else {
+                canceled
+            })
+        }
+        TossStatus::WaitingForDeposit if row.state == PaymentState::Confirming => {
+            sqlx::query(
+                "UPDATE payments SET state = 'waiting_for_deposit', deposit_secret = $2 \
+                 WHERE order_id = $1",
+            )
+            .bind(&row.order_id)
+            .bind(toss_payment.secret.as_deref())
+            .execute(&mut *conn)
+            .await?;
+            Ok(Applied::Changed)
+        }
+        TossStatus::Aborted | TossStatus::Expired if open => {
+            sqlx::query(
+                "UPDATE payments SET state = 'failed', failure_code = $2 WHERE order_id = $1",
+            )
+            .bind(&row.order_id)
+            .bind(toss_payment.status.as_str())
+            .execute(&mut *conn)
+            .await?;
+            Ok(Applied::Changed)
+        }
+        // Not confirmed at Toss yet (or nothing new): the reconciler confirms again or waits.
+        _ => Ok(Applied::Nothing),
+    }
+}
+
+async fn record_done(conn: &mut PgConnection, order_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE payments SET state = 'done', points = 'pending' WHERE order_id = $1")
+        .bind(order_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO payment_outbox (order_id, kind) VALUES ($1, 'credit_charge') \
+         ON CONFLICT ON CONSTRAINT payment_outbox_once DO NOTHING",
+    )
+    .bind(order_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn record_done_without_points(
+    conn: &mut PgConnection,
+    order_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE payments SET state = 'done' WHERE order_id = $1")
+        .bind(order_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO payment_outbox (order_id, kind) VALUES ($1, 'compensate') \
+         ON CONFLICT ON CONSTRAINT payment_outbox_once DO NOTHING",
+    )
+    .bind(order_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Toss says `canceled_at_toss` of the payment is canceled. Takes the newly canceled part's points
+/// out of the charge's lot, as far as they are unspent; what was already spent is flagged for an
+/// operator, never driven negative.
+async fn apply_cancellations(
+    conn: &mut PgConnection,
+    row: &PaymentRow,
+    canceled_at_toss: i64,
+) -> Result<Applied, PaymentError> {
+    let Some(newly_canceled) = canceled_at_toss
+        .checked_sub(row.canceled_accounted)
+        .filter(|amount| *amount > 0)
+    else {
+        return Ok(Applied::Nothing);
+    };
+    match (row.points, row.charge_lot_id) {
+        (PointsState::Pending, _) => return Ok(Applied::Deferred),
+        (PointsState::Credited, Some(lot)) => {
+            let standing = ledger::lot_standing_in_tx(conn, LotId(lot)).await?;
+            let withdrawn = newly_canceled.min(standing.withdrawable.get());
+            if withdrawn > 0 {
+                let key =
+                    IdempotencyKey::parse(&format!("cancel:{}:{canceled_at_toss}", row.order_id))?;
+                ledger::withdraw_from_lot_in_tx(
+                    conn,
+                    &LotWithdrawal {
+                        key,
+                        lot: LotId(lot),
+                        to: ledger::system_account(SystemAccount::PaymentClearing),
+                        amount: points(withdrawn)?,
+                    },
+                )
+                .await?;
+            }
+            let spent = newly_canceled - withdrawn;
+            if spent > 0 {
+                tracing::error!(order_id = %row.order_id, spent,
+                    "canceled at toss after its points were spent: flagged for an operator");
+                sqlx::query(
+                    "INSERT INTO payment_flags (order_id, reason, amount) \
+                     VALUES ($1, 'canceled at Toss after the points were spent', $2)",
+                )
+                .bind(&row.order_id)
+                .bind(spent)
+                .execute(&mut *conn)
+                .await?;
+            }
+            notifications::enqueue_in_tx(
+                conn,
+                &row.user_id,
+                NotificationKind::PaymentCanceled,
+                &serde_json::json!({
+                    "order_id": row.order_id,
+                    "canceled_amount": newly_canceled,
+                    "points_removed": withdrawn,
+                }),
+                &format!("payment-canceled:{}:{canceled_at_toss}", row.order_id),
+            )
+            .await?;
+        }
+        // No points were ever given for it (or they were given back): nothing to take.
+        _ => {}
+    }
+    sqlx::query("UPDATE payments SET canceled_accounted = $2 WHERE order_id = $1")
+        .bind(&row.order_id)
+        .bind(canceled_at_toss)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Applied::Changed)
+}
+
+fn points(amount: i64) -> Result<nene_domain::Points, LedgerError> {
+    nene_domain::Points::new(amount).map_err(|_| LedgerError::InvalidRequest("negative amount"))
+}

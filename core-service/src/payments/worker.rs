@@ -1,0 +1,613 @@
+//! The payment path's background work, run from Postgres at our own pace (STYLE.md §10):
+//! - the outbox: credit each done payment's points (with retries), or cancel at Toss a charge that
+//!   can never be credited;
+//! - the reconciler: ask Toss about payments whose confirm outcome is unknown;
+//! - webhooks: verify each stored webhook by re-fetching the payment, then apply it;
+//! - refunds whose Toss answer was lost: ask again with the same key.
+//!
+//! Every piece of work is claimed with a lease (`FOR UPDATE SKIP LOCKED`, then `next_attempt_at`
+//! moved past the lease) and committed in its own transaction, so several core instances can run
+//! this loop at once: each row is worked by one of them at a time, and a crashed claimant's rows
+//! come back when the lease ends.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use super::{
+    Applied, PaymentError, PaymentRow, PaymentState, Payments, PointsState, apply_toss_state,
+    confirm_key, lease_ms, lock_payment, refund, retry_delay_ms,
+    toss::{TossError, TossStatus},
+};
+use crate::{
+    ledger::{self, Credit, IdempotencyKey, LotSource, SystemAccount},
+    notifications::{self, NotificationKind},
+};
+
+/// How often the loop looks for due work when nobody woke it.
+pub const WORKER_INTERVAL: Duration = Duration::from_millis(250);
+/// Rows claimed per kind of work per pass: bounds one pass's duration and its share of the pool.
+pub const WORK_BATCH_MAX: i64 = 100;
+/// Webhooks are given up after this many attempts (about a day with the default delays); the
+/// reconciler and Toss's own redeliveries still cover the payment.
+pub const WEBHOOK_ATTEMPTS_MAX: i32 = 30;
+/// A payment Toss has authorised but not confirmed is confirmed again at most this many times;
+/// after that the authorisation lapses at Toss and no money is taken.
+pub const CONFIRM_ATTEMPTS_MAX: i32 = 10;
+/// Virtual-account payments waiting for a deposit are looked up this often in case the deposit
+/// callback never arrives.
+pub const DEPOSIT_POLL_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Runs the payment work forever, logging each pass that did something or failed.
+pub async fn run_forever(payments: Payments) {
+    loop {
+        match run_once(&payments).await {
+            Ok(done) if done > 0 => tracing::info!(done, "payment work pass"),
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "payment work pass failed"),
+        }
+        let _ = tokio::time::timeout(WORKER_INTERVAL, payments.wake.notified()).await;
+    }
+}
+
+/// One pass of every kind of work. Returns how many items it finished.
+///
+/// # Errors
+/// When Postgres fails.
+pub async fn run_once(payments: &Payments) -> Result<u64, PaymentError> {
+    let mut done = outbox_once(payments).await?;
+    done += webhooks_once(payments).await?;
+    done += reconcile_once(payments).await?;
+    done += refund::resolve_once(payments).await?;
+    Ok(done)
+}
+
+// --- outbox ----------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "payment_outbox_kind", rename_all = "snake_case")]
+enum OutboxKind {
+    CreditCharge,
+    Compensate,
+}
+
+/// Credits a just-confirmed payment's points at once, if its outbox row is free; on any failure
+/// the row stays for the worker.
+pub async fn credit_charge_now(payments: &Payments, order_id: &str) {
+    let claimed: Result<Option<(i64, i32)>, sqlx::Error> = sqlx::query_as(
+        "UPDATE payment_outbox SET attempts = attempts + 1, \
+             next_attempt_at = now() + make_interval(secs => $2::float8 / 1000) \
+         WHERE id = (SELECT id FROM payment_outbox WHERE order_id = $1 AND kind = 'credit_charge' \
+                     AND completed_at IS NULL AND next_attempt_at <= now() \
+                     FOR UPDATE SKIP LOCKED) \
+         RETURNING id, attempts",
+    )
+    .bind(order_id)
+    .bind(lease_ms(payments))
+    .fetch_optional(&payments.db)
+    .await;
+    match claimed {
+        Ok(Some((id, attempts))) => {
+            work_outbox_row(payments, id, order_id, OutboxKind::CreditCharge, attempts).await;
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, order_id, "could not claim the charge credit"),
+    }
+}
+
+async fn outbox_once(payments: &Payments) -> Result<u64, PaymentError> {
+    let rows: Vec<(i64, String, OutboxKind, i32)> = sqlx::query_as(
+        "UPDATE payment_outbox SET attempts = attempts + 1, \
+             next_attempt_at = now() + make_interval(secs => $2::float8 / 1000) \
+         WHERE id IN (SELECT id FROM payment_outbox WHERE completed_at IS NULL \
+                      AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 \
+                      FOR UPDATE SKIP LOCKED) \
+         RETURNING id, order_id, kind, attempts",
+    )
+    .bind(WORK_BATCH_MAX)
+    .bind(lease_ms(payments))
+    .fetch_all(&payments.db)
+    .await?;
+    let mut done = 0;
+    for (id, order_id, kind, attempts) in rows {
+        if work_outbox_row(payments, id, &order_id, kind, attempts).await {
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// Works one claimed outbox row; returns whether it is complete.
+async fn work_outbox_row(
+    payments: &Payments,
+    id: i64,
+    order_id: &str,
+    kind: OutboxKind,
+    attempts: i32,
+) -> bool {
+    let outcome = match kind {
+        OutboxKind::CreditCharge => credit_charge(payments, id, order_id).await,
+        OutboxKind::Compensate => compensate(payments, id, order_id).await,
+    };
+    match outcome {
+        Ok(()) => true,
+        Err(error) => {
+            let give_up = kind == OutboxKind::CreditCharge
+                && u32::try_from(attempts).unwrap_or(u32::MAX)
+                    >= payments.settings.credit_attempts_max;
+            tracing::warn!(%error, order_id, attempts, give_up, ?kind, "outbox work failed");
+            let recorded = if give_up {
+                give_up_crediting(&payments.db, id, order_id, &error.to_string()).await
+            } else {
+                retry_later(payments, "payment_outbox", id, attempts, &error.to_string()).await
+            };
+            if let Err(error) = recorded {
+                tracing::error!(%error, order_id, "could not record an outbox failure");
+            }
+            false
+        }
+    }
+}
+
+async fn retry_later(
+    payments: &Payments,
+    table: &'static str,
+    id: i64,
+    attempts: i32,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    let column = if table == "toss_webhooks" {
+        "outcome"
+    } else {
+        "last_error"
+    };
+    sqlx::query(&format!(
+        "UPDATE {table} SET {column} = $2, \
+             next_attempt_at = now() + make_interval(secs => $3::float8 / 1000) WHERE id = $1"
+    ))
+    .bind(id)
+    .bind(error)
+    .bind(retry_delay_ms(payments, attempts))
+    .execute(&payments.db)
+    .await?;
+    Ok(())
+}
+
+/// Credits the payment's points as a `charge` lot, in one transaction with the payment's new
+/// state, the outbox row's completion and the user's notification.
+async fn credit_charge(payments: &Payments, id: i64, order_id: &str) -> Result<(), PaymentError> {
+    let mut tx = payments.db.begin().await?;
+    let row = lock_payment(&mut tx, order_id)
+        .await?
+        .ok_or(PaymentError::OrderNotFound)?;
+    if row.points == PointsState::Pending {
+        if payments.faults.take_credit_failure() {
+            return Err(PaymentError::Ledger(ledger::LedgerError::Inconsistent(
+                "injected credit failure (dev mode)",
+            )));
+        }
+        let wallet = ledger::ensure_wallet_in_tx(&mut tx, &row.user_id).await?;
+        let receipt = ledger::credit_in_tx(
+            &mut tx,
+            &Credit {
+                key: IdempotencyKey::parse(&format!("charge:{order_id}"))?,
+                wallet,
+                from: ledger::system_account(SystemAccount::PaymentClearing),
+                amount: super::points(row.amount)?,
+                source: LotSource::Charge,
+            },
+        )
+        .await?;
+        let lot = receipt
+            .lot
+            .ok_or(ledger::LedgerError::Inconsistent("a credit made no lot"))?;
+        sqlx::query(
+            "UPDATE payments SET points = 'credited', charge_lot_id = $2, updated_at = now() \
+             WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .bind(lot.0)
+        .execute(&mut *tx)
+        .await?;
+        notifications::enqueue_in_tx(
+            &mut tx,
+            &row.user_id,
+            NotificationKind::PointsCredited,
+            &serde_json::json!({ "order_id": order_id, "points": row.amount }),
+            &format!("points-credited:{order_id}"),
+        )
+        .await?;
+    }
+    complete(&mut tx, id).await?;
+    tx.commit().await?;
+    // A cancel that arrived before the credit was deferred: its webhook is retried on its own.
+    Ok(())
+}
+
+async fn complete(conn: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE payment_outbox SET completed_at = now(), last_error = NULL WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The charge could never be credited: stop trying and give the money back instead.
+async fn give_up_crediting(
+    db: &PgPool,
+    id: i64,
+    order_id: &str,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    tracing::error!(
+        order_id,
+        error,
+        "a charge could not be credited: compensating at Toss"
+    );
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE payment_outbox SET completed_at = now(), last_error = $2 WHERE id = $1")
+        .bind(id)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO payment_outbox (order_id, kind) VALUES ($1, 'compensate') \
+         ON CONFLICT ON CONSTRAINT payment_outbox_once DO NOTHING",
+    )
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Cancels at Toss the whole of a payment whose points could never be credited, and tells the user.
+async fn compensate(payments: &Payments, id: i64, order_id: &str) -> Result<(), PaymentError> {
+    let row: PaymentRow = {
+        let mut tx = payments.db.begin().await?;
+        let row = lock_payment(&mut tx, order_id)
+            .await?
+            .ok_or(PaymentError::OrderNotFound)?;
+        tx.commit().await?;
+        row
+    };
+    if row.points == PointsState::Credited {
+        // The credit went through after all (a retry raced the give-up): nothing to give back.
+        let mut tx = payments.db.begin().await?;
+        complete(&mut tx, id).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    let answer = payments
+        .toss
+        .cancel(
+            &row.payment_key,
+            row.amount,
+            "포인트 적립 실패로 결제를 취소합니다 (points could not be credited)",
+            &format!("compensate:{order_id}"),
+        )
+        .await;
+    match answer {
+        Ok(_) => {}
+        Err(TossError::Refused { code, .. }) if code == "ALREADY_CANCELED_PAYMENT" => {}
+        Err(error) => return Err(error.into()),
+    }
+    let mut tx = payments.db.begin().await?;
+    sqlx::query(
+        "UPDATE payments SET points = 'compensated', canceled_accounted = amount, \
+             toss_status = 'CANCELED', updated_at = now() \
+         WHERE order_id = $1 AND points IN ('pending', 'none')",
+    )
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await?;
+    notifications::enqueue_in_tx(
+        &mut tx,
+        &row.user_id,
+        NotificationKind::PaymentCanceled,
+        &serde_json::json!({
+            "order_id": order_id,
+            "canceled_amount": row.amount,
+            "reason": "points_could_not_be_credited",
+        }),
+        &format!("payment-compensated:{order_id}"),
+    )
+    .await?;
+    complete(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+// --- reconciler ------------------------------------------------------------------------------
+
+/// Asks Toss about payments whose confirm outcome has been unknown for longer than a lease, and
+/// about virtual accounts still waiting for their deposit.
+async fn reconcile_once(payments: &Payments) -> Result<u64, PaymentError> {
+    let stale: Vec<(String, String, i32, PaymentState)> = sqlx::query_as(
+        "UPDATE payments SET updated_at = now() \
+         WHERE order_id IN (SELECT order_id FROM payments \
+             WHERE (state = 'confirming' \
+                    AND updated_at < now() - make_interval(secs => $2::float8 / 1000)) \
+                OR (state = 'waiting_for_deposit' \
+                    AND updated_at < now() - make_interval(secs => $3::float8)) \
+             ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING order_id, payment_key, confirm_attempts, state",
+    )
+    .bind(WORK_BATCH_MAX)
+    .bind(lease_ms(payments))
+    .bind(DEPOSIT_POLL_INTERVAL.as_secs_f64())
+    .fetch_all(&payments.db)
+    .await?;
+    let mut done = 0;
+    for (order_id, payment_key, attempts, state) in stale {
+        match reconcile(payments, &order_id, &payment_key, attempts, state).await {
+            Ok(true) => done += 1,
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, order_id, "reconciliation failed; will retry"),
+        }
+    }
+    Ok(done)
+}
+
+async fn reconcile(
+    payments: &Payments,
+    order_id: &str,
+    payment_key: &str,
+    attempts: i32,
+    state: PaymentState,
+) -> Result<bool, PaymentError> {
+    let found = payments.toss.payment_by_order(order_id).await?;
+    let Some(toss_payment) = found else {
+        if state == PaymentState::Confirming {
+            // Toss has no payment for this order at all: nothing was taken.
+            tracing::info!(order_id, "toss has no such payment: the confirm failed");
+            sqlx::query(
+                "UPDATE payments SET state = 'failed', failure_code = 'NOT_FOUND_PAYMENT' \
+                 WHERE order_id = $1 AND state = 'confirming'",
+            )
+            .bind(order_id)
+            .execute(&payments.db)
+            .await?;
+            return Ok(true);
+        }
+        return Ok(false);
+    };
+    let authorised_only = matches!(
+        toss_payment.status,
+        TossStatus::Ready | TossStatus::InProgress
+    );
+    if authorised_only && state == PaymentState::Confirming {
+        if attempts >= CONFIRM_ATTEMPTS_MAX {
+            sqlx::query(
+                "UPDATE payments SET state = 'failed', failure_code = 'CONFIRM_ATTEMPTS_EXHAUSTED' \
+                 WHERE order_id = $1 AND state = 'confirming'",
+            )
+            .bind(order_id)
+            .execute(&payments.db)
+            .await?;
+            return Ok(true);
+        }
+        // Our confirm never reached Toss: send it again, with the same key.
+        sqlx::query(
+            "UPDATE payments SET confirm_attempts = confirm_attempts + 1 WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .execute(&payments.db)
+        .await?;
+        let answer = payments
+            .toss
+            .confirm(
+                payment_key,
+                order_id,
+                toss_payment.total_amount,
+                &confirm_key(order_id),
+            )
+            .await;
+        return match answer {
+            Ok(confirmed) => apply_locked(payments, order_id, &confirmed).await,
+            Err(TossError::Refused { code, .. }) if code != "ALREADY_PROCESSED_PAYMENT" => {
+                sqlx::query(
+                    "UPDATE payments SET state = 'failed', failure_code = $2 \
+                     WHERE order_id = $1 AND state = 'confirming'",
+                )
+                .bind(order_id)
+                .bind(code)
+                .execute(&payments.db)
+                .await?;
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        };
+    }
+    apply_locked(payments, order_id, &toss_payment).await
+}
+
+/// Applies Toss's view under the payment's lock, then credits at once if that made it due.
+async fn apply_locked(
+    payments: &Payments,
+    order_id: &str,
+    toss_payment: &super::toss::TossPayment,
+) -> Result<bool, PaymentError> {
+    let mut tx = payments.db.begin().await?;
+    let Some(row) = lock_payment(&mut tx, order_id).await? else {
+        return Ok(false);
+    };
+    let applied = apply_toss_state(&mut tx, &row, toss_payment).await?;
+    tx.commit().await?;
+    credit_charge_now(payments, order_id).await;
+    Ok(applied == Applied::Changed)
+}
+
+// --- webhooks --------------------------------------------------------------------------------
+
+/// Works stored webhooks. A webhook is only a hint: the payment is re-fetched from Toss (by the
+/// payment key we recorded, never the one in the body) and Toss's answer is applied. A deposit
+/// callback must also carry the payment's secret. Forged, replayed or reordered webhooks
+/// therefore change nothing that Toss's own state does not.
+async fn webhooks_once(payments: &Payments) -> Result<u64, PaymentError> {
+    let rows: Vec<(i64, String, serde_json::Value, i32)> = sqlx::query_as(
+        "UPDATE toss_webhooks SET attempts = attempts + 1, \
+             next_attempt_at = now() + make_interval(secs => $2::float8 / 1000) \
+         WHERE id IN (SELECT id FROM toss_webhooks WHERE processed_at IS NULL \
+                      AND next_attempt_at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, event_type, body, attempts",
+    )
+    .bind(WORK_BATCH_MAX)
+    .bind(lease_ms(payments))
+    .fetch_all(&payments.db)
+    .await?;
+    let mut done = 0;
+    for (id, event_type, body, attempts) in rows {
+        let outcome = apply_webhook(payments, &event_type, &body).await;
+        let finished = match &outcome {
+            Ok(WebhookOutcome::Retry(reason)) if attempts < WEBHOOK_ATTEMPTS_MAX => {
+                retry_later(payments, "toss_webhooks", id, attempts, reason).await?;
+                false
+            }
+            Err(error) if attempts < WEBHOOK_ATTEMPTS_MAX => {
+                retry_later(payments, "toss_webhooks", id, attempts, &error.to_string()).await?;
+                false
+            }
+            _ => true,
+        };
+        if finished {
+            let label = match &outcome {
+                Ok(outcome) => outcome.label().to_owned(),
+                Err(error) => format!("gave up: {error}"),
+            };
+            sqlx::query(
+                "UPDATE toss_webhooks SET processed_at = now(), outcome = $2 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(label)
+            .execute(&payments.db)
+            .await?;
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WebhookOutcome {
+    Applied,
+    Unchanged,
+    Ignored(&'static str),
+    Retry(&'static str),
+}
+
+impl WebhookOutcome {
+    fn label(&self) -> &'static str {
+        match self {
+            WebhookOutcome::Applied => "applied",
+            WebhookOutcome::Unchanged => "unchanged",
+            WebhookOutcome::Ignored(reason) | WebhookOutcome::Retry(reason) => reason,
+        }
+    }
+}
+
+async fn apply_webhook(
+    payments: &Payments,
+    event_type: &str,
+    body: &serde_json::Value,
+) -> Result<WebhookOutcome, PaymentError> {
+    let data = &body["data"];
+    let Some(order_id) = data["orderId"].as_str() else {
+        return Ok(WebhookOutcome::Ignored("ignored: no orderId"));
+    };
+    let row: Option<PaymentRow> = sqlx::query_as(&format!(
+        "SELECT {} FROM payments WHERE order_id = $1",
+        super::PAYMENT_COLUMNS
+    ))
+    .bind(order_id)
+    .fetch_optional(&payments.db)
+    .await?;
+    let Some(row) = row else {
+        return Ok(WebhookOutcome::Ignored("ignored: unknown order"));
+    };
+    match event_type {
+        "PAYMENT_STATUS_CHANGED" | "CANCEL_STATUS_CHANGED" => {
+            if data["paymentKey"]
+                .as_str()
+                .is_some_and(|key| key != row.payment_key)
+            {
+                return Ok(WebhookOutcome::Ignored("ignored: another payment key"));
+            }
+        }
+        "DEPOSIT_CALLBACK" => {
+            let secret = data["secret"].as_str().unwrap_or_default();
+            let expected = row.deposit_secret.as_deref().unwrap_or_default();
+            if expected.is_empty() || !constant_time_equal(secret, expected) {
+                return Ok(WebhookOutcome::Ignored("ignored: wrong deposit secret"));
+            }
+        }
+        _ => return Ok(WebhookOutcome::Ignored("ignored: event type")),
+    }
+    let toss_payment = payments.toss.payment(&row.payment_key).await?;
+    let Some(toss_payment) = toss_payment else {
+        return Ok(WebhookOutcome::Ignored("ignored: toss has no such payment"));
+    };
+    let mut tx = payments.db.begin().await?;
+    let Some(row) = lock_payment(&mut tx, order_id).await? else {
+        return Ok(WebhookOutcome::Ignored("ignored: unknown order"));
+    };
+    let applied = apply_toss_state(&mut tx, &row, &toss_payment).await?;
+    tx.commit().await?;
+    credit_charge_now(payments, order_id).await;
+    Ok(match applied {
+        Applied::Changed => WebhookOutcome::Applied,
+        Applied::Nothing => WebhookOutcome::Unchanged,
+        Applied::Deferred => WebhookOutcome::Retry("deferred: points not credited yet"),
+        Applied::Mismatch => WebhookOutcome::Ignored("ignored: toss names another payment"),
+    })
+}
+
+fn constant_time_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0_u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Longest webhook body stored: Toss's Payment object is a few KB.
+pub const WEBHOOK_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// Stores a webhook for the worker (the durable hand-off), once per distinct body.
+///
+/// # Errors
+/// `Input`-like refusals are not errors here: a body that is not a Toss event is stored as
+/// ignored, so Toss stops retrying it. `Database` when Postgres fails (the edge then answers 5xx
+/// and Toss retries).
+pub async fn accept_webhook(payments: &Payments, body: &[u8]) -> Result<bool, PaymentError> {
+    use sha2::{Digest, Sha256};
+    let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    let event_type = parsed["eventType"].as_str().unwrap_or("UNKNOWN").to_owned();
+    let digest = Sha256::digest(body).to_vec();
+    let stored = sqlx::query(
+        "INSERT INTO toss_webhooks (body_sha256, event_type, body) VALUES ($1, $2, $3) \
+         ON CONFLICT (body_sha256) DO NOTHING",
+    )
+    .bind(digest)
+    .bind(event_type)
+    .bind(parsed)
+    .execute(&payments.db)
+    .await?
+    .rows_affected()
+        == 1;
+    if stored {
+        payments.wake.notify_one();
+    }
+    Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_equal_only_when_identical() {
+        assert!(constant_time_equal("abc", "abc"));
+        assert!(!constant_time_equal("abc", "abd"));
+        assert!(!constant_time_equal("abc", "abcd"));
+    }
+}

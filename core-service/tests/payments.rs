@@ -1,0 +1,675 @@
+//! The payment path against the real Postgres (a fresh database per test) and the Toss sandbox
+//! (in-process, over real HTTP, with its fault injection). Every scenario ends with the ledger's
+//! invariant checker clean and with Toss's money matching our points, payment by payment.
+
+use std::time::Duration;
+
+use nene_core::{
+    ledger::{self, AccountId, check_invariants, ensure_wallet_in_tx, wallet_balance},
+    payments::{
+        self, ConfirmRequest, Order, PaymentError, PaymentSettings, PaymentState, PaymentView,
+        Payments, PointsState,
+        refund::{self, RefundState},
+        toss::TossConfig,
+        worker,
+    },
+};
+use nene_domain::payments::{OrderId, PaymentKey};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const USER: &str = "user_payments_a";
+const OTHER_USER: &str = "user_payments_b";
+
+struct Fixture {
+    payments: Payments,
+    sandbox: String,
+    http: reqwest::Client,
+}
+
+fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn fixture(db: PgPool) -> Fixture {
+    let listener = ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
+    let address = ok(listener.local_addr());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, nene_sandbox::router()).await;
+    });
+    let sandbox = format!("http://{address}");
+    let payments = ok(Payments::new(
+        db,
+        &TossConfig {
+            base_url: sandbox.clone(),
+            secret_key: "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R".to_owned(),
+            timeout: Duration::from_millis(1_000),
+        },
+        PaymentSettings {
+            toss_timeout: Duration::from_millis(1_000),
+            ..PaymentSettings::fast()
+        },
+    ));
+    Fixture {
+        payments,
+        sandbox,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Fixture {
+    async fn sandbox_post(&self, path: &str, body: &Value) -> Value {
+        let response = ok(self
+            .http
+            .post(format!("{}{path}", self.sandbox))
+            .json(body)
+            .send()
+            .await);
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "sandbox {path}: {status} {body}");
+        body
+    }
+
+    async fn sandbox_get(&self, path: &str) -> Value {
+        ok(ok(self
+            .http
+            .get(format!("{}{path}", self.sandbox))
+            .send()
+            .await)
+        .json()
+        .await)
+    }
+
+    async fn order(&self, user: &str, amount: i64) -> Order {
+        ok(payments::create_order(&self.payments.db, user, amount).await)
+    }
+
+    /// What the Toss widget does when the user approves: an authorised payment for the order.
+    async fn pay(&self, order: &Order) -> String {
+        let paid = self
+            .sandbox_post(
+                "/sandbox/toss/pay",
+                &json!({ "orderId": order.order_id.as_str(), "amount": order.amount }),
+            )
+            .await;
+        paid["paymentKey"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no paymentKey in {paid}"))
+            .to_owned()
+    }
+
+    async fn fault(&self, rule: Value) {
+        self.sandbox_post("/sandbox/toss/faults", &rule).await;
+    }
+
+    async fn confirm(
+        &self,
+        user: &str,
+        order: &Order,
+        payment_key: &str,
+        amount: i64,
+    ) -> Result<PaymentView, PaymentError> {
+        let request = ConfirmRequest {
+            payment_key: ok(PaymentKey::parse(payment_key)),
+            order_id: order.order_id.clone(),
+            amount,
+        };
+        payments::confirm(&self.payments, user, &request).await
+    }
+
+    /// A bought and credited payment.
+    async fn bought(&self, user: &str, amount: i64) -> (Order, String) {
+        let order = self.order(user, amount).await;
+        let key = self.pay(&order).await;
+        let view = ok(self.confirm(user, &order, &key, amount).await);
+        assert_eq!(
+            (view.status, view.points),
+            (PaymentState::Done, PointsState::Credited)
+        );
+        (order, key)
+    }
+
+    async fn toss_payment(&self, payment_key: &str) -> Value {
+        self.sandbox_get(&format!("/sandbox/toss/payments/{payment_key}"))
+            .await
+    }
+
+    async fn confirms_executed(&self) -> i64 {
+        self.sandbox_get("/sandbox/toss/stats").await["confirms_executed"]
+            .as_i64()
+            .unwrap_or(-1)
+    }
+
+    /// Runs the worker until `done` holds (bounded: a stuck payment fails the test).
+    async fn work_until(&self, what: &str, done: impl AsyncFn(&Self) -> bool) {
+        for _ in 0..400 {
+            ok(worker::run_once(&self.payments).await);
+            if done(self).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the worker never got to: {what}");
+    }
+
+    async fn view(&self, user: &str, order: &Order) -> PaymentView {
+        ok(payments::get_payment(&self.payments.db, user, order.order_id.as_str()).await)
+    }
+
+    async fn wallet(&self, user: &str) -> AccountId {
+        let mut conn = ok(self.payments.db.acquire().await);
+        ok(ensure_wallet_in_tx(&mut conn, user).await)
+    }
+
+    async fn balance(&self, user: &str) -> i64 {
+        let wallet = self.wallet(user).await;
+        let mut conn = ok(self.payments.db.acquire().await);
+        ok(wallet_balance(&mut conn, wallet).await).balance.get()
+    }
+
+    async fn spend(&self, user: &str, amount: i64, key: &str) {
+        let wallet = self.wallet(user).await;
+        ok(ledger::debit(
+            &self.payments.db,
+            &ledger::Debit {
+                key: ok(ledger::IdempotencyKey::parse(key)),
+                wallet,
+                to: ledger::system_account(ledger::SystemAccount::ShopSales),
+                amount: ok(nene_domain::Points::new(amount)),
+            },
+        )
+        .await);
+    }
+
+    async fn webhook(&self, body: &Value) {
+        ok(worker::accept_webhook(&self.payments, &ok(serde_json::to_vec(body))).await);
+    }
+
+    async fn notifications(&self, user: &str, kind: &str) -> i64 {
+        ok(sqlx::query_scalar(
+            "SELECT count(*) FROM notifications WHERE user_id = $1 AND kind = $2",
+        )
+        .bind(user)
+        .bind(kind)
+        .fetch_one(&self.payments.db)
+        .await)
+    }
+
+    /// The ledger's invariants, and for every payment: the money Toss still holds equals the
+    /// points we gave for it and did not take back, less what was flagged (canceled at Toss
+    /// after those points were spent: a loss an operator must see).
+    async fn assert_sound(&self) {
+        let mut conn = ok(self.payments.db.acquire().await);
+        let violations = ok(check_invariants(&mut conn).await);
+        assert!(violations.is_empty(), "ledger invariants: {violations:#?}");
+        let rows: Vec<(String, String, i64, String, i64, i64)> = ok(sqlx::query_as(
+            "SELECT p.order_id, p.payment_key, p.amount, p.points::text, \
+                 COALESCE(l.amount - (SELECT COALESCE(sum(a.amount), 0) \
+                     FROM ledger_lot_allocations a JOIN ledger_transfers t ON t.id = a.transfer_id \
+                     WHERE a.lot_id = l.id AND $1 IN (t.to_account_id, t.from_account_id)), 0)::int8, \
+                 (SELECT COALESCE(sum(amount), 0) FROM payment_flags f \
+                     WHERE f.order_id = p.order_id)::int8 \
+             FROM payments p LEFT JOIN ledger_lots l ON l.id = p.charge_lot_id \
+             WHERE p.state = 'done'",
+        )
+        .bind(ledger::system_account(ledger::SystemAccount::PaymentClearing))
+        .fetch_all(&mut *conn)
+        .await);
+        for (order_id, payment_key, amount, points, net_points, flagged) in rows {
+            let toss = self.toss_payment(&payment_key).await;
+            let toss_balance = toss["balanceAmount"].as_i64().unwrap_or(-1);
+            assert_eq!(toss["totalAmount"].as_i64(), Some(amount), "{order_id}");
+            if points == "credited" {
+                assert_eq!(
+                    toss_balance,
+                    net_points - flagged,
+                    "{order_id}: money at Toss vs our points"
+                );
+            } else if points == "compensated" {
+                assert_eq!(toss_balance, 0, "{order_id}: compensated but money kept");
+            }
+        }
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_confirmed_payment_credits_its_points_once_and_tells_the_user(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 10_000).await;
+    assert!(order.order_id.as_str().starts_with("nene_"));
+    let key = f.pay(&order).await;
+    let view = ok(f.confirm(USER, &order, &key, 10_000).await);
+    assert_eq!(view.status, PaymentState::Done);
+    assert_eq!(
+        view.points,
+        PointsState::Credited,
+        "credited before answering"
+    );
+    assert_eq!(f.balance(USER).await, 10_000);
+    assert_eq!(f.toss_payment(&key).await["status"], "DONE");
+    assert_eq!(f.notifications(USER, "points_credited").await, 1);
+    // The same confirm again: the first result, no second charge.
+    let again = ok(f.confirm(USER, &order, &key, 10_000).await);
+    assert_eq!(again, view);
+    assert_eq!(f.confirms_executed().await, 1);
+    assert_eq!(f.balance(USER).await, 10_000);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn orders_outside_the_bounds_are_refused(db: PgPool) {
+    let f = fixture(db).await;
+    for amount in [0, 999, 1_000_001, -1] {
+        let error = payments::create_order(&f.payments.db, USER, amount).await;
+        assert!(
+            matches!(error, Err(PaymentError::Input(_))),
+            "{amount}: {error:?}"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_tampered_amount_is_refused_before_toss_is_called(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 10_000).await;
+    let key = f.pay(&order).await;
+    let error = f.confirm(USER, &order, &key, 100).await;
+    assert!(
+        matches!(error, Err(PaymentError::AmountMismatch)),
+        "{error:?}"
+    );
+    assert_eq!(f.confirms_executed().await, 0);
+    assert_eq!(f.toss_payment(&key).await["status"], "IN_PROGRESS");
+    assert_eq!(f.balance(USER).await, 0);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn another_users_order_cannot_be_confirmed_or_seen(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 10_000).await;
+    let key = f.pay(&order).await;
+    let error = f.confirm(OTHER_USER, &order, &key, 10_000).await;
+    assert!(
+        matches!(error, Err(PaymentError::OrderNotFound)),
+        "{error:?}"
+    );
+    let unknown = Order {
+        order_id: ok(OrderId::parse("nene_no_such_order")),
+        ..order.clone()
+    };
+    let error = f.confirm(USER, &unknown, &key, 10_000).await;
+    assert!(
+        matches!(error, Err(PaymentError::OrderNotFound)),
+        "{error:?}"
+    );
+    assert_eq!(f.confirms_executed().await, 0);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn twenty_concurrent_confirms_of_one_order_charge_and_credit_once(db: PgPool) {
+    let f = std::sync::Arc::new(fixture(db).await);
+    let order = f.order(USER, 50_000).await;
+    let key = f.pay(&order).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (f, order, key) = (f.clone(), order.clone(), key.clone());
+            tokio::spawn(async move { f.confirm(USER, &order, &key, 50_000).await })
+        })
+        .collect();
+    for task in tasks {
+        let view = ok(ok(task.await));
+        assert_ne!(view.status, PaymentState::Failed);
+    }
+    f.work_until("credited", async |f| {
+        f.view(USER, &order).await.points == PointsState::Credited
+    })
+    .await;
+    assert_eq!(f.confirms_executed().await, 1);
+    assert_eq!(f.balance(USER).await, 50_000);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn toss_approving_and_dropping_the_reply_is_reconciled_to_exactly_one_charge(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 20_000).await;
+    let key = f.pay(&order).await;
+    f.fault(json!({ "operation": "confirm", "kind": "approve_then_drop" }))
+        .await;
+    let view = ok(f.confirm(USER, &order, &key, 20_000).await);
+    assert_eq!(
+        view.status,
+        PaymentState::Confirming,
+        "the outcome is unknown"
+    );
+    assert_eq!(view.points, PointsState::None);
+    assert_eq!(
+        f.toss_payment(&key).await["status"],
+        "DONE",
+        "Toss took the money"
+    );
+    f.work_until("reconciled", async |f| {
+        f.view(USER, &order).await.points == PointsState::Credited
+    })
+    .await;
+    assert_eq!(f.confirms_executed().await, 1);
+    assert_eq!(f.balance(USER).await, 20_000);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_5xx_before_toss_acted_is_confirmed_again_by_the_reconciler(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 20_000).await;
+    let key = f.pay(&order).await;
+    f.fault(json!({ "operation": "confirm", "kind": "error", "status": 500 }))
+        .await;
+    let view = ok(f.confirm(USER, &order, &key, 20_000).await);
+    assert_eq!(view.status, PaymentState::Confirming);
+    assert_eq!(f.toss_payment(&key).await["status"], "IN_PROGRESS");
+    f.work_until("confirmed", async |f| {
+        f.view(USER, &order).await.points == PointsState::Credited
+    })
+    .await;
+    assert_eq!(f.confirms_executed().await, 1);
+    assert_eq!(f.balance(USER).await, 20_000);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_declined_card_fails_the_payment_and_gives_no_points(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 20_000).await;
+    let key = f.pay(&order).await;
+    f.fault(
+        json!({ "operation": "confirm", "kind": "error", "status": 403,
+                    "code": "REJECT_CARD_PAYMENT" }),
+    )
+    .await;
+    let error = f.confirm(USER, &order, &key, 20_000).await;
+    assert!(matches!(error, Err(PaymentError::Rejected(_))), "{error:?}");
+    assert_eq!(f.view(USER, &order).await.status, PaymentState::Failed);
+    assert_eq!(f.balance(USER).await, 0);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn crediting_that_fails_three_times_then_works_credits_once(db: PgPool) {
+    let f = fixture(db).await;
+    f.payments
+        .faults
+        .credit_failures
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let order = f.order(USER, 30_000).await;
+    let key = f.pay(&order).await;
+    let view = ok(f.confirm(USER, &order, &key, 30_000).await);
+    assert_eq!(
+        (view.status, view.points),
+        (PaymentState::Done, PointsState::Pending),
+        "the payment succeeds although the points are not in yet"
+    );
+    f.work_until("credited", async |f| {
+        f.view(USER, &order).await.points == PointsState::Credited
+    })
+    .await;
+    let attempts: i32 = ok(sqlx::query_scalar(
+        "SELECT attempts FROM payment_outbox WHERE order_id = $1 AND kind = 'credit_charge'",
+    )
+    .bind(order.order_id.as_str())
+    .fetch_one(&f.payments.db)
+    .await);
+    assert_eq!(attempts, 4);
+    assert_eq!(f.balance(USER).await, 30_000);
+    assert_eq!(f.notifications(USER, "points_credited").await, 1);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_charge_that_can_never_be_credited_is_canceled_at_toss_and_the_user_told(db: PgPool) {
+    let f = fixture(db).await;
+    f.payments
+        .faults
+        .credit_failures
+        .store(1_000, std::sync::atomic::Ordering::SeqCst);
+    let order = f.order(USER, 30_000).await;
+    let key = f.pay(&order).await;
+    ok(f.confirm(USER, &order, &key, 30_000).await);
+    f.work_until("compensated", async |f| {
+        f.view(USER, &order).await.points == PointsState::Compensated
+    })
+    .await;
+    assert_eq!(f.toss_payment(&key).await["status"], "CANCELED");
+    assert_eq!(f.balance(USER).await, 0);
+    assert_eq!(f.notifications(USER, "payment_canceled").await, 1);
+    f.assert_sound().await;
+}
+
+fn status_changed(toss_payment: &Value) -> Value {
+    json!({ "eventType": "PAYMENT_STATUS_CHANGED", "createdAt": "2026-11-29T12:00:00.000000",
+            "data": toss_payment })
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_cancel_in_the_toss_console_removes_the_unspent_points_once(db: PgPool) {
+    let f = fixture(db).await;
+    let (order, key) = f.bought(USER, 10_000).await;
+    f.sandbox_post(
+        &format!("/sandbox/toss/payments/{key}/console-cancel"),
+        &json!({ "cancelAmount": 4_000, "cancelReason": "customer asked" }),
+    )
+    .await;
+    let canceled = f.toss_payment(&key).await;
+    assert_eq!(canceled["status"], "PARTIAL_CANCELED");
+    // Delivered three times, and an old DONE delivery arrives after them: one effect.
+    for _ in 0..3 {
+        f.webhook(&status_changed(&canceled)).await;
+    }
+    let mut stale = canceled.clone();
+    stale["status"] = json!("DONE");
+    stale["balanceAmount"] = json!(10_000);
+    f.webhook(&status_changed(&stale)).await;
+    f.work_until("webhooks applied", async |f| {
+        f.view(USER, &order).await.canceled_amount == 4_000
+    })
+    .await;
+    f.work_until("all processed", async |f| {
+        let left: i64 = ok(sqlx::query_scalar(
+            "SELECT count(*) FROM toss_webhooks WHERE processed_at IS NULL",
+        )
+        .fetch_one(&f.payments.db)
+        .await);
+        left == 0
+    })
+    .await;
+    assert_eq!(f.balance(USER).await, 6_000);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_console_cancel_of_spent_points_is_flagged_never_driven_negative(db: PgPool) {
+    let f = fixture(db).await;
+    let (order, key) = f.bought(USER, 10_000).await;
+    f.spend(USER, 7_000, "shop:1").await;
+    f.sandbox_post(
+        &format!("/sandbox/toss/payments/{key}/console-cancel"),
+        &json!({ "cancelReason": "chargeback" }),
+    )
+    .await;
+    f.webhook(&status_changed(&f.toss_payment(&key).await))
+        .await;
+    f.work_until("applied", async |f| {
+        f.view(USER, &order).await.canceled_amount == 10_000
+    })
+    .await;
+    assert_eq!(f.balance(USER).await, 0);
+    let flagged: i64 = ok(sqlx::query_scalar(
+        "SELECT sum(amount)::int8 FROM payment_flags WHERE order_id = $1",
+    )
+    .bind(order.order_id.as_str())
+    .fetch_one(&f.payments.db)
+    .await);
+    assert_eq!(flagged, 7_000);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_forged_webhook_changes_nothing(db: PgPool) {
+    let f = fixture(db).await;
+    let (order, key) = f.bought(USER, 10_000).await;
+    let mut forged = f.toss_payment(&key).await;
+    forged["status"] = json!("CANCELED");
+    forged["balanceAmount"] = json!(0);
+    f.webhook(&status_changed(&forged)).await;
+    // Another payment key for our order, and an order we never made.
+    let mut other_key = forged.clone();
+    other_key["paymentKey"] = json!("forged_key_123");
+    f.webhook(&status_changed(&other_key)).await;
+    let mut unknown = forged.clone();
+    unknown["orderId"] = json!("nene_not_ours_1");
+    f.webhook(&status_changed(&unknown)).await;
+    f.webhook(&json!({ "eventType": "DEPOSIT_CALLBACK",
+        "data": { "orderId": order.order_id.as_str(), "secret": "guess", "status": "DONE" } }))
+        .await;
+    f.work_until("processed", async |f| {
+        let left: i64 = ok(sqlx::query_scalar(
+            "SELECT count(*) FROM toss_webhooks WHERE processed_at IS NULL",
+        )
+        .fetch_one(&f.payments.db)
+        .await);
+        left == 0
+    })
+    .await;
+    let view = f.view(USER, &order).await;
+    assert_eq!(view.canceled_amount, 0);
+    assert_eq!(f.balance(USER).await, 10_000);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_virtual_account_is_credited_on_a_deposit_callback_with_the_right_secret(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 15_000).await;
+    let paid = f
+        .sandbox_post(
+            "/sandbox/toss/pay",
+            &json!({ "orderId": order.order_id.as_str(), "amount": 15_000,
+                     "method": "VIRTUAL_ACCOUNT" }),
+        )
+        .await;
+    let key = paid["paymentKey"].as_str().unwrap_or_default().to_owned();
+    let view = ok(f.confirm(USER, &order, &key, 15_000).await);
+    assert_eq!(view.status, PaymentState::WaitingForDeposit);
+    let secret = f.toss_payment(&key).await["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!secret.is_empty());
+    // A callback with a wrong secret is ignored even once the money is in.
+    f.sandbox_post(&format!("/sandbox/toss/payments/{key}/deposit"), &json!({}))
+        .await;
+    f.webhook(
+        &json!({ "eventType": "DEPOSIT_CALLBACK", "createdAt": "2026-11-29T12:00:00",
+        "data": { "orderId": order.order_id.as_str(), "secret": "wrong", "status": "DONE" } }),
+    )
+    .await;
+    ok(worker::run_once(&f.payments).await);
+    assert_eq!(f.balance(USER).await, 0);
+    f.webhook(
+        &json!({ "eventType": "DEPOSIT_CALLBACK", "createdAt": "2026-11-29T12:00:01",
+        "data": { "orderId": order.order_id.as_str(), "secret": secret, "status": "DONE" } }),
+    )
+    .await;
+    f.work_until("credited", async |f| {
+        f.view(USER, &order).await.points == PointsState::Credited
+    })
+    .await;
+    assert_eq!(f.balance(USER).await, 15_000);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_refund_of_partly_spent_points_cancels_exactly_the_unspent_part(db: PgPool) {
+    let f = fixture(db).await;
+    let (order, key) = f.bought(USER, 10_000).await;
+    // A later charge must not be touched: the refund is of this payment's lot only.
+    f.bought(USER, 5_000).await;
+    f.spend(USER, 3_000, "shop:2").await;
+    let done = ok(refund::refund(&f.payments, USER, order.order_id.as_str(), Some("r1")).await);
+    assert_eq!((done.amount, done.state), (7_000, RefundState::Done));
+    let toss = f.toss_payment(&key).await;
+    assert_eq!(toss["balanceAmount"], 3_000);
+    assert_eq!(toss["status"], "PARTIAL_CANCELED");
+    assert_eq!(f.balance(USER).await, 5_000);
+    // The same key again: the same refund. Another attempt: nothing left.
+    let replay = ok(refund::refund(&f.payments, USER, order.order_id.as_str(), Some("r1")).await);
+    assert_eq!(replay, done);
+    let again = refund::refund(&f.payments, USER, order.order_id.as_str(), Some("r2")).await;
+    assert!(
+        matches!(again, Err(PaymentError::NothingToRefund)),
+        "{again:?}"
+    );
+    // Toss's webhook about our own cancel changes nothing more.
+    f.webhook(&status_changed(&toss)).await;
+    ok(worker::run_once(&f.payments).await);
+    assert_eq!(f.balance(USER).await, 5_000);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_refund_toss_refuses_puts_the_points_back_in_their_lot(db: PgPool) {
+    let f = fixture(db).await;
+    let (order, key) = f.bought(USER, 10_000).await;
+    f.fault(
+        json!({ "operation": "cancel", "kind": "error", "status": 403,
+                    "code": "NOT_CANCELABLE_PAYMENT" }),
+    )
+    .await;
+    let error = refund::refund(&f.payments, USER, order.order_id.as_str(), None).await;
+    assert!(
+        matches!(error, Err(PaymentError::RefundRefused(_))),
+        "{error:?}"
+    );
+    assert_eq!(f.balance(USER).await, 10_000);
+    assert_eq!(f.view(USER, &order).await.canceled_amount, 0);
+    assert_eq!(f.toss_payment(&key).await["balanceAmount"], 10_000);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_refund_whose_answer_is_lost_is_asked_again_and_done_once(db: PgPool) {
+    let f = fixture(db).await;
+    let (order, key) = f.bought(USER, 10_000).await;
+    f.fault(json!({ "operation": "cancel", "kind": "approve_then_drop" }))
+        .await;
+    let pending = ok(refund::refund(&f.payments, USER, order.order_id.as_str(), None).await);
+    assert_eq!(pending.state, RefundState::Requested);
+    assert_eq!(
+        f.balance(USER).await,
+        0,
+        "points leave before Toss is asked"
+    );
+    let again = refund::refund(&f.payments, USER, order.order_id.as_str(), None).await;
+    assert!(
+        matches!(again, Err(PaymentError::RefundInFlight)),
+        "{again:?}"
+    );
+    f.work_until("refund resolved", async |f| {
+        let state: String = ok(sqlx::query_scalar(
+            "SELECT state::text FROM payment_refunds WHERE order_id = $1",
+        )
+        .bind(order.order_id.as_str())
+        .fetch_one(&f.payments.db)
+        .await);
+        state == "done"
+    })
+    .await;
+    let toss = f.toss_payment(&key).await;
+    assert_eq!(toss["balanceAmount"], 0);
+    assert_eq!(
+        toss["cancels"].as_array().map(Vec::len),
+        Some(1),
+        "one cancel"
+    );
+    f.assert_sound().await;
+}

@@ -1,0 +1,307 @@
+//! Injected faults: rules that make the next matching Toss calls slow, fail, hang, or approve
+//! and then never answer. This is what the real Toss cannot be asked to do, and exactly what a
+//! payment client must survive (ADR 0002).
+//!
+//! Rules are consulted in the order they were added; the first rule whose operation matches and
+//! that still has uses left applies, and is used up after `count` calls.
+
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{self, TossError};
+
+/// Rules kept at once: a test adds a handful; the bound stops a loop from growing the list.
+pub const FAULT_RULES_MAX: usize = 64;
+/// A longer injected latency is a hang: use `hang` for that.
+pub const FAULT_LATENCY_MS_MAX: u64 = 120_000;
+
+/// The Toss call a rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Confirm,
+    Cancel,
+    /// `GET /v1/payments/{paymentKey}` and `GET /v1/payments/orders/{orderId}`.
+    Get,
+    /// Every Toss call (rules only).
+    Any,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Confirm => "confirm",
+            Self::Cancel => "cancel",
+            Self::Get => "get",
+            Self::Any => "any",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Sleep, then handle normally.
+    Latency { ms: u64 },
+    /// Answer this error without touching state.
+    Error(TossError),
+    /// Never answer (in practice: answer after the client gave up) and touch nothing.
+    Hang,
+    /// Execute (state, webhook, idempotency record), then never answer.
+    ApproveThenDrop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultRule {
+    pub operation: Operation,
+    pub kind: FaultKind,
+    /// Matching calls left.
+    pub remaining: u32,
+}
+
+impl FaultRule {
+    /// The rule as the control plane lists it.
+    pub fn to_json(&self) -> Value {
+        let mut json = json!({ "operation": self.operation.name(), "count": self.remaining });
+        match &self.kind {
+            FaultKind::Latency { ms } => {
+                json["kind"] = json!("latency");
+                json["latencyMs"] = json!(ms);
+            }
+            FaultKind::Error(error) => {
+                json["kind"] = json!("error");
+                json["status"] = json!(error.status.as_u16());
+                json["code"] = json!(error.code);
+            }
+            FaultKind::Hang => json["kind"] = json!("hang"),
+            FaultKind::ApproveThenDrop => json["kind"] = json!("approve_then_drop"),
+        }
+        json
+    }
+}
+
+/// The control plane's `POST /sandbox/toss/faults` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultSpec {
+    pub operation: Operation,
+    pub kind: String,
+    pub latency_ms: Option<u64>,
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    pub count: Option<u32>,
+}
+
+impl FaultSpec {
+    /// # Errors
+    /// A message saying which field is wrong.
+    pub fn into_rule(self) -> Result<FaultRule, String> {
+        let remaining = self.count.unwrap_or(1);
+        if remaining == 0 {
+            return Err("count must be at least 1".to_owned());
+        }
+        let kind = match self.kind.as_str() {
+            "latency" => {
+                let ms = self.latency_ms.ok_or("latency needs latencyMs")?;
+                if ms > FAULT_LATENCY_MS_MAX {
+                    return Err(format!(
+                        "latencyMs must be at most {FAULT_LATENCY_MS_MAX}; use kind hang"
+                    ));
+                }
+                FaultKind::Latency { ms }
+            }
+            "error" => FaultKind::Error(injected_error(self.status, self.code.as_deref())?),
+            "hang" => FaultKind::Hang,
+            "approve_then_drop" => FaultKind::ApproveThenDrop,
+            other => {
+                return Err(format!(
+                    "unknown kind {other:?}: latency, error, hang or approve_then_drop"
+                ));
+            }
+        };
+        Ok(FaultRule {
+            operation: self.operation,
+            kind,
+            remaining,
+        })
+    }
+}
+
+/// The error an `error` rule answers: the code defaults to `FAILED_INTERNAL_SYSTEM_PROCESSING`;
+/// the status defaults to the code's own (500 for a code the table does not know).
+fn injected_error(status: Option<u16>, code: Option<&str>) -> Result<TossError, String> {
+    let code = code.unwrap_or(error::FAILED_INTERNAL_SYSTEM_PROCESSING.code);
+    if code.is_empty() {
+        return Err("code must not be empty".to_owned());
+    }
+    let mut injected = TossError::named(code);
+    if error::known(code).is_none() {
+        injected.status = StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    if let Some(status) = status {
+        injected.status = StatusCode::from_u16(status)
+            .ok()
+            .filter(|status| status.is_client_error() || status.is_server_error())
+            .ok_or("status must be an error status, 400 to 599")?;
+    }
+    Ok(injected)
+}
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Vec<FaultRule>,
+}
+
+impl Faults {
+    /// # Errors
+    /// The list already holds [`FAULT_RULES_MAX`] rules.
+    pub fn add(&mut self, rule: FaultRule) -> Result<(), String> {
+        if self.rules.len() >= FAULT_RULES_MAX {
+            return Err(format!(
+                "at most {FAULT_RULES_MAX} rules; DELETE them first"
+            ));
+        }
+        self.rules.push(rule);
+        Ok(())
+    }
+
+    /// Uses up one call of the first rule matching `operation`.
+    pub fn take(&mut self, operation: Operation) -> Option<FaultKind> {
+        let index = self.rules.iter().position(|rule| {
+            rule.remaining > 0 && (rule.operation == operation || rule.operation == Operation::Any)
+        })?;
+        let rule = &mut self.rules[index];
+        rule.remaining -= 1;
+        let kind = rule.kind.clone();
+        if rule.remaining == 0 {
+            self.rules.remove(index);
+        }
+        Some(kind)
+    }
+
+    pub fn clear(&mut self) {
+        self.rules.clear();
+    }
+
+    pub fn rules(&self) -> &[FaultRule] {
+        &self.rules
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(json: Value) -> FaultRule {
+        serde_json::from_value::<FaultSpec>(json)
+            .map_err(|error| error.to_string())
+            .and_then(FaultSpec::into_rule)
+            .unwrap_or_else(|error| unreachable!("{error}"))
+    }
+
+    #[test]
+    fn a_rule_applies_to_its_count_of_matching_calls_and_then_lapses() {
+        let mut faults = Faults::default();
+        let added = faults.add(rule(
+            json!({"operation": "confirm", "kind": "hang", "count": 2}),
+        ));
+        assert!(added.is_ok());
+        assert_eq!(faults.take(Operation::Get), None);
+        assert_eq!(faults.take(Operation::Confirm), Some(FaultKind::Hang));
+        assert_eq!(faults.take(Operation::Confirm), Some(FaultKind::Hang));
+        assert_eq!(faults.take(Operation::Confirm), None);
+        assert!(faults.rules().is_empty());
+    }
+
+    #[test]
+    fn an_any_rule_matches_every_operation_and_rules_apply_in_the_order_added() {
+        let mut faults = Faults::default();
+        assert!(
+            faults
+                .add(rule(
+                    json!({"operation": "any", "kind": "latency", "latencyMs": 5})
+                ))
+                .is_ok()
+        );
+        assert!(
+            faults
+                .add(rule(
+                    json!({"operation": "cancel", "kind": "approve_then_drop"})
+                ))
+                .is_ok()
+        );
+        assert_eq!(
+            faults.take(Operation::Cancel),
+            Some(FaultKind::Latency { ms: 5 })
+        );
+        assert_eq!(
+            faults.take(Operation::Cancel),
+            Some(FaultKind::ApproveThenDrop)
+        );
+    }
+
+    #[test]
+    fn an_error_rule_defaults_to_a_500_internal_failure_and_takes_a_known_codes_status() {
+        let plain = rule(json!({"operation": "confirm", "kind": "error"}));
+        let FaultKind::Error(plain) = plain.kind else {
+            unreachable!()
+        };
+        assert_eq!(plain.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(plain.code, "FAILED_INTERNAL_SYSTEM_PROCESSING");
+
+        let rejected =
+            rule(json!({"operation": "confirm", "kind": "error", "code": "REJECT_CARD_PAYMENT"}));
+        let FaultKind::Error(rejected) = rejected.kind else {
+            unreachable!()
+        };
+        assert_eq!(rejected.status, StatusCode::FORBIDDEN);
+
+        let explicit =
+            rule(json!({"operation": "confirm", "kind": "error", "status": 503, "code": "X"}));
+        let FaultKind::Error(explicit) = explicit.kind else {
+            unreachable!()
+        };
+        assert_eq!(explicit.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(explicit.code, "X");
+    }
+
+    #[test]
+    fn malformed_rules_are_refused_with_a_reason() {
+        for bad in [
+            json!({"operation": "confirm", "kind": "latency"}),
+            json!({"operation": "confirm", "kind": "latency", "latencyMs": FAULT_LATENCY_MS_MAX + 1}),
+            json!({"operation": "confirm", "kind": "error", "status": 200}),
+            json!({"operation": "confirm", "kind": "explode"}),
+            json!({"operation": "confirm", "kind": "hang", "count": 0}),
+        ] {
+            let spec = serde_json::from_value::<FaultSpec>(bad.clone());
+            assert!(
+                spec.map_err(|e| e.to_string())
+                    .and_then(FaultSpec::into_rule)
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            serde_json::from_value::<FaultSpec>(json!({"operation": "refund", "kind": "hang"}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_rule_list_is_bounded() {
+        let mut faults = Faults::default();
+        for _ in 0..FAULT_RULES_MAX {
+            assert!(
+                faults
+                    .add(rule(json!({"operation": "get", "kind": "hang"})))
+                    .is_ok()
+            );
+        }
+        assert!(
+            faults
+                .add(rule(json!({"operation": "get", "kind": "hang"})))
+                .is_err()
+        );
+    }
+}
