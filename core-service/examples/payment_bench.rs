@@ -347,5 +347,9 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
             format!("{} violations", violations.len())
         }
     );
-    Ok(())
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the ledger checker found {violations:?}").into())
+    }
 }

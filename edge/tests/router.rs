@@ -427,3 +427,97 @@ async fn a_join_with_a_valid_token_is_forwarded_to_the_users_wallet_as_that_user
         vec![serde_json::json!({"challenge": "room-1", "user": "user-7", "idempotency_key": null})]
     );
 }
+
+fn bearer(user: &str) -> String {
+    let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
+        .and_then(|keys| keys.issue(user, "j", NOW))
+        .unwrap_or_else(|e| panic!("{e}"));
+    format!("Bearer {token}")
+}
+
+fn header_of<'a>(request: &'a OutboundRequest, name: &str) -> Option<&'a str> {
+    request
+        .headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+#[tokio::test]
+async fn a_toss_webhook_is_handed_to_the_core_byte_for_byte_and_then_acknowledged() {
+    let core = core_answering(Ok((200, r#"{"accepted":true}"#.to_owned())));
+    let body = r#"{"eventType":"PAYMENT_STATUS_CHANGED","data":{"orderId":"nene_1"}}"#;
+    let (status, _, _) = send(
+        platform(Arc::clone(&core), false),
+        post_json("/webhooks/toss", body),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].url.ends_with("/internal/v1/webhooks/toss"));
+    assert_eq!(seen[0].body, Bytes::from(body));
+    assert!(header_of(&seen[0], HEADER_SIGNATURE).is_some(), "signed");
+    assert_eq!(header_of(&seen[0], "x-nene-user"), None, "as no user");
+}
+
+#[tokio::test]
+async fn a_webhook_the_core_could_not_store_is_not_acknowledged_so_toss_retries() {
+    for answer in [Err(TransportError::Timeout), Ok((500, "{}".to_owned()))] {
+        let (status, _, body) = send(
+            platform(core_answering(answer), false),
+            post_json("/webhooks/toss", r#"{"eventType":"X"}"#),
+        )
+        .await;
+        assert_ne!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+}
+
+#[tokio::test]
+async fn a_confirm_whose_outcome_is_unknown_keeps_the_cores_202() {
+    let core = core_answering(Ok((
+        202,
+        r#"{"order_id":"nene_1","status":"confirming","amount":1000,"points":"none","canceled_amount":0}"#
+            .to_owned(),
+    )));
+    let request = Request::post("/v1/payments/confirm")
+        .header("authorization", bearer("user-9"))
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"payment_key":"pk","order_id":"nene_1","amount":1000}"#,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _, body) = send(platform(Arc::clone(&core), false), request).await;
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(header_of(&seen[0], "x-nene-user"), Some("user-9"));
+}
+
+#[tokio::test]
+async fn a_refunds_idempotency_key_travels_inside_the_signed_body() {
+    let core = core_answering(Ok((200, r#"{"state":"done"}"#.to_owned())));
+    let request = Request::post("/v1/payments/nene_order_1/refund")
+        .header("authorization", bearer("user-9"))
+        .header("idempotency-key", "refund-once")
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _, _) = send(platform(Arc::clone(&core), false), request).await;
+    assert_eq!(status, 200);
+    let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(
+        seen[0]
+            .url
+            .ends_with("/internal/v1/payments/nene_order_1/refund")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap_or_default();
+    assert_eq!(body["idempotency_key"], "refund-once");
+    let bad_order = Request::post("/v1/payments/..%2F/refund")
+        .header("authorization", bearer("user-9"))
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _, _) = send(platform(healthy_core(), false), bad_order).await;
+    assert_eq!(
+        status, 404,
+        "an order id outside Toss's format never reaches the core"
+    );
+}

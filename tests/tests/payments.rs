@@ -302,6 +302,10 @@ async fn buying_points_through_the_worker_charges_once_and_refuses_tampering() {
 async fn a_confirm_whose_reply_toss_dropped_is_reconciled_and_a_flaky_ledger_credits_once() {
     let stack = workers_stack("payments_faults").await;
     let user = "buyer_faults";
+    // No webhooks: otherwise Toss's own DONE webhook settles the payment before the reconciler.
+    stack
+        .sandbox_put("/sandbox/toss/webhook", &json!({ "url": null }))
+        .await;
     let order_id = stack.order(user, 20_000).await;
     let key = stack.pay(&order_id, 20_000).await;
     stack
