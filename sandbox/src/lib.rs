@@ -3,9 +3,11 @@
 //!
 //! One process serves all of them on one port, each under the path prefix its real host uses:
 //! Toss Payments at `/v1/payments/…` (as `api.tosspayments.com`), with its control plane at
-//! `/sandbox/toss/…` (see [`toss`]). FCM HTTP v1 and the OAuth providers join under their own
-//! prefixes as their issues land.
+//! `/sandbox/toss/…` (see [`toss`]); Kakao, Naver and Google login at `/kakao/…`, `/naver/…` and
+//! `/google/…`, with their control plane at `/sandbox/oauth/…` (see [`oauth`]). FCM HTTP v1 joins
+//! under its own prefix as its issue lands.
 
+pub mod oauth;
 pub mod toss;
 
 use axum::{Json, Router, routing::get};
@@ -36,8 +38,9 @@ pub fn router_with(config: SandboxConfig) -> Router {
     Router::new()
         .route("/health", get(health))
         .merge(toss::router_with(config.toss))
+        .merge(oauth::router())
 }
 
 async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "services": ["toss"] }))
+    Json(json!({ "status": "ok", "services": ["toss", "kakao", "naver", "google"] }))
 }
