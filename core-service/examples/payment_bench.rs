@@ -245,6 +245,13 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
         wall_clock: Arc::new(SystemClock),
         payments,
         dev_mode: false,
+        auth: nene_core::auth::Auth::new(
+            db.clone(),
+            nene_core::auth::AuthConfig {
+                redirect_uris: Vec::new(),
+                providers: Vec::new(),
+            },
+        )?,
     }))
     .await?;
     let client = reqwest::Client::builder()

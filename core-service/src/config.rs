@@ -4,6 +4,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use nene_domain::signing::{SignatureError, SigningSecret};
 
+use crate::auth::{
+    AuthConfig,
+    oauth::{Endpoints, Provider, ProviderClient},
+};
 use crate::payments::{
     PaymentSettings,
     toss::{TOSS_API_URL_DEFAULT, TOSS_TIMEOUT_DEFAULT, TossConfig},
@@ -24,6 +28,12 @@ pub const VAR_TOSS_TIMEOUT_MS: &str = "TOSS_TIMEOUT_MS";
 pub const VAR_PAYMENT_RETRY_BASE_MS: &str = "PAYMENT_RETRY_BASE_MS";
 pub const VAR_PAYMENT_RETRY_MAX_MS: &str = "PAYMENT_RETRY_MAX_MS";
 pub const VAR_PAYMENT_CREDIT_ATTEMPTS_MAX: &str = "PAYMENT_CREDIT_ATTEMPTS_MAX";
+pub const VAR_AUTH_REDIRECT_URIS: &str = "AUTH_REDIRECT_URIS";
+pub const VAR_OAUTH_SANDBOX_URL: &str = "OAUTH_SANDBOX_URL";
+
+/// Where logins may return in dev mode when `AUTH_REDIRECT_URIS` is not set: the local web app
+/// and the mobile app's scheme.
+pub const AUTH_REDIRECT_URIS_DEV: &str = "http://127.0.0.1:8787/auth/done,nene://auth/callback";
 
 /// First retry of payment work after a second; later ones double up to five minutes, and a charge
 /// is credited up to twelve times (about half an hour) before its money is given back.
@@ -45,6 +55,7 @@ pub struct CoreConfig {
     pub dev_mode: bool,
     pub toss: TossConfig,
     pub payments: PaymentSettings,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +128,9 @@ impl CoreConfig {
             )?,
             toss_timeout: timeout,
         };
+        let auth = auth_config(&lookup, dev_mode);
         Ok(CoreConfig {
+            auth,
             database_url,
             redis_url,
             signing_secret,
@@ -126,5 +139,40 @@ impl CoreConfig {
             toss,
             payments,
         })
+    }
+}
+
+/// Sign-in settings: the redirect allow-list and one client per configured provider
+/// (`OAUTH_KAKAO_CLIENT_ID`/`_SECRET`, …). In dev mode every provider is configured with dev
+/// credentials, which only the sandbox accepts.
+fn auth_config(lookup: &impl Fn(&str) -> Option<String>, dev_mode: bool) -> AuthConfig {
+    let redirect_uris = lookup(VAR_AUTH_REDIRECT_URIS)
+        .or_else(|| dev_mode.then(|| AUTH_REDIRECT_URIS_DEV.to_owned()))
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|uri| !uri.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let sandbox = lookup(VAR_OAUTH_SANDBOX_URL);
+    let providers = Provider::ALL
+        .into_iter()
+        .filter_map(|provider| {
+            let name = provider.as_str().to_uppercase();
+            let client_id = lookup(&format!("OAUTH_{name}_CLIENT_ID"))
+                .or_else(|| dev_mode.then(|| format!("nene-dev-{}", provider.as_str())))?;
+            let client_secret = lookup(&format!("OAUTH_{name}_CLIENT_SECRET"))
+                .or_else(|| dev_mode.then(|| "nene-dev-secret".to_owned()))?;
+            Some(ProviderClient {
+                provider,
+                client_id,
+                client_secret,
+                endpoints: Endpoints::of(provider, sandbox.as_deref()),
+            })
+        })
+        .collect();
+    AuthConfig {
+        redirect_uris,
+        providers,
     }
 }

@@ -1,6 +1,7 @@
 //! The core service: the Postgres ledger and everything that moves money, behind an internal
 //! HTTP API that only the edge may call (every request signed, see [`http::signature`]).
 
+pub mod auth;
 pub mod challenges;
 pub mod clock;
 pub mod config;
@@ -27,6 +28,7 @@ pub struct AppState {
     /// Debits from the HTTP API go through the batcher (group commit).
     pub debits: ledger::DebitBatcher,
     pub payments: payments::Payments,
+    pub auth: auth::Auth,
     /// Dev mode (`NENE_ENV=dev`): fault-injection routes exist.
     pub dev_mode: bool,
 }

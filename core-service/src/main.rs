@@ -45,6 +45,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         nene_core::payments::Payments::new(db.clone(), &config.toss, config.payments.clone())?;
     tokio::spawn(nene_core::payments::worker::run_forever(payments.clone()));
     let state = AppState {
+        auth: nene_core::auth::Auth::new(db.clone(), config.auth.clone())?,
         payments,
         dev_mode: config.dev_mode,
         debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),

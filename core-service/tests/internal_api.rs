@@ -47,6 +47,14 @@ fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
         )
         .unwrap_or_else(|e| panic!("{e}")),
         dev_mode: false,
+        auth: nene_core::auth::Auth::new(
+            db.clone(),
+            nene_core::auth::AuthConfig {
+                redirect_uris: Vec::new(),
+                providers: Vec::new(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
         debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),
         db,
         redis: redis_url.map(|url| redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"))),

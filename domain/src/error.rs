@@ -21,6 +21,13 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     SignatureInvalid,
+    RedirectUriNotAllowed,
+    LoginStateInvalid,
+    IdentityRejected,
+    RefreshTokenReused,
+    RateLimited,
+    NicknameTaken,
+    ProviderUnavailable,
     // Idempotency
     IdempotencyKeyReused,
     RequestInProgress,
@@ -46,7 +53,11 @@ impl ErrorCode {
     pub const fn http_status(self) -> u16 {
         match self {
             ErrorCode::BadRequest | ErrorCode::InvalidJson => 400,
-            ErrorCode::Unauthorized | ErrorCode::SignatureInvalid => 401,
+            ErrorCode::Unauthorized
+            | ErrorCode::SignatureInvalid
+            | ErrorCode::LoginStateInvalid
+            | ErrorCode::IdentityRejected
+            | ErrorCode::RefreshTokenReused => 401,
             ErrorCode::InsufficientPoints => 402,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
@@ -56,16 +67,19 @@ impl ErrorCode {
             | ErrorCode::ChallengeNotRecruiting
             | ErrorCode::RequestInProgress
             | ErrorCode::OrderAlreadyConfirmed
-            | ErrorCode::NothingToRefund => 409,
+            | ErrorCode::NothingToRefund
+            | ErrorCode::NicknameTaken => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::ValidationFailed
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::AmountOutOfRange
             | ErrorCode::AmountMismatch
-            | ErrorCode::PaymentRejected => 422,
+            | ErrorCode::PaymentRejected
+            | ErrorCode::RedirectUriNotAllowed => 422,
+            ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
-            ErrorCode::UpstreamError => 502,
+            ErrorCode::UpstreamError | ErrorCode::ProviderUnavailable => 502,
             ErrorCode::CoreUnavailable => 503,
         }
     }
@@ -84,6 +98,13 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::SignatureInvalid => "SIGNATURE_INVALID",
+            ErrorCode::RedirectUriNotAllowed => "REDIRECT_URI_NOT_ALLOWED",
+            ErrorCode::LoginStateInvalid => "LOGIN_STATE_INVALID",
+            ErrorCode::IdentityRejected => "IDENTITY_REJECTED",
+            ErrorCode::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::NicknameTaken => "NICKNAME_TAKEN",
+            ErrorCode::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::RequestInProgress => "REQUEST_IN_PROGRESS",
             ErrorCode::InsufficientPoints => "INSUFFICIENT_POINTS",
@@ -115,6 +136,19 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "Sign in again: the credentials are missing or invalid.",
             ErrorCode::Forbidden => "You may not do this.",
             ErrorCode::SignatureInvalid => "The request signature is missing, stale or wrong.",
+            ErrorCode::RedirectUriNotAllowed => "This redirect_uri is not allowed.",
+            ErrorCode::LoginStateInvalid => {
+                "This sign-in link is unknown, used or expired. Start again."
+            }
+            ErrorCode::IdentityRejected => "The provider's answer could not be verified.",
+            ErrorCode::RefreshTokenReused => {
+                "This refresh token was already used; the session is revoked. Sign in again."
+            }
+            ErrorCode::RateLimited => "Too many attempts. Wait a minute and try again.",
+            ErrorCode::NicknameTaken => "This nickname is taken.",
+            ErrorCode::ProviderUnavailable => {
+                "The sign-in provider is not answering. Try again later."
+            }
             ErrorCode::IdempotencyKeyReused => {
                 "This Idempotency-Key was used with a different request."
             }
@@ -169,7 +203,7 @@ impl ErrorEnvelope {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 24] = [
+    const ALL: [ErrorCode; 31] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::ValidationFailed,
@@ -180,6 +214,13 @@ mod tests {
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::SignatureInvalid,
+        ErrorCode::RedirectUriNotAllowed,
+        ErrorCode::LoginStateInvalid,
+        ErrorCode::IdentityRejected,
+        ErrorCode::RefreshTokenReused,
+        ErrorCode::RateLimited,
+        ErrorCode::NicknameTaken,
+        ErrorCode::ProviderUnavailable,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::RequestInProgress,
         ErrorCode::InsufficientPoints,

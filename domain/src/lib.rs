@@ -16,6 +16,7 @@ pub mod points;
 pub mod seeded;
 pub mod settings;
 pub mod signing;
+pub mod users;
 
 pub use error::ErrorCode;
 pub use ids::ChallengeId;

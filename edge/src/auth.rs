@@ -1,17 +1,102 @@
-//! Who is calling: the access token in `Authorization: Bearer …`, verified at the edge. Handlers
-//! that take [`User`] are refused with 401 before they run when the token is missing, malformed,
-//! forged, for another audience, or expired. (Revocation of a token's `jti` is issue 6's.)
+//! Who is calling: the access token in `Authorization: Bearer …`, verified at the edge, and not
+//! revoked. Handlers that take [`User`] (or [`Session`]) are refused with 401 before they run when
+//! the token is missing, malformed, forged, for another audience, expired, or revoked.
+//!
+//! Revocation (logout, a reused refresh token) is recorded by the core. How fast it bites:
+//! - endpoints that move money take [`PayingUser`], which asks the core on every request: a
+//!   revoked token is refused at once;
+//! - every other endpoint asks the core at most once per [`REVOCATION_CACHE_SECONDS`] per token
+//!   and isolate (a Workers isolate keeps the answer in memory; a Spin instance lives for one
+//!   request and always asks), so a revoked token stops working within 60 seconds.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use nene_domain::ErrorCode;
+use bytes::Bytes;
+use nene_domain::{ErrorCode, access_token::AccessClaims};
 
-use crate::{error::ApiError, platform::Platform};
+use crate::{core_client, error::ApiError, platform::Platform};
+
+/// How long a "not revoked" answer is reused for endpoints that do not move money.
+pub const REVOCATION_CACHE_SECONDS: i64 = 60;
+/// Tokens remembered per isolate; past it the cache starts over (a bound, not an eviction policy:
+/// a busy isolate asks a little more often).
+pub const REVOCATION_CACHE_ENTRIES_MAX: usize = 10_000;
+/// The core's revocation check.
+pub const CORE_PATH_REVOKED: &str = "/internal/v1/auth/revoked";
 
 /// The authenticated user's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User(pub String);
+
+/// The authenticated user, checked against revocation on this very request: for money.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayingUser(pub String);
+
+/// The whole verified token (logout needs its `jti` and expiry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session(pub AccessClaims);
+
+fn cache() -> &'static Mutex<HashMap<String, i64>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, i64>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Verifies the bearer token and that it is not revoked (`fresh`: ask the core now).
+async fn authenticate(
+    parts: &Parts,
+    platform: &Platform,
+    fresh: bool,
+) -> Result<AccessClaims, ApiError> {
+    let token = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or(ApiError::new(ErrorCode::Unauthorized))?;
+    let now = platform.host.now_unix_seconds();
+    let claims = platform
+        .config
+        .token_keys
+        .verify(token.trim(), now)
+        .map_err(|_| ApiError::new(ErrorCode::Unauthorized))?;
+    let cached = !fresh
+        && cache()
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&claims.jti).copied())
+            .is_some_and(|checked| now - checked < REVOCATION_CACHE_SECONDS);
+    if !cached {
+        let request_id = platform.host.random_id();
+        let body = serde_json::to_vec(&serde_json::json!({ "jti": claims.jti }))
+            .map_err(|_| ApiError::new(ErrorCode::Internal))?;
+        let answer: serde_json::Value = core_client::call_json(
+            platform,
+            http::Method::POST,
+            CORE_PATH_REVOKED,
+            Some(&claims.sub),
+            Bytes::from(body),
+            &request_id,
+        )
+        .await?;
+        match answer["revoked"].as_bool() {
+            Some(false) => {
+                if let Ok(mut cache) = cache().lock() {
+                    if cache.len() >= REVOCATION_CACHE_ENTRIES_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(claims.jti.clone(), now);
+                }
+            }
+            Some(true) => return Err(ApiError::new(ErrorCode::Unauthorized)),
+            None => return Err(ApiError::new(ErrorCode::Internal)),
+        }
+    }
+    Ok(claims)
+}
 
 impl FromRequestParts<Arc<Platform>> for User {
     type Rejection = ApiError;
@@ -20,17 +105,42 @@ impl FromRequestParts<Arc<Platform>> for User {
         parts: &mut Parts,
         platform: &Arc<Platform>,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or(ApiError::new(ErrorCode::Unauthorized))?;
-        let claims = platform
-            .config
-            .token_keys
-            .verify(token.trim(), platform.host.now_unix_seconds())
-            .map_err(|_| ApiError::new(ErrorCode::Unauthorized))?;
-        Ok(User(claims.sub))
+        Ok(User(authenticate(parts, platform, false).await?.sub))
     }
+}
+
+impl FromRequestParts<Arc<Platform>> for PayingUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        platform: &Arc<Platform>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(PayingUser(authenticate(parts, platform, true).await?.sub))
+    }
+}
+
+impl FromRequestParts<Arc<Platform>> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        platform: &Arc<Platform>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Session(authenticate(parts, platform, true).await?))
+    }
+}
+
+/// The caller's address, for rate limits: Cloudflare's header, else the first forwarded hop.
+#[must_use]
+pub fn client_ip(headers: &http::HeaderMap) -> String {
+    headers
+        .get("cf-connecting-ip")
+        .or_else(|| headers.get("x-forwarded-for"))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(',').next())
+        .map(str::trim)
+        .filter(|ip| !ip.is_empty() && ip.len() <= 64)
+        .unwrap_or("unknown")
+        .to_owned()
 }

@@ -122,9 +122,14 @@ pub async fn call_json_with_status<T: DeserializeOwned>(
         .await
         .map_err(CoreError::Unavailable)?;
     match response.status {
-        200..=299 => serde_json::from_slice(&response.body)
-            .map(|value| (response.status, value))
-            .map_err(|error| CoreError::BadBody(error.to_string())),
+        // A 204 has no body: it decodes as JSON `null`.
+        200..=299 => serde_json::from_slice(if response.body.is_empty() {
+            b"null"
+        } else {
+            &response.body
+        })
+        .map(|value| (response.status, value))
+        .map_err(|error| CoreError::BadBody(error.to_string())),
         400..=499 => match serde_json::from_slice::<ErrorEnvelope>(&response.body) {
             Ok(envelope) => Err(CoreError::Refused(envelope.error.code)),
             Err(error) => Err(CoreError::BadBody(error.to_string())),

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod core_client;
 pub mod error;
+pub mod login;
 pub mod payments;
 pub mod platform;
 pub mod router;

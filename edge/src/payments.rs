@@ -12,7 +12,7 @@ use bytes::Bytes;
 use nene_domain::{ErrorCode, payments::OrderId};
 
 use crate::{
-    auth::User,
+    auth::{PayingUser, User},
     core_client,
     error::{ApiError, ApiJson},
     platform::ObjectName,
@@ -68,7 +68,7 @@ async fn forget_cached_balance(state: &AppState, user: &str) {
 async fn create_order(
     State(state): State<AppState>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    User(user): User,
+    PayingUser(user): PayingUser,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<JsonAnswer, ApiError> {
     let (code, order) = core_client::call_json_with_status(
@@ -88,7 +88,7 @@ async fn create_order(
 async fn confirm(
     State(state): State<AppState>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    User(user): User,
+    PayingUser(user): PayingUser,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<JsonAnswer, ApiError> {
     let (code, payment) = core_client::call_json_with_status(
@@ -128,7 +128,7 @@ async fn payment(
 async fn refund(
     State(state): State<AppState>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    User(user): User,
+    PayingUser(user): PayingUser,
     Path(order_id): Path<String>,
     headers: http::HeaderMap,
 ) -> Result<JsonAnswer, ApiError> {

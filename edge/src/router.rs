@@ -19,7 +19,7 @@ use nene_domain::{
 use nene_durable::room::{PATH_PROBE, ProbeAdd, ProbeValue};
 
 use crate::{
-    auth::User,
+    auth::{PayingUser, User},
     core_client::{self, CORE_PATH_HEALTH, HEADER_REQUEST_ID},
     error::{ApiError, ApiJson, render_pending_error},
     platform::{ObjectName, OutboundRequest, Platform},
@@ -40,7 +40,8 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/challenges/{challenge_id}", get(challenge_detail))
         .route("/v1/challenges/{challenge_id}/join", post(join_challenge))
         .route("/v1/wallet", get(wallet))
-        .merge(crate::payments::routes());
+        .merge(crate::payments::routes())
+        .merge(crate::login::routes());
     if state.config.dev_mode {
         routes = routes.route(
             "/v1/dev/rooms/{challenge_id}/probe",
@@ -310,7 +311,7 @@ pub(crate) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String
 async fn join_challenge(
     State(state): State<AppState>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    User(user): User,
+    PayingUser(user): PayingUser,
     Path(challenge_id): Path<String>,
     headers: http::HeaderMap,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {

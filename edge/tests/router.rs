@@ -45,10 +45,13 @@ impl Host for FakeHost {
     }
 }
 
-/// A core that checks the signature as the real one does and answers as configured.
+/// A core that answers as configured; its revocation check (kept apart from `seen`) answers
+/// `revoked`.
 struct FakeCore {
     answer: Result<(u16, String), TransportError>,
     seen: Mutex<Vec<OutboundRequest>>,
+    revoked: std::sync::atomic::AtomicBool,
+    revocation_checks: AtomicU64,
 }
 
 impl Transport for FakeCore {
@@ -56,6 +59,16 @@ impl Transport for FakeCore {
         &self,
         request: OutboundRequest,
     ) -> BoxFuture<Result<OutboundResponse, TransportError>> {
+        if request.url.ends_with("/internal/v1/auth/revoked") {
+            self.revocation_checks.fetch_add(1, Ordering::Relaxed);
+            let body = format!("{{\"revoked\":{}}}", self.revoked.load(Ordering::Relaxed));
+            return Box::pin(async move {
+                Ok(OutboundResponse {
+                    status: 200,
+                    body: Bytes::from(body),
+                })
+            });
+        }
         self.seen
             .lock()
             .map(|mut seen| seen.push(request.clone()))
@@ -139,6 +152,8 @@ fn core_answering(answer: Result<(u16, String), TransportError>) -> Arc<FakeCore
     Arc::new(FakeCore {
         answer,
         seen: Mutex::new(Vec::new()),
+        revoked: std::sync::atomic::AtomicBool::new(false),
+        revocation_checks: AtomicU64::new(0),
     })
 }
 
@@ -519,5 +534,52 @@ async fn a_refunds_idempotency_key_travels_inside_the_signed_body() {
     assert_eq!(
         status, 404,
         "an order id outside Toss's format never reaches the core"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_at_once_where_money_moves() {
+    let core = core_answering(Ok((201, r#"{"order_id":"nene_1"}"#.to_owned())));
+    core.revoked.store(true, Ordering::Relaxed);
+    let request = Request::post("/v1/payments/orders")
+        .header("authorization", bearer("user-revoked"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"amount":10000}"#))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _, body) = send(platform(Arc::clone(&core), false), request).await;
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        core.seen.lock().map(|s| s.is_empty()).unwrap_or(false),
+        "the order was never forwarded"
+    );
+}
+
+#[tokio::test]
+async fn money_routes_ask_about_revocation_every_time_and_other_routes_reuse_the_answer() {
+    let core = core_answering(Ok((201, r#"{"order_id":"nene_1"}"#.to_owned())));
+    let token = bearer("user-cached");
+    for _ in 0..3 {
+        let request = Request::post("/v1/payments/orders")
+            .header("authorization", &token)
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"amount":10000}"#))
+            .unwrap_or_else(|e| panic!("{e}"));
+        send(platform(Arc::clone(&core), false), request).await;
+    }
+    assert_eq!(core.revocation_checks.load(Ordering::Relaxed), 3);
+    let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
+        .and_then(|keys| keys.issue("user-cached", "another-jti", NOW))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..3 {
+        let request = Request::get("/v1/wallet")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        send(platform(Arc::clone(&core), false), request).await;
+    }
+    assert_eq!(
+        core.revocation_checks.load(Ordering::Relaxed),
+        4,
+        "one check for three reads within a minute"
     );
 }

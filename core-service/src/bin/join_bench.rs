@@ -97,6 +97,13 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
             nene_core::payments::PaymentSettings::fast(),
         )?,
         dev_mode: false,
+        auth: nene_core::auth::Auth::new(
+            db.clone(),
+            nene_core::auth::AuthConfig {
+                redirect_uris: Vec::new(),
+                providers: Vec::new(),
+            },
+        )?,
         debits: DebitBatcher::spawn(db.clone()),
         db: db.clone(),
         redis: None,

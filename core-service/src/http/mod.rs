@@ -2,6 +2,7 @@
 //! `/healthz` is an unauthenticated liveness check for the container's orchestrator and says
 //! nothing about the stores.
 
+mod auth;
 mod challenges;
 pub mod error;
 mod ledger;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(PATH_HEALTH, get(health_report))
         .merge(ledger::routes())
+        .merge(auth::routes())
         .merge(challenges::routes())
         .merge(payments::routes(dev_mode))
         .fallback(error::not_found)

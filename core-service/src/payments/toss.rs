@@ -151,19 +151,37 @@ fn classify(status: u16, body: &[u8]) -> TossError {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Toss settings. `Debug` leaves the secret key out.
+#[derive(Clone)]
 pub struct TossConfig {
     pub base_url: String,
     pub secret_key: String,
     pub timeout: Duration,
 }
 
-/// A Toss API client. Cheap to clone.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for TossConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TossConfig")
+            .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Toss API client. Cheap to clone. `Debug` leaves the credentials out.
+#[derive(Clone)]
 pub struct TossClient {
     http: reqwest::Client,
     base_url: String,
     authorization: String,
+}
+
+impl std::fmt::Debug for TossClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TossClient")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TossClient {

@@ -1,0 +1,424 @@
+//! Sign-in: the login states behind `start`/`callback`, users and their provider identities,
+//! rotating refresh tokens in families, and revocation. The edge mints the access JWTs; their
+//! `jti` is `{family}.{random}`, so revoking a family (logout, refresh-token reuse) revokes every
+//! access token issued in it, which [`is_revoked`] answers.
+
+pub mod oauth;
+pub mod users;
+
+use std::{sync::Arc, time::Duration};
+
+use nene_domain::ErrorCode;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use oauth::{JwksCache, LoginSecrets, Provider, ProviderClient, ProviderError};
+
+/// A login has this long between `start` and `callback`: the user is at the provider's consent
+/// screen meanwhile.
+pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
+/// A refresh token lives this long unless rotated first.
+pub const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3_600);
+/// Login attempts (start and callback) per client IP per minute: a person retries a few times; a
+/// script trying codes or states is stopped.
+pub const LOGINS_PER_IP_PER_MINUTE: i32 = 30;
+/// Logins per provider identity per minute: one account cannot mint sessions in bulk.
+pub const LOGINS_PER_IDENTITY_PER_MINUTE: i32 = 10;
+/// Default nicknames are tried this many times before giving up (each try is random).
+const DEFAULT_NICKNAME_TRIES_MAX: u32 = 8;
+
+/// Sign-in settings.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Exactly the `redirect_uri`s a login may return to: no open redirect.
+    pub redirect_uris: Vec<String>,
+    pub providers: Vec<ProviderClient>,
+}
+
+/// What sign-in needs at run time.
+#[derive(Clone)]
+pub struct Auth {
+    pub db: PgPool,
+    pub config: AuthConfig,
+    pub http: reqwest::Client,
+    pub jwks: Arc<JwksCache>,
+}
+
+impl Auth {
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(db: PgPool, config: AuthConfig) -> Result<Self, reqwest::Error> {
+        Ok(Auth {
+            db,
+            config,
+            http: reqwest::Client::builder()
+                .timeout(oauth::PROVIDER_CALL_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            jwks: Arc::default(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("unknown or unconfigured provider")]
+    UnknownProvider,
+    #[error("redirect_uri not in the allow-list")]
+    RedirectUriNotAllowed,
+    #[error("unknown, used or expired login state")]
+    LoginState,
+    #[error("provider: {0}")]
+    Provider(#[from] ProviderError),
+    #[error("refresh token unknown, expired or revoked")]
+    RefreshTokenInvalid,
+    #[error("refresh token reused: family revoked")]
+    RefreshTokenReused,
+    #[error("rate limited")]
+    RateLimited,
+    #[error("profile: {0}")]
+    Profile(#[from] nene_domain::users::ProfileError),
+    #[error("nickname taken")]
+    NicknameTaken,
+    #[error("device id or push token out of bounds")]
+    InvalidDevice,
+    #[error("no such user")]
+    UnknownUser,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl AuthError {
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::UnknownProvider | AuthError::UnknownUser => ErrorCode::NotFound,
+            AuthError::RedirectUriNotAllowed => ErrorCode::RedirectUriNotAllowed,
+            AuthError::LoginState => ErrorCode::LoginStateInvalid,
+            AuthError::Provider(ProviderError::Unavailable(_)) => ErrorCode::ProviderUnavailable,
+            AuthError::Provider(ProviderError::Refused(_)) => ErrorCode::LoginStateInvalid,
+            AuthError::Provider(ProviderError::Rejected(_)) => ErrorCode::IdentityRejected,
+            AuthError::RefreshTokenInvalid => ErrorCode::Unauthorized,
+            AuthError::RefreshTokenReused => ErrorCode::RefreshTokenReused,
+            AuthError::RateLimited => ErrorCode::RateLimited,
+            AuthError::Profile(_) | AuthError::InvalidDevice => ErrorCode::ValidationFailed,
+            AuthError::NicknameTaken => ErrorCode::NicknameTaken,
+            AuthError::Database(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl Auth {
+    fn client(&self, provider: &str) -> Result<&ProviderClient, AuthError> {
+        let provider = Provider::parse(provider).ok_or(AuthError::UnknownProvider)?;
+        self.config
+            .providers
+            .iter()
+            .find(|client| client.provider == provider)
+            .ok_or(AuthError::UnknownProvider)
+    }
+}
+
+/// Counts one hit on `bucket` in the current minute; refuses past `limit`.
+async fn rate_limit(db: &PgPool, bucket: &str, limit: i32) -> Result<(), AuthError> {
+    let hits: i32 = sqlx::query_scalar(
+        "INSERT INTO rate_limit_windows (bucket, window_start, hits) \
+         VALUES ($1, date_trunc('minute', now()), 1) \
+         ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limit_windows.hits + 1 \
+         RETURNING hits",
+    )
+    .bind(bucket)
+    .fetch_one(db)
+    .await?;
+    if hits > limit {
+        tracing::warn!(bucket, hits, "login rate limit reached");
+        return Err(AuthError::RateLimited);
+    }
+    Ok(())
+}
+
+/// Starts a login: checks the redirect URI, stores state, PKCE verifier and nonce, and answers
+/// the provider's authorize URL.
+///
+/// # Errors
+/// `UnknownProvider`, `RedirectUriNotAllowed`, `RateLimited`, `Database`.
+pub async fn start(
+    auth: &Auth,
+    provider: &str,
+    redirect_uri: &str,
+    client_ip: &str,
+) -> Result<String, AuthError> {
+    let client = auth.client(provider)?;
+    if !auth
+        .config
+        .redirect_uris
+        .iter()
+        .any(|uri| uri == redirect_uri)
+    {
+        return Err(AuthError::RedirectUriNotAllowed);
+    }
+    rate_limit(
+        &auth.db,
+        &format!("ip:{client_ip}"),
+        LOGINS_PER_IP_PER_MINUTE,
+    )
+    .await?;
+    let secrets = LoginSecrets::generate();
+    sqlx::query(
+        "INSERT INTO auth_states (state, provider, redirect_uri, code_verifier, nonce, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
+    )
+    .bind(&secrets.state)
+    .bind(client.provider)
+    .bind(redirect_uri)
+    .bind(&secrets.code_verifier)
+    .bind(&secrets.nonce)
+    .bind(LOGIN_STATE_TTL.as_secs_f64())
+    .execute(&auth.db)
+    .await?;
+    Ok(client.authorize_url(redirect_uri, &secrets))
+}
+
+/// A signed-in user and their new session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub user: users::SignedInUser,
+    /// The refresh family: the access tokens' `jti` prefix.
+    pub family: Uuid,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+}
+
+/// Finishes a login: consumes the state (once, before it expires), exchanges the code, verifies
+/// the identity, finds or creates the user, and opens a refresh family.
+///
+/// # Errors
+/// `LoginState`, `Provider` (unavailable → 502, refused, or rejected identity), `RateLimited`.
+#[tracing::instrument(skip(auth, code, state))]
+pub async fn callback(
+    auth: &Auth,
+    provider: &str,
+    code: &str,
+    state: &str,
+    client_ip: &str,
+) -> Result<Session, AuthError> {
+    let client = auth.client(provider)?;
+    rate_limit(
+        &auth.db,
+        &format!("ip:{client_ip}"),
+        LOGINS_PER_IP_PER_MINUTE,
+    )
+    .await?;
+    let consumed: Option<(String, String, String)> = sqlx::query_as(
+        "UPDATE auth_states SET used_at = now() \
+         WHERE state = $1 AND provider = $2 AND used_at IS NULL AND expires_at > now() \
+         RETURNING redirect_uri, code_verifier, nonce",
+    )
+    .bind(state)
+    .bind(client.provider)
+    .fetch_optional(&auth.db)
+    .await?;
+    let (redirect_uri, code_verifier, nonce) = consumed.ok_or(AuthError::LoginState)?;
+    let secrets = LoginSecrets {
+        state: state.to_owned(),
+        code_verifier,
+        nonce,
+    };
+    let provider_user_id = oauth::identify(
+        &auth.http,
+        &auth.jwks,
+        client,
+        code,
+        &redirect_uri,
+        &secrets,
+    )
+    .await
+    .inspect_err(|error| {
+        // Never the code, tokens or secrets: only what failed.
+        tracing::warn!(provider = client.provider.as_str(), %error, "login failed");
+    })?;
+    rate_limit(
+        &auth.db,
+        &format!("identity:{}:{provider_user_id}", client.provider.as_str()),
+        LOGINS_PER_IDENTITY_PER_MINUTE,
+    )
+    .await?;
+    let mut tx = auth.db.begin().await?;
+    let user = users::find_or_create_in_tx(&mut tx, client.provider, &provider_user_id).await?;
+    let (family, refresh_token) = open_family_in_tx(&mut tx, &user.id).await?;
+    tx.commit().await?;
+    Ok(Session {
+        user,
+        family,
+        refresh_token,
+        refresh_expires_in: REFRESH_TOKEN_TTL.as_secs(),
+    })
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+async fn open_family_in_tx(
+    conn: &mut PgConnection,
+    user: &str,
+) -> Result<(Uuid, String), AuthError> {
+    let family = Uuid::now_v7();
+    sqlx::query("INSERT INTO auth_families (id, user_id) VALUES ($1, $2)")
+        .bind(family)
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+    let token = issue_refresh_in_tx(conn, family).await?;
+    Ok((family, token))
+}
+
+async fn issue_refresh_in_tx(conn: &mut PgConnection, family: Uuid) -> Result<String, AuthError> {
+    let token = oauth::random_token();
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_sha256, family_id, expires_at) \
+         VALUES ($1, $2, now() + make_interval(secs => $3))",
+    )
+    .bind(token_hash(&token))
+    .bind(family)
+    .bind(REFRESH_TOKEN_TTL.as_secs_f64())
+    .execute(conn)
+    .await?;
+    Ok(token)
+}
+
+/// A rotated session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rotated {
+    pub user_id: String,
+    pub family: Uuid,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+}
+
+/// Rotates a refresh token within its family. A token used before revokes the whole family:
+/// either the user or a thief holds a copy, and we cannot tell which.
+///
+/// # Errors
+/// `RefreshTokenInvalid` (unknown, expired, revoked family), `RefreshTokenReused`.
+pub async fn refresh(db: &PgPool, refresh_token: &str) -> Result<Rotated, AuthError> {
+    let mut tx = db.begin().await?;
+    let row: Option<(Uuid, bool, bool, String)> = sqlx::query_as(
+        "SELECT t.family_id, t.used_at IS NOT NULL, t.expires_at <= now(), f.user_id \
+         FROM refresh_tokens t JOIN auth_families f ON f.id = t.family_id \
+         WHERE t.token_sha256 = $1 AND f.revoked_at IS NULL FOR UPDATE OF t, f",
+    )
+    .bind(token_hash(refresh_token))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (family, used, expired, user_id) = row.ok_or(AuthError::RefreshTokenInvalid)?;
+    if used {
+        revoke_family_in_tx(&mut tx, family, "refresh token reused").await?;
+        tx.commit().await?;
+        tracing::warn!(%family, "refresh token reuse: family revoked");
+        return Err(AuthError::RefreshTokenReused);
+    }
+    if expired {
+        return Err(AuthError::RefreshTokenInvalid);
+    }
+    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_sha256 = $1")
+        .bind(token_hash(refresh_token))
+        .execute(&mut *tx)
+        .await?;
+    let token = issue_refresh_in_tx(&mut tx, family).await?;
+    tx.commit().await?;
+    Ok(Rotated {
+        user_id,
+        family,
+        refresh_token: token,
+        refresh_expires_in: REFRESH_TOKEN_TTL.as_secs(),
+    })
+}
+
+async fn revoke_family_in_tx(
+    conn: &mut PgConnection,
+    family: Uuid,
+    reason: &str,
+) -> Result<(), AuthError> {
+    sqlx::query(
+        "UPDATE auth_families SET revoked_at = now(), revoked_reason = $2 \
+         WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(family)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The refresh family an access token's `jti` names, if it names one.
+#[must_use]
+pub fn family_of(jti: &str) -> Option<Uuid> {
+    jti.split_once('.')
+        .and_then(|(family, _)| Uuid::parse_str(family).ok())
+}
+
+/// Logs out: revokes the family of the access token (so its refresh token and every access token
+/// of the family stop working) and the token itself.
+///
+/// # Errors
+/// `Database`.
+pub async fn logout(
+    db: &PgPool,
+    user: &str,
+    jti: &str,
+    expires_at_unix_seconds: i64,
+) -> Result<(), AuthError> {
+    let mut tx = db.begin().await?;
+    if let Some(family) = family_of(jti) {
+        sqlx::query(
+            "UPDATE auth_families SET revoked_at = now(), revoked_reason = 'logout' \
+             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(family)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, to_timestamp($2)) \
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(jti)
+    .bind(expires_at_unix_seconds as f64)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Whether an access token with this `jti` was revoked (itself, or its family).
+///
+/// # Errors
+/// `Database`.
+pub async fn is_revoked(db: &PgPool, jti: &str) -> Result<bool, AuthError> {
+    let revoked: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1) \
+             OR EXISTS (SELECT 1 FROM auth_families WHERE id = $2 AND revoked_at IS NOT NULL)",
+    )
+    .bind(jti)
+    .bind(family_of(jti))
+    .fetch_one(db)
+    .await?;
+    Ok(revoked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jti_names_its_family_before_the_dot() {
+        let family = Uuid::now_v7();
+        assert_eq!(family_of(&format!("{family}.abc")), Some(family));
+        assert_eq!(family_of("jti-without-family"), None);
+        assert_eq!(family_of("not-a-uuid.abc"), None);
+    }
+}

@@ -1,0 +1,173 @@
+//! Sign-in's internal HTTP API. The edge terminates the public routes, mints access tokens, and
+//! calls these: login start and callback, refresh, logout, the revocation check, the profile and
+//! push devices.
+
+use std::sync::Arc;
+
+use axum::{
+    Extension, Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{get, post, put},
+};
+use nene_domain::ErrorCode;
+use serde::Deserialize;
+
+use super::{CoreJson, error::CoreApiError, signature::Caller};
+use crate::{
+    AppState,
+    auth::{
+        self, AuthError, Rotated, Session,
+        users::{self, Device, Me, MeChange},
+    },
+};
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/internal/v1/auth/{provider}/start", post(start))
+        .route("/internal/v1/auth/{provider}/callback", post(callback))
+        .route("/internal/v1/auth/refresh", post(refresh))
+        .route("/internal/v1/auth/logout", post(logout))
+        .route("/internal/v1/auth/revoked", post(revoked))
+        .route("/internal/v1/me", get(me).patch(change_me))
+        .route(
+            "/internal/v1/me/devices/{device_id}",
+            put(put_device).delete(delete_device),
+        )
+}
+
+impl From<AuthError> for CoreApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Database(error) => CoreApiError::Database(error),
+            other => CoreApiError::Client(other.code()),
+        }
+    }
+}
+
+fn user(caller: &Caller) -> Result<&str, CoreApiError> {
+    caller
+        .user
+        .as_deref()
+        .ok_or(CoreApiError::Client(ErrorCode::Unauthorized))
+}
+
+#[derive(Debug, Deserialize)]
+struct Start {
+    redirect_uri: String,
+    client_ip: String,
+}
+
+async fn start(
+    State(state): State<Arc<AppState>>,
+    Path(provider): Path<String>,
+    CoreJson(body): CoreJson<Start>,
+) -> Result<Json<serde_json::Value>, CoreApiError> {
+    let url = auth::start(&state.auth, &provider, &body.redirect_uri, &body.client_ip).await?;
+    Ok(Json(serde_json::json!({ "authorize_url": url })))
+}
+
+#[derive(Debug, Deserialize)]
+struct Callback {
+    code: String,
+    state: String,
+    client_ip: String,
+}
+
+async fn callback(
+    State(state): State<Arc<AppState>>,
+    Path(provider): Path<String>,
+    CoreJson(body): CoreJson<Callback>,
+) -> Result<Json<Session>, CoreApiError> {
+    Ok(Json(
+        auth::callback(
+            &state.auth,
+            &provider,
+            &body.code,
+            &body.state,
+            &body.client_ip,
+        )
+        .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct Refresh {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<Arc<AppState>>,
+    CoreJson(body): CoreJson<Refresh>,
+) -> Result<Json<Rotated>, CoreApiError> {
+    Ok(Json(auth::refresh(&state.db, &body.refresh_token).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct Logout {
+    jti: String,
+    expires_at: i64,
+}
+
+async fn logout(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    CoreJson(body): CoreJson<Logout>,
+) -> Result<StatusCode, CoreApiError> {
+    auth::logout(&state.db, user(&caller)?, &body.jti, body.expires_at).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct Revoked {
+    jti: String,
+}
+
+async fn revoked(
+    State(state): State<Arc<AppState>>,
+    CoreJson(body): CoreJson<Revoked>,
+) -> Result<Json<serde_json::Value>, CoreApiError> {
+    let revoked = auth::is_revoked(&state.db, &body.jti).await?;
+    Ok(Json(serde_json::json!({ "revoked": revoked })))
+}
+
+async fn me(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Me>, CoreApiError> {
+    Ok(Json(users::me(&state.db, user(&caller)?).await?))
+}
+
+async fn change_me(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    CoreJson(change): CoreJson<MeChange>,
+) -> Result<Json<Me>, CoreApiError> {
+    Ok(Json(
+        users::change_me(&state.db, user(&caller)?, &change).await?,
+    ))
+}
+
+async fn put_device(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(device_id): Path<String>,
+    CoreJson(device): CoreJson<Device>,
+) -> Result<(StatusCode, Json<Device>), CoreApiError> {
+    let created = users::put_device(&state.db, user(&caller)?, &device_id, &device).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(device)))
+}
+
+async fn delete_device(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(device_id): Path<String>,
+) -> Result<StatusCode, CoreApiError> {
+    users::delete_device(&state.db, user(&caller)?, &device_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
