@@ -134,6 +134,14 @@ pub async fn call_json_with_status<T: DeserializeOwned>(
             Ok(envelope) => Err(CoreError::Refused(envelope.error.code)),
             Err(error) => Err(CoreError::BadBody(error.to_string())),
         },
+        // A partner of the core failed (a login provider, Toss): the core's own 502 says so, and
+        // the client should hear exactly that. Any other 5xx is the core failing.
+        502 => match serde_json::from_slice::<ErrorEnvelope>(&response.body) {
+            Ok(envelope) if envelope.error.code.http_status() == 502 => {
+                Err(CoreError::Refused(envelope.error.code))
+            }
+            _ => Err(CoreError::Failed(502)),
+        },
         status => Err(CoreError::Failed(status)),
     }
 }

@@ -583,3 +583,26 @@ async fn money_routes_ask_about_revocation_every_time_and_other_routes_reuse_the
         "one check for three reads within a minute"
     );
 }
+
+#[tokio::test]
+async fn a_partners_failure_reported_by_the_core_reaches_the_client_as_that_502() {
+    let envelope = r#"{"error":{"code":"PROVIDER_UNAVAILABLE","message":"x","request_id":"r"}}"#;
+    let body = r#"{"code":"c","state":"s"}"#;
+    let (status, _, answer) = send(
+        platform(core_answering(Ok((502, envelope.to_owned()))), false),
+        post_json("/v1/auth/google/callback", body),
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert_eq!(error_of(&answer).error.code, ErrorCode::ProviderUnavailable);
+    let (status, _, answer) = send(
+        platform(
+            core_answering(Ok((502, "<html>bad gateway</html>".to_owned()))),
+            false,
+        ),
+        post_json("/v1/auth/google/callback", body),
+    )
+    .await;
+    assert_eq!(status, 503, "a proxy's 502 is the core being unavailable");
+    assert_eq!(error_of(&answer).error.code, ErrorCode::CoreUnavailable);
+}

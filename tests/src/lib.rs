@@ -236,6 +236,9 @@ impl Drop for Database {
     }
 }
 
+/// The one redirect URI the end-to-end stack's logins may return to.
+pub const E2E_REDIRECT_URI: &str = "https://app.nene.test/auth/done";
+
 /// Where a core without a sandbox sends Toss calls: the discard port, where nothing listens, so
 /// a stack that does not test payments can never reach the real Toss.
 const TOSS_URL_NOWHERE: &str = "http://127.0.0.1:9";
@@ -254,7 +257,8 @@ impl Core {
         Self::start_with_toss(log_dir, TOSS_URL_NOWHERE).await
     }
 
-    /// Starts `nene-core` calling Toss at `toss_url` (a [`Sandbox`]), with fast payment retries.
+    /// Starts `nene-core` calling Toss and the login providers at `toss_url` (a [`Sandbox`]),
+    /// with fast payment retries.
     pub async fn start_with_toss(log_dir: &Path, toss_url: &str) -> Core {
         let database = Database::create().await;
         let port = free_port();
@@ -302,6 +306,9 @@ impl Core {
             .env("CORE_BIND", format!("127.0.0.1:{port}"))
             .env("NENE_ENV", "dev")
             .env("TOSS_API_URL", toss_url)
+            // The sandbox also plays Kakao, Naver and Google.
+            .env("OAUTH_SANDBOX_URL", toss_url)
+            .env("AUTH_REDIRECT_URIS", E2E_REDIRECT_URI)
             .env("TOSS_TIMEOUT_MS", "1000")
             .env("PAYMENT_RETRY_BASE_MS", "20")
             .env("PAYMENT_RETRY_MAX_MS", "200")

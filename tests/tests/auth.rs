@@ -1,0 +1,325 @@
+//! Sign-in end to end through the Worker under `wrangler dev`, with the sandbox playing Kakao,
+//! Naver and Google: the browser's round trip, tokens that must be refused, refresh rotation and
+//! reuse, logout biting at once where money moves, and a provider that is down.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use nene_e2e::{
+    Core, E2E_REDIRECT_URI, Sandbox, TOKEN_KEYS, Wrangler, client, scratch_dir, token_for,
+};
+use serde_json::{Value, json};
+
+struct Stack {
+    sandbox: Sandbox,
+    _core: Core,
+    wrangler: Wrangler,
+}
+
+async fn stack(test: &str) -> Stack {
+    let dir = scratch_dir(test);
+    let sandbox = Sandbox::start(&dir).await;
+    let core = Core::start_with_toss(&dir, &sandbox.url).await;
+    let wrangler = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
+    Stack {
+        sandbox,
+        _core: core,
+        wrangler,
+    }
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(nene_e2e::REQUEST_TIMEOUT)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn query_param(url: &str, name: &str) -> String {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).unwrap_or_else(|e| panic!("{e}"));
+    params
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
+}
+
+impl Stack {
+    /// The browser's part: our start → the provider (approves as `who`) → our redirect URI.
+    async fn authorize(&self, provider: &str, who: &str) -> (String, String) {
+        let start = browser()
+            .get(format!(
+                "{}/v1/auth/{provider}/start?redirect_uri={}",
+                self.wrangler.url,
+                urlencode(E2E_REDIRECT_URI)
+            ))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(start.status().as_u16(), 302, "start");
+        let authorize = location(&start);
+        assert!(authorize.starts_with(&self.sandbox.url), "{authorize}");
+        assert_eq!(query_param(&authorize, "code_challenge_method"), "S256");
+        let approved = browser()
+            .get(format!("{authorize}&sandbox_user={who}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let back = location(&approved);
+        assert!(back.starts_with(E2E_REDIRECT_URI), "{back}");
+        (query_param(&back, "code"), query_param(&back, "state"))
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = client()
+            .post(format!("{}{path}", self.wrangler.url))
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = client()
+            .get(format!("{}{path}", self.wrangler.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn login(&self, provider: &str, who: &str) -> Value {
+        let (code, state) = self.authorize(provider, who).await;
+        let (status, session) = self
+            .post(
+                &format!("/v1/auth/{provider}/callback"),
+                None,
+                &json!({ "code": code, "state": state }),
+            )
+            .await;
+        assert_eq!(status, 200, "{provider}: {session}");
+        session
+    }
+}
+
+fn urlencode(raw: &str) -> String {
+    serde_urlencoded::to_string([("v", raw)])
+        .unwrap_or_default()
+        .trim_start_matches("v=")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn signing_in_with_each_provider_gives_tokens_that_work_rotate_and_log_out() {
+    let stack = stack("auth_flow").await;
+    for provider in ["kakao", "naver", "google"] {
+        let session = stack.login(provider, "minji").await;
+        assert_eq!(session["token_type"], "Bearer");
+        assert_eq!(session["user"]["is_new"], true, "{session}");
+        let access = session["access_token"].as_str().unwrap_or_default();
+        let (status, me) = stack.get("/v1/me", access).await;
+        assert_eq!(status, 200, "{me}");
+        assert_eq!(me["id"], session["user"]["id"]);
+        assert_eq!(me["nickname"], session["user"]["nickname"]);
+    }
+    // The same person again: the same user.
+    let session = stack.login("kakao", "minji").await;
+    assert_eq!(session["user"]["is_new"], false);
+
+    // A replayed state is refused.
+    let (code, state) = stack.authorize("google", "minji").await;
+    let body = json!({ "code": code, "state": state });
+    let (status, _) = stack.post("/v1/auth/google/callback", None, &body).await;
+    assert_eq!(status, 200);
+    let (status, replay) = stack.post("/v1/auth/google/callback", None, &body).await;
+    assert_eq!(
+        (status, &replay["error"]["code"]),
+        (401, &json!("LOGIN_STATE_INVALID"))
+    );
+
+    // An open redirect is refused before anything is stored.
+    let response = browser()
+        .get(format!(
+            "{}/v1/auth/kakao/start?redirect_uri={}",
+            stack.wrangler.url,
+            urlencode("https://evil.test/steal")
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 422);
+
+    // Refresh rotates; the old refresh token again revokes the family.
+    let first = session["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (status, rotated) = stack
+        .post("/v1/auth/refresh", None, &json!({ "refresh_token": first }))
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let (status, reused) = stack
+        .post("/v1/auth/refresh", None, &json!({ "refresh_token": first }))
+        .await;
+    assert_eq!(
+        (status, &reused["error"]["code"]),
+        (401, &json!("REFRESH_TOKEN_REUSED"))
+    );
+    let (status, _) = stack
+        .post(
+            "/v1/auth/refresh",
+            None,
+            &json!({ "refresh_token": rotated["refresh_token"] }),
+        )
+        .await;
+    assert_eq!(status, 401, "the whole family is revoked");
+    let revoked_access = rotated["access_token"].as_str().unwrap_or_default();
+    let (status, _) = stack
+        .post(
+            "/v1/payments/orders",
+            Some(revoked_access),
+            &json!({ "amount": 10_000 }),
+        )
+        .await;
+    assert_eq!(
+        status, 401,
+        "a revoked family's access token moves no money"
+    );
+
+    // Logout: the access token is refused at once where money moves.
+    let session = stack.login("naver", "jisoo").await;
+    let access = session["access_token"].as_str().unwrap_or_default();
+    let (status, order) = stack
+        .post(
+            "/v1/payments/orders",
+            Some(access),
+            &json!({ "amount": 10_000 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{order}");
+    let (status, _) = stack
+        .post("/v1/auth/logout", Some(access), &json!({}))
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = stack
+        .post(
+            "/v1/payments/orders",
+            Some(access),
+            &json!({ "amount": 10_000 }),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = stack
+        .post(
+            "/v1/auth/refresh",
+            None,
+            &json!({ "refresh_token": session["refresh_token"] }),
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+fn forge(header: &Value, claims: &Value, key: &[u8]) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(key).unwrap_or_else(|e| panic!("{e}"));
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header {
+            kid: header["kid"].as_str().map(str::to_owned),
+            ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+        },
+        claims,
+        &key,
+    );
+    token.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn forged_expired_misaddressed_or_tampered_access_tokens_are_refused() {
+    let stack = stack("auth_tokens").await;
+    let (kid, secret) = TOKEN_KEYS.split_once(':').unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let claims = |aud: &str, iat: i64| json!({ "sub": "user_x", "iat": iat, "exp": iat + 600, "jti": "j1", "aud": aud });
+    let header = json!({ "kid": kid });
+    let good = forge(&header, &claims("nene-api", now), secret.as_bytes());
+    let (status, _) = stack.get("/v1/wallet", &good).await;
+    assert_eq!(status, 200, "the forging helper makes valid tokens");
+
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims("nene-api", now).to_string())
+    );
+    let wrong_key = forge(
+        &header,
+        &claims("nene-api", now),
+        b"another-key-another-key-another-key!!",
+    );
+    let expired = forge(&header, &claims("nene-api", now - 3_600), secret.as_bytes());
+    let wrong_audience = forge(&header, &claims("someone-else", now), secret.as_bytes());
+    let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    parts[1] = URL_SAFE_NO_PAD.encode(
+        json!({ "sub": "user_admin", "iat": now, "exp": now + 600, "jti": "j1", "aud": "nene-api" })
+            .to_string(),
+    );
+    let tampered = parts.join(".");
+    for (name, token) in [
+        ("alg none", none),
+        ("wrong key", wrong_key),
+        ("expired", expired),
+        ("wrong audience", wrong_audience),
+        ("tampered payload", tampered),
+    ] {
+        let (status, body) = stack.get("/v1/wallet", &token).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (401, &json!("UNAUTHORIZED")),
+            "{name}"
+        );
+    }
+    // The test helper's tokens are ordinary tokens.
+    let (status, _) = stack.get("/v1/wallet", &token_for("user_y")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_provider_that_is_down_is_a_clear_502_not_a_hang() {
+    let stack = stack("auth_provider_down").await;
+    let (code, state) = stack.authorize("google", "hana").await;
+    let response = client()
+        .post(format!("{}/sandbox/oauth/faults", stack.sandbox.url))
+        .json(&json!({ "provider": "google", "endpoint": "token", "kind": "hang" }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(response.status().is_success());
+    let began = std::time::Instant::now();
+    let (status, body) = stack
+        .post(
+            "/v1/auth/google/callback",
+            None,
+            &json!({ "code": code, "state": state }),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (502, &json!("PROVIDER_UNAVAILABLE")),
+        "{body}"
+    );
+    assert!(began.elapsed() < std::time::Duration::from_secs(5));
+}
