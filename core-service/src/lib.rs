@@ -5,6 +5,7 @@ pub mod auth;
 pub mod challenges;
 pub mod clock;
 pub mod config;
+pub mod faults;
 pub mod health;
 pub mod http;
 pub mod ledger;

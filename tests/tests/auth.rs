@@ -323,3 +323,30 @@ async fn a_provider_that_is_down_is_a_clear_502_not_a_hang() {
     );
     assert!(began.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn an_id_token_with_a_bad_signature_or_nonce_signs_nobody_in() {
+    let stack = stack("auth_id_token").await;
+    for (provider, kind) in [("kakao", "bad_signature"), ("google", "wrong_nonce")] {
+        let (code, state) = stack.authorize(provider, "intruder").await;
+        let response = client()
+            .post(format!("{}/sandbox/oauth/faults", stack.sandbox.url))
+            .json(&json!({ "provider": provider, "endpoint": "token", "kind": kind }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(response.status().is_success());
+        let (status, body) = stack
+            .post(
+                &format!("/v1/auth/{provider}/callback"),
+                None,
+                &json!({ "code": code, "state": state }),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (401, &json!("IDENTITY_REJECTED")),
+            "{provider} {kind}: {body}"
+        );
+    }
+}

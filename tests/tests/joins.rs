@@ -308,7 +308,8 @@ async fn a_retried_join_with_its_idempotency_key_gets_the_first_answer_and_the_w
 }
 
 #[tokio::test]
-async fn a_join_cut_off_by_a_core_crash_is_finished_by_the_rooms_alarm_without_a_second_charge() {
+async fn a_join_the_core_could_not_answer_is_finished_by_the_rooms_alarm_after_a_crash_without_a_second_charge()
+ {
     let dir = scratch_dir("join_alarm_workers");
     let mut core = Core::start(&dir).await;
     let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
@@ -338,8 +339,17 @@ async fn a_join_cut_off_by_a_core_crash_is_finished_by_the_rooms_alarm_without_a
         vec![(201, String::new())]
     );
 
-    // The core goes down: the room holds the seat and answers that it cannot tell yet.
-    core.process.stop();
+    // The core cannot answer the forwarded join (the revocation check before it still passes): the
+    // room holds the seat and answers that it cannot tell yet.
+    let (status, _) = core_call(
+        &core,
+        "POST",
+        "/internal/v1/dev/faults",
+        "",
+        &json!({ "join_failures": 1_000 }),
+    )
+    .await;
+    assert_eq!(status, 200);
     let outcomes = storm(&edge.url, &id, &["cut-off".to_owned()]).await;
     assert_eq!(outcomes, vec![(503, "CORE_UNAVAILABLE".to_owned())]);
     let retry = storm(&edge.url, &id, &["cut-off".to_owned()]).await;
@@ -349,6 +359,8 @@ async fn a_join_cut_off_by_a_core_crash_is_finished_by_the_rooms_alarm_without_a
         "the seat is still pending"
     );
 
+    // Then the core crashes outright (and comes back without the fault).
+    core.process.stop();
     // The core comes back; the room's alarm retries with the same key until the answer is definite.
     core.restart(&dir).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -331,7 +331,7 @@ async fn a_confirm_whose_reply_toss_dropped_is_reconciled_and_a_flaky_ledger_cre
     let (status, _) = core_call(
         &stack.core,
         "POST",
-        "/internal/v1/dev/payment-faults",
+        "/internal/v1/dev/faults",
         "",
         &json!({ "credit_failures": 3 }),
     )

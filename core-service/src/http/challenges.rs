@@ -59,6 +59,11 @@ async fn join(
     let user = caller
         .user
         .ok_or(CoreApiError::Client(nene_domain::ErrorCode::Unauthorized))?;
+    if state.payments.faults.take_join_failure() {
+        return Err(CoreApiError::Client(
+            nene_domain::ErrorCode::CoreUnavailable,
+        ));
+    }
     Ok((
         StatusCode::CREATED,
         Json(challenges::join(&state.db, id, &user).await?),

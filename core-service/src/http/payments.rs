@@ -34,7 +34,7 @@ pub fn routes(dev_mode: bool) -> Router<Arc<AppState>> {
         .route("/internal/v1/payments/{order_id}/refund", post(refund))
         .route(PATH_TOSS_WEBHOOK, post(webhook));
     if dev_mode {
-        routes.route("/internal/v1/dev/payment-faults", post(set_faults))
+        routes.route("/internal/v1/dev/faults", post(set_faults))
     } else {
         routes
     }
@@ -145,18 +145,29 @@ async fn webhook(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Faults {
-    credit_failures: u32,
+    #[serde(default)]
+    credit_failures: Option<u32>,
+    #[serde(default)]
+    join_failures: Option<u32>,
 }
 
+/// `POST /internal/v1/dev/faults` (dev mode only): sets the fault counters given.
 async fn set_faults(
     State(state): State<Arc<AppState>>,
     CoreJson(faults): CoreJson<Faults>,
 ) -> Json<serde_json::Value> {
-    state
-        .payments
-        .faults
-        .credit_failures
-        .store(faults.credit_failures, std::sync::atomic::Ordering::SeqCst);
-    Json(serde_json::json!({ "credit_failures": faults.credit_failures }))
+    use std::sync::atomic::Ordering;
+    let counters = &state.payments.faults;
+    if let Some(n) = faults.credit_failures {
+        counters.credit_failures.store(n, Ordering::SeqCst);
+    }
+    if let Some(n) = faults.join_failures {
+        counters.join_failures.store(n, Ordering::SeqCst);
+    }
+    Json(serde_json::json!({
+        "credit_failures": counters.credit_failures.load(Ordering::SeqCst),
+        "join_failures": counters.join_failures.load(Ordering::SeqCst),
+    }))
 }

@@ -74,32 +74,14 @@ pub(crate) fn lease_ms(payments: &Payments) -> i64 {
     i64::try_from(payments.settings.lease().as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Failures injected on purpose, in dev mode only: the e2e tests use them to prove that a points
-/// outage never loses or doubles a charge.
-#[derive(Debug, Default)]
-pub struct PaymentFaults {
-    /// The next this-many charge credits fail as if the ledger were down.
-    pub credit_failures: std::sync::atomic::AtomicU32,
-}
-
-impl PaymentFaults {
-    fn take_credit_failure(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        self.credit_failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            })
-            .is_ok()
-    }
-}
-
 /// What the payment path needs.
 #[derive(Clone)]
 pub struct Payments {
     pub db: PgPool,
     pub toss: TossClient,
     pub settings: PaymentSettings,
-    pub faults: Arc<PaymentFaults>,
+    /// Dev-mode fault injection (zero in production).
+    pub faults: Arc<crate::faults::DevFaults>,
     /// Wakes the worker when there is work now (a confirm's outbox row, a webhook).
     pub wake: Arc<tokio::sync::Notify>,
 }
