@@ -13,8 +13,10 @@ pub mod limits;
 pub mod lots;
 pub mod payments;
 pub mod points;
+pub mod rules;
 pub mod seeded;
 pub mod settings;
+pub mod settlement;
 pub mod signing;
 pub mod users;
 

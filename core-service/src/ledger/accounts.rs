@@ -33,6 +33,16 @@ pub async fn ensure_wallet_in_tx(
     conn: &mut PgConnection,
     user: &str,
 ) -> Result<AccountId, LedgerError> {
+    // Most calls find the wallet: one round trip then.
+    let existing: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM ledger_accounts WHERE kind = 'user_wallet' AND owner_id = $1",
+    )
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = existing {
+        return Ok(AccountId(id));
+    }
     let created: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO ledger_accounts (id, kind, owner_id) VALUES ($1, 'user_wallet', $2) \
          ON CONFLICT ON CONSTRAINT ledger_accounts_one_per_owner DO NOTHING RETURNING id",

@@ -397,10 +397,45 @@ pub async fn confirm(
         .await?
         .ok_or(PaymentError::OrderNotFound)?;
     apply_toss_state(&mut tx, &row, &toss_payment).await?;
+    // Credit in the same commit, so the usual answer is "credited" after two commits in all (the
+    // claim, this). A failing credit rolls back only its savepoint: the payment stays recorded as
+    // done with its outbox row, and the worker retries the credit.
+    let row = lock_payment(&mut tx, order_id)
+        .await?
+        .ok_or(PaymentError::OrderNotFound)?;
+    let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+    match worker::credit_pending_in_tx(&mut savepoint, payments, &row).await {
+        Ok(true) => {
+            savepoint.commit().await?;
+            sqlx::query(
+                "UPDATE payment_outbox SET completed_at = now(), attempts = attempts + 1 \
+                 WHERE order_id = $1 AND kind = 'credit_charge' AND completed_at IS NULL",
+            )
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(false) => savepoint.commit().await?,
+        Err(error) => {
+            tracing::warn!(%error, "crediting at confirm failed; the outbox retries it");
+            savepoint.rollback().await?;
+            sqlx::query(
+                "UPDATE payment_outbox SET attempts = attempts + 1, last_error = $2 \
+                 WHERE order_id = $1 AND kind = 'credit_charge' AND completed_at IS NULL",
+            )
+            .bind(order_id)
+            .bind(error.to_string())
+            .execute(&mut *tx)
+            .await?;
+            payments.wake.notify_one();
+        }
+    }
+    let view = lock_payment(&mut tx, order_id)
+        .await?
+        .ok_or(PaymentError::OrderNotFound)?
+        .view();
     tx.commit().await?;
-    // Credit now, so the usual answer is "credited"; on failure the worker retries.
-    worker::credit_charge_now(payments, order_id).await;
-    current(&payments.db, order_id).await.map(|row| row.view())
+    Ok(view)
 }
 
 async fn still_confirming(

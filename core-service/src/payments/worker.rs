@@ -180,48 +180,64 @@ async fn credit_charge(payments: &Payments, id: i64, order_id: &str) -> Result<(
     let row = lock_payment(&mut tx, order_id)
         .await?
         .ok_or(PaymentError::OrderNotFound)?;
-    if row.points == PointsState::Pending {
-        if payments.faults.take_credit_failure() {
-            return Err(PaymentError::Ledger(ledger::LedgerError::Inconsistent(
-                "injected credit failure (dev mode)",
-            )));
-        }
-        let wallet = ledger::ensure_wallet_in_tx(&mut tx, &row.user_id).await?;
-        let receipt = ledger::credit_in_tx(
-            &mut tx,
-            &Credit {
-                key: IdempotencyKey::parse(&format!("charge:{order_id}"))?,
-                wallet,
-                from: ledger::system_account(SystemAccount::PaymentClearing),
-                amount: super::points(row.amount)?,
-                source: LotSource::Charge,
-            },
-        )
-        .await?;
-        let lot = receipt
-            .lot
-            .ok_or(ledger::LedgerError::Inconsistent("a credit made no lot"))?;
-        sqlx::query(
-            "UPDATE payments SET points = 'credited', charge_lot_id = $2, updated_at = now() \
-             WHERE order_id = $1",
-        )
-        .bind(order_id)
-        .bind(lot.0)
-        .execute(&mut *tx)
-        .await?;
-        notifications::enqueue_in_tx(
-            &mut tx,
-            &row.user_id,
-            NotificationKind::PointsCredited,
-            &serde_json::json!({ "order_id": order_id, "points": row.amount }),
-            &format!("points-credited:{order_id}"),
-        )
-        .await?;
-    }
+    credit_pending_in_tx(&mut tx, payments, &row).await?;
     complete(&mut tx, id).await?;
     tx.commit().await?;
     // A cancel that arrived before the credit was deferred: its webhook is retried on its own.
     Ok(())
+}
+
+/// Credits a `pending` payment's points (the caller holds the payment's row lock): the lot, the
+/// payment's new state and the user's notification. Does nothing for any other payment.
+///
+/// # Errors
+/// `Ledger` or `Database` (the caller's transaction or savepoint must then roll back).
+pub(super) async fn credit_pending_in_tx(
+    conn: &mut sqlx::PgConnection,
+    payments: &Payments,
+    row: &PaymentRow,
+) -> Result<bool, PaymentError> {
+    if row.points != PointsState::Pending {
+        return Ok(false);
+    }
+    if payments.faults.take_credit_failure() {
+        return Err(PaymentError::Ledger(ledger::LedgerError::Inconsistent(
+            "injected credit failure (dev mode)",
+        )));
+    }
+    let order_id = &row.order_id;
+    let wallet = ledger::ensure_wallet_in_tx(conn, &row.user_id).await?;
+    let receipt = ledger::credit_in_tx(
+        conn,
+        &Credit {
+            key: IdempotencyKey::parse(&format!("charge:{order_id}"))?,
+            wallet,
+            from: ledger::system_account(SystemAccount::PaymentClearing),
+            amount: super::points(row.amount)?,
+            source: LotSource::Charge,
+        },
+    )
+    .await?;
+    let lot = receipt
+        .lot
+        .ok_or(ledger::LedgerError::Inconsistent("a credit made no lot"))?;
+    sqlx::query(
+        "UPDATE payments SET points = 'credited', charge_lot_id = $2, updated_at = now() \
+         WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .bind(lot.0)
+    .execute(&mut *conn)
+    .await?;
+    notifications::enqueue_in_tx(
+        conn,
+        &row.user_id,
+        NotificationKind::PointsCredited,
+        &serde_json::json!({ "order_id": order_id, "points": row.amount }),
+        &format!("points-credited:{order_id}"),
+    )
+    .await?;
+    Ok(true)
 }
 
 async fn complete(conn: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::Error> {
