@@ -4,9 +4,11 @@
 //! One process serves all of them on one port, each under the path prefix its real host uses:
 //! Toss Payments at `/v1/payments/…` (as `api.tosspayments.com`), with its control plane at
 //! `/sandbox/toss/…` (see [`toss`]); Kakao, Naver and Google login at `/kakao/…`, `/naver/…` and
-//! `/google/…`, with their control plane at `/sandbox/oauth/…` (see [`oauth`]). FCM HTTP v1 joins
-//! under its own prefix as its issue lands.
+//! `/google/…`, with their control plane at `/sandbox/oauth/…` (see [`oauth`]); FCM HTTP v1 and
+//! the OAuth token endpoint its senders use at `/fcm/…` (as `fcm.googleapis.com` and
+//! `oauth2.googleapis.com/token`), with their control plane at `/sandbox/fcm/…` (see [`fcm`]).
 
+pub mod fcm;
 pub mod oauth;
 pub mod toss;
 
@@ -39,8 +41,9 @@ pub fn router_with(config: SandboxConfig) -> Router {
         .route("/health", get(health))
         .merge(toss::router_with(config.toss))
         .merge(oauth::router())
+        .merge(fcm::router())
 }
 
 async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "services": ["toss", "kakao", "naver", "google"] }))
+    Json(json!({ "status": "ok", "services": ["toss", "kakao", "naver", "google", "fcm"] }))
 }

@@ -708,6 +708,6 @@ async fn health_lists_the_login_providers() {
     let health = get(&app(), "/health", &[]).await;
     assert_eq!(
         health.json["services"],
-        json!(["toss", "kakao", "naver", "google"])
+        json!(["toss", "kakao", "naver", "google", "fcm"])
     );
 }
