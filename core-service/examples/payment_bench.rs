@@ -245,6 +245,7 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
         wall_clock: Arc::new(SystemClock),
         payments,
         dev_mode: false,
+        reviewers: Vec::new(),
         auth: nene_core::auth::Auth::new(
             db.clone(),
             nene_core::auth::AuthConfig {

@@ -6,7 +6,11 @@
 //! the seat. It is correct on its own — the Spin edge calls it directly; the `ChallengeRoom`
 //! Durable Object only spares it the requests it can answer without the database.
 
-use nene_domain::{ErrorCode, Points};
+use nene_domain::{
+    ErrorCode, Points,
+    rules::{ChallengeRules, RawRules},
+    time::{format_rfc3339, parse_rfc3339},
+};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -16,13 +20,18 @@ use crate::ledger::{
     ensure_wallet_in_tx,
 };
 
-/// Bounds of a challenge's rules (issue 7 owns the full set).
-pub const ENTRY_FEE_POINTS_MIN: i64 = 1_000;
-pub const ENTRY_FEE_POINTS_MAX: i64 = 200_000;
-pub const ENTRY_FEE_STEP_POINTS: i64 = 1_000;
-pub const CAPACITY_MIN: i32 = 2;
-pub const CAPACITY_MAX: i32 = 10_000;
+/// Bounds of a challenge's texts (the rules' bounds live in `nene_domain::rules`).
 pub const TITLE_CHARS_MAX: usize = 100;
+pub const DESCRIPTION_CHARS_MAX: usize = 2_000;
+pub const CATEGORY_CHARS_MAX: usize = 30;
+/// Reviews and appeals stay open this long after the last proof window: long enough for a
+/// reviewer's weekend and a participant's appeal, short enough that payouts come "the Monday
+/// after" as users expect.
+pub const REVIEW_WINDOW_SECONDS: i64 = 2 * 86_400;
+/// Longest page of a challenge list (API.md: limit ≤ 100).
+pub const LIST_LIMIT_MAX: i64 = 100;
+/// Longest search text.
+pub const QUERY_CHARS_MAX: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "challenge_state", rename_all = "snake_case")]
@@ -36,27 +45,123 @@ pub enum ChallengeState {
     Canceled,
 }
 
+impl ChallengeState {
+    /// Parses the API's name (`RECRUITING`, …).
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(raw.to_owned())).ok()
+    }
+}
+
+/// The proof rules as the API writes them.
+pub use nene_domain::rules::RawProofRules;
+
+/// `POST /v1/challenges` as it arrives: times in RFC 3339.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewChallengeWire {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_category")]
+    pub category: String,
+    pub entry_fee: i64,
+    pub capacity: i64,
+    pub min_participants: i64,
+    pub recruit_ends_at: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub proof: RawProofRules,
+    #[serde(default)]
+    pub house_fee_bps: i64,
+}
+
+impl NewChallengeWire {
+    /// A one-week daily challenge in Seoul time recruiting until the start: the next Seoul
+    /// midnight at least a day after `now`, proofs all day long. For benches, tests and seed
+    /// data.
+    #[must_use]
+    pub fn one_week(title: &str, entry_fee: i64, capacity: i64, now_unix_seconds: i64) -> Self {
+        const SEOUL_OFFSET_SECONDS: i64 = 9 * 3_600;
+        let local_day = (now_unix_seconds + SEOUL_OFFSET_SECONDS).div_euclid(86_400) + 2;
+        let starts_at = local_day * 86_400 - SEOUL_OFFSET_SECONDS;
+        NewChallengeWire {
+            title: title.to_owned(),
+            description: String::new(),
+            category: default_category(),
+            entry_fee,
+            capacity,
+            min_participants: 2,
+            recruit_ends_at: format_rfc3339(starts_at),
+            starts_at: format_rfc3339(starts_at),
+            ends_at: format_rfc3339(starts_at + 7 * 86_400),
+            proof: RawProofRules {
+                days_per_week: 7,
+                window_start: "00:00".to_owned(),
+                window_end: "24:00".to_owned(),
+                time_zone: "Asia/Seoul".to_owned(),
+            },
+            house_fee_bps: 0,
+        }
+    }
+}
+
+fn default_category() -> String {
+    "etc".to_owned()
+}
+
 /// A new challenge, parsed: its constructor is the only way to make one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "NewChallengeWire")]
+#[derive(Debug, Clone)]
 pub struct NewChallenge {
     title: String,
-    entry_fee: Points,
-    capacity: i32,
+    description: String,
+    category: String,
+    rules: ChallengeRules,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewChallengeWire {
-    title: String,
-    entry_fee: i64,
-    capacity: i32,
-}
+impl NewChallenge {
+    /// # Errors
+    /// `Invalid` for a text or rule outside its bounds (the rule's field is logged).
+    pub fn parse(wire: &NewChallengeWire) -> Result<Self, JoinError> {
+        let title = wire.title.trim();
+        let category = wire.category.trim();
+        let texts_ok = !title.is_empty()
+            && title.chars().count() <= TITLE_CHARS_MAX
+            && wire.description.chars().count() <= DESCRIPTION_CHARS_MAX
+            && !category.is_empty()
+            && category.chars().count() <= CATEGORY_CHARS_MAX
+            && category
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        if !texts_ok {
+            return Err(JoinError::Invalid);
+        }
+        let time = |raw: &str| parse_rfc3339(raw).ok_or(JoinError::Invalid);
+        let raw = RawRules {
+            entry_fee: wire.entry_fee,
+            capacity: wire.capacity,
+            min_participants: wire.min_participants,
+            recruit_ends_at: time(&wire.recruit_ends_at)?,
+            starts_at: time(&wire.starts_at)?,
+            ends_at: time(&wire.ends_at)?,
+            proof: wire.proof.clone(),
+            house_fee_bps: wire.house_fee_bps,
+        };
+        let rules = ChallengeRules::parse(&raw).map_err(|error| {
+            tracing::info!(field = error.field(), %error, "challenge rules refused");
+            JoinError::Invalid
+        })?;
+        Ok(NewChallenge {
+            title: title.to_owned(),
+            description: wire.description.clone(),
+            category: category.to_owned(),
+            rules,
+        })
+    }
 
-impl TryFrom<NewChallengeWire> for NewChallenge {
-    type Error = JoinError;
-    fn try_from(wire: NewChallengeWire) -> Result<Self, Self::Error> {
-        NewChallenge::parse(&wire.title, wire.entry_fee, wire.capacity)
+    #[must_use]
+    pub fn rules(&self) -> &ChallengeRules {
+        &self.rules
     }
 }
 
@@ -66,35 +171,27 @@ impl std::fmt::Display for JoinError {
     }
 }
 
-impl NewChallenge {
-    /// # Errors
-    /// `ValidationFailed` for a title, fee or capacity outside its bounds.
-    pub fn parse(title: &str, entry_fee: i64, capacity: i32) -> Result<Self, JoinError> {
-        let title = title.trim();
-        let title_ok = !title.is_empty() && title.chars().count() <= TITLE_CHARS_MAX;
-        let fee_ok = (ENTRY_FEE_POINTS_MIN..=ENTRY_FEE_POINTS_MAX).contains(&entry_fee)
-            && entry_fee % ENTRY_FEE_STEP_POINTS == 0;
-        let capacity_ok = (CAPACITY_MIN..=CAPACITY_MAX).contains(&capacity);
-        if !(title_ok && fee_ok && capacity_ok) {
-            return Err(JoinError::Invalid);
-        }
-        Ok(NewChallenge {
-            title: title.to_owned(),
-            entry_fee: Points::new(entry_fee).map_err(|_| JoinError::Invalid)?,
-            capacity,
-        })
-    }
-}
-
+/// A challenge, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Challenge {
     pub id: Uuid,
     pub title: String,
+    pub description: String,
+    pub category: String,
+    pub creator: Option<String>,
     pub entry_fee: Points,
     pub capacity: i32,
+    pub min_participants: Option<i32>,
     pub participants: i32,
     pub state: ChallengeState,
     pub escrow: AccountId,
+    pub recruit_ends_at: Option<String>,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub review_ends_at: Option<String>,
+    pub required_days: Option<i32>,
+    pub house_fee_bps: Option<i32>,
+    pub proof: Option<RawProofRules>,
 }
 
 /// The seat a join took.
@@ -152,44 +249,109 @@ impl From<LedgerError> for JoinError {
     }
 }
 
-type Row = (Uuid, String, i64, i32, i32, ChallengeState, Uuid);
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    title: String,
+    description: String,
+    category: String,
+    creator_id: Option<String>,
+    entry_fee: i64,
+    capacity: i32,
+    min_participants: Option<i32>,
+    participants: i32,
+    state: ChallengeState,
+    escrow_account_id: Uuid,
+    recruit_ends_at: Option<i64>,
+    starts_at: Option<i64>,
+    ends_at: Option<i64>,
+    review_ends_at: Option<i64>,
+    required_days: Option<i32>,
+    house_fee_bps: Option<i32>,
+    rules: Option<sqlx::types::Json<RawRules>>,
+}
 
 fn challenge_of(row: Row) -> Result<Challenge, JoinError> {
-    let (id, title, entry_fee, capacity, participants, state, escrow) = row;
     Ok(Challenge {
-        id,
-        title,
-        entry_fee: Points::new(entry_fee).map_err(|_| JoinError::Invalid)?,
-        capacity,
-        participants,
-        state,
-        escrow: AccountId(escrow),
+        id: row.id,
+        title: row.title,
+        description: row.description,
+        category: row.category,
+        creator: row.creator_id,
+        entry_fee: Points::new(row.entry_fee).map_err(|_| JoinError::Invalid)?,
+        capacity: row.capacity,
+        min_participants: row.min_participants,
+        participants: row.participants,
+        state: row.state,
+        escrow: AccountId(row.escrow_account_id),
+        recruit_ends_at: row.recruit_ends_at.map(format_rfc3339),
+        starts_at: row.starts_at.map(format_rfc3339),
+        ends_at: row.ends_at.map(format_rfc3339),
+        review_ends_at: row.review_ends_at.map(format_rfc3339),
+        required_days: row.required_days,
+        house_fee_bps: row.house_fee_bps,
+        proof: row.rules.map(|rules| rules.0.proof),
     })
 }
 
-const SELECT_CHALLENGE: &str = "SELECT id, title, entry_fee, capacity, participants, state, \
-     escrow_account_id FROM challenges WHERE id = $1";
+const CHALLENGE_COLUMNS: &str = "id, title, description, category, creator_id, entry_fee, \
+     capacity, min_participants, participants, state, escrow_account_id, \
+     extract(epoch FROM recruit_ends_at)::int8 AS recruit_ends_at, \
+     extract(epoch FROM starts_at)::int8 AS starts_at, \
+     extract(epoch FROM ends_at)::int8 AS ends_at, \
+     extract(epoch FROM review_ends_at)::int8 AS review_ends_at, \
+     required_days, house_fee_bps, rules";
 
-/// Creates a challenge in RECRUITING with its escrow account.
+fn select_challenge() -> String {
+    format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE id = $1")
+}
+
+/// Creates a challenge in RECRUITING with its escrow account, made by `creator`.
 ///
 /// # Errors
-/// When Postgres fails.
-pub async fn create(db: &PgPool, new: &NewChallenge) -> Result<Challenge, JoinError> {
+/// `Invalid` when recruitment would already be over by the platform's clock; `Database`.
+pub async fn create(
+    db: &PgPool,
+    creator: Option<&str>,
+    new: &NewChallenge,
+) -> Result<Challenge, JoinError> {
     let mut tx = db.begin().await?;
+    let now: i64 = sqlx::query_scalar("SELECT floor(extract(epoch FROM platform_now()))::int8")
+        .fetch_one(&mut *tx)
+        .await?;
+    let rules = &new.rules;
+    if rules.recruit_ends_at() <= now {
+        return Err(JoinError::Invalid);
+    }
     let id = Uuid::now_v7();
     let escrow = ensure_escrow_in_tx(&mut tx, &id.to_string()).await?;
+    let raw = RawRules::from(rules.clone());
     sqlx::query(
-        "INSERT INTO challenges (id, title, entry_fee, capacity, escrow_account_id) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO challenges (id, title, description, category, creator_id, entry_fee, \
+             capacity, min_participants, escrow_account_id, rules, recruit_ends_at, starts_at, \
+             ends_at, review_ends_at, house_fee_bps, required_days) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, to_timestamp($11), to_timestamp($12), \
+             to_timestamp($13), to_timestamp($13 + $14), $15, $16)",
     )
     .bind(id)
     .bind(&new.title)
-    .bind(new.entry_fee.get())
-    .bind(new.capacity)
+    .bind(&new.description)
+    .bind(&new.category)
+    .bind(creator)
+    .bind(rules.entry_fee().get())
+    .bind(i32::try_from(rules.capacity()).map_err(|_| JoinError::Invalid)?)
+    .bind(i32::try_from(rules.min_participants()).map_err(|_| JoinError::Invalid)?)
     .bind(escrow)
+    .bind(sqlx::types::Json(&raw))
+    .bind(rules.recruit_ends_at() as f64)
+    .bind(rules.starts_at() as f64)
+    .bind(rules.ends_at() as f64)
+    .bind(REVIEW_WINDOW_SECONDS as f64)
+    .bind(i32::try_from(rules.house_fee_bps()).map_err(|_| JoinError::Invalid)?)
+    .bind(i32::try_from(rules.required_days()).map_err(|_| JoinError::Invalid)?)
     .execute(&mut *tx)
     .await?;
-    let row: Row = sqlx::query_as(SELECT_CHALLENGE)
+    let row: Row = sqlx::query_as(&select_challenge())
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
@@ -202,11 +364,81 @@ pub async fn create(db: &PgPool, new: &NewChallenge) -> Result<Challenge, JoinEr
 /// # Errors
 /// `NotFound`.
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Challenge, JoinError> {
-    let row: Option<Row> = sqlx::query_as(SELECT_CHALLENGE)
+    let row: Option<Row> = sqlx::query_as(&select_challenge())
         .bind(id)
         .fetch_optional(db)
         .await?;
     challenge_of(row.ok_or(JoinError::NotFound)?)
+}
+
+/// A page of challenges, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page {
+    pub items: Vec<Challenge>,
+    pub next_cursor: Option<String>,
+}
+
+/// Browse filters (API.md `GET /v1/challenges?state=&category=&q=&cursor=&limit=`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Browse {
+    pub state: Option<String>,
+    pub category: Option<String>,
+    pub q: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// Lists challenges, newest first, `limit` (≤ 100) at a time after `cursor`.
+///
+/// # Errors
+/// `Invalid` for an unknown state, a malformed cursor or an over-long query; `Database`.
+pub async fn list(db: &PgPool, browse: &Browse) -> Result<Page, JoinError> {
+    let state = match browse.state.as_deref() {
+        Some(raw) => Some(ChallengeState::parse(raw).ok_or(JoinError::Invalid)?),
+        None => None,
+    };
+    let cursor = match browse.cursor.as_deref() {
+        Some(raw) => Some(Uuid::parse_str(raw).map_err(|_| JoinError::Invalid)?),
+        None => None,
+    };
+    let query = match browse.q.as_deref().map(str::trim) {
+        Some(q) if q.chars().count() > QUERY_CHARS_MAX => return Err(JoinError::Invalid),
+        Some(q) if !q.is_empty() => Some(format!(
+            "%{}%",
+            q.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )),
+        _ => None,
+    };
+    let limit = browse.limit.unwrap_or(20).clamp(1, LIST_LIMIT_MAX);
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {CHALLENGE_COLUMNS} FROM challenges \
+         WHERE ($1::challenge_state IS NULL OR state = $1) \
+           AND ($2::text IS NULL OR category = $2) \
+           AND ($3::text IS NULL OR title ILIKE $3 OR description ILIKE $3) \
+           AND ($4::uuid IS NULL OR id < $4) \
+         ORDER BY id DESC LIMIT $5"
+    ))
+    .bind(state)
+    .bind(browse.category.as_deref())
+    .bind(query)
+    .bind(cursor)
+    .bind(limit + 1)
+    .fetch_all(db)
+    .await?;
+    let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
+    let mut items = rows
+        .into_iter()
+        .map(challenge_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    if more {
+        items.truncate(usize::try_from(limit).unwrap_or(0));
+    }
+    let next_cursor = more
+        .then(|| items.last().map(|last| last.id.to_string()))
+        .flatten();
+    Ok(Page { items, next_cursor })
 }
 
 /// A challenge as a join sees it: its row, and whether the user already has a seat.
@@ -222,9 +454,9 @@ async fn challenge_state_for(
     lock: bool,
 ) -> Result<JoinView, JoinError> {
     let query = if lock {
-        format!("{SELECT_CHALLENGE} FOR UPDATE")
+        format!("{} FOR UPDATE", select_challenge())
     } else {
-        SELECT_CHALLENGE.to_owned()
+        select_challenge()
     };
     let row: Option<Row> = sqlx::query_as(&query)
         .bind(challenge)

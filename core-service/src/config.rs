@@ -29,6 +29,7 @@ pub const VAR_PAYMENT_RETRY_BASE_MS: &str = "PAYMENT_RETRY_BASE_MS";
 pub const VAR_PAYMENT_RETRY_MAX_MS: &str = "PAYMENT_RETRY_MAX_MS";
 pub const VAR_PAYMENT_CREDIT_ATTEMPTS_MAX: &str = "PAYMENT_CREDIT_ATTEMPTS_MAX";
 pub const VAR_AUTH_REDIRECT_URIS: &str = "AUTH_REDIRECT_URIS";
+pub const VAR_CHALLENGE_REVIEWERS: &str = "CHALLENGE_REVIEWERS";
 pub const VAR_OAUTH_SANDBOX_URL: &str = "OAUTH_SANDBOX_URL";
 
 /// Where logins may return in dev mode when `AUTH_REDIRECT_URIS` is not set: the local web app
@@ -56,6 +57,8 @@ pub struct CoreConfig {
     pub toss: TossConfig,
     pub payments: PaymentSettings,
     pub auth: AuthConfig,
+    /// User ids allowed to review proofs.
+    pub reviewers: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +132,15 @@ impl CoreConfig {
             toss_timeout: timeout,
         };
         let auth = auth_config(&lookup, dev_mode);
+        let reviewers = lookup(VAR_CHALLENGE_REVIEWERS)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .collect();
         Ok(CoreConfig {
+            reviewers,
             auth,
             database_url,
             redis_url,

@@ -9,9 +9,11 @@ pub mod faults;
 pub mod health;
 pub mod http;
 pub mod ledger;
+pub mod lifecycle;
 pub mod maintenance;
 pub mod notifications;
 pub mod payments;
+pub mod proofs;
 
 use std::sync::Arc;
 
@@ -30,8 +32,10 @@ pub struct AppState {
     pub debits: ledger::DebitBatcher,
     pub payments: payments::Payments,
     pub auth: auth::Auth,
-    /// Dev mode (`NENE_ENV=dev`): fault-injection routes exist.
+    /// Dev mode (`NENE_ENV=dev`): fault-injection and test-clock routes exist.
     pub dev_mode: bool,
+    /// Users who may review proofs (`CHALLENGE_REVIEWERS`).
+    pub reviewers: Vec<String>,
 }
 
 /// Applies the embedded migrations.

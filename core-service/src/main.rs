@@ -48,6 +48,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         auth: nene_core::auth::Auth::new(db.clone(), config.auth.clone())?,
         payments,
         dev_mode: config.dev_mode,
+        reviewers: config.reviewers.clone(),
         debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),
         db,
         redis,
@@ -55,6 +56,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         wall_clock: Arc::new(SystemClock),
     };
     tokio::spawn(nene_core::maintenance::run_forever(state.db.clone()));
+    tokio::spawn(nene_core::lifecycle::run_forever(state.db.clone()));
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "nene-core listening");
     axum::serve(listener, http::router(state))

@@ -12,6 +12,7 @@ pub enum NotificationKind {
     PointsCredited,
     PaymentCanceled,
     RefundDone,
+    ChallengeCanceled,
 }
 
 impl NotificationKind {
@@ -21,6 +22,7 @@ impl NotificationKind {
             NotificationKind::PointsCredited => "points_credited",
             NotificationKind::PaymentCanceled => "payment_canceled",
             NotificationKind::RefundDone => "refund_done",
+            NotificationKind::ChallengeCanceled => "challenge_canceled",
         }
     }
 }

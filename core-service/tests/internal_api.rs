@@ -47,6 +47,7 @@ fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
         )
         .unwrap_or_else(|e| panic!("{e}")),
         dev_mode: false,
+        reviewers: Vec::new(),
         auth: nene_core::auth::Auth::new(
             db.clone(),
             nene_core::auth::AuthConfig {
@@ -407,7 +408,15 @@ fn signed_as(user: &str, method: &str, path: &str, body: &serde_json::Value) -> 
 
 #[sqlx::test(migrations = "./migrations")]
 async fn the_join_endpoint_takes_the_signed_user_and_answers_with_the_public_codes(db: PgPool) {
-    let new = serde_json::json!({"title": "Wake up at 6", "entry_fee": 1000, "capacity": 2});
+    let new = serde_json::to_value(nene_core::challenges::NewChallengeWire::one_week(
+        "Wake up at 6",
+        1000,
+        2,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)),
+    ))
+    .unwrap_or_default();
     let (status, body) = send(
         state(db.clone(), None),
         signed_as("", "POST", "/internal/v1/challenges", &new),

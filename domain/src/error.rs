@@ -34,6 +34,10 @@ pub enum ErrorCode {
     // Money and challenges
     InsufficientPoints,
     AlreadyJoined,
+    NotAParticipant,
+    ProofAlreadySubmitted,
+    OutsideProofWindow,
+    ProofStateConflict,
     ChallengeFull,
     ChallengeNotRecruiting,
     AmountOutOfRange,
@@ -59,10 +63,12 @@ impl ErrorCode {
             | ErrorCode::IdentityRejected
             | ErrorCode::RefreshTokenReused => 401,
             ErrorCode::InsufficientPoints => 402,
-            ErrorCode::Forbidden => 403,
+            ErrorCode::Forbidden | ErrorCode::NotAParticipant => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::AlreadyJoined
+            | ErrorCode::ProofAlreadySubmitted
+            | ErrorCode::ProofStateConflict
             | ErrorCode::ChallengeFull
             | ErrorCode::ChallengeNotRecruiting
             | ErrorCode::RequestInProgress
@@ -76,7 +82,8 @@ impl ErrorCode {
             | ErrorCode::AmountOutOfRange
             | ErrorCode::AmountMismatch
             | ErrorCode::PaymentRejected
-            | ErrorCode::RedirectUriNotAllowed => 422,
+            | ErrorCode::RedirectUriNotAllowed
+            | ErrorCode::OutsideProofWindow => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::UpstreamError | ErrorCode::ProviderUnavailable => 502,
@@ -109,6 +116,10 @@ impl ErrorCode {
             ErrorCode::RequestInProgress => "REQUEST_IN_PROGRESS",
             ErrorCode::InsufficientPoints => "INSUFFICIENT_POINTS",
             ErrorCode::AlreadyJoined => "ALREADY_JOINED",
+            ErrorCode::NotAParticipant => "NOT_A_PARTICIPANT",
+            ErrorCode::ProofAlreadySubmitted => "PROOF_ALREADY_SUBMITTED",
+            ErrorCode::OutsideProofWindow => "OUTSIDE_PROOF_WINDOW",
+            ErrorCode::ProofStateConflict => "PROOF_STATE_CONFLICT",
             ErrorCode::ChallengeFull => "CHALLENGE_FULL",
             ErrorCode::ChallengeNotRecruiting => "CHALLENGE_NOT_RECRUITING",
             ErrorCode::AmountOutOfRange => "AMOUNT_OUT_OF_RANGE",
@@ -157,6 +168,12 @@ impl ErrorCode {
             }
             ErrorCode::InsufficientPoints => "Not enough points.",
             ErrorCode::AlreadyJoined => "You have already joined this challenge.",
+            ErrorCode::NotAParticipant => "Only participants of this challenge may do this.",
+            ErrorCode::ProofAlreadySubmitted => "Today's proof is already in.",
+            ErrorCode::OutsideProofWindow => "Proofs are accepted only inside today's window.",
+            ErrorCode::ProofStateConflict => {
+                "This proof cannot take that step now (its state or the review window)."
+            }
             ErrorCode::ChallengeFull => "This challenge is full.",
             ErrorCode::ChallengeNotRecruiting => "This challenge is not taking participants.",
             ErrorCode::AmountOutOfRange => "The amount is outside the allowed range.",
@@ -203,7 +220,7 @@ impl ErrorEnvelope {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 31] = [
+    const ALL: [ErrorCode; 35] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::ValidationFailed,
@@ -225,6 +242,10 @@ mod tests {
         ErrorCode::RequestInProgress,
         ErrorCode::InsufficientPoints,
         ErrorCode::AlreadyJoined,
+        ErrorCode::NotAParticipant,
+        ErrorCode::ProofAlreadySubmitted,
+        ErrorCode::OutsideProofWindow,
+        ErrorCode::ProofStateConflict,
         ErrorCode::ChallengeFull,
         ErrorCode::ChallengeNotRecruiting,
         ErrorCode::AmountOutOfRange,

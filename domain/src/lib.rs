@@ -18,6 +18,7 @@ pub mod seeded;
 pub mod settings;
 pub mod settlement;
 pub mod signing;
+pub mod time;
 pub mod users;
 
 pub use error::ErrorCode;

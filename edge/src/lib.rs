@@ -8,6 +8,7 @@
 //! in-memory fakes.
 
 pub mod auth;
+pub mod challenges;
 pub mod config;
 pub mod core_client;
 pub mod error;

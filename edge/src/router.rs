@@ -36,12 +36,16 @@ pub fn router(platform: Platform) -> Router {
     let state: AppState = Arc::new(platform);
     let mut routes = Router::new()
         .route("/v1/health", get(health))
-        .route("/v1/challenges", post(create_challenge))
+        .route(
+            "/v1/challenges",
+            post(create_challenge).get(crate::challenges::browse),
+        )
         .route("/v1/challenges/{challenge_id}", get(challenge_detail))
         .route("/v1/challenges/{challenge_id}/join", post(join_challenge))
         .route("/v1/wallet", get(wallet))
         .merge(crate::payments::routes())
-        .merge(crate::login::routes());
+        .merge(crate::login::routes())
+        .merge(crate::challenges::routes(state.config.dev_mode));
     if state.config.dev_mode {
         routes = routes.route(
             "/v1/dev/rooms/{challenge_id}/probe",

@@ -39,6 +39,26 @@ pub fn token_for(user: &str) -> String {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The body of `POST /v1/challenges` for a one-week daily challenge (Seoul time, proofs all day)
+/// that recruits until the next Seoul midnight at least a day away.
+#[must_use]
+pub fn challenge_body(title: &str, entry_fee: i64, capacity: i64) -> serde_json::Value {
+    const SEOUL_OFFSET_SECONDS: i64 = 9 * 3_600;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let starts_at =
+        ((now + SEOUL_OFFSET_SECONDS).div_euclid(86_400) + 2) * 86_400 - SEOUL_OFFSET_SECONDS;
+    let at = nene_domain::time::format_rfc3339;
+    serde_json::json!({
+        "title": title, "entry_fee": entry_fee, "capacity": capacity, "min_participants": 2,
+        "recruit_ends_at": at(starts_at), "starts_at": at(starts_at),
+        "ends_at": at(starts_at + 7 * 86_400),
+        "proof": { "days_per_week": 7, "window_start": "00:00", "window_end": "24:00",
+                   "time_zone": "Asia/Seoul" },
+    })
+}
+
 /// Reads a required variable set by `./nene test`.
 ///
 /// # Panics
@@ -236,6 +256,9 @@ impl Drop for Database {
     }
 }
 
+/// The user the end-to-end stack's core lets review proofs.
+pub const E2E_REVIEWER: &str = "e2e-reviewer";
+
 /// The one redirect URI the end-to-end stack's logins may return to.
 pub const E2E_REDIRECT_URI: &str = "https://app.nene.test/auth/done";
 
@@ -309,6 +332,7 @@ impl Core {
             // The sandbox also plays Kakao, Naver and Google.
             .env("OAUTH_SANDBOX_URL", toss_url)
             .env("AUTH_REDIRECT_URIS", E2E_REDIRECT_URI)
+            .env("CHALLENGE_REVIEWERS", E2E_REVIEWER)
             .env("TOSS_TIMEOUT_MS", "1000")
             .env("PAYMENT_RETRY_BASE_MS", "20")
             .env("PAYMENT_RETRY_MAX_MS", "200")

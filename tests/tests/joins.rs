@@ -44,7 +44,11 @@ async fn create_challenge(edge_url: &str, capacity: i32) -> Value {
     let response = client()
         .post(format!("{edge_url}/v1/challenges"))
         .bearer_auth(token_for("host"))
-        .json(&json!({"title": "Run 5 km a day", "entry_fee": FEE, "capacity": capacity}))
+        .json(&nene_e2e::challenge_body(
+            "Run 5 km a day",
+            FEE,
+            i64::from(capacity),
+        ))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -436,7 +436,7 @@ async fn a_refund_of_partly_spent_points_returns_exactly_the_unused_part_once() 
             "POST",
             "/v1/challenges",
             user,
-            Some(json!({ "title": "Morning run", "entry_fee": 3_000, "capacity": 10 })),
+            Some(nene_e2e::challenge_body("Morning run", 3_000, 10)),
         )
         .await;
     assert_eq!(status, 201, "{challenge}");

@@ -65,7 +65,15 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     nene_core::migrate(&db).await?;
     let challenge = challenges::create(
         &db,
-        &NewChallenge::parse("Join storm", ENTRY_FEE_POINTS, capacity)?,
+        None,
+        &NewChallenge::parse(&nene_core::challenges::NewChallengeWire::one_week(
+            "Join storm",
+            ENTRY_FEE_POINTS,
+            i64::from(capacity),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)),
+        ))?,
     )
     .await?;
     eprintln!("funding {users} users …");
@@ -97,6 +105,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
             nene_core::payments::PaymentSettings::fast(),
         )?,
         dev_mode: false,
+        reviewers: Vec::new(),
         auth: nene_core::auth::Auth::new(
             db.clone(),
             nene_core::auth::AuthConfig {

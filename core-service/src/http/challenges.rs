@@ -1,27 +1,44 @@
-//! The challenges' internal HTTP API: creation (enough to test joins; issue 7 owns the rest),
-//! detail with live counts, and the join — correct on its own, for the Spin edge and for the
-//! `ChallengeRoom` alike. The joining user is the one the edge's signature vouches for.
+//! The challenges' internal HTTP API: creation with validated rules, browsing, detail, the join
+//! (correct on its own, for the Spin edge and the `ChallengeRoom` alike), proofs with reports,
+//! reviews and appeals, a participant's standing, and (dev mode only) the test clock. The acting
+//! user is the one the edge's signature vouches for.
 
 use std::sync::Arc;
 
 use axum::{
     Extension, Json, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     routing::{get, post},
 };
+use nene_domain::ErrorCode;
+use serde::Deserialize;
 
 use super::{CoreJson, error::CoreApiError, signature::Caller};
 use crate::{
     AppState,
-    challenges::{self, Challenge, JoinError, NewChallenge, Seat},
+    challenges::{self, Browse, Challenge, JoinError, NewChallenge, NewChallengeWire, Page, Seat},
+    proofs::{self, MyStanding, NewProof, Proof, ProofError, Reason, Review},
 };
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/internal/v1/challenges", post(create))
+pub fn routes(dev_mode: bool) -> Router<Arc<AppState>> {
+    let routes = Router::new()
+        .route("/internal/v1/challenges", post(create).get(browse))
         .route("/internal/v1/challenges/{id}", get(detail))
         .route("/internal/v1/challenges/{id}/join", post(join))
+        .route(
+            "/internal/v1/challenges/{id}/proofs",
+            post(submit_proof).get(list_proofs),
+        )
+        .route("/internal/v1/challenges/{id}/me", get(my_standing))
+        .route("/internal/v1/proofs/{id}/report", post(report))
+        .route("/internal/v1/proofs/{id}/appeal", post(appeal))
+        .route("/internal/v1/admin/proofs/{id}/review", post(review));
+    if dev_mode {
+        routes.route("/internal/v1/dev/clock", post(advance_clock))
+    } else {
+        routes
+    }
 }
 
 impl From<JoinError> for CoreApiError {
@@ -34,14 +51,39 @@ impl From<JoinError> for CoreApiError {
     }
 }
 
+impl From<ProofError> for CoreApiError {
+    fn from(error: ProofError) -> Self {
+        match error {
+            ProofError::Database(error) => CoreApiError::Database(error),
+            other => CoreApiError::Client(other.code()),
+        }
+    }
+}
+
+fn user(caller: &Caller) -> Result<&str, CoreApiError> {
+    caller
+        .user
+        .as_deref()
+        .ok_or(CoreApiError::Client(ErrorCode::Unauthorized))
+}
+
 async fn create(
     State(state): State<Arc<AppState>>,
-    CoreJson(new): CoreJson<NewChallenge>,
+    Extension(caller): Extension<Caller>,
+    CoreJson(wire): CoreJson<NewChallengeWire>,
 ) -> Result<(StatusCode, Json<Challenge>), CoreApiError> {
+    let new = NewChallenge::parse(&wire)?;
     Ok((
         StatusCode::CREATED,
-        Json(challenges::create(&state.db, &new).await?),
+        Json(challenges::create(&state.db, caller.user.as_deref(), &new).await?),
     ))
+}
+
+async fn browse(
+    State(state): State<Arc<AppState>>,
+    Query(browse): Query<Browse>,
+) -> Result<Json<Page>, CoreApiError> {
+    Ok(Json(challenges::list(&state.db, &browse).await?))
 }
 
 async fn detail(
@@ -56,16 +98,116 @@ async fn join(
     Extension(caller): Extension<Caller>,
     Path(id): Path<uuid::Uuid>,
 ) -> Result<(StatusCode, Json<Seat>), CoreApiError> {
-    let user = caller
-        .user
-        .ok_or(CoreApiError::Client(nene_domain::ErrorCode::Unauthorized))?;
+    let user = user(&caller)?;
     if state.payments.faults.take_join_failure() {
-        return Err(CoreApiError::Client(
-            nene_domain::ErrorCode::CoreUnavailable,
-        ));
+        return Err(CoreApiError::Client(ErrorCode::CoreUnavailable));
     }
     Ok((
         StatusCode::CREATED,
-        Json(challenges::join(&state.db, id, &user).await?),
+        Json(challenges::join(&state.db, id, user).await?),
     ))
+}
+
+async fn submit_proof(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<uuid::Uuid>,
+    CoreJson(proof): CoreJson<NewProof>,
+) -> Result<(StatusCode, Json<Proof>), CoreApiError> {
+    let proof = proofs::submit(&state.db, id, user(&caller)?, &proof).await?;
+    Ok((StatusCode::CREATED, Json(proof)))
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_proofs(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<uuid::Uuid>,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<serde_json::Value>, CoreApiError> {
+    let (items, next_cursor) =
+        proofs::list(&state.db, id, page.cursor.as_deref(), page.limit).await?;
+    Ok(Json(
+        serde_json::json!({ "items": items, "next_cursor": next_cursor }),
+    ))
+}
+
+async fn my_standing(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<uuid::Uuid>,
+) -> Result<Json<MyStanding>, CoreApiError> {
+    Ok(Json(
+        proofs::my_standing(&state.db, id, user(&caller)?).await?,
+    ))
+}
+
+async fn report(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<uuid::Uuid>,
+    CoreJson(reason): CoreJson<Reason>,
+) -> Result<StatusCode, CoreApiError> {
+    proofs::report(&state.db, id, user(&caller)?, &reason).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn appeal(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<uuid::Uuid>,
+    CoreJson(reason): CoreJson<Reason>,
+) -> Result<StatusCode, CoreApiError> {
+    proofs::appeal(&state.db, id, user(&caller)?, &reason).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn review(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<uuid::Uuid>,
+    CoreJson(decision): CoreJson<Review>,
+) -> Result<StatusCode, CoreApiError> {
+    proofs::review(&state.db, &state.reviewers, id, user(&caller)?, &decision).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The longest step of the test clock at once: a whole challenge (8 weeks, reviews) and more.
+const CLOCK_ADVANCE_SECONDS_MAX: i64 = 366 * 86_400;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    advance_seconds: i64,
+}
+
+/// `POST /internal/v1/dev/clock {advance_seconds}` (dev mode only): moves the platform's clock
+/// forward for every component that reads it, then runs the lifecycle once so the stack reacts
+/// at once.
+async fn advance_clock(
+    State(state): State<Arc<AppState>>,
+    CoreJson(advance): CoreJson<Advance>,
+) -> Result<Json<serde_json::Value>, CoreApiError> {
+    if !(1..=CLOCK_ADVANCE_SECONDS_MAX).contains(&advance.advance_seconds) {
+        return Err(CoreApiError::Client(ErrorCode::ValidationFailed));
+    }
+    let offset: i64 = sqlx::query_scalar(
+        "UPDATE test_clock SET offset_seconds = offset_seconds + $1 WHERE id \
+         RETURNING offset_seconds",
+    )
+    .bind(advance.advance_seconds)
+    .fetch_one(&state.db)
+    .await?;
+    if let Err(error) = crate::lifecycle::run_once(&state.db).await {
+        tracing::error!(%error, "lifecycle pass after a clock advance failed");
+    }
+    let now = crate::clock::platform_now_unix_seconds(&state.db, state.wall_clock.as_ref()).await?;
+    Ok(Json(serde_json::json!({
+        "offset_seconds": offset,
+        "now": nene_domain::time::format_rfc3339(now),
+    })))
 }

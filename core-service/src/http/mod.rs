@@ -38,7 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route(PATH_HEALTH, get(health_report))
         .merge(ledger::routes())
         .merge(auth::routes())
-        .merge(challenges::routes())
+        .merge(challenges::routes(dev_mode))
         .merge(payments::routes(dev_mode))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -801,6 +801,81 @@ async fn apply_refund(
     })
 }
 
+// --- bulk credit -----------------------------------------------------------------------------
+
+/// Longest bulk credit: one statement's arrays; a settlement posts its payouts in batches of this.
+pub const BULK_CREDIT_MAX: usize = 5_000;
+
+/// Credits many wallets from one non-wallet account in one statement: a transfer and a lot per
+/// credit, each wallet's balance raised once by its total. A key already used is skipped (its
+/// effect exists); returns how many wallets were raised. Faster than [`credit_in_tx`] per item by
+/// two orders of magnitude, for batches whose callers record their own progress (settlement).
+///
+/// # Errors
+/// `InvalidRequest` for a zero amount, a wallet as the source or more than [`BULK_CREDIT_MAX`];
+/// `Database`.
+pub async fn credit_many_in_tx(
+    conn: &mut PgConnection,
+    from: AccountId,
+    credits: &[BulkCredit],
+) -> Result<u64, LedgerError> {
+    if credits.len() > BULK_CREDIT_MAX {
+        return Err(LedgerError::InvalidRequest(
+            "too many credits in one bulk credit",
+        ));
+    }
+    if credits.is_empty() {
+        return Ok(0);
+    }
+    require_not_wallet(conn, from).await?;
+    let mut transfers = Vec::with_capacity(credits.len());
+    let mut lots = Vec::with_capacity(credits.len());
+    let mut keys = Vec::with_capacity(credits.len());
+    let mut wallets = Vec::with_capacity(credits.len());
+    let mut amounts = Vec::with_capacity(credits.len());
+    let mut sources = Vec::with_capacity(credits.len());
+    for credit in credits {
+        transfers.push(Uuid::now_v7());
+        lots.push(Uuid::now_v7());
+        keys.push(credit.key.as_str().to_owned());
+        wallets.push(credit.wallet.0);
+        amounts.push(positive(credit.amount)?);
+        sources.push(credit.source);
+    }
+    let applied = sqlx::query(
+        "WITH input AS ( \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::int8[], \
+                                  $6::ledger_lot_source[]) \
+                 AS i(transfer_id, lot_id, key, wallet, amount, source)), \
+         transfers AS ( \
+             INSERT INTO ledger_transfers \
+                 (id, idempotency_key, kind, from_account_id, to_account_id, amount) \
+             SELECT transfer_id, key, 'credit', $7, wallet, amount FROM input \
+             ON CONFLICT (idempotency_key) DO NOTHING \
+             RETURNING id, to_account_id, amount), \
+         lots AS ( \
+             INSERT INTO ledger_lots (id, wallet_id, source, credit_transfer_id, amount, remaining) \
+             SELECT i.lot_id, t.to_account_id, i.source, t.id, t.amount, t.amount \
+             FROM transfers t JOIN input i ON i.transfer_id = t.id \
+             RETURNING wallet_id, amount) \
+         UPDATE ledger_wallets w SET balance = w.balance + s.total \
+         FROM (SELECT wallet_id, sum(amount)::int8 AS total FROM lots GROUP BY wallet_id) s \
+         WHERE w.account_id = s.wallet_id",
+    )
+    .bind(&transfers)
+    .bind(&lots)
+    .bind(&keys)
+    .bind(&wallets)
+    .bind(&amounts)
+    .bind(&sources)
+    .bind(from)
+    .execute(&mut *conn)
+    .await
+    .map_err(database_error)?
+    .rows_affected();
+    Ok(applied)
+}
+
 // --- lot withdrawal -------------------------------------------------------------------------
 
 /// What `lot` still holds and what may be withdrawn from it now, locking its wallet's row so the

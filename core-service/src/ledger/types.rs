@@ -166,6 +166,16 @@ pub struct Refund {
     pub amount: Points,
 }
 
+/// One credit of a bulk credit (settlement payouts, cancellation refunds): into `wallet`, as a
+/// new lot of `source`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkCredit {
+    pub key: IdempotencyKey,
+    pub wallet: AccountId,
+    pub amount: Points,
+    pub source: LotSource,
+}
+
 /// Takes points back out of one lot, to a non-wallet account: a charge cancelled at Toss gives
 /// back exactly the points of that payment that are still unspent, never other lots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -156,7 +156,7 @@ async fn new_challenge(core: &Core, capacity: i64) -> Value {
         reqwest::Method::POST,
         "/internal/v1/challenges",
         "host",
-        &json!({"title": "Storm", "entry_fee": FEE, "capacity": capacity}),
+        &nene_e2e::challenge_body("Storm", FEE, capacity),
     )
     .await
 }

@@ -1,0 +1,434 @@
+//! The challenge lifecycle, driven by the platform's clock (test clock included):
+//! RECRUITING → READY (or CANCELED below the minimum) → IN_PROGRESS → ENDED → SETTLED.
+//!
+//! Every transition is one conditional `UPDATE … WHERE state = 'from' AND due` over rows claimed
+//! with `FOR UPDATE SKIP LOCKED`, so it happens once however many core instances run the loop.
+//! The money steps are restartable batches:
+//! - a canceled challenge refunds every stake into the lots it came from, one participant row
+//!   marked `refunded_at` in the same transaction as its refund;
+//! - settlement computes every payout once (the domain's `settle`, in one transaction with the
+//!   payout rows), then posts them in batches (bulk credits, `posted_at` and the notifications in
+//!   one transaction per batch), then moves the house's share and marks the challenge settled.
+//!   Killed at any moment and rerun, it continues where it stopped and the ledger ends the same.
+
+use std::time::Duration;
+
+use nene_domain::{
+    Points,
+    rules::RawRules,
+    settlement::{Participant, settle},
+};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{
+    ledger::{
+        self, AccountId, BulkCredit, IdempotencyKey, LedgerError, LotSource, Refund, SystemAccount,
+        TransferId,
+    },
+    proofs,
+};
+
+/// How often the scheduler looks for due transitions: a minute late closes recruitment a minute
+/// late, which the room's own refusals cover; tests run it directly.
+pub const SCHEDULER_INTERVAL: Duration = Duration::from_secs(5);
+/// Challenges moved per transition per pass: bounds one statement's locks.
+pub const TRANSITIONS_PER_PASS: i64 = 100;
+/// Payouts posted per transaction: two bulk-credit rows each, within the ledger's bulk bound.
+pub const PAYOUT_BATCH: i64 = 2_000;
+/// Cancellation refunds per transaction.
+pub const REFUND_BATCH: i64 = 200;
+const _: () = assert!(PAYOUT_BATCH as usize * 2 <= ledger::BULK_CREDIT_MAX);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    #[error("settlement: {0}")]
+    Settlement(String),
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub closed: u64,
+    pub canceled: u64,
+    pub started: u64,
+    pub ended: u64,
+    pub refunded: u64,
+    pub settled: u64,
+}
+
+/// Runs the scheduler forever.
+pub async fn run_forever(db: PgPool) {
+    let mut interval = tokio::time::interval(SCHEDULER_INTERVAL);
+    loop {
+        interval.tick().await;
+        match run_once(&db).await {
+            Ok(pass) if pass != Pass::default() => tracing::info!(?pass, "lifecycle pass"),
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "lifecycle pass failed"),
+        }
+    }
+}
+
+/// One pass of every transition and money step that is due.
+///
+/// # Errors
+/// When Postgres or the ledger fails; what was committed stays, the next pass continues.
+pub async fn run_once(db: &PgPool) -> Result<Pass, LifecycleError> {
+    let mut pass = Pass::default();
+    let closed: Vec<(Uuid, String)> = sqlx::query_as(
+        "UPDATE challenges SET state = CASE WHEN participants >= min_participants \
+             THEN 'ready'::challenge_state ELSE 'canceled'::challenge_state END \
+         WHERE id IN (SELECT id FROM challenges WHERE state = 'recruiting' \
+                      AND recruit_ends_at <= platform_now() ORDER BY recruit_ends_at \
+                      LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, state::text",
+    )
+    .bind(TRANSITIONS_PER_PASS)
+    .fetch_all(db)
+    .await?;
+    for (_, state) in &closed {
+        if state == "canceled" {
+            pass.canceled += 1;
+        } else {
+            pass.closed += 1;
+        }
+    }
+    pass.started = transition(db, "ready", "in_progress", "starts_at").await?;
+    pass.ended = transition(db, "in_progress", "ended", "ends_at").await?;
+    let canceled: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT c.id FROM challenges c JOIN challenge_participants p \
+             ON p.challenge_id = c.id AND p.refunded_at IS NULL \
+         WHERE c.state = 'canceled' LIMIT $1",
+    )
+    .bind(TRANSITIONS_PER_PASS)
+    .fetch_all(db)
+    .await?;
+    for challenge in canceled {
+        pass.refunded += refund_stakes(db, challenge).await?;
+    }
+    let due: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM challenges WHERE state = 'ended' AND review_ends_at <= platform_now() \
+         ORDER BY review_ends_at LIMIT $1",
+    )
+    .bind(TRANSITIONS_PER_PASS)
+    .fetch_all(db)
+    .await?;
+    for challenge in due {
+        if settle_challenge(db, challenge).await? {
+            pass.settled += 1;
+        }
+    }
+    Ok(pass)
+}
+
+async fn transition(
+    db: &PgPool,
+    from: &str,
+    to: &str,
+    due_column: &'static str,
+) -> Result<u64, LifecycleError> {
+    let moved = sqlx::query(&format!(
+        "UPDATE challenges SET state = $2::challenge_state \
+         WHERE id IN (SELECT id FROM challenges WHERE state = $1::challenge_state \
+                      AND {due_column} <= platform_now() LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    ))
+    .bind(from)
+    .bind(to)
+    .bind(TRANSITIONS_PER_PASS)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(moved)
+}
+
+/// Gives every stake of a canceled challenge back to the lots it was paid from, in batches.
+/// Returns how many it refunded.
+///
+/// # Errors
+/// Postgres or ledger failures; committed batches stay.
+pub async fn refund_stakes(db: &PgPool, challenge: Uuid) -> Result<u64, LifecycleError> {
+    let mut refunded = 0;
+    loop {
+        let mut tx = db.begin().await?;
+        let batch: Vec<(String, Uuid, i64)> = sqlx::query_as(
+            "SELECT p.user_id, p.join_transfer_id, t.amount FROM challenge_participants p \
+             JOIN ledger_transfers t ON t.id = p.join_transfer_id \
+             WHERE p.challenge_id = $1 AND p.refunded_at IS NULL \
+             ORDER BY p.user_id LIMIT $2 FOR UPDATE OF p SKIP LOCKED",
+        )
+        .bind(challenge)
+        .bind(REFUND_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if batch.is_empty() {
+            return Ok(refunded);
+        }
+        for (user, debit, amount) in &batch {
+            ledger::refund_in_tx(
+                &mut tx,
+                &Refund {
+                    key: IdempotencyKey::parse(&format!("cancel:{challenge}:{user}"))?,
+                    debit: TransferId(*debit),
+                    amount: points(*amount)?,
+                },
+            )
+            .await?;
+            crate::notifications::enqueue_in_tx(
+                &mut tx,
+                user,
+                crate::notifications::NotificationKind::ChallengeCanceled,
+                &serde_json::json!({ "challenge": challenge, "refund": amount }),
+                &format!("challenge-canceled:{challenge}:{user}"),
+            )
+            .await?;
+        }
+        let users: Vec<&str> = batch.iter().map(|(user, _, _)| user.as_str()).collect();
+        sqlx::query(
+            "UPDATE challenge_participants SET refunded_at = now() \
+             WHERE challenge_id = $1 AND user_id = ANY($2)",
+        )
+        .bind(challenge)
+        .bind(&users)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        refunded += u64::try_from(batch.len()).unwrap_or(0);
+    }
+}
+
+fn points(amount: i64) -> Result<Points, LedgerError> {
+    Points::new(amount).map_err(|_| LedgerError::Inconsistent("a negative amount"))
+}
+
+/// Settles one ENDED challenge whose reviews have closed. Returns whether it finished now.
+///
+/// # Errors
+/// Postgres or ledger failures; committed steps stay and a rerun continues.
+pub async fn settle_challenge(db: &PgPool, challenge: Uuid) -> Result<bool, LifecycleError> {
+    let Some(escrow) = compute_payouts(db, challenge).await? else {
+        return Ok(false);
+    };
+    while post_payout_batch(db, challenge, escrow).await? > 0 {}
+    finish(db, challenge, escrow).await
+}
+
+/// Step 1, once: every participant's payout, from the domain's `settle`, stored with the
+/// settlement's totals in one transaction. Returns the escrow, or `None` if not due.
+///
+/// # Errors
+/// Postgres failures, or a settlement the domain refuses.
+pub async fn compute_payouts(
+    db: &PgPool,
+    challenge: Uuid,
+) -> Result<Option<AccountId>, LifecycleError> {
+    let mut tx = db.begin().await?;
+    let row: Option<(Uuid, sqlx::types::Json<RawRules>, bool)> = sqlx::query_as(
+        "SELECT escrow_account_id, rules, review_ends_at <= platform_now() FROM challenges \
+         WHERE id = $1 AND state = 'ended' FOR UPDATE",
+    )
+    .bind(challenge)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((escrow, rules, due)) = row else {
+        return Ok(None);
+    };
+    if !due {
+        return Ok(None);
+    }
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM challenge_settlements WHERE challenge_id = $1)",
+    )
+    .bind(challenge)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !exists {
+        let rules = nene_domain::rules::ChallengeRules::parse(&rules.0)
+            .map_err(|error| LifecycleError::Settlement(error.to_string()))?;
+        let counts = proofs::counted_days(&mut tx, challenge, rules.days_per_week()).await?;
+        let stake = rules.entry_fee();
+        let participants: Vec<Participant> = counts
+            .iter()
+            .map(|(_, counted)| Participant {
+                stake,
+                counted_days: u32::try_from(*counted).unwrap_or(0),
+            })
+            .collect();
+        let outcome = settle(rules.required_days(), rules.house_fee_bps(), &participants)
+            .map_err(|error| LifecycleError::Settlement(error.to_string()))?;
+        insert_payouts(&mut tx, challenge, stake, &counts, &outcome).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(AccountId(escrow)))
+}
+
+async fn insert_payouts(
+    conn: &mut PgConnection,
+    challenge: Uuid,
+    stake: Points,
+    counts: &[(String, i32)],
+    outcome: &nene_domain::settlement::Settlement,
+) -> Result<(), LifecycleError> {
+    let stakes_total = stake
+        .get()
+        .checked_mul(i64::try_from(counts.len()).unwrap_or(i64::MAX))
+        .ok_or(LedgerError::Overflow)?;
+    sqlx::query(
+        "INSERT INTO challenge_settlements (challenge_id, participants, stakes, pool, house) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(challenge)
+    .bind(i32::try_from(counts.len()).unwrap_or(i32::MAX))
+    .bind(stakes_total)
+    .bind(outcome.pool.get())
+    .bind(outcome.house.get())
+    .execute(&mut *conn)
+    .await?;
+    let users: Vec<&str> = counts.iter().map(|(user, _)| user.as_str()).collect();
+    let counted: Vec<i32> = counts.iter().map(|(_, counted)| *counted).collect();
+    let refunds: Vec<i64> = outcome.payouts.iter().map(|p| p.refund.get()).collect();
+    let prizes: Vec<i64> = outcome.payouts.iter().map(|p| p.prize.get()).collect();
+    sqlx::query(
+        "INSERT INTO challenge_payouts (challenge_id, user_id, stake, counted_days, refund, prize) \
+         SELECT $1, u, $2, c, r, p FROM UNNEST($3::text[], $4::int4[], $5::int8[], $6::int8[]) \
+             AS x(u, c, r, p)",
+    )
+    .bind(challenge)
+    .bind(stake.get())
+    .bind(&users)
+    .bind(&counted)
+    .bind(&refunds)
+    .bind(&prizes)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Step 2, repeated: one batch of unposted payouts — their credits, `posted_at` and the users'
+/// notifications in one transaction. Returns how many payouts it posted.
+///
+/// # Errors
+/// Postgres or ledger failures (the batch rolls back whole).
+pub async fn post_payout_batch(
+    db: &PgPool,
+    challenge: Uuid,
+    escrow: AccountId,
+) -> Result<u64, LifecycleError> {
+    let mut tx = db.begin().await?;
+    let batch: Vec<(String, i64, i64, Uuid)> = sqlx::query_as(
+        "SELECT p.user_id, p.refund, p.prize, a.id FROM challenge_payouts p \
+         JOIN ledger_accounts a ON a.kind = 'user_wallet' AND a.owner_id = p.user_id \
+         WHERE p.challenge_id = $1 AND p.posted_at IS NULL \
+         ORDER BY p.user_id LIMIT $2 FOR UPDATE OF p SKIP LOCKED",
+    )
+    .bind(challenge)
+    .bind(PAYOUT_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let mut credits = Vec::with_capacity(batch.len() * 2);
+    for (user, refund, prize, wallet) in &batch {
+        for (amount, source, what) in [
+            (*refund, LotSource::Refund, "refund"),
+            (*prize, LotSource::Prize, "prize"),
+        ] {
+            if amount > 0 {
+                credits.push(BulkCredit {
+                    key: IdempotencyKey::parse(&format!("settle:{challenge}:{user}:{what}"))?,
+                    wallet: AccountId(*wallet),
+                    amount: points(amount)?,
+                    source,
+                });
+            }
+        }
+    }
+    ledger::credit_many_in_tx(&mut tx, escrow, &credits).await?;
+    let users: Vec<&str> = batch.iter().map(|(user, ..)| user.as_str()).collect();
+    let refunds: Vec<i64> = batch.iter().map(|(_, refund, ..)| *refund).collect();
+    let prizes: Vec<i64> = batch.iter().map(|(_, _, prize, _)| *prize).collect();
+    let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query(
+        "UPDATE challenge_payouts SET posted_at = now() \
+         WHERE challenge_id = $1 AND user_id = ANY($2)",
+    )
+    .bind(challenge)
+    .bind(&users)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO notifications (id, user_id, kind, payload, dedup_key) \
+         SELECT i, u, 'settlement_result', \
+                jsonb_build_object('challenge', $1::uuid, 'refund', r, 'prize', p), \
+                'settled:' || $1::uuid || ':' || u \
+         FROM UNNEST($2::uuid[], $3::text[], $4::int8[], $5::int8[]) AS x(i, u, r, p) \
+         ON CONFLICT (dedup_key) DO NOTHING",
+    )
+    .bind(challenge)
+    .bind(&ids)
+    .bind(&users)
+    .bind(&refunds)
+    .bind(&prizes)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(u64::try_from(batch.len()).unwrap_or(0))
+}
+
+/// Step 3, once: the house's share out of the escrow, and the challenge SETTLED — only when no
+/// payout is left unposted (a concurrent settler may still hold a batch).
+async fn finish(db: &PgPool, challenge: Uuid, escrow: AccountId) -> Result<bool, LifecycleError> {
+    let mut tx = db.begin().await?;
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state::text FROM challenges WHERE id = $1 FOR UPDATE")
+            .bind(challenge)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if state.as_deref() != Some("ended") {
+        return Ok(false);
+    }
+    let unposted: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM challenge_payouts WHERE challenge_id = $1 \
+                        AND posted_at IS NULL)",
+    )
+    .bind(challenge)
+    .fetch_one(&mut *tx)
+    .await?;
+    if unposted {
+        return Ok(false);
+    }
+    let house: i64 =
+        sqlx::query_scalar("SELECT house FROM challenge_settlements WHERE challenge_id = $1")
+            .bind(challenge)
+            .fetch_one(&mut *tx)
+            .await?;
+    if house > 0 {
+        ledger::transfer_in_tx(
+            &mut tx,
+            &ledger::Transfer {
+                key: IdempotencyKey::parse(&format!("settle:{challenge}:house"))?,
+                from: escrow,
+                to: ledger::system_account(SystemAccount::House),
+                amount: points(house)?,
+            },
+        )
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE challenges SET state = 'settled', settled_at = platform_now() WHERE id = $1",
+    )
+    .bind(challenge)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE challenge_settlements SET finished_at = now() WHERE challenge_id = $1")
+        .bind(challenge)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}

@@ -1,0 +1,246 @@
+//! A whole challenge through the Worker under `wrangler dev`, with the test clock: creation,
+//! joins, a week of proofs (some missed, one reported and rejected, one rejected, appealed and
+//! approved), the end, the review window, and settlement — every wallet checked to the point and
+//! the ledger checker clean.
+
+use nene_domain::time::{format_rfc3339, parse_rfc3339};
+use nene_e2e::{Core, E2E_REVIEWER, Wrangler, client, core_call, scratch_dir, token_for};
+use serde_json::{Value, json};
+
+const DAY: i64 = 86_400;
+const FEE: i64 = 10_000;
+
+async fn call(
+    edge: &str,
+    method: &str,
+    path: &str,
+    user: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client()
+        .request(
+            method.parse().unwrap_or(reqwest::Method::GET),
+            format!("{edge}{path}"),
+        )
+        .bearer_auth(token_for(user));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Moves the platform clock to `target` (never back); returns the new now.
+async fn clock_to(edge: &str, now: &mut i64, target: i64) {
+    if target > *now {
+        let (status, body) = call(
+            edge,
+            "POST",
+            "/v1/dev/clock",
+            "nobody",
+            Some(json!({ "advance_seconds": target - *now })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        *now = parse_rfc3339(body["now"].as_str().unwrap_or_default()).unwrap_or(0);
+    }
+}
+
+#[tokio::test]
+async fn a_challenge_goes_from_creation_to_settlement_through_the_edge_with_the_test_clock() {
+    let dir = scratch_dir("lifecycle_workers");
+    let core = Core::start(&dir).await;
+    let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
+    let url = edge.url.as_str();
+    let (status, tick) = call(
+        url,
+        "POST",
+        "/v1/dev/clock",
+        "x",
+        Some(json!({ "advance_seconds": 1 })),
+    )
+    .await;
+    assert_eq!(status, 200, "{tick}");
+    let mut now = parse_rfc3339(tick["now"].as_str().unwrap_or_default()).unwrap_or(0);
+    const SEOUL: i64 = 9 * 3_600;
+    let starts_at = ((now + SEOUL).div_euclid(DAY) + 2) * DAY - SEOUL;
+    let body = json!({
+        "title": "6시 기상", "category": "morning", "entry_fee": FEE, "capacity": 10,
+        "min_participants": 2, "recruit_ends_at": format_rfc3339(starts_at),
+        "starts_at": format_rfc3339(starts_at), "ends_at": format_rfc3339(starts_at + 7 * DAY),
+        "proof": { "days_per_week": 7, "window_start": "06:00", "window_end": "09:00",
+                   "time_zone": "Asia/Seoul" },
+        "house_fee_bps": 1_000,
+    });
+    let (status, challenge) = call(url, "POST", "/v1/challenges", "host", Some(body)).await;
+    assert_eq!(status, 201, "{challenge}");
+    let id = challenge["id"].as_str().unwrap_or_default().to_owned();
+    let (status, list) = call(url, "GET", "/v1/challenges?category=morning", "host", None).await;
+    assert_eq!(
+        (status, list["items"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+
+    let users = ["ahn", "baek", "choi", "dong"];
+    for user in users {
+        let (_, wallet) = core_call(
+            &core,
+            "POST",
+            "/internal/v1/ledger/wallets",
+            "",
+            &json!({"owner": user}),
+        )
+        .await;
+        let credit = json!({"key": format!("charge:{user}"), "wallet": wallet["account"],
+            "from": "00000000-0000-7000-8000-000000000001", "amount": FEE, "source": "charge"});
+        assert_eq!(
+            core_call(&core, "POST", "/internal/v1/ledger/credits", "", &credit)
+                .await
+                .0,
+            200
+        );
+        let (status, seat) = call(
+            url,
+            "POST",
+            &format!("/v1/challenges/{id}/join"),
+            user,
+            None,
+        )
+        .await;
+        assert_eq!(status, 201, "{user}: {seat}");
+    }
+    let proof = json!({ "image_url": "https://img.nene.test/p.jpg", "note": "" });
+    let path = format!("/v1/challenges/{id}/proofs");
+    let mut dong_day_2 = String::new();
+    let mut ahn_day_5 = String::new();
+    for day in 0..7 {
+        clock_to(url, &mut now, starts_at + day * DAY + 7 * 3_600).await;
+        for (i, user) in users.iter().enumerate() {
+            let proves = match i {
+                1 => day != 3,
+                2 => day < 4,
+                _ => true,
+            };
+            if proves {
+                let (status, p) = call(url, "POST", &path, user, Some(proof.clone())).await;
+                assert_eq!(status, 201, "{user} day {day}: {p}");
+                let pid = p["id"].as_str().unwrap_or_default().to_owned();
+                if *user == "dong" && day == 2 {
+                    dong_day_2 = pid.clone();
+                }
+                if *user == "ahn" && day == 5 {
+                    ahn_day_5 = pid;
+                }
+            }
+        }
+        if day == 0 {
+            let (status, body) = call(url, "POST", &path, "ahn", Some(proof.clone())).await;
+            assert_eq!(
+                (status, &body["error"]["code"]),
+                (409, &json!("PROOF_ALREADY_SUBMITTED"))
+            );
+            let (status, body) = call(url, "POST", &path, "stranger", Some(proof.clone())).await;
+            assert_eq!(
+                (status, &body["error"]["code"]),
+                (403, &json!("NOT_A_PARTICIPANT"))
+            );
+        }
+    }
+    clock_to(url, &mut now, starts_at + 6 * DAY + 10 * 3_600).await;
+    let (status, body) = call(url, "POST", &path, "baek", Some(proof.clone())).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (422, &json!("OUTSIDE_PROOF_WINDOW"))
+    );
+
+    let reason = json!({ "reason": "yesterday's photo" });
+    let reject = json!({ "decision": "reject", "reason_code": "STALE_PHOTO" });
+    let (status, _) = call(
+        url,
+        "POST",
+        &format!("/v1/proofs/{dong_day_2}/report"),
+        "ahn",
+        Some(reason.clone()),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let review = |pid: &str| format!("/v1/admin/proofs/{pid}/review");
+    let (status, _) = call(
+        url,
+        "POST",
+        &review(&dong_day_2),
+        "ahn",
+        Some(reject.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "only reviewers review");
+    let (status, _) = call(
+        url,
+        "POST",
+        &review(&dong_day_2),
+        E2E_REVIEWER,
+        Some(reject.clone()),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        url,
+        "POST",
+        &review(&ahn_day_5),
+        E2E_REVIEWER,
+        Some(reject.clone()),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        url,
+        "POST",
+        &format!("/v1/proofs/{ahn_day_5}/appeal"),
+        "ahn",
+        Some(reason.clone()),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        url,
+        "POST",
+        &review(&ahn_day_5),
+        E2E_REVIEWER,
+        Some(json!({ "decision": "approve" })),
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    let (status, mine) = call(url, "GET", &format!("/v1/challenges/{id}/me"), "choi", None).await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(
+        (&mine["counted_days"], &mine["expected_refund"]),
+        (&json!(4), &json!(5_714))
+    );
+
+    clock_to(url, &mut now, starts_at + 7 * DAY + 2 * DAY + 60).await;
+    let (status, detail) = call(url, "GET", &format!("/v1/challenges/{id}"), "host", None).await;
+    assert_eq!(
+        (status, &detail["state"]),
+        (200, &json!("SETTLED")),
+        "{detail}"
+    );
+    // (7, 6, 4, 6) of 7, 1,000 bps: ahn 10,000 + 3,858; baek and dong 10,000; choi 5,714.
+    for (user, expected) in [
+        ("ahn", 13_858),
+        ("baek", 10_000),
+        ("choi", 5_714),
+        ("dong", 10_000),
+    ] {
+        let (status, wallet) = call(url, "GET", "/v1/wallet", user, None).await;
+        assert_eq!(
+            (status, &wallet["balance"]),
+            (200, &json!(expected)),
+            "{user}"
+        );
+    }
+    let (_, violations) =
+        core_call(&core, "GET", "/internal/v1/ledger/check", "", &Value::Null).await;
+    assert_eq!(violations, json!([]));
+}
