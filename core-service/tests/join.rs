@@ -2,7 +2,7 @@
 //! double charge, no seat without its fee — on a real Postgres, under concurrency.
 
 use nene_core::{
-    challenges::{self, Challenge, JoinError, NewChallenge},
+    challenges::{self, Challenge, JoinError, NewChallenge, NewChallengeWire},
     ledger::{self, *},
 };
 use nene_domain::Points;
@@ -12,10 +12,17 @@ fn p(amount: i64) -> Points {
     Points::new(amount).unwrap_or_else(|e| panic!("{e}"))
 }
 
+fn wire(title: &str, fee: i64, capacity: i64) -> NewChallengeWire {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    NewChallengeWire::one_week(title, fee, capacity, now)
+}
+
 async fn challenge(db: &PgPool, fee: i64, capacity: i32) -> Challenge {
-    let new =
-        NewChallenge::parse("Run 5 km a day", fee, capacity).unwrap_or_else(|e| panic!("{e}"));
-    challenges::create(db, &new)
+    let new = NewChallenge::parse(&wire("Run 5 km a day", fee, i64::from(capacity)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    challenges::create(db, None, &new)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -209,11 +216,11 @@ async fn joins_are_refused_when_not_recruiting_or_unknown(db: PgPool) {
 
 #[test]
 fn challenge_rules_outside_their_bounds_are_refused() {
-    assert!(NewChallenge::parse("ok", 1_000, 2).is_ok());
-    assert!(NewChallenge::parse("ok", 999, 2).is_err());
-    assert!(NewChallenge::parse("ok", 1_500, 2).is_err());
-    assert!(NewChallenge::parse("ok", 201_000, 2).is_err());
-    assert!(NewChallenge::parse("ok", 1_000, 1).is_err());
-    assert!(NewChallenge::parse("ok", 1_000, 10_001).is_err());
-    assert!(NewChallenge::parse("   ", 1_000, 2).is_err());
+    assert!(NewChallenge::parse(&wire("ok", 1_000, 2)).is_ok());
+    assert!(NewChallenge::parse(&wire("ok", 999, 2)).is_err());
+    assert!(NewChallenge::parse(&wire("ok", 1_500, 2)).is_err());
+    assert!(NewChallenge::parse(&wire("ok", 201_000, 2)).is_err());
+    assert!(NewChallenge::parse(&wire("ok", 1_000, 1)).is_err());
+    assert!(NewChallenge::parse(&wire("ok", 1_000, 10_001)).is_err());
+    assert!(NewChallenge::parse(&wire("   ", 1_000, 2)).is_err());
 }
