@@ -192,6 +192,13 @@ pub struct Challenge {
     pub required_days: Option<i32>,
     pub house_fee_bps: Option<i32>,
     pub proof: Option<RawProofRules>,
+    /// Detail only: today's proofs per participant, in basis points (10,000 = everyone proved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof_rate_today: Option<u32>,
+    /// Detail only: participants on course for their stake back (counted days ≥ 85% of the days
+    /// required so far; after settlement, of all days), in basis points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<u32>,
 }
 
 /// The seat a join took.
@@ -291,6 +298,8 @@ fn challenge_of(row: Row) -> Result<Challenge, JoinError> {
         required_days: row.required_days,
         house_fee_bps: row.house_fee_bps,
         proof: row.rules.map(|rules| rules.0.proof),
+        proof_rate_today: None,
+        success_rate: None,
     })
 }
 
@@ -368,7 +377,68 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Challenge, JoinError> {
         .bind(id)
         .fetch_optional(db)
         .await?;
-    challenge_of(row.ok_or(JoinError::NotFound)?)
+    let row = row.ok_or(JoinError::NotFound)?;
+    let rules = row
+        .rules
+        .as_ref()
+        .and_then(|rules| ChallengeRules::parse(&rules.0).ok());
+    let mut challenge = challenge_of(row)?;
+    if let Some(rules) = rules {
+        live_rates(db, &mut challenge, &rules).await?;
+    }
+    Ok(challenge)
+}
+
+fn rate_bps(part: u64, whole: u32) -> u32 {
+    u32::try_from(part.saturating_mul(10_000) / u64::from(whole.max(1))).unwrap_or(10_000)
+}
+
+/// Fills the detail's live rates from the proofs (both 0 before the start).
+async fn live_rates(
+    db: &PgPool,
+    challenge: &mut Challenge,
+    rules: &ChallengeRules,
+) -> Result<(), JoinError> {
+    let now: i64 = sqlx::query_scalar("SELECT floor(extract(epoch FROM platform_now()))::int8")
+        .fetch_one(db)
+        .await?;
+    let participants = u32::try_from(challenge.participants).unwrap_or(0);
+    let today = rules.day_of(now);
+    let days_so_far = match today {
+        Some(day) => day + 1,
+        None if now >= rules.ends_at() => rules.total_days(),
+        None => 0,
+    };
+    if participants == 0 || days_so_far == 0 {
+        return Ok(());
+    }
+    let dpw = rules.days_per_week();
+    let required_so_far = (days_so_far / 7) * dpw + (days_so_far % 7).min(dpw);
+    let mut conn = db.acquire().await?;
+    let counts = crate::proofs::counted_days(&mut conn, challenge.id, dpw).await?;
+    let on_course = counts
+        .iter()
+        .filter(|(_, counted)| {
+            u64::try_from(*counted).unwrap_or(0) * 100 >= 85 * u64::from(required_so_far)
+        })
+        .count();
+    challenge.success_rate = Some(rate_bps(
+        u64::try_from(on_course).unwrap_or(0),
+        participants,
+    ));
+    if let Some(day) = today {
+        let proved: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM proofs WHERE challenge_id = $1 AND day = $2 \
+             AND state IN ('submitted', 'approved')",
+        )
+        .bind(challenge.id)
+        .bind(i32::try_from(day).unwrap_or(i32::MAX))
+        .fetch_one(&mut *conn)
+        .await?;
+        challenge.proof_rate_today =
+            Some(rate_bps(u64::try_from(proved).unwrap_or(0), participants));
+    }
+    Ok(())
 }
 
 /// A page of challenges, newest first.

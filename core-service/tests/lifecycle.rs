@@ -242,6 +242,12 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
             assert!(matches!(stranger, Err(ProofError::NotAParticipant)));
         }
     }
+    // Live rates on the last day: three of four proved today and are on course.
+    let detail = ok(challenges::get(&db, challenge).await);
+    assert_eq!(
+        (detail.proof_rate_today, detail.success_rate),
+        (Some(7_500), Some(7_500))
+    );
     // 10:00 on the last day: outside the window.
     advance(&db, 3 * 3_600).await;
     let late = proofs::submit(&db, challenge, "baek", &proof()).await;

@@ -45,6 +45,7 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/wallet", get(wallet))
         .merge(crate::payments::routes())
         .merge(crate::login::routes())
+        .merge(crate::notifications::routes())
         .merge(crate::challenges::routes(state.config.dev_mode));
     if state.config.dev_mode {
         routes = routes.route(
@@ -282,6 +283,11 @@ async fn challenge_detail(
             "capacity": detail["capacity"],
         }),
     };
+    let mut live = live;
+    // Seats come from the room; the proof rates from the core's proofs.
+    for rate in ["proof_rate_today", "success_rate"] {
+        live[rate] = detail[rate].take();
+    }
     detail["live"] = live;
     Ok(axum::Json(detail))
 }

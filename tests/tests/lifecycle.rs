@@ -212,6 +212,11 @@ async fn a_challenge_goes_from_creation_to_settlement_through_the_edge_with_the_
     .await;
     assert_eq!(status, 204);
 
+    let (status, detail) = call(url, "GET", &format!("/v1/challenges/{id}"), "host", None).await;
+    assert_eq!(status, 200, "{detail}");
+    // Day 6 (the last): ahn, baek, dong proved; choi stopped after day 3.
+    assert_eq!(detail["live"]["proof_rate_today"], 7_500, "{detail}");
+    assert_eq!(detail["live"]["participants"], 4);
     let (status, mine) = call(url, "GET", &format!("/v1/challenges/{id}/me"), "choi", None).await;
     assert_eq!(status, 200, "{mine}");
     assert_eq!(
