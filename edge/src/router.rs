@@ -45,7 +45,6 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/wallet", get(wallet))
         .merge(crate::payments::routes())
         .merge(crate::login::routes())
-        .merge(crate::notifications::routes())
         .merge(crate::challenges::routes(state.config.dev_mode));
     if state.config.dev_mode {
         routes = routes.route(
