@@ -246,6 +246,7 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
         payments,
         dev_mode: false,
         reviewers: Vec::new(),
+        room_pusher: None,
         auth: nene_core::auth::Auth::new(
             db.clone(),
             nene_core::auth::AuthConfig {

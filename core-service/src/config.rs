@@ -8,6 +8,11 @@ use crate::auth::{
     AuthConfig,
     oauth::{Endpoints, Provider, ProviderClient},
 };
+use crate::notifications::{
+    dispatcher::{RETRY_BASE_MS_DEFAULT, RETRY_MAX_MS_DEFAULT},
+    fcm::{FCM_API_URL_DEFAULT, GOOGLE_TOKEN_URL},
+    start::{KeySource, NotificationSettings},
+};
 use crate::payments::{
     PaymentSettings,
     toss::{TOSS_API_URL_DEFAULT, TOSS_TIMEOUT_DEFAULT, TossConfig},
@@ -30,7 +35,14 @@ pub const VAR_PAYMENT_RETRY_MAX_MS: &str = "PAYMENT_RETRY_MAX_MS";
 pub const VAR_PAYMENT_CREDIT_ATTEMPTS_MAX: &str = "PAYMENT_CREDIT_ATTEMPTS_MAX";
 pub const VAR_AUTH_REDIRECT_URIS: &str = "AUTH_REDIRECT_URIS";
 pub const VAR_CHALLENGE_REVIEWERS: &str = "CHALLENGE_REVIEWERS";
+pub const VAR_EDGE_URL: &str = "EDGE_URL";
 pub const VAR_OAUTH_SANDBOX_URL: &str = "OAUTH_SANDBOX_URL";
+pub const VAR_FCM_SERVICE_ACCOUNT_FILE: &str = "FCM_SERVICE_ACCOUNT_FILE";
+pub const VAR_FCM_API_URL: &str = "FCM_API_URL";
+pub const VAR_FCM_TOKEN_URL: &str = "FCM_TOKEN_URL";
+pub const VAR_FCM_SANDBOX_URL: &str = "FCM_SANDBOX_URL";
+pub const VAR_NOTIFY_RETRY_BASE_MS: &str = "NOTIFY_RETRY_BASE_MS";
+pub const VAR_NOTIFY_RETRY_MAX_MS: &str = "NOTIFY_RETRY_MAX_MS";
 
 /// Where logins may return in dev mode when `AUTH_REDIRECT_URIS` is not set: the local web app
 /// and the mobile app's scheme.
@@ -57,8 +69,12 @@ pub struct CoreConfig {
     pub toss: TossConfig,
     pub payments: PaymentSettings,
     pub auth: AuthConfig,
+    /// FCM and the notification dispatcher.
+    pub notifications: NotificationSettings,
     /// User ids allowed to review proofs.
     pub reviewers: Vec<String>,
+    /// Where the edge listens, for pushes into its Durable Objects (optional).
+    pub edge_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +148,7 @@ impl CoreConfig {
             toss_timeout: timeout,
         };
         let auth = auth_config(&lookup, dev_mode);
+        let notifications = notification_settings(&lookup, dev_mode)?;
         let reviewers = lookup(VAR_CHALLENGE_REVIEWERS)
             .unwrap_or_default()
             .split(',')
@@ -140,6 +157,8 @@ impl CoreConfig {
             .map(str::to_owned)
             .collect();
         Ok(CoreConfig {
+            edge_url: lookup(VAR_EDGE_URL).filter(|url| !url.is_empty()),
+            notifications,
             reviewers,
             auth,
             database_url,
@@ -151,6 +170,40 @@ impl CoreConfig {
             payments,
         })
     }
+}
+
+/// FCM and the dispatcher. The key file (`FCM_SERVICE_ACCOUNT_FILE`) is what turns push on;
+/// `FCM_API_URL` and `FCM_TOKEN_URL` default to Google's. In dev mode `FCM_SANDBOX_URL` (the
+/// sandbox's base URL) makes all three default to the sandbox: its API, its token endpoint and
+/// the key it serves at `/sandbox/fcm/service-account.json`.
+fn notification_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+    dev_mode: bool,
+) -> Result<NotificationSettings, ConfigError> {
+    let sandbox = lookup(VAR_FCM_SANDBOX_URL)
+        .filter(|url| dev_mode && !url.is_empty())
+        .map(|url| url.trim_end_matches('/').to_owned());
+    let key = lookup(VAR_FCM_SERVICE_ACCOUNT_FILE)
+        .filter(|path| !path.is_empty())
+        .map(|path| KeySource::File(path.into()))
+        .or_else(|| {
+            sandbox
+                .as_ref()
+                .map(|url| KeySource::Url(format!("{url}/sandbox/fcm/service-account.json")))
+        });
+    let api_url = lookup(VAR_FCM_API_URL)
+        .or_else(|| sandbox.as_ref().map(|url| format!("{url}/fcm")))
+        .unwrap_or_else(|| FCM_API_URL_DEFAULT.to_owned());
+    let token_url = lookup(VAR_FCM_TOKEN_URL)
+        .or_else(|| sandbox.as_ref().map(|url| format!("{url}/fcm/token")))
+        .unwrap_or_else(|| GOOGLE_TOKEN_URL.to_owned());
+    Ok(NotificationSettings {
+        key,
+        api_url,
+        token_url,
+        retry_base_ms: number(lookup, VAR_NOTIFY_RETRY_BASE_MS, RETRY_BASE_MS_DEFAULT)?,
+        retry_max_ms: number(lookup, VAR_NOTIFY_RETRY_MAX_MS, RETRY_MAX_MS_DEFAULT)?,
+    })
 }
 
 /// Sign-in settings: the redirect allow-list and one client per configured provider
@@ -185,5 +238,59 @@ fn auth_config(lookup: &impl Fn(&str) -> Option<String>, dev_mode: bool) -> Auth
     AuthConfig {
         redirect_uris,
         providers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dev_mode: bool, vars: &[(&str, &str)]) -> NotificationSettings {
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        notification_settings(&lookup, dev_mode).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn without_a_key_file_push_is_off_and_fcm_is_googles() {
+        let off = settings(false, &[]);
+        assert_eq!(off.key, None);
+        assert_eq!(off.api_url, FCM_API_URL_DEFAULT);
+        assert_eq!(off.token_url, GOOGLE_TOKEN_URL);
+        assert_eq!(off.retry_base_ms, RETRY_BASE_MS_DEFAULT);
+    }
+
+    #[test]
+    fn in_dev_mode_the_sandbox_url_points_fcm_its_token_endpoint_and_the_key_at_the_sandbox() {
+        let sandbox = [(VAR_FCM_SANDBOX_URL, "http://127.0.0.1:8090/")];
+        let dev = settings(true, &sandbox);
+        assert_eq!(
+            dev.key,
+            Some(KeySource::Url(
+                "http://127.0.0.1:8090/sandbox/fcm/service-account.json".to_owned()
+            ))
+        );
+        assert_eq!(dev.api_url, "http://127.0.0.1:8090/fcm");
+        assert_eq!(dev.token_url, "http://127.0.0.1:8090/fcm/token");
+        // Outside dev mode the sandbox is never used.
+        assert_eq!(settings(false, &sandbox).key, None);
+        // An explicit key file wins.
+        let file = settings(
+            true,
+            &[
+                sandbox[0],
+                (VAR_FCM_SERVICE_ACCOUNT_FILE, "/etc/nene/fcm.json"),
+            ],
+        );
+        assert_eq!(file.key, Some(KeySource::File("/etc/nene/fcm.json".into())));
+    }
+
+    #[test]
+    fn a_retry_delay_that_is_not_a_number_is_refused() {
+        let lookup = |name: &str| (name == VAR_NOTIFY_RETRY_BASE_MS).then(|| "soon".to_owned());
+        assert!(notification_settings(&lookup, false).is_err());
     }
 }

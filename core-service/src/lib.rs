@@ -36,6 +36,8 @@ pub struct AppState {
     pub dev_mode: bool,
     /// Users who may review proofs (`CHALLENGE_REVIEWERS`).
     pub reviewers: Vec<String>,
+    /// Pushes closed recruitments to the edge's rooms (`EDGE_URL`), if configured.
+    pub room_pusher: Option<lifecycle::RoomPusher>,
 }
 
 /// Applies the embedded migrations.

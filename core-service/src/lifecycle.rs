@@ -61,12 +61,72 @@ pub struct Pass {
     pub settled: u64,
 }
 
+/// How long the push to the edge may take: it only saves the room a round trip to the core.
+pub const ROOM_PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Tells the edge — and through it the challenge's `ChallengeRoom` — that recruitment closed, so
+/// the room refuses joins at once instead of learning it from the core's next refusal. Signed with
+/// the edge↔core secret. Best effort: correctness never depends on it (the core refuses joins to a
+/// closed challenge on its own).
+#[derive(Clone)]
+pub struct RoomPusher {
+    http: reqwest::Client,
+    edge_url: String,
+    secret: nene_domain::signing::SigningSecret,
+}
+
+impl RoomPusher {
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(
+        edge_url: &str,
+        secret: nene_domain::signing::SigningSecret,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(RoomPusher {
+            http: reqwest::Client::builder()
+                .timeout(ROOM_PUSH_TIMEOUT)
+                .build()?,
+            edge_url: edge_url.trim_end_matches('/').to_owned(),
+            secret,
+        })
+    }
+
+    async fn close(&self, challenge: Uuid) {
+        use nene_domain::signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedParts};
+        let path = format!("/internal/rooms/{challenge}/close");
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let signature = self.secret.sign(&SignedParts {
+            method: "POST",
+            path_and_query: &path,
+            timestamp_unix_seconds: timestamp,
+            user: "",
+            body: b"",
+        });
+        let sent = self
+            .http
+            .post(format!("{}{path}", self.edge_url))
+            .header(HEADER_TIMESTAMP, timestamp.to_string())
+            .header(HEADER_SIGNATURE, signature)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                tracing::warn!(%challenge, status = %response.status(), "room close refused");
+            }
+            Err(error) => tracing::warn!(%challenge, %error, "room close not delivered"),
+        }
+    }
+}
+
 /// Runs the scheduler forever.
-pub async fn run_forever(db: PgPool) {
+pub async fn run_forever(db: PgPool, rooms: Option<RoomPusher>) {
     let mut interval = tokio::time::interval(SCHEDULER_INTERVAL);
     loop {
         interval.tick().await;
-        match run_once(&db).await {
+        match run_once_with(&db, rooms.as_ref()).await {
             Ok(pass) if pass != Pass::default() => tracing::info!(?pass, "lifecycle pass"),
             Ok(_) => {}
             Err(error) => tracing::error!(%error, "lifecycle pass failed"),
@@ -79,6 +139,17 @@ pub async fn run_forever(db: PgPool) {
 /// # Errors
 /// When Postgres or the ledger fails; what was committed stays, the next pass continues.
 pub async fn run_once(db: &PgPool) -> Result<Pass, LifecycleError> {
+    run_once_with(db, None).await
+}
+
+/// [`run_once`], pushing closed recruitments to the rooms through `rooms`.
+///
+/// # Errors
+/// As [`run_once`].
+pub async fn run_once_with(
+    db: &PgPool,
+    rooms: Option<&RoomPusher>,
+) -> Result<Pass, LifecycleError> {
     let mut pass = Pass::default();
     let closed: Vec<(Uuid, String)> = sqlx::query_as(
         "UPDATE challenges SET state = CASE WHEN participants >= min_participants \
@@ -91,11 +162,14 @@ pub async fn run_once(db: &PgPool) -> Result<Pass, LifecycleError> {
     .bind(TRANSITIONS_PER_PASS)
     .fetch_all(db)
     .await?;
-    for (_, state) in &closed {
+    for (challenge, state) in &closed {
         if state == "canceled" {
             pass.canceled += 1;
         } else {
             pass.closed += 1;
+        }
+        if let Some(rooms) = rooms {
+            rooms.close(*challenge).await;
         }
     }
     pass.started = transition(db, "ready", "in_progress", "starts_at").await?;

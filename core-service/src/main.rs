@@ -44,11 +44,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let payments =
         nene_core::payments::Payments::new(db.clone(), &config.toss, config.payments.clone())?;
     tokio::spawn(nene_core::payments::worker::run_forever(payments.clone()));
+    let room_pusher = config
+        .edge_url
+        .as_deref()
+        .map(|url| nene_core::lifecycle::RoomPusher::new(url, config.signing_secret.clone()))
+        .transpose()?;
     let state = AppState {
         auth: nene_core::auth::Auth::new(db.clone(), config.auth.clone())?,
         payments,
         dev_mode: config.dev_mode,
         reviewers: config.reviewers.clone(),
+        room_pusher: room_pusher.clone(),
         debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),
         db,
         redis,
@@ -56,7 +62,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         wall_clock: Arc::new(SystemClock),
     };
     tokio::spawn(nene_core::maintenance::run_forever(state.db.clone()));
-    tokio::spawn(nene_core::lifecycle::run_forever(state.db.clone()));
+    nene_core::notifications::start::spawn(
+        &config.notifications,
+        state.db.clone(),
+        state.redis.clone(),
+    )?;
+    tokio::spawn(nene_core::lifecycle::run_forever(
+        state.db.clone(),
+        room_pusher,
+    ));
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "nene-core listening");
     axum::serve(listener, http::router(state))

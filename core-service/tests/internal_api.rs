@@ -48,6 +48,7 @@ fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
         .unwrap_or_else(|e| panic!("{e}")),
         dev_mode: false,
         reviewers: Vec::new(),
+        room_pusher: None,
         auth: nene_core::auth::Auth::new(
             db.clone(),
             nene_core::auth::AuthConfig {

@@ -239,6 +239,23 @@ impl<S: SeatStore> JoinRoom<S> {
         self.store.next_retry_ms()
     }
 
+    /// The core closed recruitment (its scheduler's push): stop admitting at once. A room that
+    /// never learned its rules learns them from the core on its first join, closed already.
+    /// Returns whether the room knew its rules.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn close_recruitment(&mut self) -> Result<bool, StoreError> {
+        let Some(mut rules) = self.store.rules()? else {
+            return Ok(false);
+        };
+        if rules.recruiting {
+            rules.recruiting = false;
+            self.store.set_rules(rules)?;
+        }
+        Ok(true)
+    }
+
     /// # Errors
     /// When the store fails.
     pub fn set_rules(&mut self, rules: RoomRules) -> Result<(), StoreError> {
@@ -441,6 +458,25 @@ mod tests {
                 pending: 0,
                 capacity: 2
             })
+        );
+    }
+
+    #[test]
+    fn a_room_told_recruitment_closed_refuses_without_asking_the_core() {
+        let mut room = room(10);
+        assert_eq!(admit(&mut room, "a"), Admission::Forward);
+        assert_eq!(room.close_recruitment(), Ok(true));
+        assert_eq!(admit(&mut room, "b"), Admission::NotRecruiting);
+        // The seat already in flight still gets its answer.
+        assert_eq!(
+            settle(&mut room, "a", Verdict::Joined, NOW),
+            Outcome::Confirmed
+        );
+        let mut fresh = JoinRoom::new(MemorySeatStore::default());
+        assert_eq!(
+            fresh.close_recruitment(),
+            Ok(false),
+            "no rules yet: nothing to close"
         );
     }
 

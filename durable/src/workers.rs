@@ -123,6 +123,16 @@ impl worker::DurableObject for ChallengeRoom {
                 };
                 self.join(&call).await
             }
+            ("POST", "/close") => {
+                let mut logic = crate::join::JoinRoom::new(SqliteSeatStore { sql: sql.clone() });
+                match logic.close_recruitment() {
+                    Ok(known) => Response::from_json(&serde_json::json!({ "closed": known })),
+                    Err(error) => {
+                        worker::console_error!("room close failed: {error}");
+                        error_response(ErrorCode::Internal)
+                    }
+                }
+            }
             ("GET", "/counts") => {
                 let challenge = req
                     .url()?

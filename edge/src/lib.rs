@@ -13,6 +13,7 @@ pub mod config;
 pub mod core_client;
 pub mod error;
 pub mod login;
+pub mod notifications;
 pub mod payments;
 pub mod platform;
 pub mod router;

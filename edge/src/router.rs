@@ -45,7 +45,9 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/wallet", get(wallet))
         .merge(crate::payments::routes())
         .merge(crate::login::routes())
+        .merge(crate::notifications::routes())
         .merge(crate::challenges::routes(state.config.dev_mode));
+    routes = routes.route(PATH_ROOM_CLOSE, post(close_room));
     if state.config.dev_mode {
         routes = routes.route(
             "/v1/dev/rooms/{challenge_id}/probe",
@@ -289,6 +291,56 @@ async fn challenge_detail(
     }
     detail["live"] = live;
     Ok(axum::Json(detail))
+}
+
+/// The core's push when recruitment closes (signed by the core, like its own inbound calls).
+pub const PATH_ROOM_CLOSE: &str = "/internal/rooms/{challenge_id}/close";
+
+/// `POST /internal/rooms/{id}/close`: the core's scheduler closed recruitment; the challenge's room
+/// stops admitting at once instead of learning it from the core's next refusal. Only the core can
+/// call it: the request must carry the shared secret's signature, fresh.
+async fn close_room(
+    State(state): State<AppState>,
+    Path(challenge_id): Path<String>,
+    headers: http::HeaderMap,
+    uri: http::Uri,
+    body: Bytes,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    use nene_domain::signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedParts};
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let timestamp = header(HEADER_TIMESTAMP)
+        .and_then(|t| t.parse::<i64>().ok())
+        .ok_or(ApiError::new(ErrorCode::SignatureInvalid))?;
+    let signature = header(HEADER_SIGNATURE).ok_or(ApiError::new(ErrorCode::SignatureInvalid))?;
+    state
+        .config
+        .signing_secret
+        .verify(
+            &SignedParts {
+                method: "POST",
+                path_and_query: uri.path(),
+                timestamp_unix_seconds: timestamp,
+                user: "",
+                body: &body,
+            },
+            signature,
+            state.host.now_unix_seconds(),
+        )
+        .map_err(|_| ApiError::new(ErrorCode::SignatureInvalid))?;
+    let challenge_id = parse_challenge_id(&challenge_id)?;
+    let rooms = state
+        .rooms
+        .as_ref()
+        .ok_or(ApiError::new(ErrorCode::NotFound))?;
+    call_object(
+        rooms.as_ref(),
+        ObjectName::Room(&challenge_id),
+        http::Method::POST,
+        "/close",
+        Bytes::new(),
+    )
+    .await
+    .map(axum::Json)
 }
 
 /// Longest Idempotency-Key accepted (API.md).

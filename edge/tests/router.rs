@@ -97,6 +97,18 @@ impl Rooms for FakeRooms {
         request: OutboundRequest,
     ) -> BoxFuture<Result<OutboundResponse, TransportError>> {
         let path = request.url.trim_start_matches("https://room").to_owned();
+        if path == "/close" {
+            self.joins
+                .lock()
+                .map(|mut joins| joins.push(serde_json::json!({"closed": true})))
+                .ok();
+            return Box::pin(async {
+                Ok(OutboundResponse {
+                    status: 200,
+                    body: Bytes::from_static(b"{\"closed\":true}"),
+                })
+            });
+        }
         if path == "/join" {
             let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
             self.joins.lock().map(|mut joins| joins.push(body)).ok();
@@ -605,4 +617,45 @@ async fn a_partners_failure_reported_by_the_core_reaches_the_client_as_that_502(
     .await;
     assert_eq!(status, 503, "a proxy's 502 is the core being unavailable");
     assert_eq!(error_of(&answer).error.code, ErrorCode::CoreUnavailable);
+}
+
+fn signed_close(path: &str, secret: &str, timestamp: i64) -> Request<Body> {
+    let signature = SigningSecret::parse(secret)
+        .map(|secret| {
+            secret.sign(&SignedParts {
+                method: "POST",
+                path_and_query: path,
+                timestamp_unix_seconds: timestamp,
+                user: "",
+                body: b"",
+            })
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    Request::post(path)
+        .header(HEADER_TIMESTAMP, timestamp.to_string())
+        .header(HEADER_SIGNATURE, signature)
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn only_the_cores_signature_closes_a_room() {
+    let path = "/internal/rooms/0190a5f2-7c3e-7000-8000-000000000001/close";
+    for (secret, timestamp) in [
+        ("another-secret-another-secret-another!", NOW),
+        (SECRET, NOW - 3_600),
+    ] {
+        let rooms = Arc::new(FakeRooms::default());
+        let mut platform = platform(healthy_core(), false);
+        platform.rooms = Some(Arc::clone(&rooms) as Arc<dyn Rooms>);
+        let (status, _, _) = send(platform, signed_close(path, secret, timestamp)).await;
+        assert_eq!(status, 401);
+        assert!(rooms.joins.lock().map(|j| j.is_empty()).unwrap_or(false));
+    }
+    let rooms = Arc::new(FakeRooms::default());
+    let mut platform = platform(healthy_core(), false);
+    platform.rooms = Some(Arc::clone(&rooms) as Arc<dyn Rooms>);
+    let (status, _, body) = send(platform, signed_close(path, SECRET, NOW)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(rooms.joins.lock().map(|j| j.len()).unwrap_or(0), 1);
 }

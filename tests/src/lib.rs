@@ -272,6 +272,7 @@ pub struct Core {
     pub process: Process,
     pub database: Database,
     toss_url: String,
+    edge_url: Option<String>,
 }
 
 impl Core {
@@ -283,14 +284,35 @@ impl Core {
     /// Starts `nene-core` calling Toss and the login providers at `toss_url` (a [`Sandbox`]),
     /// with fast payment retries.
     pub async fn start_with_toss(log_dir: &Path, toss_url: &str) -> Core {
+        Self::start_with(log_dir, Some(toss_url), None).await
+    }
+
+    /// Starts `nene-core` with Toss and the login providers at `toss_url` (or nowhere) and the
+    /// edge at `edge_url` (for the scheduler's pushes into the rooms).
+    pub async fn start_with(
+        log_dir: &Path,
+        toss_url: Option<&str>,
+        edge_url: Option<&str>,
+    ) -> Core {
         let database = Database::create().await;
         let port = free_port();
-        let process = Self::spawn(&database, port, toss_url, log_dir, "core").await;
+        let toss_url = toss_url.unwrap_or(TOSS_URL_NOWHERE).to_owned();
+        let edge_url = edge_url.map(str::to_owned);
+        let process = Self::spawn(
+            &database,
+            port,
+            &toss_url,
+            edge_url.as_deref(),
+            log_dir,
+            "core",
+        )
+        .await;
         Core {
             url: format!("http://127.0.0.1:{port}"),
             process,
             database,
-            toss_url: toss_url.to_owned(),
+            toss_url,
+            edge_url,
         }
     }
 
@@ -308,6 +330,7 @@ impl Core {
             &self.database,
             port,
             &self.toss_url,
+            self.edge_url.as_deref(),
             log_dir,
             "core-restarted",
         )
@@ -318,6 +341,7 @@ impl Core {
         database: &Database,
         port: u16,
         toss_url: &str,
+        edge_url: Option<&str>,
         log_dir: &Path,
         name: &str,
     ) -> Process {
@@ -336,7 +360,8 @@ impl Core {
             .env("TOSS_TIMEOUT_MS", "1000")
             .env("PAYMENT_RETRY_BASE_MS", "20")
             .env("PAYMENT_RETRY_MAX_MS", "200")
-            .env("PAYMENT_CREDIT_ATTEMPTS_MAX", "5");
+            .env("PAYMENT_CREDIT_ATTEMPTS_MAX", "5")
+            .env("EDGE_URL", edge_url.unwrap_or_default());
         let mut process = Process::start(name, command, log_dir);
         process
             .wait_until_answering(&format!("http://127.0.0.1:{port}/healthz"))
@@ -426,9 +451,18 @@ impl Wrangler {
     /// Starts `wrangler dev` on the prebuilt Worker, pointed at `core_url`, keeping Durable Object
     /// state in `persist_dir`.
     pub async fn start(core_url: &str, persist_dir: &Path, log_dir: &Path) -> Wrangler {
+        Self::start_on(free_port(), core_url, persist_dir, log_dir).await
+    }
+
+    /// [`Wrangler::start`] on a port chosen beforehand (so the core can be told where the edge is).
+    pub async fn start_on(
+        port: u16,
+        core_url: &str,
+        persist_dir: &Path,
+        log_dir: &Path,
+    ) -> Wrangler {
         let root = required_env("NENE_ROOT");
         let node_bin = required_env("NENE_NODE_BIN");
-        let port = free_port();
         let inspector_port = free_port();
         let path = format!("{node_bin}:{}", std::env::var("PATH").unwrap_or_default());
         let mut command = Command::new(required_env("NENE_WRANGLER"));

@@ -50,8 +50,10 @@ async fn clock_to(edge: &str, now: &mut i64, target: i64) {
 #[tokio::test]
 async fn a_challenge_goes_from_creation_to_settlement_through_the_edge_with_the_test_clock() {
     let dir = scratch_dir("lifecycle_workers");
-    let core = Core::start(&dir).await;
-    let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
+    let edge_port = nene_e2e::free_port();
+    let edge_url = format!("http://127.0.0.1:{edge_port}");
+    let core = Core::start_with(&dir, None, Some(&edge_url)).await;
+    let edge = Wrangler::start_on(edge_port, &core.url, &dir.join("state"), &dir).await;
     let url = edge.url.as_str();
     let (status, tick) = call(
         url,
@@ -110,6 +112,40 @@ async fn a_challenge_goes_from_creation_to_settlement_through_the_edge_with_the_
         .await;
         assert_eq!(status, 201, "{user}: {seat}");
     }
+    // Recruitment closes at the start: the scheduler pushes it into the room, which then refuses
+    // by itself — with the core failing every join, a forwarded join would be a 503.
+    clock_to(url, &mut now, starts_at).await;
+    let (status, _) = core_call(
+        &core,
+        "POST",
+        "/internal/v1/dev/faults",
+        "",
+        &json!({ "join_failures": 1_000 }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        url,
+        "POST",
+        &format!("/v1/challenges/{id}/join"),
+        "latecomer",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("CHALLENGE_NOT_RECRUITING")),
+        "{body}"
+    );
+    let (status, _) = core_call(
+        &core,
+        "POST",
+        "/internal/v1/dev/faults",
+        "",
+        &json!({ "join_failures": 0 }),
+    )
+    .await;
+    assert_eq!(status, 200);
     let proof = json!({ "image_url": "https://img.nene.test/p.jpg", "note": "" });
     let path = format!("/v1/challenges/{id}/proofs");
     let mut dong_day_2 = String::new();

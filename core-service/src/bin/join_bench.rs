@@ -106,6 +106,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         )?,
         dev_mode: false,
         reviewers: Vec::new(),
+        room_pusher: None,
         auth: nene_core::auth::Auth::new(
             db.clone(),
             nene_core::auth::AuthConfig {

@@ -202,7 +202,8 @@ async fn advance_clock(
     .bind(advance.advance_seconds)
     .fetch_one(&state.db)
     .await?;
-    if let Err(error) = crate::lifecycle::run_once(&state.db).await {
+    if let Err(error) = crate::lifecycle::run_once_with(&state.db, state.room_pusher.as_ref()).await
+    {
         tracing::error!(%error, "lifecycle pass after a clock advance failed");
     }
     let now = crate::clock::platform_now_unix_seconds(&state.db, state.wall_clock.as_ref()).await?;

@@ -6,6 +6,7 @@ mod auth;
 mod challenges;
 pub mod error;
 mod ledger;
+mod notifications;
 mod payments;
 pub mod signature;
 
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(challenges::routes(dev_mode))
         .merge(payments::routes(dev_mode))
+        .merge(notifications::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Outside the routing, so an unsigned caller learns nothing, not even which paths exist.

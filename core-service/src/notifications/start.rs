@@ -1,0 +1,147 @@
+//! Starting the dispatcher from the configuration: the service account's key file (or, in dev
+//! mode, the sandbox's served key), the FCM client, and the background task.
+
+use std::{path::PathBuf, time::Duration};
+
+use sqlx::PgPool;
+
+use super::{
+    dispatcher::{Dispatcher, DispatcherSettings},
+    fcm::{CredentialsError, FCM_SEND_TIMEOUT_DEFAULT, FcmClient, FcmConfig, ServiceAccount},
+    outcome::Backoff,
+};
+
+/// Google's key files are about 2.3 KB; anything much larger is not one.
+pub const KEY_FILE_BYTES_MAX: u64 = 64 * 1024;
+/// The sandbox may start after the core (`./nene up` starts it first, tests may not): its key is
+/// asked for again this often until it answers.
+pub const SANDBOX_KEY_RETRY_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Where the service account's key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `FCM_SERVICE_ACCOUNT_FILE`: the key file downloaded from the Google Cloud console.
+    File(PathBuf),
+    /// Dev mode only: the sandbox's `GET /sandbox/fcm/service-account.json`.
+    Url(String),
+}
+
+/// The notification settings of `config.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationSettings {
+    /// `None`: FCM is not configured; nothing is pushed and notifications stay PENDING (listed in
+    /// the app, delivered once FCM is configured).
+    pub key: Option<KeySource>,
+    pub api_url: String,
+    pub token_url: String,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}: {1}")]
+    KeyFile(PathBuf, String),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+}
+
+fn read_key_file(path: &PathBuf) -> Result<String, StartError> {
+    let bad = |what: String| StartError::KeyFile(path.clone(), what);
+    let size = std::fs::metadata(path)
+        .map_err(|error| bad(error.to_string()))?
+        .len();
+    if size > KEY_FILE_BYTES_MAX {
+        return Err(bad(format!("{size} bytes is not a key file")));
+    }
+    std::fs::read_to_string(path).map_err(|error| bad(error.to_string()))
+}
+
+async fn fetch_key(url: &str) -> Result<String, String> {
+    let response = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|error| error.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    response.text().await.map_err(|error| error.to_string())
+}
+
+fn dispatcher(
+    settings: &NotificationSettings,
+    json: &str,
+    db: PgPool,
+    redis: Option<redis::Client>,
+) -> Result<Dispatcher, StartError> {
+    let fcm = FcmClient::new(FcmConfig {
+        api_url: settings.api_url.clone(),
+        token_url: settings.token_url.clone(),
+        account: ServiceAccount::from_json(json)?,
+        send_timeout: FCM_SEND_TIMEOUT_DEFAULT,
+    })?;
+    Ok(Dispatcher::new(
+        db,
+        fcm,
+        redis,
+        DispatcherSettings {
+            backoff: Backoff {
+                base_ms: settings.retry_base_ms,
+                max_ms: settings.retry_max_ms,
+            },
+            ..DispatcherSettings::default()
+        },
+    ))
+}
+
+/// Starts the dispatcher in the background, if FCM is configured.
+///
+/// # Errors
+/// The key file cannot be read or is not a service account's key: a misconfigured production
+/// core stops at start rather than queueing notifications it can never send.
+pub fn spawn(
+    settings: &NotificationSettings,
+    db: PgPool,
+    redis: Option<redis::Client>,
+) -> Result<(), StartError> {
+    match &settings.key {
+        None => {
+            tracing::warn!(
+                "FCM is not configured (FCM_SERVICE_ACCOUNT_FILE): notifications stay pending"
+            );
+        }
+        Some(KeySource::File(path)) => {
+            let json = read_key_file(path)?;
+            let dispatcher = dispatcher(settings, &json, db, redis)?;
+            tracing::info!(key = %path.display(), "notification dispatcher started");
+            tokio::spawn(dispatcher.run_forever());
+        }
+        Some(KeySource::Url(url)) => {
+            let (settings, url) = (settings.clone(), url.clone());
+            tokio::spawn(async move {
+                loop {
+                    match fetch_key(&url).await {
+                        Ok(json) => match dispatcher(&settings, &json, db.clone(), redis.clone()) {
+                            Ok(dispatcher) => {
+                                tracing::info!(%url, "notification dispatcher started");
+                                dispatcher.run_forever().await;
+                                return;
+                            }
+                            Err(error) => {
+                                tracing::error!(%error, %url, "the sandbox's key is unusable");
+                                return;
+                            }
+                        },
+                        Err(error) => {
+                            tracing::warn!(%error, %url, "the sandbox's FCM key is not there yet");
+                            tokio::time::sleep(SANDBOX_KEY_RETRY_INTERVAL).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
+}
