@@ -50,6 +50,33 @@ pub enum LifecycleError {
     Settlement(String),
 }
 
+/// Proof reminders go out this long before a day's window closes.
+pub const REMINDER_LEAD_SECONDS: i64 = 3_600;
+/// Quiet hours, local time, in minutes of the day: no reminder from 22:00 until 08:00; a
+/// reminder due in them moves to 08:00 if the window is still open then, else it is skipped.
+pub const QUIET_HOURS_START_MINUTE: i64 = 22 * 60;
+pub const QUIET_HOURS_END_MINUTE: i64 = 8 * 60;
+
+/// When the reminder for challenge day `day` is due, if it is to be sent at all: an hour before
+/// the window closes (not before it opens), moved out of quiet hours.
+#[must_use]
+pub fn reminder_at(rules: &nene_domain::rules::ChallengeRules, day: u32) -> Option<i64> {
+    let opens = rules.window_opens_at(day);
+    let closes = rules.window_closes_at(day);
+    let at = (closes - REMINDER_LEAD_SECONDS).max(opens);
+    let offset = i64::from(rules.utc_offset_seconds());
+    let minute = (at + offset).rem_euclid(86_400) / 60;
+    let quiet = !(QUIET_HOURS_END_MINUTE..QUIET_HOURS_START_MINUTE).contains(&minute);
+    if !quiet {
+        return Some(at);
+    }
+    if minute >= QUIET_HOURS_START_MINUTE {
+        return None;
+    }
+    let quiet_end = at + (QUIET_HOURS_END_MINUTE - minute) * 60;
+    (quiet_end < closes).then_some(quiet_end)
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pass {
@@ -59,6 +86,7 @@ pub struct Pass {
     pub ended: u64,
     pub refunded: u64,
     pub settled: u64,
+    pub reminded: u64,
 }
 
 /// How long the push to the edge may take: it only saves the room a round trip to the core.
@@ -185,6 +213,7 @@ pub async fn run_once_with(
     for challenge in canceled {
         pass.refunded += refund_stakes(db, challenge).await?;
     }
+    pass.reminded = remind(db).await?;
     let due: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM challenges WHERE state = 'ended' AND review_ends_at <= platform_now() \
          ORDER BY review_ends_at LIMIT $1",
@@ -198,6 +227,61 @@ pub async fn run_once_with(
         }
     }
     Ok(pass)
+}
+
+/// Queues today's proof reminder for every participant of a running challenge who has not proved
+/// today, once the reminder is due (see [`reminder_at`]) and while the window is open. One per
+/// participant and day (the dedup key), however often the scheduler runs.
+async fn remind(db: &PgPool) -> Result<u64, LifecycleError> {
+    let running: Vec<(Uuid, sqlx::types::Json<RawRules>, i64)> = sqlx::query_as(
+        "SELECT id, rules, floor(extract(epoch FROM platform_now()))::int8 FROM challenges \
+         WHERE state = 'in_progress' AND rules IS NOT NULL LIMIT $1",
+    )
+    .bind(TRANSITIONS_PER_PASS)
+    .fetch_all(db)
+    .await?;
+    let mut queued = 0;
+    for (challenge, rules, now) in running {
+        let Ok(rules) = nene_domain::rules::ChallengeRules::parse(&rules.0) else {
+            continue;
+        };
+        let Some(day) = rules.day_of(now) else {
+            continue;
+        };
+        let due = reminder_at(&rules, day).is_some_and(|at| at <= now);
+        if !due || now >= rules.window_closes_at(day) {
+            continue;
+        }
+        let mut tx = db.begin().await?;
+        let missing: Vec<String> = sqlx::query_scalar(
+            "SELECT p.user_id FROM challenge_participants p \
+             WHERE p.challenge_id = $1 AND NOT EXISTS (SELECT 1 FROM proofs f \
+                 WHERE f.challenge_id = $1 AND f.user_id = p.user_id AND f.day = $2) \
+             AND NOT EXISTS (SELECT 1 FROM notifications n \
+                 WHERE n.dedup_key = 'reminder:' || $1 || ':' || $2 || ':' || p.user_id)",
+        )
+        .bind(challenge)
+        .bind(i32::try_from(day).unwrap_or(i32::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        for user in &missing {
+            crate::notifications::enqueue_in_tx(
+                &mut tx,
+                user,
+                crate::notifications::NotificationKind::ProofReminder,
+                &serde_json::json!({
+                    "challenge": challenge,
+                    "day": day,
+                    "window_closes_at": nene_domain::time::format_rfc3339(rules.window_closes_at(day)),
+                }),
+                &format!("reminder:{challenge}:{day}:{user}"),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        queued += u64::try_from(missing.len()).unwrap_or(0);
+    }
+    Ok(queued)
 }
 
 async fn transition(
@@ -436,12 +520,15 @@ pub async fn post_payout_batch(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO notifications (id, user_id, kind, payload, dedup_key) \
-         SELECT i, u, 'settlement_result', \
-                jsonb_build_object('challenge', $1::uuid, 'refund', r, 'prize', p), \
-                'settled:' || $1::uuid || ':' || u \
-         FROM UNNEST($2::uuid[], $3::text[], $4::int8[], $5::int8[]) AS x(i, u, r, p) \
-         ON CONFLICT (dedup_key) DO NOTHING",
+        // As notifications::enqueue_in_tx, for a whole batch: the row and its feed entry.
+        "WITH queued AS ( \
+             INSERT INTO notifications (id, user_id, kind, payload, dedup_key) \
+             SELECT i, u, 'settlement_result', \
+                    jsonb_build_object('challenge', $1::uuid, 'refund', r, 'prize', p), \
+                    'settled:' || $1::uuid || ':' || u \
+             FROM UNNEST($2::uuid[], $3::text[], $4::int8[], $5::int8[]) AS x(i, u, r, p) \
+             ON CONFLICT (dedup_key) DO NOTHING RETURNING id) \
+         INSERT INTO notification_feed (id) SELECT id FROM queued",
     )
     .bind(challenge)
     .bind(&ids)
@@ -505,4 +592,55 @@ async fn finish(db: &PgPool, challenge: Uuid, escrow: AccountId) -> Result<bool,
         .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use nene_domain::rules::{ChallengeRules, RawProofRules, RawRules};
+
+    use super::*;
+
+    /// A one-week Seoul challenge starting 2026-11-30 00:00 local with the given window.
+    fn rules(start: &str, end: &str) -> ChallengeRules {
+        let starts_at = 1_796_396_400; // 2026-11-30T00:00:00+09:00
+        ChallengeRules::parse(&RawRules {
+            entry_fee: 10_000,
+            capacity: 10,
+            min_participants: 2,
+            recruit_ends_at: starts_at,
+            starts_at,
+            ends_at: starts_at + 7 * 86_400,
+            proof: RawProofRules {
+                days_per_week: 7,
+                window_start: start.to_owned(),
+                window_end: end.to_owned(),
+                time_zone: "Asia/Seoul".to_owned(),
+            },
+            house_fee_bps: 0,
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_reminder_goes_an_hour_before_the_window_closes() {
+        let r = rules("06:00", "09:00");
+        assert_eq!(reminder_at(&r, 0), Some(r.window_closes_at(0) - 3_600));
+        // A window shorter than the lead: remind when it opens.
+        let short = rules("12:00", "12:30");
+        assert_eq!(reminder_at(&short, 2), Some(short.window_opens_at(2)));
+    }
+
+    #[test]
+    fn quiet_hours_move_a_reminder_to_eight_or_skip_it() {
+        // Closes 08:30: an hour before is 07:30, quiet → 08:00, still open.
+        let early = rules("05:00", "08:30");
+        assert_eq!(
+            reminder_at(&early, 1),
+            Some(early.window_closes_at(1) - 30 * 60)
+        );
+        // Closes 07:30: 08:00 is too late — no reminder.
+        assert_eq!(reminder_at(&rules("05:00", "07:30"), 1), None);
+        // Closes at midnight: 23:00 is quiet and the window is gone by 08:00.
+        assert_eq!(reminder_at(&rules("20:00", "24:00"), 1), None);
+    }
 }

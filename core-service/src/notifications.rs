@@ -29,6 +29,7 @@ pub enum NotificationKind {
     PaymentCanceled,
     RefundDone,
     ChallengeCanceled,
+    ProofReminder,
 }
 
 impl NotificationKind {
@@ -39,6 +40,7 @@ impl NotificationKind {
             NotificationKind::PaymentCanceled => "payment_canceled",
             NotificationKind::RefundDone => "refund_done",
             NotificationKind::ChallengeCanceled => "challenge_canceled",
+            NotificationKind::ProofReminder => "proof_reminder",
         }
     }
 }

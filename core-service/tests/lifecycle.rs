@@ -538,3 +538,31 @@ async fn the_databases_count_of_proof_days_is_the_domains(db: PgPool) {
     let counted = ok(proofs::counted_days(&mut conn, challenge, 3).await);
     assert_eq!(counted, expected);
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_participant_who_has_not_proved_gets_one_reminder_before_the_window_closes(db: PgPool) {
+    let w = wire(&db, 2, 0).await;
+    let starts_at = ok(nene_domain::time::parse_rfc3339(&w.starts_at).ok_or("t"));
+    let challenge = ok(challenges::create(&db, None, &ok(NewChallenge::parse(&w))).await).id;
+    for user in ["early_bird", "sleeper"] {
+        fund_and_join(&db, challenge, user).await;
+    }
+    advance(&db, starts_at + 7 * 3_600 - now(&db).await).await;
+    ok(lifecycle::run_once(&db).await);
+    ok(proofs::submit(&db, challenge, "early_bird", &proof()).await);
+    let reminders = |db: PgPool| async move {
+        let rows: Vec<String> = ok(sqlx::query_scalar(
+            "SELECT user_id FROM notifications WHERE kind = 'proof_reminder' ORDER BY user_id",
+        )
+        .fetch_all(&db)
+        .await);
+        rows
+    };
+    // 07:00: too early (the window closes at 09:00, the reminder is due at 08:00).
+    assert!(reminders(db.clone()).await.is_empty());
+    advance(&db, 3_600 + 60).await;
+    let pass = ok(lifecycle::run_once(&db).await);
+    assert_eq!(pass.reminded, 1);
+    ok(lifecycle::run_once(&db).await);
+    assert_eq!(reminders(db.clone()).await, vec!["sleeper".to_owned()]);
+}

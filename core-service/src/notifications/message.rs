@@ -119,6 +119,20 @@ pub fn render(kind: &str, payload: &Value) -> Rendered {
                 None => "참가자가 모이지 않아 챌린지가 취소되었어요.".to_owned(),
             },
         ),
+        "proof_reminder" => (
+            "오늘 인증을 잊지 마세요".to_owned(),
+            "인증 시간이 곧 끝나요. 지금 인증하고 참가비를 지키세요.".to_owned(),
+        ),
+        "settlement_result" => (
+            "챌린지 정산 완료".to_owned(),
+            match (points(payload, "refund"), points(payload, "prize")) {
+                (Some(refund), Some(prize)) if prize != "0" => {
+                    format!("{refund}P를 돌려드리고 상금 {prize}P를 더했어요.")
+                }
+                (Some(refund), _) => format!("{refund}P를 돌려드렸어요."),
+                _ => "정산이 끝났어요. 앱에서 확인해 보세요.".to_owned(),
+            },
+        ),
         _ => (
             "NeNe Challenge".to_owned(),
             "새 알림이 있어요. 앱에서 확인해 보세요.".to_owned(),
@@ -249,6 +263,18 @@ mod tests {
             payload,
             rendered,
         }
+    }
+
+    #[test]
+    fn a_settlement_says_what_came_back_and_a_reminder_says_to_prove() {
+        let prize = render(
+            "settlement_result",
+            &json!({ "refund": 10_000, "prize": 3_858 }),
+        );
+        assert_eq!(prize.body, "10,000P를 돌려드리고 상금 3,858P를 더했어요.");
+        let refund = render("settlement_result", &json!({ "refund": 5_714, "prize": 0 }));
+        assert_eq!(refund.body, "5,714P를 돌려드렸어요.");
+        assert!(render("proof_reminder", &json!({})).title.contains("인증"));
     }
 
     #[test]
