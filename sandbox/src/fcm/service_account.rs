@@ -124,56 +124,7 @@ fn pem_der(pem: &str) -> Result<Vec<u8>, String> {
         .map_err(|error| format!("private_key: {error}"))
 }
 
-const DER_INTEGER: u8 = 0x02;
-const DER_OCTET_STRING: u8 = 0x04;
-const DER_OBJECT_IDENTIFIER: u8 = 0x06;
-const DER_SEQUENCE: u8 = 0x30;
-/// 1.2.840.113549.1.1.1, `rsaEncryption`.
-const RSA_ENCRYPTION_OID: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-
-/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (RFC 5208): `SEQUENCE { INTEGER 0,
-/// SEQUENCE { OID rsaEncryption, NULL }, OCTET STRING { RSAPrivateKey } }`. jsonwebtoken's
-/// `rust_crypto` backend reads PKCS#1 only.
-fn pkcs1_from_pkcs8(der: &[u8]) -> Result<&[u8], String> {
-    let (info, _) = der_element(der, DER_SEQUENCE)?;
-    let (version, rest) = der_element(info, DER_INTEGER)?;
-    if version != [0] {
-        return Err("PKCS#8: unknown version".to_owned());
-    }
-    let (algorithm, rest) = der_element(rest, DER_SEQUENCE)?;
-    let (oid, _) = der_element(algorithm, DER_OBJECT_IDENTIFIER)?;
-    if oid != RSA_ENCRYPTION_OID {
-        return Err("PKCS#8: not an RSA key".to_owned());
-    }
-    let (key, _) = der_element(rest, DER_OCTET_STRING)?;
-    Ok(key)
-}
-
-/// The contents of the DER element with `tag` at the start of `input`, and what follows it.
-fn der_element(input: &[u8], tag: u8) -> Result<(&[u8], &[u8]), String> {
-    /// Longer lengths than four bytes describe elements over 4 GiB: not a key.
-    const LENGTH_BYTES_MAX: usize = 4;
-    let truncated = || "DER: truncated".to_owned();
-    let (&found, rest) = input.split_first().ok_or_else(truncated)?;
-    if found != tag {
-        return Err(format!("DER: expected tag {tag:#04x}, found {found:#04x}"));
-    }
-    let (&first, rest) = rest.split_first().ok_or_else(truncated)?;
-    let (length, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > LENGTH_BYTES_MAX {
-            return Err("DER: unsupported length".to_owned());
-        }
-        let (bytes, rest) = rest.split_at_checked(count).ok_or_else(truncated)?;
-        let length = bytes
-            .iter()
-            .fold(0_usize, |length, &byte| (length << 8) | usize::from(byte));
-        (length, rest)
-    };
-    rest.split_at_checked(length).ok_or_else(truncated)
-}
+use nene_domain::pkcs8::pkcs1_from_pkcs8;
 
 /// The committed keys: the registered one and the one Google does not know.
 #[derive(Debug)]
@@ -270,9 +221,6 @@ mod tests {
     #[test]
     fn a_key_that_is_not_pkcs8_rsa_is_refused() {
         assert!(pem_der("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n").is_err());
-        assert!(pkcs1_from_pkcs8(&[DER_SEQUENCE, 0x03, DER_INTEGER, 0x01, 0x01]).is_err());
-        assert!(pkcs1_from_pkcs8(&[DER_SEQUENCE, 0x84, 0xff, 0xff, 0xff, 0xff]).is_err());
-        assert!(pkcs1_from_pkcs8(&[]).is_err());
         let not_a_service_account = SERVICE_ACCOUNT_JSON.replace("service_account", "user");
         assert!(ServiceAccountKey::from_json(&not_a_service_account).is_err());
     }
