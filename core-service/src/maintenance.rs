@@ -27,6 +27,12 @@ pub async fn run_once(db: &PgPool) -> Result<(u64, u64), crate::ledger::LedgerEr
     tx.commit().await?;
     let mut conn = db.acquire().await?;
     let purged = purge_idempotency_records(&mut conn, PURGED_RECORDS_PER_PASS).await?;
+    drop(conn);
+    match crate::auth::purge_expired(db, PURGED_RECORDS_PER_PASS).await {
+        Ok(removed) if removed > 0 => tracing::info!(removed, "expired sign-in rows purged"),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "sign-in purge failed"),
+    }
     Ok((released, purged))
 }
 

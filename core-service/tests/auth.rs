@@ -335,3 +335,42 @@ async fn logins_from_one_ip_are_rate_limited(db: PgPool) {
     // Another address is not affected.
     ok(auth::start(&f.auth, "kakao", REDIRECT, "192.0.2.8").await);
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn maintenance_removes_expired_login_states_and_old_rate_limit_windows_only(db: PgPool) {
+    let f = fixture(db).await;
+    ok(auth::start(&f.auth, "kakao", REDIRECT, "10.0.0.9").await);
+    ok(auth::start(&f.auth, "kakao", REDIRECT, "10.0.0.9").await);
+    ok(sqlx::query(
+        "UPDATE auth_states SET expires_at = now() - interval '2 days' \
+         WHERE state = (SELECT state FROM auth_states LIMIT 1)",
+    )
+    .execute(&f.auth.db)
+    .await);
+    ok(sqlx::query(
+        "INSERT INTO rate_limit_windows (bucket, window_start, hits) \
+         VALUES ('ip:old', now() - interval '2 hours', 3)",
+    )
+    .execute(&f.auth.db)
+    .await);
+    ok(sqlx::query(
+        "INSERT INTO revoked_access_tokens (jti, expires_at) \
+         VALUES ('gone', now() - interval '1 minute'), ('live', now() + interval '5 minutes')",
+    )
+    .execute(&f.auth.db)
+    .await);
+    ok(nene_core::maintenance::run_once(&f.auth.db).await);
+    let counts: (i64, i64, i64) = ok(sqlx::query_as(
+        "SELECT (SELECT count(*) FROM auth_states), \
+                (SELECT count(*) FROM rate_limit_windows), \
+                (SELECT count(*) FROM revoked_access_tokens)",
+    )
+    .fetch_one(&f.auth.db)
+    .await);
+    assert_eq!(
+        counts,
+        (1, 1, 1),
+        "the fresh state, this minute's window, the live token"
+    );
+    assert!(ok(auth::is_revoked(&f.auth.db, "live").await));
+}

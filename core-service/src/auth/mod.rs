@@ -353,6 +353,39 @@ async fn revoke_family_in_tx(
     Ok(())
 }
 
+/// Login states are kept this long past their expiry (a replay is refused either way: an unknown
+/// state is as invalid as a used one), rate-limit windows this long past their minute.
+pub const LOGIN_STATE_KEPT_SECONDS: i64 = 86_400;
+pub const RATE_LIMIT_WINDOW_KEPT_SECONDS: i64 = 3_600;
+
+/// Removes what sign-in no longer needs, at most `batch` rows of each kind: expired login states,
+/// old rate-limit windows, revoked access tokens past their expiry (they would be refused as
+/// expired anyway). Returns how many rows it removed.
+///
+/// # Errors
+/// `Database`.
+pub async fn purge_expired(db: &PgPool, batch: i64) -> Result<u64, AuthError> {
+    let mut removed = 0;
+    for statement in [
+        "DELETE FROM auth_states WHERE state IN (SELECT state FROM auth_states \
+             WHERE expires_at < now() - make_interval(secs => $2) LIMIT $1)",
+        "DELETE FROM rate_limit_windows WHERE (bucket, window_start) IN \
+             (SELECT bucket, window_start FROM rate_limit_windows \
+              WHERE window_start < now() - make_interval(secs => $3) LIMIT $1)",
+        "DELETE FROM revoked_access_tokens WHERE jti IN (SELECT jti FROM revoked_access_tokens \
+             WHERE expires_at < now() LIMIT $1)",
+    ] {
+        removed += sqlx::query(statement)
+            .bind(batch)
+            .bind(LOGIN_STATE_KEPT_SECONDS as f64)
+            .bind(RATE_LIMIT_WINDOW_KEPT_SECONDS as f64)
+            .execute(db)
+            .await?
+            .rows_affected();
+    }
+    Ok(removed)
+}
+
 /// The refresh family an access token's `jti` names, if it names one.
 #[must_use]
 pub fn family_of(jti: &str) -> Option<Uuid> {
