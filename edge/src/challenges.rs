@@ -23,9 +23,9 @@ pub fn routes(dev_mode: bool) -> Router<AppState> {
     let routes = Router::new()
         .route("/v1/challenges/{id}/proofs", post(submit_proof).get(proofs))
         .route("/v1/challenges/{id}/me", get(me))
-        .route("/v1/proofs/{id}/report", post(report))
-        .route("/v1/proofs/{id}/appeal", post(appeal))
-        .route("/v1/admin/proofs/{id}/review", post(review));
+        .route("/v1/proofs/{id}/report", post(proof_step))
+        .route("/v1/proofs/{id}/appeal", post(proof_step))
+        .route("/v1/admin/proofs/{id}/review", post(proof_step));
     if dev_mode {
         routes.route("/v1/dev/clock", post(advance_clock))
     } else {
@@ -155,56 +155,28 @@ async fn me(
     .await
 }
 
+/// `POST /v1/proofs/{id}/report`, `…/appeal` and `POST /v1/admin/proofs/{id}/review`: the same
+/// step to the core's matching path, 204 when it is taken.
 async fn proof_step(
-    state: &AppState,
-    request_id: &str,
-    user: &str,
-    path: String,
-    body: &serde_json::Value,
+    State(state): State<AppState>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    User(user): User,
+    Path(id): Path<String>,
+    uri: http::Uri,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<StatusCode, ApiError> {
+    uuid_segment(&id)?;
+    let path = format!("/internal{}", uri.path());
     forward(
-        state,
+        &state,
         http::Method::POST,
         &path,
-        Some(user),
-        body_of(body)?,
-        request_id,
+        Some(&user),
+        body_of(&body)?,
+        &request_id,
     )
     .await
     .map(|_| StatusCode::NO_CONTENT)
-}
-
-async fn report(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    User(user): User,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<StatusCode, ApiError> {
-    let path = format!("/internal/v1/proofs/{}/report", uuid_segment(&id)?);
-    proof_step(&state, &request_id, &user, path, &body).await
-}
-
-async fn appeal(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    User(user): User,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<StatusCode, ApiError> {
-    let path = format!("/internal/v1/proofs/{}/appeal", uuid_segment(&id)?);
-    proof_step(&state, &request_id, &user, path, &body).await
-}
-
-async fn review(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    User(user): User,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<StatusCode, ApiError> {
-    let path = format!("/internal/v1/admin/proofs/{}/review", uuid_segment(&id)?);
-    proof_step(&state, &request_id, &user, path, &body).await
 }
 
 /// `POST /v1/dev/clock {advance_seconds}` (dev mode only; no token: the local stack's tool).

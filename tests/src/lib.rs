@@ -441,6 +441,25 @@ pub async fn core_call(
     )
 }
 
+/// Gives `user` a wallet holding `points` (a charge lot), through the core's ledger API.
+///
+/// # Panics
+/// When the core refuses.
+pub async fn fund_user(core: &Core, user: &str, points: i64) {
+    let (_, wallet) = core_call(
+        core,
+        "POST",
+        "/internal/v1/ledger/wallets",
+        "",
+        &serde_json::json!({ "owner": user }),
+    )
+    .await;
+    let credit = serde_json::json!({"key": format!("charge:{user}"), "wallet": wallet["account"],
+        "from": "00000000-0000-7000-8000-000000000001", "amount": points, "source": "charge"});
+    let (status, body) = core_call(core, "POST", "/internal/v1/ledger/credits", "", &credit).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// The edge Worker and its Durable Objects under `wrangler dev` (workerd).
 pub struct Wrangler {
     pub url: String,

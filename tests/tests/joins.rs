@@ -320,22 +320,7 @@ async fn a_join_the_core_could_not_answer_is_finished_by_the_rooms_alarm_after_a
     let challenge = create_challenge(&edge.url, 10).await;
     let id = challenge["id"].as_str().unwrap_or_default().to_owned();
     for user in ["first", "cut-off"] {
-        let (_, wallet) = core_call(
-            &core,
-            "POST",
-            "/internal/v1/ledger/wallets",
-            "",
-            &json!({"owner": user}),
-        )
-        .await;
-        let credit = json!({"key": format!("charge:{user}"), "wallet": wallet["account"],
-            "from": "00000000-0000-7000-8000-000000000001", "amount": FEE, "source": "charge"});
-        assert_eq!(
-            core_call(&core, "POST", "/internal/v1/ledger/credits", "", &credit)
-                .await
-                .0,
-            200
-        );
+        nene_e2e::fund_user(&core, user, FEE).await;
     }
     // A first join teaches the room its rules while the core is up.
     assert_eq!(

@@ -86,22 +86,7 @@ async fn a_challenge_goes_from_creation_to_settlement_through_the_edge_with_the_
 
     let users = ["ahn", "baek", "choi", "dong"];
     for user in users {
-        let (_, wallet) = core_call(
-            &core,
-            "POST",
-            "/internal/v1/ledger/wallets",
-            "",
-            &json!({"owner": user}),
-        )
-        .await;
-        let credit = json!({"key": format!("charge:{user}"), "wallet": wallet["account"],
-            "from": "00000000-0000-7000-8000-000000000001", "amount": FEE, "source": "charge"});
-        assert_eq!(
-            core_call(&core, "POST", "/internal/v1/ledger/credits", "", &credit)
-                .await
-                .0,
-            200
-        );
+        nene_e2e::fund_user(&core, user, FEE).await;
         let (status, seat) = call(
             url,
             "POST",
