@@ -3,7 +3,7 @@
 
 use nene_core::ledger::{self, *};
 use nene_domain::Points;
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 fn p(amount: i64) -> Points {
     Points::new(amount).unwrap_or_else(|e| panic!("{e}"))
@@ -911,5 +911,302 @@ async fn a_withdrawal_never_takes_more_than_the_lot_holds_or_holds_allow(db: PgP
     withdraw_from_lot(&db, &withdrawal(lot, 500, "w3"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    assert_sound(&db).await;
+}
+
+// --- batched debits (`ledger_debit_batch`) ---------------------------------------------------
+
+/// One debit as the SQL functions take it, with its transfer id fixed so that two runs of the same
+/// debits can be compared receipt for receipt.
+struct RawDebit {
+    key: &'static str,
+    hash: &'static [u8],
+    transfer: uuid::Uuid,
+    wallet: uuid::Uuid,
+    to: uuid::Uuid,
+    amount: i64,
+}
+
+fn raw(
+    key: &'static str,
+    hash: &'static [u8],
+    wallet: AccountId,
+    to: AccountId,
+    amount: i64,
+) -> RawDebit {
+    RawDebit {
+        key,
+        hash,
+        transfer: uuid::Uuid::now_v7(),
+        wallet: wallet.0,
+        to: to.0,
+        amount,
+    }
+}
+
+/// Everything a debit can change, in an order that does not depend on identity values.
+const LEDGER_STATE: &str = "SELECT jsonb_build_object( \
+     'wallets', (SELECT jsonb_agg(jsonb_build_array(account_id, balance, held) ORDER BY account_id) \
+                 FROM ledger_wallets), \
+     'lots', (SELECT jsonb_agg(jsonb_build_array(id, remaining, spent) ORDER BY id) FROM ledger_lots), \
+     'transfers', (SELECT jsonb_agg(jsonb_build_array(id, idempotency_key, kind, from_account_id, \
+                                                      to_account_id, amount) ORDER BY id) \
+                   FROM ledger_transfers), \
+     'allocations', (SELECT jsonb_agg(jsonb_build_array(transfer_id, lot_id, amount) \
+                                      ORDER BY transfer_id, lot_id) FROM ledger_lot_allocations), \
+     'idempotency', (SELECT jsonb_agg(jsonb_build_array(key, request_hash, response) ORDER BY key) \
+                     FROM ledger_idempotency))";
+
+async fn state(conn: &mut sqlx::PgConnection) -> serde_json::Value {
+    sqlx::query_scalar(LEDGER_STATE)
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// How many times `ledger_debit` (the one-by-one path) ran in this session's statistics not yet
+/// reported (which may include earlier transactions: compare two readings in one transaction).
+async fn one_by_one_calls(conn: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_xact_user_functions \
+         WHERE funcname = 'ledger_debit'",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn run_batch(conn: &mut sqlx::PgConnection, debits: &[RawDebit]) -> Vec<serde_json::Value> {
+    sqlx::query_scalar("SELECT ledger_debit_batch($1, $2, $3, $4, $5, $6)")
+        .bind(debits.iter().map(|d| d.key).collect::<Vec<_>>())
+        .bind(debits.iter().map(|d| d.hash).collect::<Vec<_>>())
+        .bind(debits.iter().map(|d| d.transfer).collect::<Vec<_>>())
+        .bind(debits.iter().map(|d| d.wallet).collect::<Vec<_>>())
+        .bind(debits.iter().map(|d| d.to).collect::<Vec<_>>())
+        .bind(debits.iter().map(|d| d.amount).collect::<Vec<_>>())
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn run_one_by_one(
+    conn: &mut sqlx::PgConnection,
+    debits: &[RawDebit],
+) -> Vec<serde_json::Value> {
+    let mut outcomes = Vec::new();
+    for d in debits {
+        outcomes.push(
+            sqlx::query_scalar("SELECT ledger_debit($1, $2, $3, $4, $5, $6)")
+                .bind(d.key)
+                .bind(d.hash)
+                .bind(d.transfer)
+                .bind(d.wallet)
+                .bind(d.to)
+                .bind(d.amount)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    outcomes
+}
+
+fn outcome_kind(outcome: &serde_json::Value) -> String {
+    match outcome.get("error") {
+        Some(code) => code.as_str().unwrap_or("?").to_owned(),
+        None if outcome.get("ok").is_some() => "ok".to_owned(),
+        None if outcome.get("replay").is_some() => "replay".to_owned(),
+        None => format!("unexpected {outcome}"),
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_batch_gives_every_debit_exactly_what_running_them_one_by_one_gives(db: PgPool) {
+    let a = wallet(&db, "user-a").await;
+    let b = wallet(&db, "user-b").await;
+    let c = wallet(&db, "user-c").await;
+    let e = wallet(&db, "user-e").await;
+    let f = wallet(&db, "user-f").await;
+    let g = wallet(&db, "user-g").await;
+    for (w, amounts) in [
+        (a, vec![300, 500, 1_000]),
+        (b, vec![100]),
+        (c, vec![50]),
+        (e, vec![100]),
+        (f, vec![10, 10, 10]),
+        (g, vec![15, 100]),
+    ] {
+        for (i, amount) in amounts.into_iter().enumerate() {
+            charge(&db, w, amount, &format!("charge:{}:{i}", w.0)).await;
+        }
+    }
+    hold(
+        &db,
+        &Hold {
+            key: key("hold:e"),
+            wallet: e,
+            amount: p(60),
+            expires_in_seconds: 600,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    run_one_by_one(&mut conn, &[raw("old", b"old", a, SHOP, 5)]).await;
+    let nowhere = AccountId(uuid::Uuid::now_v7());
+    // In array order, as the batch runs them; wallets interleaved on purpose.
+    let debits = [
+        raw("a:1", b"a1", a, SHOP, 600),     // spans two lots
+        raw("f:1", b"f1", f, SHOP, 25),      // spans three lots
+        raw("old", b"old", a, SHOP, 5),      // a replay of a key used before the batch
+        raw("a:2", b"a2", a, HOUSE, 200),    // the same wallet after a replay
+        raw("old", b"other", a, SHOP, 7),    // the key reused with another request
+        raw("b:1", b"b1", b, SHOP, 150),     // more than the wallet has
+        raw("b:2", b"b2", b, SHOP, 100),     // all it has, after a failure
+        raw("c:1", b"c1", c, SHOP, 50),      // empties its only lot
+        raw("d:1", b"d1", nowhere, SHOP, 1), // no such wallet
+        raw("c:2", b"c2", c, b, 1),          // a wallet as the counterparty
+        raw("a:1", b"a1", a, SHOP, 600),     // a replay of a debit of this batch
+        raw("e:1", b"e1", e, SHOP, 50),      // more than the hold leaves available
+        raw("e:2", b"e2", e, SHOP, 40),      // exactly what it leaves
+        raw("x:1", b"x1", c, nowhere, 1),    // no such counterparty
+        raw("z:1", b"z1", b, SHOP, 0),       // nothing
+        raw("a:2", b"other", f, SHOP, 5),    // a key of this batch reused with another request
+        raw("g:1", b"g1", g, SHOP, 10),      // three debits of one wallet, all within its balance
+        raw("g:2", b"g2", g, SHOP, 20),
+        raw("g:3", b"g3", g, SHOP, 30),
+    ];
+    sqlx::query("SET track_functions = 'pl'")
+        .execute(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut tx = conn.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let one_by_one = run_one_by_one(&mut tx, &debits).await;
+    let state_one_by_one = state(&mut tx).await;
+    tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+
+    let mut tx = conn.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let calls_before = one_by_one_calls(&mut tx).await;
+    let batched = run_batch(&mut tx, &debits).await;
+    let state_batched = state(&mut tx).await;
+    let slow = one_by_one_calls(&mut tx).await - calls_before;
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+
+    for (i, (one, batch)) in one_by_one.iter().zip(&batched).enumerate() {
+        assert_eq!(one, batch, "debit {i} ({})", debits[i].key);
+    }
+    assert_eq!(one_by_one.len(), batched.len());
+    assert_eq!(state_one_by_one, state_batched);
+    let kinds: Vec<String> = batched.iter().map(outcome_kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ok",
+            "ok",
+            "replay",
+            "ok",
+            "IDEMPOTENCY_KEY_REUSED",
+            "INSUFFICIENT_POINTS",
+            "ok",
+            "ok",
+            "WALLET_NOT_FOUND",
+            "WALLET_COUNTERPARTY",
+            "replay",
+            "INSUFFICIENT_POINTS",
+            "ok",
+            "ACCOUNT_NOT_FOUND",
+            "ZERO_AMOUNT",
+            "IDEMPOTENCY_KEY_REUSED",
+            "ok",
+            "ok",
+            "ok",
+        ]
+    );
+    assert_eq!(
+        batched[0]["ok"]["allocations"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        batched[1]["ok"]["allocations"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(
+        batched[17]["ok"]["allocations"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(batched[18]["ok"]["wallet_balance"], 55);
+    // a:1, f:1, c:1 and the three of g took the set-based path; the other 13 went one by one.
+    assert_eq!(slow, 13);
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn concurrent_batches_over_the_same_wallets_never_deadlock_nor_overdraw(db: PgPool) {
+    const WALLETS: usize = 12;
+    const TASKS: u64 = 6;
+    const ROUNDS: usize = 15;
+    const BATCH: usize = 40;
+    let mut wallets = Vec::new();
+    for i in 0..WALLETS {
+        let w = wallet(&db, &format!("user-{i}")).await;
+        charge(&db, w, 600, &format!("charge:{i}:1")).await;
+        charge(&db, w, 400, &format!("charge:{i}:2")).await;
+        wallets.push(w);
+    }
+    let wallets = std::sync::Arc::new(wallets);
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let db = db.clone();
+            let wallets = std::sync::Arc::clone(&wallets);
+            tokio::spawn(async move {
+                let mut random = nene_domain::seeded::SplitMix64::new(task);
+                let mut taken = vec![0_i64; WALLETS];
+                let mut insufficient = 0;
+                for round in 0..ROUNDS {
+                    let picks: Vec<(usize, i64)> = (0..BATCH)
+                        .map(|_| (random.index(WALLETS), random.amount(40)))
+                        .collect();
+                    let requests: Vec<Debit> = picks
+                        .iter()
+                        .enumerate()
+                        .map(|(n, (w, amount))| {
+                            debit_of(wallets[*w], *amount, &format!("t{task}:{round}:{n}"))
+                        })
+                        .collect();
+                    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+                    let outcomes = debit_batch_in_tx(&mut conn, &requests)
+                        .await
+                        .unwrap_or_else(|e| panic!("a batch failed as a whole: {e}"));
+                    for ((w, amount), outcome) in picks.iter().zip(outcomes) {
+                        match outcome {
+                            Ok(receipt) => {
+                                assert_eq!(receipt.amount, p(*amount));
+                                taken[*w] += amount;
+                            }
+                            Err(LedgerError::InsufficientPoints) => insufficient += 1,
+                            Err(other) => panic!("unexpected {other}"),
+                        }
+                    }
+                }
+                (taken, insufficient)
+            })
+        })
+        .collect();
+    let mut taken = vec![0_i64; WALLETS];
+    let mut insufficient = 0;
+    for task in tasks {
+        let (t, i) = task.await.unwrap_or_else(|e| panic!("{e}"));
+        for (total, part) in taken.iter_mut().zip(t) {
+            *total += part;
+        }
+        insufficient += i;
+    }
+    // 6 × 15 × 40 debits of 20.5 on average ask for ~3.7 times what the wallets hold.
+    assert!(insufficient > 0, "the wallets never ran short");
+    for (w, total) in wallets.iter().zip(taken) {
+        let view = balance(&db, *w).await;
+        assert_eq!(view.balance.get(), 1_000 - total);
+    }
     assert_sound(&db).await;
 }

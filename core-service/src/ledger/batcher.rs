@@ -1,21 +1,21 @@
 //! Group commit for debits. Callers hand a debit to the batcher and await their own receipt; a
 //! worker takes every debit waiting (up to [`DEBIT_BATCH_MAX`]) and runs them as one statement — one
-//! round trip and one commit for the lot — each through `ledger_debit`, so each caller gets exactly
-//! the result it would have had alone (its receipt, `INSUFFICIENT_POINTS`, a replay, …).
+//! round trip and one commit for the lot — through `ledger_debit_batch` ([`debit_batch_in_tx`]),
+//! so each caller gets exactly the result it would have had alone (its receipt,
+//! `INSUFFICIENT_POINTS`, a replay, …).
 //!
-//! A batch locks its wallets in (wallet, key) order, so two batches cannot deadlock on wallets.
-//! If a batch fails as a whole (a deadlock on a key reused across batches, a lost connection), each
-//! of its debits is run again on its own: nothing has happened, so the retry is safe.
+//! A batch locks its wallets in account id order, so two batches cannot deadlock on wallets; its
+//! debits run in (wallet, key) order. If a batch fails as a whole (a deadlock or a race on a key
+//! used by two transactions at once, a lost connection), each of its debits is run again on its
+//! own: nothing has happened, so the retry is safe.
 
 use std::sync::Arc;
 
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
-use uuid::Uuid;
 
 use super::{
-    idempotency::request_hash,
-    ops::{debit, decode_outcome},
+    ops::{DEBIT_BATCH_LEN_MAX, debit, debit_batch_in_tx},
     types::{Debit, LedgerError, TransferReceipt},
 };
 
@@ -28,6 +28,7 @@ pub const DEBIT_QUEUE_MAX: usize = 8_192;
 pub const DEBIT_BATCH_WORKERS: usize = 2;
 
 const _: () = assert!(DEBIT_BATCH_MAX <= DEBIT_QUEUE_MAX);
+const _: () = assert!(DEBIT_BATCH_MAX <= DEBIT_BATCH_LEN_MAX);
 
 type Reply = oneshot::Sender<Result<TransferReceipt, LedgerError>>;
 
@@ -88,19 +89,21 @@ async fn work(db: PgPool, receiver: Arc<Mutex<mpsc::Receiver<(Debit, Reply)>>>) 
 
 async fn run_batch(db: &PgPool, mut batch: Vec<(Debit, Reply)>) {
     batch.sort_by(|(a, _), (b, _)| (a.wallet.0, a.key.as_str()).cmp(&(b.wallet.0, b.key.as_str())));
-    match run_as_one_statement(db, &batch).await {
-        Ok(outcomes) if outcomes.len() == batch.len() => {
-            for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
-                let _ = reply.send(decode_outcome(outcome));
+    let (requests, replies): (Vec<Debit>, Vec<Reply>) = batch.into_iter().unzip();
+    match run_as_one_statement(db, &requests).await {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
             }
         }
-        Ok(_) | Err(_) => {
+        Err(error) => {
             tracing::warn!(
-                size = batch.len(),
+                size = requests.len(),
+                %error,
                 "a debit batch failed as a whole; running its debits one by one"
             );
-            for (request, reply) in batch {
-                let _ = reply.send(debit(db, &request).await);
+            for (request, reply) in requests.iter().zip(replies) {
+                let _ = reply.send(debit(db, request).await);
             }
         }
     }
@@ -108,35 +111,9 @@ async fn run_batch(db: &PgPool, mut batch: Vec<(Debit, Reply)>) {
 
 async fn run_as_one_statement(
     db: &PgPool,
-    batch: &[(Debit, Reply)],
-) -> Result<Vec<serde_json::Value>, LedgerError> {
-    let mut keys = Vec::with_capacity(batch.len());
-    let mut hashes = Vec::with_capacity(batch.len());
-    let mut transfers = Vec::with_capacity(batch.len());
-    let mut wallets = Vec::with_capacity(batch.len());
-    let mut counterparties = Vec::with_capacity(batch.len());
-    let mut amounts = Vec::with_capacity(batch.len());
-    for (request, _) in batch {
-        keys.push(request.key.as_str().to_owned());
-        hashes.push(request_hash("debit", request)?);
-        transfers.push(Uuid::now_v7());
-        wallets.push(request.wallet.0);
-        counterparties.push(request.to.0);
-        amounts.push(request.amount.get());
-    }
-    // Rows are produced, and so `ledger_debit` runs, in array order.
-    Ok(sqlx::query_scalar(
-        "SELECT ledger_debit(r.key, r.hash, r.transfer, r.wallet, r.counterparty, r.amount) \
-         FROM UNNEST($1::text[], $2::bytea[], $3::uuid[], $4::uuid[], $5::uuid[], $6::int8[]) \
-              WITH ORDINALITY AS r(key, hash, transfer, wallet, counterparty, amount, position) \
-         ORDER BY r.position",
-    )
-    .bind(&keys)
-    .bind(&hashes)
-    .bind(&transfers)
-    .bind(&wallets)
-    .bind(&counterparties)
-    .bind(&amounts)
-    .fetch_all(db)
-    .await?)
+    requests: &[Debit],
+) -> Result<Vec<Result<TransferReceipt, LedgerError>>, LedgerError> {
+    // One statement is atomic on its own: no explicit transaction, one round trip.
+    let mut conn = db.acquire().await?;
+    debit_batch_in_tx(&mut conn, requests).await
 }

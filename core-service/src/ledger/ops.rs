@@ -347,6 +347,66 @@ async fn apply_debit(
     decode_outcome(outcome)
 }
 
+/// Most debits [`debit_batch_in_tx`] takes at once: its arrays are one statement's parameters, and
+/// its wallets stay locked until the caller commits.
+pub const DEBIT_BATCH_LEN_MAX: usize = 1_024;
+
+/// Runs `requests` as one statement (`ledger_debit_batch`): each gets exactly the outcome it would
+/// have had from [`debit_in_tx`] run one after another in this order. Most debits take a set-based
+/// path (a handful of statements for the whole batch); the rest (a wallet short of points, a key
+/// already used, an unknown wallet, …) go through `ledger_debit` one by one in the same statement.
+///
+/// Locks every wallet of the batch, in account id order, until the caller's transaction ends. The
+/// transaction must be READ COMMITTED. Runs in no savepoint: an error aborts the caller's
+/// transaction and leaves nothing done by the batch.
+///
+/// # Errors
+/// The outer `Err` fails the whole batch, with nothing done: `InvalidRequest` for more than
+/// [`DEBIT_BATCH_LEN_MAX`] debits; `IdempotencyKeyReused` when a key of the batch was first used
+/// by a transaction that committed during the statement, or when its record was purged while its
+/// transfer remains (the batch cannot tell which debit: rerun them one by one); `Database`
+/// (a deadlock with a transaction using the same key, for one). The inner results are as
+/// [`debit_in_tx`]'s.
+pub async fn debit_batch_in_tx(
+    conn: &mut PgConnection,
+    requests: &[Debit],
+) -> Result<Vec<Result<TransferReceipt, LedgerError>>, LedgerError> {
+    if requests.len() > DEBIT_BATCH_LEN_MAX {
+        return Err(LedgerError::InvalidRequest("too many debits in one batch"));
+    }
+    let mut keys = Vec::with_capacity(requests.len());
+    let mut hashes = Vec::with_capacity(requests.len());
+    let mut transfers = Vec::with_capacity(requests.len());
+    let mut wallets = Vec::with_capacity(requests.len());
+    let mut counterparties = Vec::with_capacity(requests.len());
+    let mut amounts = Vec::with_capacity(requests.len());
+    for request in requests {
+        keys.push(request.key.as_str());
+        hashes.push(idempotency::request_hash("debit", request)?);
+        transfers.push(Uuid::now_v7());
+        wallets.push(request.wallet.0);
+        counterparties.push(request.to.0);
+        amounts.push(request.amount.get());
+    }
+    let outcomes: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT ledger_debit_batch($1, $2, $3, $4, $5, $6)")
+            .bind(&keys)
+            .bind(&hashes)
+            .bind(&transfers)
+            .bind(&wallets)
+            .bind(&counterparties)
+            .bind(&amounts)
+            .fetch_one(conn)
+            .await
+            .map_err(database_error)?;
+    if outcomes.len() != requests.len() {
+        return Err(LedgerError::Inconsistent(
+            "ledger_debit_batch answered another number of outcomes",
+        ));
+    }
+    Ok(outcomes.into_iter().map(decode_outcome).collect())
+}
+
 /// Decodes `{"ok": r} | {"replay": r} | {"error": CODE}` from the ledger's SQL functions.
 pub(super) fn decode_outcome<R: serde::de::DeserializeOwned>(
     outcome: serde_json::Value,
@@ -998,7 +1058,7 @@ pub async fn wallet_balance(
             .ok_or(LedgerError::NotFound("wallet"))?;
     let rows: Vec<(Uuid, LotSource, i64, String)> = sqlx::query_as(&format!(
         "SELECT id, source, remaining, to_char(created_at AT TIME ZONE 'UTC', '{RFC3339_UTC}') \
-         FROM ledger_lots WHERE wallet_id = $1 AND remaining > 0 ORDER BY seq"
+         FROM ledger_lots WHERE wallet_id = $1 AND NOT spent ORDER BY seq"
     ))
     .bind(wallet)
     .fetch_all(conn)
