@@ -209,7 +209,10 @@ BEGIN
         v_outcomes[v_fast_positions[i]] := jsonb_build_object('ok', v_fast_receipts[i]);
     END LOOP;
 
-    -- c.
+    -- c. (Usually nothing is left: skip the statement that would find it.)
+    IF coalesce(cardinality(v_fast_positions), 0) = v_size THEN
+        RETURN v_outcomes;
+    END IF;
     FOR v_row IN
         SELECT * FROM unnest(p_keys, p_hashes, p_transfers, p_wallets, p_tos, p_amounts)
             WITH ORDINALITY AS i(key, hash, transfer, wallet, counterparty, amount, position)
