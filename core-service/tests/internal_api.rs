@@ -456,13 +456,53 @@ async fn the_join_endpoint_takes_the_signed_user_and_answers_with_the_public_cod
     .await;
     assert_eq!(status, 200);
 
+    // A join carries the session it was made with; a revoked one moves nothing.
+    sqlx::query(
+        "INSERT INTO revoked_access_tokens (jti, expires_at) \
+         VALUES ('signed-out', now() + interval '5 minutes')",
+    )
+    .execute(&db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (session, expected) in [
+        (
+            serde_json::json!({ "session": "signed-out" }),
+            (401, "UNAUTHORIZED"),
+        ),
+        (serde_json::json!({ "session": "" }), (400, "BAD_REQUEST")),
+        (serde_json::json!({ "seat": 1 }), (400, "BAD_REQUEST")),
+    ] {
+        let (status, body) = send(
+            state(db.clone(), None),
+            signed_as("user-1", "POST", &join, &session),
+        )
+        .await;
+        assert_eq!(
+            (
+                status,
+                json_of(&body)["error"]["code"].as_str().unwrap_or("")
+            ),
+            expected,
+            "{session}"
+        );
+    }
+
     let (status, body) = send(
         state(db.clone(), None),
-        signed_as("user-1", "POST", &join, &serde_json::json!({})),
+        signed_as(
+            "user-1",
+            "POST",
+            &join,
+            &serde_json::json!({ "session": "signed-in" }),
+        ),
     )
     .await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(json_of(&body)["participants"], 1);
+    assert_eq!(
+        json_of(&body)["participants"],
+        1,
+        "the refused joins took no seat and no points"
+    );
     let (status, body) = send(
         state(db.clone(), None),
         signed_as("user-1", "POST", &join, &serde_json::json!({})),

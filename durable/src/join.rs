@@ -71,6 +71,11 @@ pub trait SeatStore {
     /// # Errors
     /// When the store fails.
     fn confirmed(&self) -> Result<u32, StoreError>;
+    /// The users of confirmed seats, at most `limit` of them.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn confirmed_users(&self, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Pending seats due for a retry at `now_ms`, oldest first.
     ///
     /// # Errors
@@ -106,6 +111,8 @@ pub enum Verdict {
     NotRecruiting,
     InsufficientPoints,
     NotFound,
+    /// The session the user joined with is revoked (signed out, or its refresh family reused).
+    Unauthorized,
     /// Timeout, connection failure or 5xx: the join may or may not have happened.
     Unknown,
 }
@@ -118,6 +125,39 @@ pub enum Outcome {
     Released(Verdict),
     /// Still pending; retried at this time.
     RetryAt(i64),
+}
+
+/// Most participants a sealed roster carries: the largest capacity a challenge may have, so every
+/// room can be sealed.
+pub const ROSTER_PARTICIPANTS_MAX: usize = 10_000;
+const _: () = assert!(ROSTER_PARTICIPANTS_MAX as i64 == nene_domain::rules::CAPACITY_MAX);
+
+/// What a sealed room answers everyone it has not seated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealedRefusal {
+    Full,
+    NotRecruiting,
+}
+
+/// A room whose answer to anyone outside `participants` is `refusal` and stays so: no seat is
+/// pending (none can be released), and seats are only ever taken during recruitment, so the set
+/// cannot change while the room is full, nor at all once recruitment is closed. The only change
+/// left is FULL turning into NOT_RECRUITING when recruitment closes. The edge caches it to answer
+/// a storm's refusals without the objects (docs/decisions/0006-joins.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedRoster {
+    pub refusal: SealedRefusal,
+    pub participants: Vec<String>,
+}
+
+/// Path of the room's roster (`GET`), answered with a [`RosterAnswer`].
+pub const PATH_ROSTER: &str = "/roster";
+
+/// The room's answer to `GET /roster`: the sealed roster, or `None` while answers may still change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterAnswer {
+    pub sealed: Option<SealedRoster>,
 }
 
 /// Live counts served by the room.
@@ -210,7 +250,7 @@ impl<S: SeatStore> JoinRoom<S> {
                 self.store.remove_seat(user)?;
                 Ok(Outcome::Released(verdict))
             }
-            Verdict::InsufficientPoints | Verdict::NotFound => {
+            Verdict::InsufficientPoints | Verdict::NotFound | Verdict::Unauthorized => {
                 self.store.remove_seat(user)?;
                 Ok(Outcome::Released(verdict))
             }
@@ -260,6 +300,37 @@ impl<S: SeatStore> JoinRoom<S> {
     /// When the store fails.
     pub fn set_rules(&mut self, rules: RoomRules) -> Result<(), StoreError> {
         self.store.set_rules(rules)
+    }
+
+    /// The roster, if the room is sealed (see [`SealedRoster`]).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn sealed_roster(&self) -> Result<Option<SealedRoster>, StoreError> {
+        let Some(rules) = self.store.rules()? else {
+            return Ok(None);
+        };
+        let confirmed = self.store.confirmed()?;
+        if self.store.seats_held()? != confirmed {
+            // A pending seat may yet be released and taken by someone else.
+            return Ok(None);
+        }
+        let refusal = if !rules.recruiting {
+            SealedRefusal::NotRecruiting
+        } else if confirmed >= rules.capacity {
+            SealedRefusal::Full
+        } else {
+            return Ok(None);
+        };
+        let participants = self.store.confirmed_users(ROSTER_PARTICIPANTS_MAX)?;
+        if participants.len() != usize::try_from(confirmed).unwrap_or(usize::MAX) {
+            // More than a roster may carry: the room answers everyone itself.
+            return Ok(None);
+        }
+        Ok(Some(SealedRoster {
+            refusal,
+            participants,
+        }))
     }
 
     /// # Errors
@@ -328,6 +399,15 @@ impl SeatStore for MemorySeatStore {
             .filter(|s| s.state == SeatState::Confirmed)
             .count();
         Ok(u32::try_from(confirmed).unwrap_or(u32::MAX))
+    }
+    fn confirmed_users(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .seats
+            .values()
+            .filter(|s| s.state == SeatState::Confirmed)
+            .take(limit)
+            .map(|s| s.user.clone())
+            .collect())
     }
     fn due(&self, now_ms: i64) -> Result<Vec<Seat>, StoreError> {
         let mut due: Vec<Seat> = self
@@ -671,6 +751,11 @@ mod tests {
                 settle(&mut room, &user, verdict, now);
             }
             now += 10;
+            if let Some(roster) = room.sealed_roster().unwrap_or_else(|e| panic!("{e}")) {
+                // Whatever the room says of a sealed roster, it says itself to a newcomer.
+                assert_eq!(roster.refusal, SealedRefusal::Full);
+                assert_eq!(admit(&mut room, &format!("newcomer-{i}")), Admission::Full);
+            }
         }
         for user in in_flight.drain(..) {
             let verdict = core.join(&user);
@@ -688,5 +773,84 @@ mod tests {
             .flatten()
             .unwrap_or_else(|| panic!("counts"));
         assert_eq!((counts.participants, counts.pending), (100, 0));
+        let roster = room
+            .sealed_roster()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("a full room with nothing pending is sealed"));
+        let seated: BTreeSet<String> = roster.participants.into_iter().collect();
+        assert_eq!(
+            seated, core.seated,
+            "the roster is exactly who the core seated"
+        );
+    }
+
+    #[test]
+    fn a_join_with_a_revoked_session_releases_its_seat() {
+        let mut room = room(1);
+        assert_eq!(admit(&mut room, "a"), Admission::Forward);
+        assert_eq!(
+            settle(&mut room, "a", Verdict::Unauthorized, NOW),
+            Outcome::Released(Verdict::Unauthorized)
+        );
+        assert_eq!(
+            admit(&mut room, "b"),
+            Admission::Forward,
+            "the seat is free"
+        );
+    }
+
+    #[test]
+    fn a_full_room_is_sealed_only_once_no_seat_is_pending() {
+        let mut room = room(2);
+        assert_eq!(room.sealed_roster(), Ok(None), "free seats");
+        admit(&mut room, "a");
+        admit(&mut room, "b");
+        assert_eq!(admit(&mut room, "c"), Admission::Full);
+        assert_eq!(
+            room.sealed_roster(),
+            Ok(None),
+            "full, but a pending seat may be released"
+        );
+        settle(&mut room, "a", Verdict::Joined, NOW);
+        assert_eq!(room.sealed_roster(), Ok(None));
+        settle(&mut room, "b", Verdict::InsufficientPoints, NOW);
+        assert_eq!(room.sealed_roster(), Ok(None), "b's seat is free again");
+        assert_eq!(admit(&mut room, "c"), Admission::Forward);
+        settle(&mut room, "c", Verdict::Joined, NOW);
+        assert_eq!(
+            room.sealed_roster(),
+            Ok(Some(SealedRoster {
+                refusal: SealedRefusal::Full,
+                participants: vec!["a".into(), "c".into()],
+            }))
+        );
+        assert_eq!(admit(&mut room, "b"), Admission::Full);
+        assert_eq!(admit(&mut room, "a"), Admission::AlreadyJoined);
+    }
+
+    #[test]
+    fn a_closed_room_is_sealed_with_whoever_it_seated() {
+        let mut room = room(5);
+        admit(&mut room, "a");
+        settle(&mut room, "a", Verdict::Joined, NOW);
+        admit(&mut room, "b");
+        room.close_recruitment().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(room.sealed_roster(), Ok(None), "b is still pending");
+        settle(&mut room, "b", Verdict::NotRecruiting, NOW);
+        assert_eq!(
+            room.sealed_roster(),
+            Ok(Some(SealedRoster {
+                refusal: SealedRefusal::NotRecruiting,
+                participants: vec!["a".into()],
+            }))
+        );
+        assert_eq!(admit(&mut room, "c"), Admission::NotRecruiting);
+    }
+
+    #[test]
+    fn a_room_that_does_not_know_its_rules_is_not_sealed() {
+        let room = JoinRoom::new(MemorySeatStore::default());
+        assert_eq!(room.sealed_roster(), Ok(None));
     }
 }

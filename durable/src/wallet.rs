@@ -78,10 +78,11 @@ pub struct WalletLogic<S> {
 }
 
 /// Whether a response is definite: success or a refusal that a retry would get again. Timeouts
-/// and 5xx are not: the retry must be allowed to find out.
+/// and 5xx are not: the retry must be allowed to find out. Nor is 401: the session was refused,
+/// not the request, and the same request signed in again must run.
 #[must_use]
 pub fn is_definite(status: u16) -> bool {
-    (200..500).contains(&status)
+    (200..500).contains(&status) && status != 401
 }
 
 impl<S: WalletStore> WalletLogic<S> {
@@ -287,6 +288,14 @@ mod tests {
         let mut w = wallet();
         w.begin(Some("k"), "join:a", NOW).ok();
         w.finish(Some("k"), "join:a", 503, "{}", NOW).ok();
+        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
+    }
+
+    #[test]
+    fn a_refused_session_frees_the_key_for_the_same_request_signed_in_again() {
+        let mut w = wallet();
+        w.begin(Some("k"), "join:a", NOW).ok();
+        w.finish(Some("k"), "join:a", 401, "{}", NOW).ok();
         assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
     }
 

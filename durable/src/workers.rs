@@ -77,6 +77,9 @@ fn ensure_schema(sql: &SqlStorage, ready: &std::cell::Cell<bool>, schema: &str) 
 pub struct JoinCall {
     pub challenge: String,
     pub user: String,
+    /// The access token's id the user joins with; the core refuses a revoked one.
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 /// The room's answer to a join that took a seat.
@@ -133,6 +136,15 @@ impl worker::DurableObject for ChallengeRoom {
                     }
                 }
             }
+            ("GET", crate::join::PATH_ROSTER) => {
+                match JoinRoom::new(SqliteSeatStore { sql: sql.clone() }).sealed_roster() {
+                    Ok(sealed) => Response::from_json(&crate::join::RosterAnswer { sealed }),
+                    Err(error) => {
+                        worker::console_error!("room roster: {error}");
+                        error_response(ErrorCode::Internal)
+                    }
+                }
+            }
             ("GET", "/counts") => {
                 let challenge = req
                     .url()?
@@ -171,7 +183,7 @@ impl worker::DurableObject for ChallengeRoom {
         };
         for seat in due {
             let challenge = self.challenge_name().unwrap_or_default();
-            let verdict = self.core_join(&challenge, &seat.user).await;
+            let verdict = self.core_join(&challenge, &seat.user, None).await;
             let settled = JoinRoom::new(SqliteSeatStore { sql: sql.clone() }).settle(
                 &seat.user,
                 verdict,
@@ -195,7 +207,13 @@ fn core_link(env: &Env) -> Option<(String, SigningSecret)> {
 
 /// A signed call to the core as `user`; `None` when it did not answer in time or could not be
 /// reached.
-async fn core_call(env: &Env, method: &str, path: &str, user: &str) -> Option<(u16, Vec<u8>)> {
+async fn core_call(
+    env: &Env,
+    method: &str,
+    path: &str,
+    user: &str,
+    body: &[u8],
+) -> Option<(u16, Vec<u8>)> {
     let (base, secret) = core_link(env)?;
     let timestamp = now_ms() / 1_000;
     let signature = secret.sign(&SignedParts {
@@ -203,7 +221,7 @@ async fn core_call(env: &Env, method: &str, path: &str, user: &str) -> Option<(u
         path_and_query: path,
         timestamp_unix_seconds: timestamp,
         user,
-        body: b"",
+        body,
     });
     let headers = Headers::new();
     headers.set(HEADER_TIMESTAMP, &timestamp.to_string()).ok()?;
@@ -212,6 +230,12 @@ async fn core_call(env: &Env, method: &str, path: &str, user: &str) -> Option<(u
         headers.set(HEADER_USER, user).ok()?;
     }
     let mut init = RequestInit::new();
+    if !body.is_empty() {
+        headers.set("content-type", "application/json").ok()?;
+        init.with_body(Some(wasm_bindgen::JsValue::from_str(
+            std::str::from_utf8(body).ok()?,
+        )));
+    }
     init.with_method(Method::from(method.to_owned()))
         .with_headers(headers);
     let request = Request::new_with_init(&format!("{base}{path}"), &init).ok()?;
@@ -244,14 +268,25 @@ impl ChallengeRoom {
         self.state.id().name()
     }
 
-    async fn core_call(&self, method: &str, path: &str, user: &str) -> Option<(u16, Vec<u8>)> {
-        core_call(&self.env, method, path, user).await
+    async fn core_call(
+        &self,
+        method: &str,
+        path: &str,
+        user: &str,
+        body: &[u8],
+    ) -> Option<(u16, Vec<u8>)> {
+        core_call(&self.env, method, path, user, body).await
     }
 
-    /// Forwards a join to the core, signed as the user, and reads the verdict.
-    async fn core_join(&self, challenge: &str, user: &str) -> Verdict {
+    /// Forwards a join to the core, signed as the user, and reads the verdict. `session` is the
+    /// access token id of the user's request (the core refuses a revoked one); a retry from the
+    /// alarm has none: the session was checked by the first call.
+    async fn core_join(&self, challenge: &str, user: &str, session: Option<&str>) -> Verdict {
         let path = format!("/internal/v1/challenges/{challenge}/join");
-        match self.core_call("POST", &path, user).await {
+        let body = session
+            .and_then(|session| serde_json::to_vec(&serde_json::json!({ "session": session })).ok())
+            .unwrap_or_default();
+        match self.core_call("POST", &path, user, &body).await {
             Some((201, _)) => Verdict::Joined,
             Some((status, body)) if (400..500).contains(&status) => {
                 match serde_json::from_slice::<ErrorEnvelope>(&body).map(|e| e.error.code) {
@@ -260,6 +295,7 @@ impl ChallengeRoom {
                     Ok(ErrorCode::ChallengeNotRecruiting) => Verdict::NotRecruiting,
                     Ok(ErrorCode::InsufficientPoints) => Verdict::InsufficientPoints,
                     Ok(ErrorCode::NotFound) => Verdict::NotFound,
+                    Ok(ErrorCode::Unauthorized) => Verdict::Unauthorized,
                     // Anything else (a bad signature from a misconfiguration, say) is not an
                     // answer about the join: keep the seat and retry.
                     _ => Verdict::Unknown,
@@ -277,7 +313,7 @@ impl ChallengeRoom {
             state: String,
         }
         let path = format!("/internal/v1/challenges/{challenge}");
-        match self.core_call("GET", &path, "").await {
+        match self.core_call("GET", &path, "", b"").await {
             Some((200, body)) => serde_json::from_slice::<Detail>(&body)
                 .map(|detail| RoomRules {
                     capacity: detail.capacity,
@@ -340,7 +376,9 @@ impl ChallengeRoom {
             Admission::Forward => {}
         }
         // The pending seat is stored: requests that interleave at this await see it.
-        let verdict = self.core_join(&call.challenge, &call.user).await;
+        let verdict = self
+            .core_join(&call.challenge, &call.user, call.session.as_deref())
+            .await;
         let mut room = JoinRoom::new(SqliteSeatStore { sql: self.sql() });
         let outcome = room.settle(&call.user, verdict, now_ms());
         self.schedule_alarm().await;
@@ -360,6 +398,7 @@ impl ChallengeRoom {
                 Verdict::NotRecruiting => ErrorCode::ChallengeNotRecruiting,
                 Verdict::InsufficientPoints => ErrorCode::InsufficientPoints,
                 Verdict::NotFound => ErrorCode::NotFound,
+                Verdict::Unauthorized => ErrorCode::Unauthorized,
                 Verdict::Joined | Verdict::AlreadyJoined | Verdict::Unknown => ErrorCode::Internal,
             }),
             // Unknown for now: the seat stays held and the alarm finishes the join; a retry by the
@@ -556,6 +595,21 @@ impl SeatStore for SqliteSeatStore {
         self.count("SELECT count(*) AS n FROM seats WHERE state = 'confirmed'")
     }
 
+    fn confirmed_users(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        #[derive(Deserialize)]
+        struct UserRow {
+            user: String,
+        }
+        let rows: Vec<UserRow> = self.rows(
+            "SELECT user FROM seats WHERE state = 'confirmed' LIMIT ?",
+            vec![
+                SqlStorageValue::try_from_i64(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .map_err(seat_error)?,
+            ],
+        )?;
+        Ok(rows.into_iter().map(|row| row.user).collect())
+    }
+
     fn due(&self, now_ms: i64) -> Result<Vec<Seat>, StoreError> {
         let rows: Vec<SeatRow> = self.rows(
             "SELECT user, state, attempts, retry_at_ms FROM seats \
@@ -585,11 +639,7 @@ const WALLET_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS replies (
     key TEXT PRIMARY KEY,
     entry TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS balance_cache (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    body TEXT NOT NULL,
-    at_ms INTEGER NOT NULL
-);";
+";
 
 /// Binding name of the `ChallengeRoom` namespace, which the wallet calls to join.
 const ROOM_BINDING: &str = crate::CHALLENGE_ROOM_BINDING;
@@ -600,6 +650,9 @@ pub struct WalletJoin {
     pub challenge: String,
     pub user: String,
     pub idempotency_key: Option<String>,
+    /// The access token's id, passed on to the room and the core (`JoinCall::session`).
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 /// One user's wallet: runs that user's money-moving requests one at a time, remembers their
@@ -611,6 +664,8 @@ pub struct Wallet {
     /// One money-moving request at a time per user: input gates let requests interleave at every
     /// outbound call, so the object serializes them itself.
     one_at_a_time: futures::lock::Mutex<()>,
+    /// The cached balance: (response body, when it was read, ms).
+    balance: std::cell::RefCell<Option<(String, i64)>>,
 }
 
 impl worker::DurableObject for Wallet {
@@ -619,6 +674,7 @@ impl worker::DurableObject for Wallet {
             state,
             env,
             one_at_a_time: futures::lock::Mutex::new(()),
+            balance: std::cell::RefCell::new(None),
         }
     }
 
@@ -663,9 +719,10 @@ fn json_response(status: u16, body: &str) -> worker::Result<Response> {
 }
 
 impl Wallet {
-    fn logic(&self) -> crate::wallet::WalletLogic<SqliteWalletStore> {
+    fn logic(&self) -> crate::wallet::WalletLogic<SqliteWalletStore<'_>> {
         crate::wallet::WalletLogic::new(SqliteWalletStore {
             sql: self.state.storage().sql(),
+            balance: &self.balance,
         })
     }
 
@@ -712,6 +769,7 @@ impl Wallet {
         let body = serde_json::to_string(&JoinCall {
             challenge: call.challenge.clone(),
             user: call.user.clone(),
+            session: call.session.clone(),
         })
         .ok()?;
         let headers = Headers::new();
@@ -731,7 +789,7 @@ impl Wallet {
         if let Ok(Some(body)) = self.logic().balance(now_ms()) {
             return json_response(200, &body);
         }
-        match core_call(&self.env, "GET", "/internal/v1/me/wallet", user).await {
+        match core_call(&self.env, "GET", "/internal/v1/me/wallet", user, b"").await {
             Some((200, body)) => {
                 let body = String::from_utf8_lossy(&body).into_owned();
                 if let Err(error) = self.logic().cache_balance(&body, now_ms()) {
@@ -748,12 +806,16 @@ impl Wallet {
 }
 
 /// A wallet's storage. Its tables are created by the first write, and a read before that finds
-/// nothing: most wallets are read far more often than they remember anything.
-struct SqliteWalletStore {
+/// nothing: most wallets are read far more often than they remember anything. The cached balance
+/// lives in the object's memory, not in SQLite: a cache needs no durability (an evicted object
+/// asks the core again), and a join without an Idempotency-Key then never opens the object's
+/// database at all.
+struct SqliteWalletStore<'a> {
     sql: SqlStorage,
+    balance: &'a std::cell::RefCell<Option<(String, i64)>>,
 }
 
-impl SqliteWalletStore {
+impl SqliteWalletStore<'_> {
     fn read<T: serde::de::DeserializeOwned>(
         &self,
         query: &str,
@@ -785,7 +847,7 @@ fn wallet_error(error: impl std::fmt::Display) -> crate::wallet::WalletStoreErro
     crate::wallet::WalletStoreError(error.to_string())
 }
 
-impl crate::wallet::WalletStore for SqliteWalletStore {
+impl crate::wallet::WalletStore for SqliteWalletStore<'_> {
     fn remembered(
         &self,
         key: &str,
@@ -823,32 +885,14 @@ impl crate::wallet::WalletStore for SqliteWalletStore {
     }
 
     fn cached_balance(&self) -> Result<Option<(String, i64)>, crate::wallet::WalletStoreError> {
-        #[derive(Deserialize)]
-        struct Row {
-            body: String,
-            at_ms: i64,
-        }
-        let rows: Vec<Row> = self.read(
-            "SELECT body, at_ms FROM balance_cache WHERE id = 1",
-            Vec::new(),
-        )?;
-        Ok(rows.into_iter().next().map(|row| (row.body, row.at_ms)))
+        Ok(self.balance.borrow().clone())
     }
 
     fn set_cached_balance(
         &mut self,
         balance: Option<(String, i64)>,
     ) -> Result<(), crate::wallet::WalletStoreError> {
-        match balance {
-            Some((body, at_ms)) => self.write(
-                "INSERT INTO balance_cache (id, body, at_ms) VALUES (1, ?, ?) \
-                 ON CONFLICT (id) DO UPDATE SET body = excluded.body, at_ms = excluded.at_ms",
-                vec![
-                    SqlStorageValue::String(body),
-                    SqlStorageValue::try_from_i64(at_ms).map_err(wallet_error)?,
-                ],
-            ),
-            None => self.write("DELETE FROM balance_cache", Vec::new()),
-        }
+        *self.balance.borrow_mut() = balance;
+        Ok(())
     }
 }

@@ -5,6 +5,9 @@
 //! Revocation (logout, a reused refresh token) is recorded by the core. How fast it bites:
 //! - endpoints that move money take [`PayingUser`], which asks the core on every request: a
 //!   revoked token is refused at once;
+//! - a join ([`TokenHolder`]) passes the token's id to the core, which refuses a revoked one in
+//!   the join itself, where the money moves; a join refused before that (full, closed, already
+//!   joined) moves nothing and never waits on the core;
 //! - every other endpoint asks the core at most once per [`REVOCATION_CACHE_SECONDS`] per token
 //!   and isolate (a Workers isolate keeps the answer in memory; a Spin instance lives for one
 //!   request and always asks), so a revoked token stops working within 60 seconds.
@@ -36,6 +39,12 @@ pub struct User(pub String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayingUser(pub String);
 
+/// The holder of a valid token (signature, audience, expiry), NOT checked against revocation. Only
+/// for a handler that moves money solely through a core call carrying the token's id, which the
+/// core checks (the join), or that calls [`ensure_not_revoked`] before anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHolder(pub AccessClaims);
+
 /// The whole verified token (logout needs its `jti` and expiry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session(pub AccessClaims);
@@ -45,56 +54,76 @@ fn cache() -> &'static Mutex<HashMap<String, i64>> {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// Verifies the bearer token and that it is not revoked (`fresh`: ask the core now).
-async fn authenticate(
-    parts: &Parts,
-    platform: &Platform,
-    fresh: bool,
-) -> Result<AccessClaims, ApiError> {
+/// Verifies the bearer token: signature, audience, expiry. Not revocation.
+fn verify(parts: &Parts, platform: &Platform) -> Result<AccessClaims, ApiError> {
     let token = parts
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .ok_or(ApiError::new(ErrorCode::Unauthorized))?;
-    let now = platform.host.now_unix_seconds();
-    let claims = platform
+    platform
         .config
         .token_keys
-        .verify(token.trim(), now)
-        .map_err(|_| ApiError::new(ErrorCode::Unauthorized))?;
+        .verify(token.trim(), platform.host.now_unix_seconds())
+        .map_err(|_| ApiError::new(ErrorCode::Unauthorized))
+}
+
+/// Refuses `claims` if the core has revoked them (`fresh`: ask the core now; else an answer up to
+/// [`REVOCATION_CACHE_SECONDS`] old will do).
+///
+/// # Errors
+/// 401 when revoked; the core's unavailability as it comes.
+pub async fn ensure_not_revoked(
+    platform: &Platform,
+    claims: &AccessClaims,
+    fresh: bool,
+) -> Result<(), ApiError> {
+    let now = platform.host.now_unix_seconds();
     let cached = !fresh
         && cache()
             .lock()
             .ok()
             .and_then(|cache| cache.get(&claims.jti).copied())
             .is_some_and(|checked| now - checked < REVOCATION_CACHE_SECONDS);
-    if !cached {
-        let request_id = platform.host.random_id();
-        let body = serde_json::to_vec(&serde_json::json!({ "jti": claims.jti }))
-            .map_err(|_| ApiError::new(ErrorCode::Internal))?;
-        let answer: serde_json::Value = core_client::call_json(
-            platform,
-            http::Method::POST,
-            CORE_PATH_REVOKED,
-            Some(&claims.sub),
-            Bytes::from(body),
-            &request_id,
-        )
-        .await?;
-        match answer["revoked"].as_bool() {
-            Some(false) => {
-                if let Ok(mut cache) = cache().lock() {
-                    if cache.len() >= REVOCATION_CACHE_ENTRIES_MAX {
-                        cache.clear();
-                    }
-                    cache.insert(claims.jti.clone(), now);
-                }
-            }
-            Some(true) => return Err(ApiError::new(ErrorCode::Unauthorized)),
-            None => return Err(ApiError::new(ErrorCode::Internal)),
-        }
+    if cached {
+        return Ok(());
     }
+    let request_id = platform.host.random_id();
+    let body = serde_json::to_vec(&serde_json::json!({ "jti": claims.jti }))
+        .map_err(|_| ApiError::new(ErrorCode::Internal))?;
+    let answer: serde_json::Value = core_client::call_json(
+        platform,
+        http::Method::POST,
+        CORE_PATH_REVOKED,
+        Some(&claims.sub),
+        Bytes::from(body),
+        &request_id,
+    )
+    .await?;
+    match answer["revoked"].as_bool() {
+        Some(false) => {
+            if let Ok(mut cache) = cache().lock() {
+                if cache.len() >= REVOCATION_CACHE_ENTRIES_MAX {
+                    cache.clear();
+                }
+                cache.insert(claims.jti.clone(), now);
+            }
+            Ok(())
+        }
+        Some(true) => Err(ApiError::new(ErrorCode::Unauthorized)),
+        None => Err(ApiError::new(ErrorCode::Internal)),
+    }
+}
+
+/// Verifies the bearer token and that it is not revoked (`fresh`: ask the core now).
+async fn authenticate(
+    parts: &Parts,
+    platform: &Platform,
+    fresh: bool,
+) -> Result<AccessClaims, ApiError> {
+    let claims = verify(parts, platform)?;
+    ensure_not_revoked(platform, &claims, fresh).await?;
     Ok(claims)
 }
 
@@ -117,6 +146,17 @@ impl FromRequestParts<Arc<Platform>> for PayingUser {
         platform: &Arc<Platform>,
     ) -> Result<Self, Self::Rejection> {
         Ok(PayingUser(authenticate(parts, platform, true).await?.sub))
+    }
+}
+
+impl FromRequestParts<Arc<Platform>> for TokenHolder {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        platform: &Arc<Platform>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(TokenHolder(verify(parts, platform)?))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod login;
 pub mod notifications;
 pub mod payments;
 pub mod platform;
+pub mod rosters;
 pub mod router;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]

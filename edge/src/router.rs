@@ -16,13 +16,17 @@ use nene_domain::{
     health::{CoreHealth, PartStatus, PlatformHealth},
     limits::{CORE_TIMEOUT_MS, REQUEST_BODY_BYTES_MAX},
 };
-use nene_durable::room::{PATH_PROBE, ProbeAdd, ProbeValue};
+use nene_durable::{
+    join::RosterAnswer,
+    room::{PATH_PROBE, ProbeAdd, ProbeValue},
+};
 
 use crate::{
-    auth::{PayingUser, User},
+    auth::{TokenHolder, User},
     core_client::{self, CORE_PATH_HEALTH, HEADER_REQUEST_ID},
     error::{ApiError, ApiJson, render_pending_error},
     platform::{ObjectName, OutboundRequest, Platform},
+    rosters::{self, Lookup},
 };
 
 /// The request id of the current request, set by the request-context middleware.
@@ -369,47 +373,128 @@ pub(crate) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String
 /// `POST /v1/challenges/{id}/join`: on Workers through the user's `Wallet` (one money-moving
 /// request at a time, Idempotency-Key replays) and the challenge's `ChallengeRoom` (duplicates,
 /// full and closed answered without the core; the rest serialized); on Spin straight to the core.
+/// On Workers a join to a sealed room by someone not on its roster is refused at once from the
+/// isolate's cache (`crate::rosters`). The token's revocation is not asked here: the token's id
+/// travels with the join, and the core refuses a revoked one where the money would move, so a
+/// join the room refuses alone never waits on the core.
 async fn join_challenge(
     State(state): State<AppState>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    PayingUser(user): PayingUser,
+    TokenHolder(claims): TokenHolder,
     Path(challenge_id): Path<String>,
     headers: http::HeaderMap,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
     let challenge_id = parse_challenge_id(&challenge_id)?;
     let idempotency_key = idempotency_key(&headers)?;
-    let joined = match &state.rooms {
-        Some(objects) => {
-            let body = serde_json::json!({
-                "challenge": challenge_id.as_str(),
-                "user": user,
-                "idempotency_key": idempotency_key,
-            });
-            let body = Bytes::from(
-                serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal))?,
-            );
-            call_object(
-                objects.as_ref(),
-                ObjectName::Wallet(&user),
-                http::Method::POST,
-                "/join",
-                body,
-            )
-            .await?
-        }
-        None => {
-            core_client::call_json(
-                &state,
-                http::Method::POST,
-                &format!("/internal/v1/challenges/{challenge_id}/join"),
-                Some(&user),
-                Bytes::new(),
-                &request_id,
-            )
-            .await?
-        }
+    let user = claims.sub.clone();
+    let Some(objects) = &state.rooms else {
+        let body = serde_json::to_vec(&serde_json::json!({ "session": claims.jti }))
+            .map_err(|_| ApiError::new(ErrorCode::Internal))?;
+        let joined = core_client::call_json(
+            &state,
+            http::Method::POST,
+            &format!("/internal/v1/challenges/{challenge_id}/join"),
+            Some(&user),
+            Bytes::from(body),
+            &request_id,
+        )
+        .await?;
+        return Ok((StatusCode::CREATED, axum::Json(joined)));
     };
-    Ok((StatusCode::CREATED, axum::Json(joined)))
+    refuse_from_roster(&state, objects.as_ref(), &challenge_id, &user).await?;
+    let body = serde_json::json!({
+        "challenge": challenge_id.as_str(),
+        "user": user,
+        "idempotency_key": idempotency_key,
+        "session": claims.jti,
+    });
+    let body =
+        Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal))?);
+    match call_object(
+        objects.as_ref(),
+        ObjectName::Wallet(&user),
+        http::Method::POST,
+        "/join",
+        body,
+    )
+    .await
+    {
+        Ok(joined) => Ok((StatusCode::CREATED, axum::Json(joined))),
+        Err(error) => {
+            if matches!(
+                error.code,
+                ErrorCode::ChallengeFull | ErrorCode::ChallengeNotRecruiting
+            ) {
+                ask_roster(&state, objects.as_ref(), &challenge_id).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Refuses the join if the isolate holds a fresh sealed roster of the room without `user`; asks
+/// the room again (one request per room at a time) when the roster it holds has aged.
+async fn refuse_from_roster(
+    state: &AppState,
+    objects: &dyn crate::platform::Rooms,
+    challenge_id: &ChallengeId,
+    user: &str,
+) -> Result<(), ApiError> {
+    let now = state.host.now_unix_seconds();
+    let (lookup, aged) = {
+        let cache = rosters::isolate_cache()
+            .lock()
+            .map_err(|_| ApiError::new(ErrorCode::Internal))?;
+        let lookup = cache.lookup(challenge_id.as_str(), user, now);
+        (
+            lookup,
+            lookup == Lookup::Forward && cache.knows_sealed(challenge_id.as_str()),
+        )
+    };
+    let lookup = if aged {
+        ask_roster(state, objects, challenge_id).await;
+        rosters::isolate_cache()
+            .lock()
+            .map_err(|_| ApiError::new(ErrorCode::Internal))?
+            .lookup(challenge_id.as_str(), user, now)
+    } else {
+        lookup
+    };
+    match lookup {
+        Lookup::Refuse(code) => Err(ApiError::new(code)),
+        Lookup::Forward => Ok(()),
+    }
+}
+
+/// Asks the room for its roster unless another request of this isolate just did, and keeps the
+/// answer. A failed call changes nothing: joins keep going the whole way.
+async fn ask_roster(
+    state: &AppState,
+    objects: &dyn crate::platform::Rooms,
+    challenge_id: &ChallengeId,
+) {
+    let now = state.host.now_unix_seconds();
+    let ours = rosters::isolate_cache()
+        .lock()
+        .is_ok_and(|mut cache| cache.should_ask(challenge_id.as_str(), now));
+    if !ours {
+        return;
+    }
+    let answer = call_object(
+        objects,
+        ObjectName::Room(challenge_id),
+        http::Method::GET,
+        nene_durable::join::PATH_ROSTER,
+        Bytes::new(),
+    )
+    .await
+    .ok()
+    .and_then(|value| serde_json::from_value::<RosterAnswer>(value).ok());
+    if let Some(answer) = answer
+        && let Ok(mut cache) = rosters::isolate_cache().lock()
+    {
+        cache.learn(challenge_id.as_str(), answer.sealed, now);
+    }
 }
 
 /// `GET /v1/wallet`: balance, holds and lots; on Workers through the user's `Wallet`, which never

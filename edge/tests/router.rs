@@ -88,6 +88,11 @@ impl Transport for FakeCore {
 struct FakeRooms {
     value: Mutex<i64>,
     joins: Mutex<Vec<serde_json::Value>>,
+    /// What a wallet answers a join (201 with counts when `None`).
+    join_reply: Mutex<Option<(u16, String)>>,
+    /// What a room answers `GET /roster` (not sealed when `None`).
+    roster_reply: Mutex<Option<String>>,
+    roster_calls: AtomicU64,
 }
 
 impl Rooms for FakeRooms {
@@ -112,10 +117,31 @@ impl Rooms for FakeRooms {
         if path == "/join" {
             let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
             self.joins.lock().map(|mut joins| joins.push(body)).ok();
-            return Box::pin(async {
+            let (status, body) = self
+                .join_reply
+                .lock()
+                .ok()
+                .and_then(|reply| reply.clone())
+                .unwrap_or((201, "{\"participants\":1,\"capacity\":2}".to_owned()));
+            return Box::pin(async move {
                 Ok(OutboundResponse {
-                    status: 201,
-                    body: Bytes::from_static(b"{\"participants\":1,\"capacity\":2}"),
+                    status,
+                    body: Bytes::from(body),
+                })
+            });
+        }
+        if path == nene_durable::join::PATH_ROSTER {
+            self.roster_calls.fetch_add(1, Ordering::Relaxed);
+            let body = self
+                .roster_reply
+                .lock()
+                .ok()
+                .and_then(|reply| reply.clone())
+                .unwrap_or_else(|| "{\"sealed\":null}".to_owned());
+            return Box::pin(async move {
+                Ok(OutboundResponse {
+                    status: 200,
+                    body: Bytes::from(body),
                 })
             });
         }
@@ -451,8 +477,117 @@ async fn a_join_with_a_valid_token_is_forwarded_to_the_users_wallet_as_that_user
     let joins = rooms.joins.lock().map(|j| j.clone()).unwrap_or_default();
     assert_eq!(
         joins,
-        vec![serde_json::json!({"challenge": "room-1", "user": "user-7", "idempotency_key": null})]
+        vec![
+            serde_json::json!({"challenge": "room-1", "user": "user-7", "idempotency_key": null, "session": "j"})
+        ]
     );
+}
+
+fn full_reply() -> (u16, String) {
+    let envelope = ErrorEnvelope::new(
+        ErrorCode::ChallengeFull,
+        ErrorCode::ChallengeFull.default_message(),
+        "",
+    );
+    (
+        409,
+        serde_json::to_string(&envelope).unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
+fn join_request(challenge: &str, user: &str) -> Request<Body> {
+    Request::post(format!("/v1/challenges/{challenge}/join"))
+        .header("authorization", bearer(user))
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn a_sealed_full_room_refuses_outsiders_at_the_edge_and_sends_its_participants_the_whole_way()
+{
+    // Each test has its own challenge: the roster cache lives as long as the isolate (the process).
+    let challenge = "room-sealed-full";
+    let core = healthy_core();
+    let rooms = Arc::new(FakeRooms::default());
+    *rooms.join_reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(full_reply());
+    *rooms.roster_reply.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some(r#"{"sealed":{"refusal":"full","participants":["user-in"]}}"#.to_owned());
+    let platform = || {
+        let mut platform = platform(Arc::clone(&core), false);
+        platform.rooms = Some(Arc::clone(&rooms) as Arc<dyn Rooms>);
+        platform
+    };
+    let joins = || rooms.joins.lock().map(|j| j.len()).unwrap_or(0);
+
+    // The first refusal comes from the room, through the wallet; the edge then asks for the roster.
+    let (status, _, body) = send(platform(), join_request(challenge, "user-a")).await;
+    assert_eq!(status, 409);
+    assert_eq!(error_of(&body).error.code, ErrorCode::ChallengeFull);
+    assert_eq!(
+        (joins(), rooms.roster_calls.load(Ordering::Relaxed)),
+        (1, 1)
+    );
+
+    for user in ["user-b", "user-c", "user-a"] {
+        let (status, _, body) = send(platform(), join_request(challenge, user)).await;
+        assert_eq!(status, 409);
+        assert_eq!(error_of(&body).error.code, ErrorCode::ChallengeFull);
+    }
+    assert_eq!(joins(), 1, "outsiders were answered at the edge");
+    assert_eq!(rooms.roster_calls.load(Ordering::Relaxed), 1);
+
+    // A participant's retry reaches their wallet, which replays their first answer.
+    *rooms.join_reply.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((201, r#"{"participants":100,"capacity":100}"#.to_owned()));
+    let (status, _, _) = send(platform(), join_request(challenge, "user-in")).await;
+    assert_eq!(status, 201);
+    assert_eq!(joins(), 2);
+    assert_eq!(
+        core.revocation_checks.load(Ordering::Relaxed),
+        0,
+        "a join never waits on the core at the edge: the core checks the session it carries"
+    );
+}
+
+#[tokio::test]
+async fn a_room_that_is_full_but_not_sealed_keeps_answering_every_join_itself() {
+    let challenge = "room-full-not-sealed";
+    let rooms = Arc::new(FakeRooms::default());
+    *rooms.join_reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(full_reply());
+    let core = healthy_core();
+    for user in ["user-a", "user-b", "user-c"] {
+        let mut platform = platform(Arc::clone(&core), false);
+        platform.rooms = Some(Arc::clone(&rooms) as Arc<dyn Rooms>);
+        let (status, _, _) = send(platform, join_request(challenge, user)).await;
+        assert_eq!(status, 409);
+    }
+    assert_eq!(rooms.joins.lock().map(|j| j.len()).unwrap_or(0), 3);
+    assert_eq!(
+        rooms.roster_calls.load(Ordering::Relaxed),
+        1,
+        "asked once, then not again within the interval"
+    );
+}
+
+#[tokio::test]
+async fn without_rooms_a_join_goes_to_the_core_with_its_session_for_the_revocation_check() {
+    let core = core_answering(Ok((201, r#"{"participants":1}"#.to_owned())));
+    let mut platform = platform(Arc::clone(&core), false);
+    platform.rooms = None;
+    let (status, _, _) = send(platform, join_request("room-spin", "user-9")).await;
+    assert_eq!(status, 201);
+    let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0]
+            .url
+            .ends_with("/internal/v1/challenges/room-spin/join")
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&seen[0].body).ok(),
+        Some(serde_json::json!({ "session": "j" }))
+    );
+    assert_eq!(core.revocation_checks.load(Ordering::Relaxed), 0);
 }
 
 fn bearer(user: &str) -> String {

@@ -30,6 +30,9 @@ impl CoreApiError {
     fn code(&self) -> ErrorCode {
         match self {
             CoreApiError::Client(code) => *code,
+            // Every pooled connection stayed busy for the whole acquire timeout: overload, which
+            // passes; the caller may retry (503), unlike a fault of ours.
+            CoreApiError::Database(sqlx::Error::PoolTimedOut) => ErrorCode::CoreUnavailable,
             CoreApiError::Database(_) => ErrorCode::Internal,
             CoreApiError::Ledger(error) => error.code(),
         }

@@ -2,7 +2,8 @@
 //! 1. the ceiling — a trivial edge route (the JSON 404 fallback: routing and error rendering, no
 //!    I/O) under the same `wrangler dev`;
 //! 2. the storm through the edge — N funded users join one challenge of 100 seats at once,
-//!    through the Worker, each user's `Wallet` and the challenge's `ChallengeRoom`;
+//!    through the Worker, each user's `Wallet` and the challenge's `ChallengeRoom` (once the room
+//!    is full and sealed, the Worker refuses the rest from its cached roster);
 //! 3. the same storm straight against the core's join endpoint (a new challenge).
 //!
 //! Prints requests/s, p50/p99/max, admitted count, and the ledger checker's verdict.
@@ -10,7 +11,7 @@
 //!     ./nene bench join-storm
 //!
 //! Environment as for the end-to-end tests (`./nene bench` sets it); `STORM_USERS` (5,000),
-//! `STORM_CAPACITY` (100).
+//! `STORM_CAPACITY` (100), `STORM_IN_FLIGHT` (1,000: requests in flight at once, in every run).
 
 use std::{
     sync::Arc,
@@ -110,13 +111,16 @@ impl Figures {
     }
 }
 
-/// Fires every request at once and measures each.
-async fn fire(name: &str, requests: Vec<reqwest::RequestBuilder>) -> Figures {
+/// Fires every request, at most `in_flight` at a time, and measures each from when it is sent.
+async fn fire(name: &str, requests: Vec<reqwest::RequestBuilder>, in_flight: usize) -> Figures {
+    let permits = Arc::new(tokio::sync::Semaphore::new(in_flight));
     let started = Instant::now();
     let tasks: Vec<_> = requests
         .into_iter()
         .map(|request| {
+            let permits = Arc::clone(&permits);
             tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
                 let began = Instant::now();
                 let status = request
                     .send()
@@ -163,11 +167,13 @@ async fn new_challenge(core: &Core, capacity: i64) -> Value {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    // 5,000 is the figure; local workerd hosts every Wallet object in one process with
-    // its own SQLite files and runs out of descriptors (hard limit 20,000 here) before that, so the
-    // default is what this machine can run.
+    // 5,000 users is the figure. Local `wrangler dev` (its proxy and workerd) runs out of
+    // descriptors (hard limit 20,000 here, not raisable) with 5,000 connections open at once, even
+    // on the trivial route, so every run holds at most STORM_IN_FLIGHT requests in flight.
     let users: usize =
-        nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "STORM_USERS", 1_000);
+        nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "STORM_USERS", 5_000);
+    let in_flight: usize =
+        nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "STORM_IN_FLIGHT", 1_000);
     let capacity: i64 =
         nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "STORM_CAPACITY", 100);
     let dir = scratch_dir("join_storm_bench");
@@ -204,6 +210,7 @@ async fn main() -> std::process::ExitCode {
         (0..users)
             .map(|_| http.get(format!("{}/v1/no-such-route", edge.url)))
             .collect(),
+        in_flight,
     )
     .await;
 
@@ -219,6 +226,7 @@ async fn main() -> std::process::ExitCode {
                     .bearer_auth(token)
             })
             .collect(),
+        in_flight,
     )
     .await;
 
@@ -240,6 +248,7 @@ async fn main() -> std::process::ExitCode {
                 )
             })
             .collect(),
+        in_flight,
     )
     .await;
 
@@ -271,7 +280,9 @@ async fn main() -> std::process::ExitCode {
         .clone();
 
     println!();
-    println!("join-storm: {users} concurrent requests, capacity {capacity}, one machine (2 cores)");
+    println!(
+        "join-storm: {users} users, at most {in_flight} requests in flight, capacity {capacity}, one machine (2 cores)"
+    );
     println!(
         "{:<44} {:>10} {:>8} {:>8} {:>8} {:>9}",
         "run", "req/s", "p50 ms", "p99 ms", "max ms", "admitted"
@@ -305,10 +316,10 @@ async fn main() -> std::process::ExitCode {
             violations.to_string()
         }
     );
-    let capacity_usize = usize::try_from(capacity).unwrap_or(0);
-    let broken = violations != json!([])
-        || edge_storm.admitted != capacity_usize
-        || core_storm.admitted != capacity_usize;
+    // The core's seats are the truth: a join the edge answered 503 (its core call timed out) is
+    // finished by the room's alarm, and is a seat all the same.
+    let broken =
+        violations != json!([]) || seats_edge != json!(capacity) || seats_core != json!(capacity);
     // Stop wrangler and the core before saying how it ended (an early exit would leave them).
     drop(edge);
     drop(core);
