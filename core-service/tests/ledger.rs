@@ -1210,3 +1210,56 @@ async fn concurrent_batches_over_the_same_wallets_never_deadlock_nor_overdraw(db
     }
     assert_sound(&db).await;
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_key_first_used_by_a_concurrent_batch_still_has_one_effect(db: PgPool) {
+    let w1 = wallet(&db, "user-1").await;
+    let w2 = wallet(&db, "user-2").await;
+    charge(&db, w1, 100, "charge:1").await;
+    charge(&db, w2, 100, "charge:2").await;
+    let first = debit_of(w1, 10, "buy:k");
+    let mut tx = db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let receipt = debit_batch_in_tx(&mut tx, std::slice::from_ref(&first))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .remove(0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // While the first is uncommitted: the same request on the same wallet waits for the wallet and
+    // then replays; the same key on another wallet waits for the key and then fails its whole batch
+    // (nothing done), which the batcher answers by running that debit alone.
+    let same = {
+        let db = db.clone();
+        let first = first.clone();
+        tokio::spawn(async move {
+            let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+            debit_batch_in_tx(&mut conn, &[first]).await
+        })
+    };
+    let other = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+            debit_batch_in_tx(&mut conn, &[debit_of(w2, 10, "buy:k")]).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    let same = same
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .remove(0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(same, receipt, "a replay of the first receipt");
+    let other = other.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(other.is_err(), "the batch fails as a whole: {other:?}");
+    let alone = debit(&db, &debit_of(w2, 10, "buy:k")).await;
+    assert!(
+        matches!(alone, Err(LedgerError::IdempotencyKeyReused)),
+        "{alone:?}"
+    );
+    assert_eq!(balance(&db, w1).await.balance, p(90));
+    assert_eq!(balance(&db, w2).await.balance, p(100));
+    assert_eq!(transfer_count(&db).await, 3);
+    assert_sound(&db).await;
+}
