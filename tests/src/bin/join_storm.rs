@@ -11,7 +11,8 @@
 //!     ./nene bench join-storm
 //!
 //! Environment as for the end-to-end tests (`./nene bench` sets it); `STORM_USERS` (5,000),
-//! `STORM_CAPACITY` (100), `STORM_IN_FLIGHT` (1,000: requests in flight at once, in every run).
+//! `STORM_CAPACITY` (100), `STORM_IN_FLIGHT` (200: requests in flight at once, in every run;
+//! docs/decisions/0006-joins.md has figures for 200, 500 and 1,000).
 
 use std::{
     sync::Arc,
@@ -173,7 +174,7 @@ async fn main() -> std::process::ExitCode {
     let users: usize =
         nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "STORM_USERS", 5_000);
     let in_flight: usize =
-        nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "STORM_IN_FLIGHT", 1_000);
+        nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "STORM_IN_FLIGHT", 200);
     let capacity: i64 =
         nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "STORM_CAPACITY", 100);
     let dir = scratch_dir("join_storm_bench");
