@@ -467,7 +467,9 @@ async fn refuse_from_roster(
 }
 
 /// Asks the room for its roster unless another request of this isolate just did, and keeps the
-/// answer. A failed call changes nothing: joins keep going the whole way.
+/// answer. A failed call leaves what was known: an unsealed room's joins keep going the whole way,
+/// and an aged sealed roster keeps answering (a sealed room never reopens; at most its FULL has
+/// become NOT_RECRUITING) until a later ask, a second on, gets through.
 async fn ask_roster(
     state: &AppState,
     objects: &dyn crate::platform::Rooms,
