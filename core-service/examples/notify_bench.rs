@@ -33,9 +33,9 @@ use nene_core::{
         schedule::Keys,
     },
 };
-use nene_domain::settings::{parsed_or, with_database};
+use nene_domain::settings::parsed_or;
 use serde_json::json;
-use sqlx::{Connection, PgPool, postgres::PgPoolOptions};
+use sqlx::{PgPool, postgres::PgPoolOptions};
 use uuid::Uuid;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -83,32 +83,13 @@ fn knobs() -> Knobs {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let knobs = knobs();
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let redis_url =
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let name = format!("nene_notify_bench_{}", Uuid::new_v4().simple());
-    sqlx::PgConnection::connect(&admin_url)
-        .await?
-        .execute_ddl(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let outcome = run(&with_database(&admin_url, &name), &redis_url, &knobs).await;
+    let database = nene_core::scratch::ScratchDatabase::create("nene_notify_bench").await?;
+    let outcome = run(&database.url, &redis_url, &knobs).await;
     let _ = forget_keys(&redis_url, &knobs.settings.redis_prefix).await;
-    sqlx::PgConnection::connect(&admin_url)
-        .await?
-        .execute_ddl(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
+    database.drop().await?;
     outcome
-}
-
-trait ExecuteDdl {
-    async fn execute_ddl(&mut self, sql: &str) -> Result<(), sqlx::Error>;
-}
-
-impl ExecuteDdl for sqlx::PgConnection {
-    async fn execute_ddl(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(sql).execute(self).await.map(|_| ())
-    }
 }
 
 async fn forget_keys(redis_url: &str, prefix: &str) -> Result<(), Error> {

@@ -25,11 +25,11 @@ use nene_core::{
     payments::{PaymentSettings, Payments, toss::TossConfig},
 };
 use nene_domain::{
-    settings::{parsed_or, with_database},
+    settings::parsed_or,
     signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts, SigningSecret},
 };
 use serde_json::{Value, json};
-use sqlx::{Connection, postgres::PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 
 const SECRET: &str = "bench-signing-secret-0123456789abcdef0123";
 const TOSS_KEY: &str = "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R";
@@ -186,29 +186,10 @@ async fn prepare(
 async fn main() -> Result<(), Error> {
     let count: usize = parsed_or(|n| std::env::var(n).ok(), "BENCH_CONFIRMS", 2_000);
     let concurrency: usize = parsed_or(|n| std::env::var(n).ok(), "BENCH_CONCURRENCY", 16);
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("nene_payment_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::PgConnection::connect(&admin_url)
-        .await?
-        .execute_ddl(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let outcome = run(&with_database(&admin_url, &name), count, concurrency).await;
-    sqlx::PgConnection::connect(&admin_url)
-        .await?
-        .execute_ddl(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
+    let database = nene_core::scratch::ScratchDatabase::create("nene_payment_bench").await?;
+    let outcome = run(&database.url, count, concurrency).await;
+    database.drop().await?;
     outcome
-}
-
-trait ExecuteDdl {
-    async fn execute_ddl(&mut self, sql: &str) -> Result<(), sqlx::Error>;
-}
-
-impl ExecuteDdl for sqlx::PgConnection {
-    async fn execute_ddl(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(sql).execute(self).await.map(|_| ())
-    }
 }
 
 async fn serve(router: axum::Router) -> Result<String, Error> {

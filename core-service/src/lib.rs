@@ -20,6 +20,7 @@ pub mod maintenance;
 pub mod notifications;
 pub mod payments;
 pub mod proofs;
+pub mod scratch;
 
 use std::sync::Arc;
 

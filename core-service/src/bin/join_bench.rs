@@ -22,7 +22,7 @@ use nene_domain::{
     Points,
     signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts, SigningSecret},
 };
-use sqlx::{Connection, PgConnection, postgres::PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 
 const SECRET: &str = "join-bench-secret-0123456789abcdef012345";
 const ENTRY_FEE_POINTS: i64 = 10_000;
@@ -39,17 +39,9 @@ fn now_unix() -> i64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("nene_join_bench_{}", std::process::id());
-    let mut admin = PgConnection::connect(&server).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let outcome = run(&nene_domain::settings::with_database(&server, &name)).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    let database = nene_core::scratch::ScratchDatabase::create("nene_join_bench").await?;
+    let outcome = run(&database.url).await;
+    database.drop().await?;
     outcome
 }
 

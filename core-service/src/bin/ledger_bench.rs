@@ -14,7 +14,7 @@ use std::{
 
 use nene_core::ledger::{self, *};
 use nene_domain::Points;
-use sqlx::{Connection, PgConnection, PgPool, postgres::PgPoolOptions};
+use sqlx::{PgPool, postgres::PgPoolOptions};
 
 /// Wallets of the spread scenario (the figure).
 const SPREAD_WALLETS: usize = 1_000;
@@ -151,22 +151,13 @@ fn pgbench_tps(url: &str, clients: usize, seconds: u64) -> Result<f64, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let seconds: u64 =
         nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "BENCH_SECONDS", 10);
     let clients: usize =
         nene_domain::settings::parsed_or(|n| std::env::var(n).ok(), "BENCH_CLIENTS", 32);
-    let name = format!("nene_bench_{}", std::process::id());
-    let mut admin = PgConnection::connect(&server).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let url = nene_domain::settings::with_database(&server, &name);
-    let outcome = run(&url, seconds, clients).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    let database = nene_core::scratch::ScratchDatabase::create("nene_ledger_bench").await?;
+    let outcome = run(&database.url, seconds, clients).await;
+    database.drop().await?;
     outcome
 }
 

@@ -18,8 +18,8 @@ use nene_core::{
     ledger::{self, SystemAccount, check_invariants},
     lifecycle, migrate,
 };
-use nene_domain::settings::{parsed_or, with_database};
-use sqlx::{Connection, postgres::PgPoolOptions};
+use nene_domain::settings::parsed_or;
+use sqlx::postgres::PgPoolOptions;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -30,17 +30,9 @@ const DB_POOL_CONNECTIONS_MAX: u32 = 8;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let participants: i64 = parsed_or(|n| std::env::var(n).ok(), "BENCH_PARTICIPANTS", 100_000);
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("nene_settle_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let outcome = run(&with_database(&admin_url, &name), participants).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    let database = nene_core::scratch::ScratchDatabase::create("nene_settle_bench").await?;
+    let outcome = run(&database.url, participants).await;
+    database.drop().await?;
     outcome
 }
 
