@@ -1049,3 +1049,41 @@ async fn with_redis_killed_mid_run_and_restarted_empty_every_notification_is_sen
     // Built at the start, and again after the restart.
     assert!(counter(&dispatcher.metrics().rebuilds) >= 2);
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_burst_is_claimed_in_equal_shares_so_every_worker_starts_at_once(db: PgPool) {
+    let fixture = fixture(db).await;
+    let schedule = notifications::schedule::RedisSchedule::new(
+        ok(redis::Client::open(redis_url())),
+        &fixture.prefix,
+    );
+    ok(schedule.mark_built(0).await);
+    let due_at = 1_000;
+    let (now, deadline) = (2_000, 60_000);
+    let burst: Vec<(Uuid, i64)> = (0..500).map(|_| (Uuid::now_v7(), due_at)).collect();
+    ok(schedule.schedule(&burst).await);
+    let mut shares = Vec::new();
+    for _ in 0..4 {
+        match ok(schedule.claim(now, 500, deadline, 4).await) {
+            notifications::schedule::Claim::Ids(ids) => shares.push(ids.len()),
+            notifications::schedule::Claim::NotBuilt => panic!("the schedule is built"),
+        }
+    }
+    assert_eq!(shares, vec![125; 4], "a quarter of the backlog each");
+    assert_eq!(ok(schedule.depth().await), (0, 500));
+
+    // A small backlog still goes out in claims worth their round trip.
+    let small: Vec<(Uuid, i64)> = (0..40).map(|_| (Uuid::now_v7(), due_at)).collect();
+    ok(schedule.schedule(&small).await);
+    let mut shares = Vec::new();
+    for _ in 0..2 {
+        if let notifications::schedule::Claim::Ids(ids) =
+            ok(schedule.claim(now, 500, deadline, 4).await)
+        {
+            shares.push(ids.len());
+        }
+    }
+    // (500 claimed + 40 due) / 4 = 135 ≥ 40: the first claim takes all of it.
+    assert_eq!(shares, vec![40, 0]);
+    fixture.forget_redis_keys().await;
+}
