@@ -1087,3 +1087,49 @@ async fn a_burst_is_claimed_in_equal_shares_so_every_worker_starts_at_once(db: P
     assert_eq!(shares, vec![40, 0]);
     fixture.forget_redis_keys().await;
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn feeding_leaves_claimed_ids_to_their_claimant_and_moves_due_ones_to_the_new_time(
+    db: PgPool,
+) {
+    let fixture = fixture(db).await;
+    let schedule = notifications::schedule::RedisSchedule::new(
+        ok(redis::Client::open(redis_url())),
+        &fixture.prefix,
+    );
+    ok(schedule.mark_built(0).await);
+    let ids: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
+    let fed: Vec<(Uuid, i64)> = ids.iter().map(|id| (*id, 1_000)).collect();
+    assert_eq!(ok(schedule.schedule(&fed).await), Some(10));
+    // Four are claimed (due at 1,000, claimed at 2,000); six stay due.
+    let claimed = match ok(schedule.claim(2_000, 4, 60_000, 1).await) {
+        notifications::schedule::Claim::Ids(claimed) => claimed,
+        notifications::schedule::Claim::NotBuilt => panic!("the schedule is built"),
+    };
+    assert_eq!(claimed.len(), 4);
+    assert_eq!(ok(schedule.depth().await), (6, 4));
+
+    // Everything is fed again, due much later: only the six unclaimed ones take the new time.
+    let again: Vec<(Uuid, i64)> = ids.iter().map(|id| (*id, 50_000)).collect();
+    assert_eq!(ok(schedule.schedule(&again).await), Some(6));
+    assert_eq!(
+        ok(schedule.depth().await),
+        (6, 4),
+        "no claimed id is due twice"
+    );
+    match ok(schedule.claim(2_000, 10, 60_000, 1).await) {
+        notifications::schedule::Claim::Ids(none) => {
+            assert!(none.is_empty(), "the six are due at 50,000 now");
+        }
+        notifications::schedule::Claim::NotBuilt => panic!("the schedule is built"),
+    }
+    match ok(schedule.claim(50_000, 10, 60_000, 1).await) {
+        notifications::schedule::Claim::Ids(later) => {
+            assert_eq!(later.len(), 6);
+            assert!(later.iter().all(|id| !claimed.contains(id)));
+        }
+        notifications::schedule::Claim::NotBuilt => panic!("the schedule is built"),
+    }
+    assert_eq!(ok(schedule.schedule(&[]).await), Some(0));
+    fixture.forget_redis_keys().await;
+}

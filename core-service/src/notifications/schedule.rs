@@ -71,16 +71,24 @@ return ids
 
 /// Puts (score, id) pairs into `due` unless the id is claimed (in flight): Postgres' next attempt
 /// is the truth, so an id already due gets its score. -1 when the schedule is not built.
+/// Two commands whatever the number of ids (one lookup of them all in `inflight`, one `ZADD`):
+/// Redis runs scripts one at a time, and a claim waiting behind a feed of 2,000 ids is a worker
+/// waiting.
 const SCHEDULE: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
-local added = 0
-for i = 1, #ARGV, 2 do
-  if not redis.call('ZSCORE', KEYS[2], ARGV[i + 1]) then
-    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
-    added = added + 1
+local ids = {}
+for i = 2, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+if #ids == 0 then return 0 end
+local claimed = redis.call('ZMSCORE', KEYS[2], unpack(ids))
+local free = {}
+for i = 1, #ids do
+  if not claimed[i] then
+    free[#free + 1] = ARGV[2 * i - 1]
+    free[#free + 1] = ids[i]
   end
 end
-return added
+if #free > 0 then redis.call('ZADD', KEYS[1], unpack(free)) end
+return #free / 2
 ";
 
 /// Ends claims: the first ARGV[1] ids are done (dropped); the (score, id) pairs after them go
