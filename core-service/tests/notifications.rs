@@ -1050,41 +1050,49 @@ async fn with_redis_killed_mid_run_and_restarted_empty_every_notification_is_sen
     assert!(counter(&dispatcher.metrics().rebuilds) >= 2);
 }
 
+/// A claim on `schedule` (which is built): the ids it took.
+async fn claim(
+    schedule: &notifications::schedule::RedisSchedule,
+    now_ms: i64,
+    limit: usize,
+    share: usize,
+) -> Vec<Uuid> {
+    /// Far beyond every `now_ms` of these tests: no claim expires.
+    const DEADLINE_MS: i64 = 60_000;
+    match ok(schedule.claim(now_ms, limit, DEADLINE_MS, share).await) {
+        notifications::schedule::Claim::Ids(ids) => ids,
+        notifications::schedule::Claim::NotBuilt => panic!("the schedule is built"),
+    }
+}
+
+fn schedule_of(fixture: &Fixture) -> notifications::schedule::RedisSchedule {
+    notifications::schedule::RedisSchedule::new(
+        ok(redis::Client::open(redis_url())),
+        &fixture.prefix,
+    )
+}
+
 #[sqlx::test(migrations = "./migrations")]
 async fn a_burst_is_claimed_in_equal_shares_so_every_worker_starts_at_once(db: PgPool) {
     let fixture = fixture(db).await;
-    let schedule = notifications::schedule::RedisSchedule::new(
-        ok(redis::Client::open(redis_url())),
-        &fixture.prefix,
-    );
+    let schedule = schedule_of(&fixture);
     ok(schedule.mark_built(0).await);
-    let due_at = 1_000;
-    let (now, deadline) = (2_000, 60_000);
+    let (due_at, now) = (1_000, 2_000);
     let burst: Vec<(Uuid, i64)> = (0..500).map(|_| (Uuid::now_v7(), due_at)).collect();
     ok(schedule.schedule(&burst).await);
     let mut shares = Vec::new();
     for _ in 0..4 {
-        match ok(schedule.claim(now, 500, deadline, 4).await) {
-            notifications::schedule::Claim::Ids(ids) => shares.push(ids.len()),
-            notifications::schedule::Claim::NotBuilt => panic!("the schedule is built"),
-        }
+        shares.push(claim(&schedule, now, 500, 4).await.len());
     }
     assert_eq!(shares, vec![125; 4], "a quarter of the backlog each");
     assert_eq!(ok(schedule.depth().await), (0, 500));
 
-    // A small backlog still goes out in claims worth their round trip.
+    // With 500 in flight, a later small burst goes to the first idle worker whole:
+    // (500 claimed + 40 due) / 4 = 135 ≥ 40.
     let small: Vec<(Uuid, i64)> = (0..40).map(|_| (Uuid::now_v7(), due_at)).collect();
     ok(schedule.schedule(&small).await);
-    let mut shares = Vec::new();
-    for _ in 0..2 {
-        if let notifications::schedule::Claim::Ids(ids) =
-            ok(schedule.claim(now, 500, deadline, 4).await)
-        {
-            shares.push(ids.len());
-        }
-    }
-    // (500 claimed + 40 due) / 4 = 135 ≥ 40: the first claim takes all of it.
-    assert_eq!(shares, vec![40, 0]);
+    assert_eq!(claim(&schedule, now, 500, 4).await.len(), 40);
+    assert!(claim(&schedule, now, 500, 4).await.is_empty());
     fixture.forget_redis_keys().await;
 }
 
@@ -1093,19 +1101,13 @@ async fn feeding_leaves_claimed_ids_to_their_claimant_and_moves_due_ones_to_the_
     db: PgPool,
 ) {
     let fixture = fixture(db).await;
-    let schedule = notifications::schedule::RedisSchedule::new(
-        ok(redis::Client::open(redis_url())),
-        &fixture.prefix,
-    );
+    let schedule = schedule_of(&fixture);
     ok(schedule.mark_built(0).await);
     let ids: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
     let fed: Vec<(Uuid, i64)> = ids.iter().map(|id| (*id, 1_000)).collect();
     assert_eq!(ok(schedule.schedule(&fed).await), Some(10));
     // Four are claimed (due at 1,000, claimed at 2,000); six stay due.
-    let claimed = match ok(schedule.claim(2_000, 4, 60_000, 1).await) {
-        notifications::schedule::Claim::Ids(claimed) => claimed,
-        notifications::schedule::Claim::NotBuilt => panic!("the schedule is built"),
-    };
+    let claimed = claim(&schedule, 2_000, 4, 1).await;
     assert_eq!(claimed.len(), 4);
     assert_eq!(ok(schedule.depth().await), (6, 4));
 
@@ -1117,19 +1119,13 @@ async fn feeding_leaves_claimed_ids_to_their_claimant_and_moves_due_ones_to_the_
         (6, 4),
         "no claimed id is due twice"
     );
-    match ok(schedule.claim(2_000, 10, 60_000, 1).await) {
-        notifications::schedule::Claim::Ids(none) => {
-            assert!(none.is_empty(), "the six are due at 50,000 now");
-        }
-        notifications::schedule::Claim::NotBuilt => panic!("the schedule is built"),
-    }
-    match ok(schedule.claim(50_000, 10, 60_000, 1).await) {
-        notifications::schedule::Claim::Ids(later) => {
-            assert_eq!(later.len(), 6);
-            assert!(later.iter().all(|id| !claimed.contains(id)));
-        }
-        notifications::schedule::Claim::NotBuilt => panic!("the schedule is built"),
-    }
+    assert!(
+        claim(&schedule, 2_000, 10, 1).await.is_empty(),
+        "the six are due at 50,000 now"
+    );
+    let later = claim(&schedule, 50_000, 10, 1).await;
+    assert_eq!(later.len(), 6);
+    assert!(later.iter().all(|id| !claimed.contains(id)));
     assert_eq!(ok(schedule.schedule(&[]).await), Some(0));
     fixture.forget_redis_keys().await;
 }
