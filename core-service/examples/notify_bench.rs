@@ -229,6 +229,59 @@ async fn ceiling(fcm: &FcmClient, sends: usize, concurrency: usize) -> Result<Du
     }
 }
 
+/// CPU time used so far (Linux: `/proc/…/schedstat`, nanoseconds on a CPU) by this process (the
+/// dispatcher and the sandbox), by every Postgres process and by Redis: read before and after a
+/// run, it tells whether the run was short of CPU or waiting on something.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTime {
+    bench_ns: u64,
+    postgres_ns: u64,
+    redis_ns: u64,
+}
+
+impl CpuTime {
+    fn now() -> Self {
+        fn on_cpu_ns(schedstat: &std::path::Path) -> u64 {
+            std::fs::read_to_string(schedstat)
+                .ok()
+                .and_then(|text| text.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        }
+        fn threads_ns(process: &std::path::Path) -> u64 {
+            std::fs::read_dir(process.join("task")).map_or(0, |threads| {
+                threads
+                    .flatten()
+                    .map(|thread| on_cpu_ns(&thread.path().join("schedstat")))
+                    .sum()
+            })
+        }
+        let mut time = CpuTime {
+            bench_ns: threads_ns(std::path::Path::new("/proc/self")),
+            ..CpuTime::default()
+        };
+        for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let comm = std::fs::read_to_string(process.path().join("comm")).unwrap_or_default();
+            if comm.starts_with("postgres") {
+                time.postgres_ns += threads_ns(&process.path());
+            } else if comm.starts_with("redis-server") {
+                time.redis_ns += threads_ns(&process.path());
+            }
+        }
+        time
+    }
+
+    /// Milliseconds of CPU since `earlier`: (this process, Postgres, Redis).
+    fn since_ms(self, earlier: CpuTime) -> (f64, f64, f64) {
+        #[allow(clippy::cast_precision_loss)]
+        let ms = |now: u64, then: u64| now.saturating_sub(then) as f64 / 1e6;
+        (
+            ms(self.bench_ns, earlier.bench_ns),
+            ms(self.postgres_ns, earlier.postgres_ns),
+            ms(self.redis_ns, earlier.redis_ns),
+        )
+    }
+}
+
 fn per_second(count: usize, elapsed: Duration) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let count = count as f64;
@@ -283,7 +336,9 @@ async fn run(database_url: &str, redis_url: &str, knobs: &Knobs) -> Result<(), E
     );
     // Warm the connection pool and the access token first.
     ceiling(&fcm, concurrency, concurrency).await?;
+    let cpu_before = CpuTime::now();
     let ceiling_time = ceiling(&fcm, knobs.ceiling_sends, concurrency).await?;
+    let ceiling_cpu = CpuTime::now().since_ms(cpu_before);
     sandbox_post(&client, format!("{sandbox}/sandbox/fcm/reset"), json!({})).await;
 
     // --- through Redis ---------------------------------------------------------------------
@@ -348,7 +403,9 @@ async fn run(database_url: &str, redis_url: &str, knobs: &Knobs) -> Result<(), E
         Some(redis::Client::open(redis_url)?),
         settings.clone(),
     );
+    let cpu_before = CpuTime::now();
     let retry_time = drain(&retrying, u64::try_from(knobs.retries)?).await?;
+    let retry_cpu = CpuTime::now().since_ms(cpu_before);
 
     // --- rebuild ---------------------------------------------------------------------------
     // How long a lost schedule takes to come back: 300,000 PENDING rows fed again.
@@ -434,6 +491,21 @@ async fn run(database_url: &str, redis_url: &str, knobs: &Knobs) -> Result<(), E
     println!(
         "{} due retries drained in {:.1} ms (goal <= 20 ms; the seed: 98 ms)",
         knobs.retries,
+        retry_time.as_secs_f64() * 1_000.0
+    );
+    // Whether the runs were short of CPU: CPU time against wall time × cores.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let (sends_cpu, _, _) = ceiling_cpu;
+    #[allow(clippy::cast_precision_loss)]
+    let send_cpu_us = sends_cpu * 1_000.0 / knobs.ceiling_sends as f64;
+    println!(
+        "  CPU: the sandbox ceiling costs {send_cpu_us:.0} µs of CPU per send (client and sandbox); \
+         the retries used {:.1} ms of CPU (this process {:.1}, postgres {:.1}, redis {:.1}) in \
+         {:.1} ms of wall time on {cores} cores",
+        retry_cpu.0 + retry_cpu.1 + retry_cpu.2,
+        retry_cpu.0,
+        retry_cpu.1,
+        retry_cpu.2,
         retry_time.as_secs_f64() * 1_000.0
     );
     println!(
