@@ -25,7 +25,7 @@
 
 use std::{
     future::Future,
-    sync::Arc,
+    sync::{Arc, LazyLock},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -194,19 +194,48 @@ struct Locked {
     devices: Vec<Device>,
 }
 
-type LockedRow = (
-    Uuid,
-    String,
-    String,
-    Value,
-    String,
-    i32,
-    i64,
-    Vec<String>,
-    Vec<String>,
-    Vec<Platform>,
-    Vec<String>,
-);
+/// A locked row as [`lock_and_load`] reads it: columns by name, the devices as three arrays in
+/// one order.
+#[derive(sqlx::FromRow)]
+struct LockedRow {
+    id: Uuid,
+    user_id: String,
+    kind: String,
+    payload: Value,
+    state: String,
+    attempts: i32,
+    next_attempt_ms: i64,
+    delivered_devices: Vec<String>,
+    device_ids: Vec<String>,
+    platforms: Vec<Platform>,
+    tokens: Vec<String>,
+}
+
+impl From<LockedRow> for Locked {
+    fn from(row: LockedRow) -> Self {
+        Locked {
+            id: row.id,
+            user_id: row.user_id,
+            kind: row.kind,
+            payload: row.payload,
+            state: row.state,
+            attempts: row.attempts,
+            next_attempt_ms: row.next_attempt_ms,
+            delivered: row.delivered_devices,
+            devices: row
+                .device_ids
+                .into_iter()
+                .zip(row.platforms)
+                .zip(row.tokens)
+                .map(|((device_id, platform), token)| Device {
+                    device_id,
+                    platform,
+                    token,
+                })
+                .collect(),
+        }
+    }
+}
 
 /// Locks the rows `claim` selects (a `SELECT … FOR UPDATE SKIP LOCKED` of `notifications`) and
 /// reads each with its user's devices as registered now, in one round trip. The claim is
@@ -215,55 +244,30 @@ type LockedRow = (
 fn lock_and_load(claim: &str) -> String {
     format!(
         "WITH claimed AS MATERIALIZED ({claim}) \
-         SELECT c.id, c.user_id, c.kind, c.payload, c.state::text, c.attempts, \
-             (extract(epoch FROM c.next_attempt_at) * 1000)::int8, c.delivered_devices, \
-             coalesce(d.ids, '{{}}'), coalesce(d.platforms, '{{}}'), coalesce(d.tokens, '{{}}') \
+         SELECT c.id, c.user_id, c.kind, c.payload, c.state::text AS state, c.attempts, \
+             (extract(epoch FROM c.next_attempt_at) * 1000)::int8 AS next_attempt_ms, \
+             c.delivered_devices, coalesce(d.device_ids, '{{}}') AS device_ids, \
+             coalesce(d.platforms, '{{}}') AS platforms, coalesce(d.tokens, '{{}}') AS tokens \
          FROM claimed c LEFT JOIN LATERAL ( \
-             SELECT array_agg(device_id ORDER BY device_id) AS ids, \
+             SELECT array_agg(device_id ORDER BY device_id) AS device_ids, \
                     array_agg(platform ORDER BY device_id) AS platforms, \
                     array_agg(token ORDER BY device_id) AS tokens \
              FROM user_devices WHERE user_id = c.user_id) d ON true"
     )
 }
 
-fn locked(rows: Vec<LockedRow>) -> Vec<Locked> {
-    rows.into_iter()
-        .map(
-            |(
-                id,
-                user_id,
-                kind,
-                payload,
-                state,
-                attempts,
-                next_attempt_ms,
-                delivered,
-                device_ids,
-                platforms,
-                tokens,
-            )| Locked {
-                id,
-                user_id,
-                kind,
-                payload,
-                state,
-                attempts,
-                next_attempt_ms,
-                delivered,
-                devices: device_ids
-                    .into_iter()
-                    .zip(platforms)
-                    .zip(tokens)
-                    .map(|((device_id, platform), token)| Device {
-                        device_id,
-                        platform,
-                        token,
-                    })
-                    .collect(),
-            },
-        )
-        .collect()
-}
+/// Locks the claimed ids' rows ($1: the ids), with their devices.
+static LOCK_CLAIMED: LazyLock<String> = LazyLock::new(|| {
+    lock_and_load("SELECT * FROM notifications WHERE id = ANY($1) FOR UPDATE SKIP LOCKED")
+});
+
+/// Locks up to $1 due PENDING rows, oldest due first, with their devices (the fallback's claim).
+static LOCK_DUE: LazyLock<String> = LazyLock::new(|| {
+    lock_and_load(
+        "SELECT * FROM notifications WHERE state = 'pending' AND next_attempt_at <= now() \
+         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+});
 
 /// One notification's result, ready to be written.
 #[derive(Debug)]
@@ -540,18 +544,15 @@ impl Dispatcher {
         }
         Metrics::add(&self.inner.metrics.redis_batches, 1);
         let mut tx = begin_batch(&self.inner.db).await?;
-        let rows: Vec<LockedRow> = sqlx::query_as(&lock_and_load(
-            "SELECT * FROM notifications WHERE id = ANY($1) FOR UPDATE SKIP LOCKED",
-        ))
-        .bind(ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        let locked = locked(rows);
+        let locked: Vec<LockedRow> = sqlx::query_as(&LOCK_CLAIMED)
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
         let now = now_ms();
         let mut done: Vec<Uuid> = Vec::new();
         let mut later: Vec<(Uuid, i64)> = Vec::new();
         let mut due: Vec<Locked> = Vec::with_capacity(locked.len());
-        for row in locked {
+        for row in locked.into_iter().map(Locked::from) {
             if row.state != "pending" {
                 done.push(row.id);
             } else if row.next_attempt_ms > now.saturating_add(CLOCK_SKEW_TOLERANCE_MS) {
@@ -609,15 +610,11 @@ impl Dispatcher {
     #[tracing::instrument(skip_all)]
     async fn work_from_postgres(&self) -> Result<Pass, DispatchError> {
         let mut tx = begin_batch(&self.inner.db).await?;
-        let rows: Vec<LockedRow> = sqlx::query_as(&lock_and_load(
-            "SELECT * FROM notifications \
-             WHERE state = 'pending' AND next_attempt_at <= now() \
-             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-        ))
-        .bind(i64::try_from(self.inner.settings.claim_batch_max).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await?;
-        let due = locked(rows);
+        let rows: Vec<LockedRow> = sqlx::query_as(&LOCK_DUE)
+            .bind(i64::try_from(self.inner.settings.claim_batch_max).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await?;
+        let due: Vec<Locked> = rows.into_iter().map(Locked::from).collect();
         let pass = Pass {
             source: Source::Postgres,
             claimed: due.len(),
