@@ -331,6 +331,110 @@ async fn twenty_concurrent_confirms_of_one_order_charge_and_credit_once(db: PgPo
 }
 
 #[sqlx::test(migrations = "./migrations")]
+async fn a_payment_key_confirms_one_order_and_an_order_takes_one_payment_key(db: PgPool) {
+    let f = fixture(db).await;
+    let (first, first_key) = f.bought(USER, 10_000).await;
+    let second = f.order(USER, 10_000).await;
+    let second_key = f.pay(&second).await;
+    let reused_key = f.confirm(USER, &second, &first_key, 10_000).await;
+    assert!(
+        matches!(reused_key, Err(PaymentError::OrderAlreadyConfirmed)),
+        "{reused_key:?}"
+    );
+    let other_key = f.confirm(USER, &first, &second_key, 10_000).await;
+    assert!(
+        matches!(other_key, Err(PaymentError::OrderAlreadyConfirmed)),
+        "{other_key:?}"
+    );
+    assert_eq!(f.confirms_executed().await, 1, "neither reached Toss");
+    let view = ok(f.confirm(USER, &second, &second_key, 10_000).await);
+    assert_eq!(
+        (view.status, view.points),
+        (PaymentState::Done, PointsState::Credited)
+    );
+    assert_eq!(f.balance(USER).await, 20_000);
+    f.assert_sound().await;
+}
+
+/// Concurrent first confirms of one order race to insert its payment row, and the row has two
+/// unique keys (order and payment key). Postgres arbitrates `ON CONFLICT (order_id)` only on the
+/// order: a racer that reached the payment-key index second failed with a unique violation and
+/// was told "confirmed with another payment key" for its own key. To make the race happen rather
+/// than hope for it, a test-only trigger parks every insert of a round on an advisory lock the test
+/// holds, and releases them all at once; every confirm must answer with the one payment.
+#[sqlx::test(migrations = "./migrations")]
+async fn confirms_racing_to_record_one_payment_never_mistake_their_own_key_for_another(db: PgPool) {
+    const ROUNDS: usize = 10;
+    const CONFIRMS: usize = 12;
+    const AMOUNT: i64 = 1_000;
+    const GATE: i64 = 7_100_042;
+    ok(sqlx::raw_sql(&format!(
+        "CREATE FUNCTION test_gate() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_advisory_xact_lock_shared({GATE}); RETURN NEW; END $$; \
+         CREATE TRIGGER test_gate BEFORE INSERT ON payments \
+             FOR EACH ROW EXECUTE FUNCTION test_gate();"
+    ))
+    .execute(&db)
+    .await);
+    let wide = ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(u32::try_from(CONFIRMS + 4).unwrap_or(u32::MAX))
+        .connect_with((*db.connect_options()).clone())
+        .await);
+    let f = std::sync::Arc::new(fixture(wide).await);
+    let mut gate = ok(db.acquire().await);
+    for _ in 0..ROUNDS {
+        let order = f.order(USER, AMOUNT).await;
+        let key = f.pay(&order).await;
+        ok(sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(GATE)
+            .execute(&mut *gate)
+            .await);
+        let tasks: Vec<_> = (0..CONFIRMS)
+            .map(|_| {
+                let (f, order, key) = (f.clone(), order.clone(), key.clone());
+                tokio::spawn(async move { f.confirm(USER, &order, &key, AMOUNT).await })
+            })
+            .collect();
+        let mut parked = 0;
+        for _ in 0..400 {
+            parked = ok(sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_locks \
+                 WHERE locktype = 'advisory' AND objid = $1 AND NOT granted",
+            )
+            .bind(GATE)
+            .fetch_one(&mut *gate)
+            .await);
+            if parked == i64::try_from(CONFIRMS).unwrap_or(0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            parked,
+            i64::try_from(CONFIRMS).unwrap_or(0),
+            "every confirm parked"
+        );
+        ok(sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(GATE)
+            .execute(&mut *gate)
+            .await);
+        for task in tasks {
+            let view = ok(ok(task.await));
+            assert_ne!(view.status, PaymentState::Failed);
+        }
+    }
+    f.work_until("all credited", async |f| {
+        f.balance(USER).await == AMOUNT * i64::try_from(ROUNDS).unwrap_or(0)
+    })
+    .await;
+    assert_eq!(
+        f.confirms_executed().await,
+        i64::try_from(ROUNDS).unwrap_or(-1)
+    );
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
 async fn toss_approving_and_dropping_the_reply_is_reconciled_to_exactly_one_charge(db: PgPool) {
     let f = fixture(db).await;
     let order = f.order(USER, 20_000).await;

@@ -336,22 +336,28 @@ pub async fn confirm(
         return Err(PaymentError::AmountMismatch);
     }
     // Record that we are about to ask, before asking: a crash mid-call leaves this row for the
-    // reconciler. A second confirm of the same order finds it.
+    // reconciler. A second confirm of the same order finds it. The row has two unique keys (the
+    // order, the payment key), and `ON CONFLICT` with a target arbitrates only that one: two
+    // confirms of one order inserting at the same instant would have the second fail on the
+    // payment key's index. With no target every unique conflict is "not claimed", and which row
+    // holds what is read back below.
     let claimed = sqlx::query(
         "INSERT INTO payments (order_id, user_id, payment_key, amount, confirm_attempts) \
-         VALUES ($1, $2, $3, $4, 1) ON CONFLICT (order_id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, 1) ON CONFLICT DO NOTHING",
     )
     .bind(order_id)
     .bind(user)
     .bind(request.payment_key.as_str())
     .bind(amount)
     .execute(&payments.db)
-    .await
-    .map_err(payment_key_conflict)?
+    .await?
     .rows_affected()
         == 1;
     if !claimed {
-        let existing = current(&payments.db, order_id).await?;
+        // No row for the order: the conflict was the payment key, which belongs to another order.
+        let existing = find(&payments.db, order_id)
+            .await?
+            .ok_or(PaymentError::OrderAlreadyConfirmed)?;
         if existing.payment_key != request.payment_key.as_str() {
             return Err(PaymentError::OrderAlreadyConfirmed);
         }
@@ -447,22 +453,16 @@ async fn still_confirming(
 }
 
 async fn current(db: &PgPool, order_id: &str) -> Result<PaymentRow, PaymentError> {
-    let row: Option<PaymentRow> = sqlx::query_as(&format!(
+    find(db, order_id).await?.ok_or(PaymentError::OrderNotFound)
+}
+
+async fn find(db: &PgPool, order_id: &str) -> Result<Option<PaymentRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1"
     ))
     .bind(order_id)
     .fetch_optional(db)
-    .await?;
-    row.ok_or(PaymentError::OrderNotFound)
-}
-
-fn payment_key_conflict(error: sqlx::Error) -> PaymentError {
-    if let sqlx::Error::Database(db) = &error
-        && db.constraint() == Some("payments_payment_key_key")
-    {
-        return PaymentError::OrderAlreadyConfirmed;
-    }
-    PaymentError::Database(error)
+    .await
 }
 
 async fn mark_failed(db: &PgPool, order_id: &str, code: &str) -> Result<(), sqlx::Error> {
