@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use super::{
     Fcm,
-    faults::{FaultRule, FaultSpec},
-    service::{Delivery, DeliveryFilter, Service},
+    faults::FaultSpec,
+    service::{Delivery, DeliveryFilter},
     service_account::{SERVICE_ACCOUNT_JSON, UNREGISTERED_SERVICE_ACCOUNT_JSON},
 };
 
@@ -44,16 +44,6 @@ fn invalid_argument(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-fn rules_json(service: &Service) -> Value {
-    let rules: Vec<Value> = service
-        .faults
-        .rules()
-        .iter()
-        .map(FaultRule::to_json)
-        .collect();
-    json!({ "rules": rules })
-}
-
 async fn add_fault(State(fcm): State<Fcm>, body: Bytes) -> Response {
     let rule = serde_json::from_slice::<FaultSpec>(&body)
         .map_err(|error| error.to_string())
@@ -64,13 +54,13 @@ async fn add_fault(State(fcm): State<Fcm>, body: Bytes) -> Response {
     };
     let mut service = fcm.lock();
     match service.faults.add(rule) {
-        Ok(()) => (StatusCode::CREATED, Json(rules_json(&service))).into_response(),
+        Ok(()) => (StatusCode::CREATED, Json(service.faults.to_json())).into_response(),
         Err(problem) => invalid_argument(&problem),
     }
 }
 
 async fn faults(State(fcm): State<Fcm>) -> Json<Value> {
-    Json(rules_json(&fcm.lock()))
+    Json(fcm.lock().faults.to_json())
 }
 
 async fn clear_faults(State(fcm): State<Fcm>) -> StatusCode {

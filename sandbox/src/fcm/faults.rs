@@ -3,19 +3,17 @@
 //! notification sender must survive.
 //!
 //! A rule names a device token (or none: it matches every send, topics and conditions included).
-//! Rules are consulted in the order they were added; the first that matches and still has uses
-//! left applies and is used up after `count` sends (`count: 0` applies until the rules are
-//! cleared). Faults apply after authentication and the message checks, before delivery.
+//! The list's order and counting are [`crate::faults`]'; `count: 0` applies until the rules are
+//! cleared. Faults apply after authentication and the message checks, before delivery.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ErrorCode;
+use crate::faults::{self, Counted, Rule, Uses, ZeroCount};
 
-/// Rules kept at once: a test adds a handful; the bound stops a loop from growing the list.
-pub const FAULT_RULES_MAX: usize = 64;
-/// A longer injected latency is longer than any client timeout worth testing.
-pub const FAULT_LATENCY_MS_MAX: u64 = 120_000;
+/// FCM's rules.
+pub type Faults = faults::Faults<FaultRule>;
 /// `Retry-After` of an injected `quota_exceeded` that names none: FCM's quota is per minute.
 pub const QUOTA_RETRY_AFTER_SECONDS_DEFAULT: u32 = 60;
 /// A longer `Retry-After` would stall a test suite for nothing.
@@ -52,25 +50,27 @@ pub struct FaultRule {
     /// The device token it applies to; `None` for every send.
     pub token: Option<String>,
     pub kind: FaultKind,
-    /// Matching sends left; `None` until the rules are cleared.
-    pub remaining: Option<u32>,
 }
 
 impl FaultRule {
     fn matches(&self, token: Option<&str>) -> bool {
-        self.remaining != Some(0)
-            && self
-                .token
-                .as_deref()
-                .is_none_or(|wanted| Some(wanted) == token)
+        self.token
+            .as_deref()
+            .is_none_or(|wanted| Some(wanted) == token)
+    }
+}
+
+impl Rule for FaultRule {
+    type Kind = FaultKind;
+
+    fn kind(&self) -> &FaultKind {
+        &self.kind
     }
 
-    /// The rule as the control plane lists it.
-    pub fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         let mut json = json!({
             "token": self.token,
             "kind": self.kind.name(),
-            "count": self.remaining.unwrap_or(0),
         });
         match self.kind {
             FaultKind::Error {
@@ -98,7 +98,7 @@ pub struct FaultSpec {
 impl FaultSpec {
     /// # Errors
     /// A message saying which field is wrong.
-    pub fn into_rule(self) -> Result<FaultRule, String> {
+    pub fn into_rule(self) -> Result<Counted<FaultRule>, String> {
         let error = |code: ErrorCode| FaultKind::Error {
             code,
             retry_after_seconds: self.retry_after_seconds,
@@ -118,7 +118,7 @@ impl FaultSpec {
             "sender_id_mismatch" => error(ErrorCode::SenderIdMismatch),
             "third_party_auth_error" => error(ErrorCode::ThirdPartyAuthError),
             "latency" => FaultKind::Latency {
-                ms: self.latency_ms.ok_or("latency needs latencyMs")?,
+                ms: faults::latency_ms(self.latency_ms)?,
             },
             "drop_connection" => FaultKind::DropConnection,
             other => {
@@ -131,11 +131,6 @@ impl FaultSpec {
         };
         if self.latency_ms.is_some() && !matches!(kind, FaultKind::Latency { .. }) {
             return Err("latencyMs applies to kind latency only".to_owned());
-        }
-        if let FaultKind::Latency { ms } = kind
-            && ms > FAULT_LATENCY_MS_MAX
-        {
-            return Err(format!("latencyMs must be at most {FAULT_LATENCY_MS_MAX}"));
         }
         let retry_after_allowed = matches!(
             kind,
@@ -164,61 +159,21 @@ impl FaultSpec {
                 "token must be 1 to {FAULT_TOKEN_CHARS_MAX} characters; leave it out for any"
             ));
         }
-        let remaining = match self.count {
-            None => Some(1),
-            Some(0) => None,
-            Some(count) => Some(count),
-        };
-        Ok(FaultRule {
-            token: self.token,
-            kind,
-            remaining,
+        Ok(Counted {
+            rule: FaultRule {
+                token: self.token,
+                kind,
+            },
+            uses: Uses::from_count(self.count, ZeroCount::UntilCleared)?,
         })
     }
 }
 
-#[derive(Debug, Default)]
-pub struct Faults {
-    rules: Vec<FaultRule>,
-}
-
 impl Faults {
-    /// # Errors
-    /// The list already holds [`FAULT_RULES_MAX`] rules.
-    pub fn add(&mut self, rule: FaultRule) -> Result<(), String> {
-        if self.rules.len() >= FAULT_RULES_MAX {
-            return Err(format!(
-                "at most {FAULT_RULES_MAX} rules; DELETE them first"
-            ));
-        }
-        self.rules.push(rule);
-        Ok(())
-    }
-
     /// Uses up one send of the first rule matching a send to `token` (`None`: a topic or a
-    /// condition). Without rules this is one length check.
+    /// condition).
     pub fn take(&mut self, token: Option<&str>) -> Option<FaultKind> {
-        if self.rules.is_empty() {
-            return None;
-        }
-        let index = self.rules.iter().position(|rule| rule.matches(token))?;
-        let rule = &mut self.rules[index];
-        let kind = rule.kind;
-        if let Some(remaining) = &mut rule.remaining {
-            *remaining -= 1;
-            if *remaining == 0 {
-                self.rules.remove(index);
-            }
-        }
-        Some(kind)
-    }
-
-    pub fn clear(&mut self) {
-        self.rules.clear();
-    }
-
-    pub fn rules(&self) -> &[FaultRule] {
-        &self.rules
+        self.take_first(|rule| rule.matches(token))
     }
 }
 
@@ -226,7 +181,7 @@ impl Faults {
 mod tests {
     use super::*;
 
-    fn rule(json: Value) -> Result<FaultRule, String> {
+    fn rule(json: Value) -> Result<Counted<FaultRule>, String> {
         serde_json::from_value::<FaultSpec>(json)
             .map_err(|error| error.to_string())
             .and_then(FaultSpec::into_rule)
@@ -268,7 +223,7 @@ mod tests {
 
     #[test]
     fn quota_exceeded_carries_retry_after() {
-        let default = rule(json!({"kind": "quota_exceeded"})).map(|rule| rule.kind);
+        let default = rule(json!({"kind": "quota_exceeded"})).map(|rule| rule.rule.kind);
         assert_eq!(
             default,
             Ok(FaultKind::Error {
@@ -297,7 +252,7 @@ mod tests {
     fn a_malformed_rule_is_refused_with_a_reason() {
         for json in [
             json!({"kind": "latency"}),
-            json!({"kind": "latency", "latencyMs": FAULT_LATENCY_MS_MAX + 1}),
+            json!({"kind": "latency", "latencyMs": faults::FAULT_LATENCY_MS_MAX + 1}),
             json!({"kind": "unregistered", "latencyMs": 5}),
             json!({"kind": "unregistered", "retryAfterSeconds": 5}),
             json!({"kind": "quota_exceeded", "retryAfterSeconds": RETRY_AFTER_SECONDS_MAX + 1}),
@@ -308,15 +263,5 @@ mod tests {
         ] {
             assert!(rule(json.clone()).is_err(), "{json}");
         }
-    }
-
-    #[test]
-    fn the_rule_list_is_bounded() {
-        let mut faults = Faults::default();
-        let internal = || rule(json!({"kind": "internal"}));
-        for _ in 0..FAULT_RULES_MAX {
-            assert_eq!(internal().and_then(|rule| faults.add(rule)), Ok(()));
-        }
-        assert!(internal().and_then(|rule| faults.add(rule)).is_err());
     }
 }

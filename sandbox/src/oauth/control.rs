@@ -12,7 +12,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::{Core, OAuth, Stats, faults::FaultSpec, grants::Grants};
+use super::{OAuth, Stats, faults::FaultSpec, grants::Grants};
 
 pub(super) fn routes() -> Router<OAuth> {
     Router::new()
@@ -29,16 +29,6 @@ fn invalid_request(description: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-fn rules_json(core: &Core) -> Value {
-    let rules: Vec<Value> = core
-        .faults
-        .rules()
-        .iter()
-        .map(super::faults::FaultRule::to_json)
-        .collect();
-    json!({ "rules": rules })
-}
-
 async fn add_fault(State(oauth): State<OAuth>, body: Bytes) -> Response {
     let rule = serde_json::from_slice::<FaultSpec>(&body)
         .map_err(|error| error.to_string())
@@ -49,13 +39,13 @@ async fn add_fault(State(oauth): State<OAuth>, body: Bytes) -> Response {
     };
     let mut core = oauth.lock();
     match core.faults.add(rule) {
-        Ok(()) => (StatusCode::CREATED, Json(rules_json(&core))).into_response(),
+        Ok(()) => (StatusCode::CREATED, Json(core.faults.to_json())).into_response(),
         Err(problem) => invalid_request(&problem),
     }
 }
 
 async fn faults(State(oauth): State<OAuth>) -> Json<Value> {
-    Json(rules_json(&oauth.lock()))
+    Json(oauth.lock().faults.to_json())
 }
 
 async fn clear_faults(State(oauth): State<OAuth>) -> StatusCode {

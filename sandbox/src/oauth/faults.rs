@@ -2,21 +2,20 @@
 //! return a broken `id_token`. This is what the real providers cannot be asked to do, and what a
 //! login flow must survive.
 //!
-//! Rules are consulted in the order they were added; the first rule that matches the call and
-//! still has uses left applies, and is used up after `count` calls. An id-token rule matches
-//! only a token call that mints an `id_token` (Kakao or Google, scope `openid`), so it is not
-//! wasted on a call it cannot affect.
+//! A rule names a provider and an endpoint (either may be `any`); the list's order and counting
+//! are [`crate::faults`]'; `count` is at least 1. An id-token rule matches only a token call that
+//! mints an `id_token` (Kakao or Google, scope `openid`), so it is not wasted on a call it cannot
+//! affect.
 
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{id_token::Tamper, provider::Provider};
+use crate::faults::{self, Counted, Rule, Uses, ZeroCount};
 
-/// Rules kept at once: a test adds a handful; the bound stops a loop from growing the list.
-pub const FAULT_RULES_MAX: usize = 64;
-/// A longer injected latency is a hang: use `hang` for that.
-pub const FAULT_LATENCY_MS_MAX: u64 = 120_000;
+/// The login providers' rules.
+pub type Faults = faults::Faults<FaultRule>;
 /// What an `error` rule answers when it names no status: the providers' outages look like this.
 pub const FAULT_STATUS_DEFAULT: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
 
@@ -144,8 +143,6 @@ pub struct FaultRule {
     pub provider: ProviderSelector,
     pub endpoint: EndpointSelector,
     pub kind: FaultKind,
-    /// Matching calls left.
-    pub remaining: u32,
 }
 
 impl FaultRule {
@@ -154,19 +151,22 @@ impl FaultRule {
             FaultKind::IdToken(_) => endpoint == Endpoint::Token && mints_id_token,
             _ => true,
         };
-        self.remaining > 0
-            && self.provider.matches(provider)
-            && self.endpoint.matches(endpoint)
-            && kind_applies
+        self.provider.matches(provider) && self.endpoint.matches(endpoint) && kind_applies
+    }
+}
+
+impl Rule for FaultRule {
+    type Kind = FaultKind;
+
+    fn kind(&self) -> &FaultKind {
+        &self.kind
     }
 
-    /// The rule as the control plane lists it.
-    pub fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         let mut json = json!({
             "provider": self.provider.name(),
             "endpoint": self.endpoint.name(),
             "kind": self.kind.name(),
-            "count": self.remaining,
         });
         match self.kind {
             FaultKind::Latency { ms } => json["latencyMs"] = json!(ms),
@@ -192,11 +192,8 @@ pub struct FaultSpec {
 impl FaultSpec {
     /// # Errors
     /// A message saying which field is wrong.
-    pub fn into_rule(self) -> Result<FaultRule, String> {
-        let remaining = self.count.unwrap_or(1);
-        if remaining == 0 {
-            return Err("count must be at least 1".to_owned());
-        }
+    pub fn into_rule(self) -> Result<Counted<FaultRule>, String> {
+        let uses = Uses::from_count(self.count, ZeroCount::Refused)?;
         if self.status.is_some() && self.kind != "error" {
             return Err("status applies to kind error only".to_owned());
         }
@@ -204,22 +201,13 @@ impl FaultSpec {
             return Err("latencyMs applies to kind latency only".to_owned());
         }
         let kind = match self.kind.as_str() {
-            "latency" => {
-                let ms = self.latency_ms.ok_or("latency needs latencyMs")?;
-                if ms > FAULT_LATENCY_MS_MAX {
-                    return Err(format!(
-                        "latencyMs must be at most {FAULT_LATENCY_MS_MAX}; use kind hang"
-                    ));
-                }
-                FaultKind::Latency { ms }
-            }
+            "latency" => FaultKind::Latency {
+                ms: faults::latency_ms(self.latency_ms)?,
+            },
             "error" => FaultKind::Error {
                 status: match self.status {
                     None => FAULT_STATUS_DEFAULT,
-                    Some(status) => StatusCode::from_u16(status)
-                        .ok()
-                        .filter(|status| status.is_client_error() || status.is_server_error())
-                        .ok_or("status must be an error status, 400 to 599")?,
+                    Some(status) => faults::error_status(status)?,
                 },
             },
             "hang" => FaultKind::Hang,
@@ -248,33 +236,18 @@ impl FaultSpec {
                 ));
             }
         }
-        Ok(FaultRule {
-            provider: self.provider,
-            endpoint: self.endpoint,
-            kind,
-            remaining,
+        Ok(Counted {
+            rule: FaultRule {
+                provider: self.provider,
+                endpoint: self.endpoint,
+                kind,
+            },
+            uses,
         })
     }
 }
 
-#[derive(Debug, Default)]
-pub struct Faults {
-    rules: Vec<FaultRule>,
-}
-
 impl Faults {
-    /// # Errors
-    /// The list already holds [`FAULT_RULES_MAX`] rules.
-    pub fn add(&mut self, rule: FaultRule) -> Result<(), String> {
-        if self.rules.len() >= FAULT_RULES_MAX {
-            return Err(format!(
-                "at most {FAULT_RULES_MAX} rules; DELETE them first"
-            ));
-        }
-        self.rules.push(rule);
-        Ok(())
-    }
-
     /// Uses up one call of the first rule matching the call.
     pub fn take(
         &mut self,
@@ -282,25 +255,7 @@ impl Faults {
         endpoint: Endpoint,
         mints_id_token: bool,
     ) -> Option<FaultKind> {
-        let index = self
-            .rules
-            .iter()
-            .position(|rule| rule.matches(provider, endpoint, mints_id_token))?;
-        let rule = &mut self.rules[index];
-        rule.remaining -= 1;
-        let kind = rule.kind;
-        if rule.remaining == 0 {
-            self.rules.remove(index);
-        }
-        Some(kind)
-    }
-
-    pub fn clear(&mut self) {
-        self.rules.clear();
-    }
-
-    pub fn rules(&self) -> &[FaultRule] {
-        &self.rules
+        self.take_first(|rule| rule.matches(provider, endpoint, mints_id_token))
     }
 }
 
@@ -308,7 +263,7 @@ impl Faults {
 mod tests {
     use super::*;
 
-    fn rule(json: Value) -> Result<FaultRule, String> {
+    fn rule(json: Value) -> Result<Counted<FaultRule>, String> {
         serde_json::from_value::<FaultSpec>(json)
             .map_err(|error| error.to_string())
             .and_then(FaultSpec::into_rule)
@@ -393,15 +348,5 @@ mod tests {
         ] {
             assert!(rule(json.clone()).is_err(), "{json}");
         }
-    }
-
-    #[test]
-    fn the_list_is_bounded() {
-        let mut faults = Faults::default();
-        let hang = || rule(json!({"provider": "any", "endpoint": "any", "kind": "hang"}));
-        for _ in 0..FAULT_RULES_MAX {
-            assert_eq!(hang().and_then(|rule| faults.add(rule)), Ok(()));
-        }
-        assert!(hang().and_then(|rule| faults.add(rule)).is_err());
     }
 }

@@ -191,16 +191,6 @@ async fn deliveries(State(toss): State<Toss>) -> Response {
     Json(toss.webhooks.deliveries()).into_response()
 }
 
-fn rules_json(core: &Core) -> Value {
-    let rules: Vec<Value> = core
-        .faults
-        .rules()
-        .iter()
-        .map(super::faults::FaultRule::to_json)
-        .collect();
-    json!({ "rules": rules })
-}
-
 async fn add_fault(State(toss): State<Toss>, body: Bytes) -> Response {
     let rule = json_body::<FaultSpec>(&body)
         .and_then(|spec| spec.into_rule().map_err(TossError::invalid_request));
@@ -210,13 +200,13 @@ async fn add_fault(State(toss): State<Toss>, body: Bytes) -> Response {
     };
     let mut core = toss.lock();
     match core.faults.add(rule) {
-        Ok(()) => (StatusCode::CREATED, Json(rules_json(&core))).into_response(),
+        Ok(()) => (StatusCode::CREATED, Json(core.faults.to_json())).into_response(),
         Err(message) => TossError::invalid_request(message).into_response(),
     }
 }
 
 async fn faults(State(toss): State<Toss>) -> Json<Value> {
-    Json(rules_json(&toss.lock()))
+    Json(toss.lock().faults.to_json())
 }
 
 async fn clear_faults(State(toss): State<Toss>) -> StatusCode {

@@ -2,19 +2,18 @@
 //! and then never answer. This is what the real Toss cannot be asked to do, and exactly what a
 //! payment client must survive (ADR 0002).
 //!
-//! Rules are consulted in the order they were added; the first rule whose operation matches and
-//! that still has uses left applies, and is used up after `count` calls.
+//! A rule names an operation (or `any`); the list's order and counting are [`crate::faults`]'.
+//! `count` is at least 1.
 
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{self, TossError};
+use crate::faults::{self, Counted, Rule, Uses, ZeroCount};
 
-/// Rules kept at once: a test adds a handful; the bound stops a loop from growing the list.
-pub const FAULT_RULES_MAX: usize = 64;
-/// A longer injected latency is a hang: use `hang` for that.
-pub const FAULT_LATENCY_MS_MAX: u64 = 120_000;
+/// The Toss sandbox's rules.
+pub type Faults = faults::Faults<FaultRule>;
 
 /// The Toss call a rule applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -55,14 +54,23 @@ pub enum FaultKind {
 pub struct FaultRule {
     pub operation: Operation,
     pub kind: FaultKind,
-    /// Matching calls left.
-    pub remaining: u32,
 }
 
 impl FaultRule {
-    /// The rule as the control plane lists it.
-    pub fn to_json(&self) -> Value {
-        let mut json = json!({ "operation": self.operation.name(), "count": self.remaining });
+    fn matches(&self, operation: Operation) -> bool {
+        self.operation == operation || self.operation == Operation::Any
+    }
+}
+
+impl Rule for FaultRule {
+    type Kind = FaultKind;
+
+    fn kind(&self) -> &FaultKind {
+        &self.kind
+    }
+
+    fn to_json(&self) -> Value {
+        let mut json = json!({ "operation": self.operation.name() });
         match &self.kind {
             FaultKind::Latency { ms } => {
                 json["kind"] = json!("latency");
@@ -95,21 +103,12 @@ pub struct FaultSpec {
 impl FaultSpec {
     /// # Errors
     /// A message saying which field is wrong.
-    pub fn into_rule(self) -> Result<FaultRule, String> {
-        let remaining = self.count.unwrap_or(1);
-        if remaining == 0 {
-            return Err("count must be at least 1".to_owned());
-        }
+    pub fn into_rule(self) -> Result<Counted<FaultRule>, String> {
+        let uses = Uses::from_count(self.count, ZeroCount::Refused)?;
         let kind = match self.kind.as_str() {
-            "latency" => {
-                let ms = self.latency_ms.ok_or("latency needs latencyMs")?;
-                if ms > FAULT_LATENCY_MS_MAX {
-                    return Err(format!(
-                        "latencyMs must be at most {FAULT_LATENCY_MS_MAX}; use kind hang"
-                    ));
-                }
-                FaultKind::Latency { ms }
-            }
+            "latency" => FaultKind::Latency {
+                ms: faults::latency_ms(self.latency_ms)?,
+            },
             "error" => FaultKind::Error(injected_error(self.status, self.code.as_deref())?),
             "hang" => FaultKind::Hang,
             "approve_then_drop" => FaultKind::ApproveThenDrop,
@@ -119,10 +118,12 @@ impl FaultSpec {
                 ));
             }
         };
-        Ok(FaultRule {
-            operation: self.operation,
-            kind,
-            remaining,
+        Ok(Counted {
+            rule: FaultRule {
+                operation: self.operation,
+                kind,
+            },
+            uses,
         })
     }
 }
@@ -139,52 +140,15 @@ fn injected_error(status: Option<u16>, code: Option<&str>) -> Result<TossError, 
         injected.status = StatusCode::INTERNAL_SERVER_ERROR;
     }
     if let Some(status) = status {
-        injected.status = StatusCode::from_u16(status)
-            .ok()
-            .filter(|status| status.is_client_error() || status.is_server_error())
-            .ok_or("status must be an error status, 400 to 599")?;
+        injected.status = faults::error_status(status)?;
     }
     Ok(injected)
 }
 
-#[derive(Debug, Default)]
-pub struct Faults {
-    rules: Vec<FaultRule>,
-}
-
 impl Faults {
-    /// # Errors
-    /// The list already holds [`FAULT_RULES_MAX`] rules.
-    pub fn add(&mut self, rule: FaultRule) -> Result<(), String> {
-        if self.rules.len() >= FAULT_RULES_MAX {
-            return Err(format!(
-                "at most {FAULT_RULES_MAX} rules; DELETE them first"
-            ));
-        }
-        self.rules.push(rule);
-        Ok(())
-    }
-
     /// Uses up one call of the first rule matching `operation`.
     pub fn take(&mut self, operation: Operation) -> Option<FaultKind> {
-        let index = self.rules.iter().position(|rule| {
-            rule.remaining > 0 && (rule.operation == operation || rule.operation == Operation::Any)
-        })?;
-        let rule = &mut self.rules[index];
-        rule.remaining -= 1;
-        let kind = rule.kind.clone();
-        if rule.remaining == 0 {
-            self.rules.remove(index);
-        }
-        Some(kind)
-    }
-
-    pub fn clear(&mut self) {
-        self.rules.clear();
-    }
-
-    pub fn rules(&self) -> &[FaultRule] {
-        &self.rules
+        self.take_first(|rule| rule.matches(operation))
     }
 }
 
@@ -192,7 +156,7 @@ impl Faults {
 mod tests {
     use super::*;
 
-    fn rule(json: Value) -> FaultRule {
+    fn rule(json: Value) -> Counted<FaultRule> {
         serde_json::from_value::<FaultSpec>(json)
             .map_err(|error| error.to_string())
             .and_then(FaultSpec::into_rule)
@@ -243,7 +207,7 @@ mod tests {
     #[test]
     fn an_error_rule_defaults_to_a_500_internal_failure_and_takes_a_known_codes_status() {
         let plain = rule(json!({"operation": "confirm", "kind": "error"}));
-        let FaultKind::Error(plain) = plain.kind else {
+        let FaultKind::Error(plain) = plain.rule.kind else {
             unreachable!()
         };
         assert_eq!(plain.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -251,14 +215,14 @@ mod tests {
 
         let rejected =
             rule(json!({"operation": "confirm", "kind": "error", "code": "REJECT_CARD_PAYMENT"}));
-        let FaultKind::Error(rejected) = rejected.kind else {
+        let FaultKind::Error(rejected) = rejected.rule.kind else {
             unreachable!()
         };
         assert_eq!(rejected.status, StatusCode::FORBIDDEN);
 
         let explicit =
             rule(json!({"operation": "confirm", "kind": "error", "status": 503, "code": "X"}));
-        let FaultKind::Error(explicit) = explicit.kind else {
+        let FaultKind::Error(explicit) = explicit.rule.kind else {
             unreachable!()
         };
         assert_eq!(explicit.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -269,7 +233,7 @@ mod tests {
     fn malformed_rules_are_refused_with_a_reason() {
         for bad in [
             json!({"operation": "confirm", "kind": "latency"}),
-            json!({"operation": "confirm", "kind": "latency", "latencyMs": FAULT_LATENCY_MS_MAX + 1}),
+            json!({"operation": "confirm", "kind": "latency", "latencyMs": faults::FAULT_LATENCY_MS_MAX + 1}),
             json!({"operation": "confirm", "kind": "error", "status": 200}),
             json!({"operation": "confirm", "kind": "explode"}),
             json!({"operation": "confirm", "kind": "hang", "count": 0}),
@@ -284,23 +248,6 @@ mod tests {
         }
         assert!(
             serde_json::from_value::<FaultSpec>(json!({"operation": "refund", "kind": "hang"}))
-                .is_err()
-        );
-    }
-
-    #[test]
-    fn the_rule_list_is_bounded() {
-        let mut faults = Faults::default();
-        for _ in 0..FAULT_RULES_MAX {
-            assert!(
-                faults
-                    .add(rule(json!({"operation": "get", "kind": "hang"})))
-                    .is_ok()
-            );
-        }
-        assert!(
-            faults
-                .add(rule(json!({"operation": "get", "kind": "hang"})))
                 .is_err()
         );
     }
