@@ -7,6 +7,7 @@
 
 pub mod join;
 pub mod room;
+pub mod single_flight;
 pub mod wallet;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]

@@ -27,6 +27,7 @@ use crate::{
         Admission, JoinRoom, Outcome, RoomRules, Seat, SeatState, SeatStore, StoreError, Verdict,
     },
     room::{Room, RoomCall, RoomError, RoomStore},
+    single_flight::SingleFlight,
 };
 
 /// Schema of a room's SQLite database. `IF NOT EXISTS` makes it safe to run on every start.
@@ -53,6 +54,9 @@ pub struct ChallengeRoom {
     env: Env,
     /// The schema is created once per instance: DDL on every request would be a write each time.
     schema_ready: std::cell::Cell<bool>,
+    /// The read of the rules from the core. A storm's first requests all find the room without
+    /// rules; they share one read instead of each asking a core that is busiest right then.
+    rules_fetch: SingleFlight<Result<RoomRules, ErrorCode>>,
 }
 
 /// Runs `schema` once per object instance.
@@ -109,6 +113,7 @@ impl worker::DurableObject for ChallengeRoom {
             state,
             env,
             schema_ready: std::cell::Cell::new(false),
+            rules_fetch: SingleFlight::default(),
         }
     }
 
@@ -258,6 +263,26 @@ async fn core_call(
     }
 }
 
+/// Reads a challenge's rules from the core; `Err(NotFound)` when it does not exist.
+async fn fetch_rules(env: &Env, challenge: &str) -> Result<RoomRules, ErrorCode> {
+    #[derive(Deserialize)]
+    struct Detail {
+        capacity: u32,
+        state: String,
+    }
+    let path = format!("/internal/v1/challenges/{challenge}");
+    match core_call(env, "GET", &path, "", b"").await {
+        Some((200, body)) => serde_json::from_slice::<Detail>(&body)
+            .map(|detail| RoomRules {
+                capacity: detail.capacity,
+                recruiting: detail.state == "RECRUITING",
+            })
+            .map_err(|_| ErrorCode::Internal),
+        Some((404, _)) => Err(ErrorCode::NotFound),
+        _ => Err(ErrorCode::CoreUnavailable),
+    }
+}
+
 impl ChallengeRoom {
     fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
@@ -305,38 +330,32 @@ impl ChallengeRoom {
         }
     }
 
-    /// Reads the challenge's rules from the core; `Err(NotFound)` when it does not exist.
-    async fn fetch_rules(&self, challenge: &str) -> Result<RoomRules, ErrorCode> {
-        #[derive(Deserialize)]
-        struct Detail {
-            capacity: u32,
-            state: String,
-        }
-        let path = format!("/internal/v1/challenges/{challenge}");
-        match self.core_call("GET", &path, "", b"").await {
-            Some((200, body)) => serde_json::from_slice::<Detail>(&body)
-                .map(|detail| RoomRules {
-                    capacity: detail.capacity,
-                    recruiting: detail.state == "RECRUITING",
-                })
-                .map_err(|_| ErrorCode::Internal),
-            Some((404, _)) => Err(ErrorCode::NotFound),
-            _ => Err(ErrorCode::CoreUnavailable),
-        }
-    }
-
+    /// Makes sure the room knows its rules, reading them from the core on first use (one read
+    /// at a time, shared by whoever is waiting for it).
     async fn ensure_rules(&self, challenge: &str) -> Result<(), ErrorCode> {
-        let mut room = JoinRoom::new(SqliteSeatStore { sql: self.sql() });
-        if room
-            .store
-            .rules()
-            .map_err(|_| ErrorCode::Internal)?
-            .is_some()
-        {
+        let known = |sql: SqlStorage| {
+            SqliteSeatStore { sql }
+                .rules()
+                .map_err(|_| ErrorCode::Internal)
+        };
+        if known(self.sql())?.is_some() {
             return Ok(());
         }
-        let rules = self.fetch_rules(challenge).await?;
-        room.set_rules(rules).map_err(|_| ErrorCode::Internal)
+        let fetched = self
+            .rules_fetch
+            .run(|| {
+                let (env, challenge) = (self.env.clone(), challenge.to_owned());
+                async move { fetch_rules(&env, &challenge).await }
+            })
+            .await;
+        let rules = fetched?;
+        // Rules the room learned meanwhile (an earlier waiter, a close) are newer than this read.
+        if known(self.sql())?.is_none() {
+            JoinRoom::new(SqliteSeatStore { sql: self.sql() })
+                .set_rules(rules)
+                .map_err(|_| ErrorCode::Internal)?;
+        }
+        Ok(())
     }
 
     async fn schedule_alarm(&self) {
