@@ -5,18 +5,19 @@
 
 use axum::{
     Router,
-    extract::{Path, RawQuery, State},
+    extract::{Path, RawQuery},
     http::StatusCode,
     routing::{get, post},
 };
 use bytes::Bytes;
+use http::Method;
 use nene_domain::ErrorCode;
 
 use crate::{
     auth::User,
-    core_client,
+    core_client::{Core, Forwarded, json_body},
     error::{ApiError, ApiJson},
-    router::{AppState, RequestId},
+    router::AppState,
 };
 
 pub fn routes(dev_mode: bool) -> Router<AppState> {
@@ -54,112 +55,53 @@ fn query_suffix(query: Option<String>) -> Result<String, ApiError> {
     }
 }
 
-fn body_of(value: &serde_json::Value) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
-        .map_err(|_| ApiError::new(ErrorCode::Internal))
-}
-
-async fn forward(
-    state: &AppState,
-    method: http::Method,
-    path: &str,
-    user: Option<&str>,
-    body: Bytes,
-    request_id: &str,
-) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
-    let (status, value) =
-        core_client::call_json_with_status(state, method, path, user, body, request_id).await?;
-    Ok((
-        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-        axum::Json(value),
-    ))
-}
-
 /// `GET /v1/challenges?state=&category=&q=&cursor=&limit=`.
 pub async fn browse(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
     RawQuery(query): RawQuery,
-) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+) -> Result<Forwarded, ApiError> {
     let path = format!("/internal/v1/challenges{}", query_suffix(query)?);
-    forward(
-        &state,
-        http::Method::GET,
-        &path,
-        Some(&user),
-        Bytes::new(),
-        &request_id,
-    )
-    .await
+    core.forward(Method::GET, &path, Some(&user), Bytes::new())
+        .await
 }
 
 async fn submit_proof(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+) -> Result<Forwarded, ApiError> {
     let path = format!("/internal/v1/challenges/{}/proofs", uuid_segment(&id)?);
-    forward(
-        &state,
-        http::Method::POST,
-        &path,
-        Some(&user),
-        body_of(&body)?,
-        &request_id,
-    )
-    .await
+    core.forward(Method::POST, &path, Some(&user), json_body(&body)?)
+        .await
 }
 
 async fn proofs(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+) -> Result<Forwarded, ApiError> {
     let path = format!(
         "/internal/v1/challenges/{}/proofs{}",
         uuid_segment(&id)?,
         query_suffix(query)?
     );
-    forward(
-        &state,
-        http::Method::GET,
-        &path,
-        Some(&user),
-        Bytes::new(),
-        &request_id,
-    )
-    .await
+    core.forward(Method::GET, &path, Some(&user), Bytes::new())
+        .await
 }
 
-async fn me(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    User(user): User,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+async fn me(core: Core, User(user): User, Path(id): Path<String>) -> Result<Forwarded, ApiError> {
     let path = format!("/internal/v1/challenges/{}/me", uuid_segment(&id)?);
-    forward(
-        &state,
-        http::Method::GET,
-        &path,
-        Some(&user),
-        Bytes::new(),
-        &request_id,
-    )
-    .await
+    core.forward(Method::GET, &path, Some(&user), Bytes::new())
+        .await
 }
 
 /// `POST /v1/proofs/{id}/report`, `…/appeal` and `POST /v1/admin/proofs/{id}/review`: the same
 /// step to the core's matching path, 204 when it is taken.
 async fn proof_step(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
     Path(id): Path<String>,
     uri: http::Uri,
@@ -167,31 +109,21 @@ async fn proof_step(
 ) -> Result<StatusCode, ApiError> {
     uuid_segment(&id)?;
     let path = format!("/internal{}", uri.path());
-    forward(
-        &state,
-        http::Method::POST,
-        &path,
-        Some(&user),
-        body_of(&body)?,
-        &request_id,
-    )
-    .await
-    .map(|_| StatusCode::NO_CONTENT)
+    core.forward(Method::POST, &path, Some(&user), json_body(&body)?)
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/dev/clock {advance_seconds}` (dev mode only; no token: the local stack's tool).
 async fn advance_clock(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
-    forward(
-        &state,
-        http::Method::POST,
+) -> Result<Forwarded, ApiError> {
+    core.forward(
+        Method::POST,
         "/internal/v1/dev/clock",
         None,
-        body_of(&body)?,
-        &request_id,
+        json_body(&body)?,
     )
     .await
 }

@@ -1,17 +1,22 @@
-//! Signed calls from the edge to the core service.
+//! Signed calls from the edge to the core service, and [`Core`], the handlers' way to make them.
 
+use std::sync::Arc;
+
+use axum::{extract::FromRequestParts, http::StatusCode};
 use bytes::Bytes;
+use http::request::Parts;
 use nene_domain::{
     ErrorCode,
     error::ErrorEnvelope,
     limits::CORE_TIMEOUT_MS,
     signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts},
 };
-use serde::de::DeserializeOwned;
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     error::ApiError,
     platform::{OutboundRequest, Platform, TransportError},
+    router::RequestId,
 };
 
 /// Header that carries the edge's request id to the core, so one id names a request in both logs.
@@ -144,4 +149,94 @@ pub async fn call_json_with_status<T: DeserializeOwned>(
         },
         status => Err(CoreError::Failed(status)),
     }
+}
+
+/// The core as a handler calls it: the platform and the request's id are filled in (extracted
+/// with the request), so a handler says only what differs: method, path, as whom, and body.
+pub struct Core {
+    platform: Arc<Platform>,
+    request_id: String,
+}
+
+/// A core answer passed to the client as it came: the core's success status and its JSON.
+pub type Forwarded = (StatusCode, axum::Json<serde_json::Value>);
+
+impl FromRequestParts<Arc<Platform>> for Core {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        platform: &Arc<Platform>,
+    ) -> Result<Self, Self::Rejection> {
+        // Set by the request-context middleware on every route; missing only if it was not.
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|RequestId(id)| id.clone())
+            .ok_or(ApiError::new(ErrorCode::Internal))?;
+        Ok(Core {
+            platform: Arc::clone(platform),
+            request_id,
+        })
+    }
+}
+
+impl Core {
+    /// The core's JSON answer to `method path`, as `user` (or anonymously), with `body`.
+    ///
+    /// # Errors
+    /// The client's error for a [`CoreError`].
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        user: Option<&str>,
+        body: Bytes,
+    ) -> Result<T, ApiError> {
+        Ok(call_json(
+            &self.platform,
+            method,
+            path_and_query,
+            user,
+            body,
+            &self.request_id,
+        )
+        .await?)
+    }
+
+    /// [`Core::json`], keeping the core's success status for the client.
+    ///
+    /// # Errors
+    /// As [`Core::json`].
+    pub async fn forward(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        user: Option<&str>,
+        body: Bytes,
+    ) -> Result<Forwarded, ApiError> {
+        let (status, value) = call_json_with_status(
+            &self.platform,
+            method,
+            path_and_query,
+            user,
+            body,
+            &self.request_id,
+        )
+        .await?;
+        Ok((
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            axum::Json(value),
+        ))
+    }
+}
+
+/// A request body for the core.
+///
+/// # Errors
+/// `INTERNAL` if `value` does not serialize (it always does for the JSON values handlers build).
+pub fn json_body(value: &impl Serialize) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|_| ApiError::new(ErrorCode::Internal))
 }

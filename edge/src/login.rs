@@ -10,14 +10,15 @@ use axum::{
     routing::{get, post, put},
 };
 use bytes::Bytes;
+use http::Method;
 use nene_domain::{ErrorCode, access_token::ACCESS_TOKEN_TTL_SECONDS};
 use serde::Deserialize;
 
 use crate::{
     auth::{Session, User, client_ip},
-    core_client,
+    core_client::{Core, Forwarded, json_body},
     error::{ApiError, ApiJson},
-    router::{AppState, RequestId},
+    router::AppState,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -49,12 +50,6 @@ fn segment(raw: &str) -> Result<&str, ApiError> {
     }
 }
 
-fn json_bytes(value: &serde_json::Value) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
-        .map_err(|_| ApiError::new(ErrorCode::Internal))
-}
-
 #[derive(Debug, Deserialize)]
 struct StartQuery {
     redirect_uri: String,
@@ -62,8 +57,7 @@ struct StartQuery {
 
 /// `GET /v1/auth/{provider}/start?redirect_uri=` → 302 to the provider.
 async fn start(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     Path(provider): Path<String>,
     Query(query): Query<StartQuery>,
     headers: http::HeaderMap,
@@ -73,15 +67,10 @@ async fn start(
         "redirect_uri": query.redirect_uri,
         "client_ip": client_ip(&headers),
     });
-    let started: serde_json::Value = core_client::call_json(
-        &state,
-        http::Method::POST,
-        &format!("/internal/v1/auth/{provider}/start"),
-        None,
-        json_bytes(&body)?,
-        &request_id,
-    )
-    .await?;
+    let path = format!("/internal/v1/auth/{provider}/start");
+    let started: serde_json::Value = core
+        .json(Method::POST, &path, None, json_body(&body)?)
+        .await?;
     let location = started["authorize_url"]
         .as_str()
         .and_then(|url| HeaderValue::from_str(url).ok())
@@ -113,7 +102,7 @@ struct CallbackBody {
 /// `POST /v1/auth/{provider}/callback {code, state}` → the token pair and the user.
 async fn callback(
     State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     Path(provider): Path<String>,
     headers: http::HeaderMap,
     ApiJson(body): ApiJson<CallbackBody>,
@@ -124,15 +113,10 @@ async fn callback(
         "state": body.state,
         "client_ip": client_ip(&headers),
     });
-    let session: serde_json::Value = core_client::call_json(
-        &state,
-        http::Method::POST,
-        &format!("/internal/v1/auth/{provider}/callback"),
-        None,
-        json_bytes(&request)?,
-        &request_id,
-    )
-    .await?;
+    let path = format!("/internal/v1/auth/{provider}/callback");
+    let session: serde_json::Value = core
+        .json(Method::POST, &path, None, json_body(&request)?)
+        .await?;
     let user = session["user"]["id"].as_str().unwrap_or_default();
     let family = session["family"].as_str().unwrap_or_default();
     if user.is_empty() || family.is_empty() {
@@ -155,19 +139,14 @@ struct RefreshBody {
 /// `POST /v1/auth/refresh {refresh_token}` → a new pair; a reused token revokes its family.
 async fn refresh(
     State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let request = serde_json::json!({ "refresh_token": body.refresh_token });
-    let rotated: serde_json::Value = core_client::call_json(
-        &state,
-        http::Method::POST,
-        "/internal/v1/auth/refresh",
-        None,
-        json_bytes(&request)?,
-        &request_id,
-    )
-    .await?;
+    let path = "/internal/v1/auth/refresh";
+    let rotated: serde_json::Value = core
+        .json(Method::POST, path, None, json_body(&request)?)
+        .await?;
     let user = rotated["user_id"].as_str().unwrap_or_default();
     let family = rotated["family"].as_str().unwrap_or_default();
     Ok(axum::Json(serde_json::json!({
@@ -179,99 +158,57 @@ async fn refresh(
 }
 
 /// `POST /v1/auth/logout` → 204; this access token and its refresh family stop working.
-async fn logout(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    Session(claims): Session,
-) -> Result<StatusCode, ApiError> {
+async fn logout(core: Core, Session(claims): Session) -> Result<StatusCode, ApiError> {
     let request = serde_json::json!({ "jti": claims.jti, "expires_at": claims.exp });
-    core_client::call_json_with_status::<serde_json::Value>(
-        &state,
-        http::Method::POST,
-        "/internal/v1/auth/logout",
-        Some(&claims.sub),
-        json_bytes(&request)?,
-        &request_id,
-    )
-    .await?;
+    let path = "/internal/v1/auth/logout";
+    let _: serde_json::Value = core
+        .json(Method::POST, path, Some(&claims.sub), json_body(&request)?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    User(user): User,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    Ok(axum::Json(
-        core_client::call_json(
-            &state,
-            http::Method::GET,
-            "/internal/v1/me",
-            Some(&user),
-            Bytes::new(),
-            &request_id,
-        )
-        .await?,
-    ))
+async fn me(core: Core, User(user): User) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let me = core
+        .json(Method::GET, "/internal/v1/me", Some(&user), Bytes::new())
+        .await?;
+    Ok(axum::Json(me))
 }
 
 async fn change_me(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    Ok(axum::Json(
-        core_client::call_json(
-            &state,
-            http::Method::PATCH,
+    let me = core
+        .json(
+            Method::PATCH,
             "/internal/v1/me",
             Some(&user),
-            json_bytes(&body)?,
-            &request_id,
+            json_body(&body)?,
         )
-        .await?,
-    ))
+        .await?;
+    Ok(axum::Json(me))
 }
 
 async fn put_device(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
     Path(device_id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
-    let device_id = segment(&device_id)?;
-    let (status, device) = core_client::call_json_with_status(
-        &state,
-        http::Method::PUT,
-        &format!("/internal/v1/me/devices/{device_id}"),
-        Some(&user),
-        json_bytes(&body)?,
-        &request_id,
-    )
-    .await?;
-    Ok((
-        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-        axum::Json(device),
-    ))
+) -> Result<Forwarded, ApiError> {
+    let path = format!("/internal/v1/me/devices/{}", segment(&device_id)?);
+    core.forward(Method::PUT, &path, Some(&user), json_body(&body)?)
+        .await
 }
 
 async fn delete_device(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
     Path(device_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let device_id = segment(&device_id)?;
-    core_client::call_json_with_status::<serde_json::Value>(
-        &state,
-        http::Method::DELETE,
-        &format!("/internal/v1/me/devices/{device_id}"),
-        Some(&user),
-        Bytes::new(),
-        &request_id,
-    )
-    .await?;
+    let path = format!("/internal/v1/me/devices/{}", segment(&device_id)?);
+    let _: serde_json::Value = core
+        .json(Method::DELETE, &path, Some(&user), Bytes::new())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,20 +3,11 @@
 //! `{items: [{id, kind, payload, status, attempts, created_at}], next_cursor}`. The edge
 //! authenticates and forwards; the list is the core's.
 
-use axum::{
-    Router,
-    extract::{RawQuery, State},
-    routing::get,
-};
+use axum::{Router, extract::RawQuery, routing::get};
 use bytes::Bytes;
 use nene_domain::ErrorCode;
 
-use crate::{
-    auth::User,
-    core_client,
-    error::ApiError,
-    router::{AppState, RequestId},
-};
+use crate::{auth::User, core_client::Core, error::ApiError, router::AppState};
 
 /// The core's path for the list.
 const CORE_PATH_NOTIFICATIONS: &str = "/internal/v1/notifications";
@@ -68,21 +59,14 @@ pub fn core_path(query: Option<&str>) -> Result<String, ApiError> {
 
 /// `GET /v1/notifications?cursor=&limit=`.
 async fn list(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
     RawQuery(query): RawQuery,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let path = core_path(query.as_deref())?;
-    let page = core_client::call_json(
-        &state,
-        http::Method::GET,
-        &path,
-        Some(&user),
-        Bytes::new(),
-        &request_id,
-    )
-    .await?;
+    let page = core
+        .json(http::Method::GET, &path, Some(&user), Bytes::new())
+        .await?;
     Ok(axum::Json(page))
 }
 

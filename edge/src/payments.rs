@@ -5,18 +5,18 @@
 use axum::{
     Router,
     extract::{Path, State},
-    http::StatusCode,
     routing::{get, post},
 };
 use bytes::Bytes;
+use http::Method;
 use nene_domain::{ErrorCode, payments::OrderId};
 
 use crate::{
     auth::{PayingUser, User},
-    core_client,
+    core_client::{Core, Forwarded, json_body},
     error::{ApiError, ApiJson},
     platform::ObjectName,
-    router::{AppState, RequestId, idempotency_key},
+    router::{AppState, idempotency_key},
 };
 
 /// Public path Toss posts its webhooks to.
@@ -33,20 +33,8 @@ pub fn routes() -> Router<AppState> {
         .route(PATH_TOSS_WEBHOOK, post(toss_webhook))
 }
 
-type JsonAnswer = (StatusCode, axum::Json<serde_json::Value>);
-
-fn to_bytes(value: &serde_json::Value) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
-        .map_err(|_| ApiError::new(ErrorCode::Internal))
-}
-
 fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(raw).map_err(|_| ApiError::new(ErrorCode::NotFound))
-}
-
-fn status(code: u16) -> StatusCode {
-    StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
 }
 
 /// The user's cached balance is stale once points moved outside their `Wallet` object.
@@ -66,104 +54,71 @@ async fn forget_cached_balance(state: &AppState, user: &str) {
 
 /// `POST /v1/payments/orders {amount}` → 201 with the server-fixed orderId and amount.
 async fn create_order(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     PayingUser(user): PayingUser,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<JsonAnswer, ApiError> {
-    let (code, order) = core_client::call_json_with_status(
-        &state,
-        http::Method::POST,
-        "/internal/v1/payments/orders",
-        Some(&user),
-        to_bytes(&body)?,
-        &request_id,
-    )
-    .await?;
-    Ok((status(code), axum::Json(order)))
+) -> Result<Forwarded, ApiError> {
+    let path = "/internal/v1/payments/orders";
+    core.forward(Method::POST, path, Some(&user), json_body(&body)?)
+        .await
 }
 
 /// `POST /v1/payments/confirm {payment_key, order_id, amount}` → 200 when Toss's answer is in,
 /// 202 while it is not known yet.
 async fn confirm(
     State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     PayingUser(user): PayingUser,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<JsonAnswer, ApiError> {
-    let (code, payment) = core_client::call_json_with_status(
-        &state,
-        http::Method::POST,
-        "/internal/v1/payments/confirm",
-        Some(&user),
-        to_bytes(&body)?,
-        &request_id,
-    )
-    .await?;
+) -> Result<Forwarded, ApiError> {
+    let path = "/internal/v1/payments/confirm";
+    let confirmed = core
+        .forward(Method::POST, path, Some(&user), json_body(&body)?)
+        .await?;
     forget_cached_balance(&state, &user).await;
-    Ok((status(code), axum::Json(payment)))
+    Ok(confirmed)
 }
 
 /// `GET /v1/payments/{order_id}`: a payment's state (a 202 confirm is followed up here).
 async fn payment(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let order_id = parse_order_id(&order_id)?;
-    let payment = core_client::call_json(
-        &state,
-        http::Method::GET,
-        &format!("/internal/v1/payments/{order_id}"),
-        Some(&user),
-        Bytes::new(),
-        &request_id,
-    )
-    .await?;
+    let path = format!("/internal/v1/payments/{}", parse_order_id(&order_id)?);
+    let payment = core
+        .json(Method::GET, &path, Some(&user), Bytes::new())
+        .await?;
     Ok(axum::Json(payment))
 }
 
 /// `POST /v1/payments/{order_id}/refund`: the payment's unused points back to the card.
 async fn refund(
     State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     PayingUser(user): PayingUser,
     Path(order_id): Path<String>,
     headers: http::HeaderMap,
-) -> Result<JsonAnswer, ApiError> {
-    let order_id = parse_order_id(&order_id)?;
+) -> Result<Forwarded, ApiError> {
+    let path = format!(
+        "/internal/v1/payments/{}/refund",
+        parse_order_id(&order_id)?
+    );
     // The key travels in the signed body, so nothing between us and the core can change it.
     let body = serde_json::json!({ "idempotency_key": idempotency_key(&headers)? });
-    let (code, refund) = core_client::call_json_with_status(
-        &state,
-        http::Method::POST,
-        &format!("/internal/v1/payments/{order_id}/refund"),
-        Some(&user),
-        to_bytes(&body)?,
-        &request_id,
-    )
-    .await?;
+    let refunded = core
+        .forward(Method::POST, &path, Some(&user), json_body(&body)?)
+        .await?;
     forget_cached_balance(&state, &user).await;
-    Ok((status(code), axum::Json(refund)))
+    Ok(refunded)
 }
 
 /// `POST /webhooks/toss` (public): hands the raw body to the core, which stores it before
 /// answering; then 200. The webhook is not trusted — the core re-fetches the payment from Toss
 /// before acting. If the hand-off fails, Toss hears an error and delivers again later.
-async fn toss_webhook(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    body: Bytes,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let _: serde_json::Value = core_client::call_json(
-        &state,
-        http::Method::POST,
-        CORE_PATH_TOSS_WEBHOOK,
-        None,
-        body,
-        &request_id,
-    )
-    .await?;
+async fn toss_webhook(core: Core, body: Bytes) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let _: serde_json::Value = core
+        .json(Method::POST, CORE_PATH_TOSS_WEBHOOK, None, body)
+        .await?;
     Ok(axum::Json(serde_json::json!({ "received": true })))
 }

@@ -23,7 +23,7 @@ use nene_durable::{
 
 use crate::{
     auth::{TokenHolder, User},
-    core_client::{self, CORE_PATH_HEALTH, HEADER_REQUEST_ID},
+    core_client::{CORE_PATH_HEALTH, Core, HEADER_REQUEST_ID, json_body},
     error::{ApiError, ApiJson, render_pending_error},
     platform::{ObjectName, OutboundRequest, Platform},
     rosters::{self, Lookup},
@@ -97,19 +97,10 @@ async fn method_not_allowed() -> ApiError {
 
 /// `GET /v1/health`: the status of every part. 200 when the edge, the core and the database are
 /// up; 503 with the same body when one is down; 503 `CORE_UNAVAILABLE` when the core is unreachable.
-async fn health(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-) -> Result<Response, ApiError> {
-    let core: CoreHealth = core_client::call_json(
-        &state,
-        http::Method::GET,
-        CORE_PATH_HEALTH,
-        None,
-        Bytes::new(),
-        &request_id,
-    )
-    .await?;
+async fn health(State(state): State<AppState>, core: Core) -> Result<Response, ApiError> {
+    let core: CoreHealth = core
+        .json(http::Method::GET, CORE_PATH_HEALTH, None, Bytes::new())
+        .await?;
     let report = PlatformHealth::from_core(state.host.runtime(), &core);
     let status = if report.status == PartStatus::Ok {
         StatusCode::OK
@@ -190,22 +181,14 @@ async fn add_to_room_probe(
 /// `POST /v1/challenges`: enough of creation to run joins (issue 7 owns the full rules); the
 /// core validates the rules and answers 422 outside their bounds.
 async fn create_challenge(
-    State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
-    let body =
-        Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal))?);
-    let created: serde_json::Value = core_client::call_json(
-        &state,
-        http::Method::POST,
-        "/internal/v1/challenges",
-        Some(&user),
-        body,
-        &request_id,
-    )
-    .await?;
+    let path = "/internal/v1/challenges";
+    let created: serde_json::Value = core
+        .json(http::Method::POST, path, Some(&user), json_body(&body)?)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(created)))
 }
 
@@ -257,20 +240,15 @@ fn room_request(method: http::Method, path_and_query: &str, body: Bytes) -> Outb
 /// rooms (Workers) and from the core otherwise (Spin).
 async fn challenge_detail(
     State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
     Path(challenge_id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let challenge_id = parse_challenge_id(&challenge_id)?;
-    let mut detail: serde_json::Value = core_client::call_json(
-        &state,
-        http::Method::GET,
-        &format!("/internal/v1/challenges/{challenge_id}"),
-        Some(&user),
-        Bytes::new(),
-        &request_id,
-    )
-    .await?;
+    let path = format!("/internal/v1/challenges/{challenge_id}");
+    let mut detail: serde_json::Value = core
+        .json(http::Method::GET, &path, Some(&user), Bytes::new())
+        .await?;
     let live = match &state.rooms {
         Some(rooms) => {
             let path = format!("/counts?challenge={challenge_id}");
@@ -379,7 +357,7 @@ pub(crate) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String
 /// join the room refuses alone never waits on the core.
 async fn join_challenge(
     State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     TokenHolder(claims): TokenHolder,
     Path(challenge_id): Path<String>,
     headers: http::HeaderMap,
@@ -388,17 +366,11 @@ async fn join_challenge(
     let idempotency_key = idempotency_key(&headers)?;
     let user = claims.sub.clone();
     let Some(objects) = &state.rooms else {
-        let body = serde_json::to_vec(&serde_json::json!({ "session": claims.jti }))
-            .map_err(|_| ApiError::new(ErrorCode::Internal))?;
-        let joined = core_client::call_json(
-            &state,
-            http::Method::POST,
-            &format!("/internal/v1/challenges/{challenge_id}/join"),
-            Some(&user),
-            Bytes::from(body),
-            &request_id,
-        )
-        .await?;
+        let body = json_body(&serde_json::json!({ "session": claims.jti }))?;
+        let path = format!("/internal/v1/challenges/{challenge_id}/join");
+        let joined = core
+            .json(http::Method::POST, &path, Some(&user), body)
+            .await?;
         return Ok((StatusCode::CREATED, axum::Json(joined)));
     };
     refuse_from_roster(&state, objects.as_ref(), &challenge_id, &user).await?;
@@ -503,7 +475,7 @@ async fn ask_roster(
 /// shows a balance older than its own last write.
 async fn wallet(
     State(state): State<AppState>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    core: Core,
     User(user): User,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let balance = match &state.rooms {
@@ -519,13 +491,11 @@ async fn wallet(
             .await?
         }
         None => {
-            core_client::call_json(
-                &state,
+            core.json(
                 http::Method::GET,
                 "/internal/v1/me/wallet",
                 Some(&user),
                 Bytes::new(),
-                &request_id,
             )
             .await?
         }

@@ -794,3 +794,39 @@ async fn only_the_cores_signature_closes_a_room() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(rooms.joins.lock().map(|j| j.len()).unwrap_or(0), 1);
 }
+
+#[tokio::test]
+async fn the_core_hears_each_call_under_the_request_id_the_client_was_answered_with() {
+    let authed = |method: &str, path: &str, body: &'static str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", bearer("user-7"))
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let challenge = "0190f5a2-7c1e-7a4b-9c3d-1e2f3a4b5c6d";
+    let requests = [
+        get("/v1/health"),
+        authed("GET", "/v1/me", ""),
+        authed("GET", "/v1/notifications?limit=5", ""),
+        authed("GET", &format!("/v1/challenges/{challenge}/me"), ""),
+        authed("POST", "/v1/payments/orders", r#"{"amount":1000}"#),
+        authed("DELETE", "/v1/me/devices/phone-1", ""),
+        post_json("/webhooks/toss", r#"{"eventType":"X"}"#),
+    ];
+    for request in requests {
+        let path = request.uri().to_string();
+        let core = healthy_core();
+        let (_, request_id, _) = send(platform(Arc::clone(&core), false), request).await;
+        let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(seen.len(), 1, "{path}: one call to the core");
+        assert!(!request_id.is_empty(), "{path}: the client has an id");
+        assert_eq!(
+            header_of(&seen[0], "x-request-id"),
+            Some(request_id.as_str()),
+            "{path}"
+        );
+    }
+}
