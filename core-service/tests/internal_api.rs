@@ -535,3 +535,48 @@ async fn the_join_endpoint_takes_the_signed_user_and_answers_with_the_public_cod
     assert_eq!(status, 200);
     assert_eq!(json_of(&body)["participants"], 1);
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn every_route_of_a_user_refuses_a_request_signed_for_no_user(db: PgPool) {
+    let challenge = "0190f5a2-7c1e-7a4b-9c3d-1e2f3a4b5c6d";
+    let proof = "0190f5a2-7c1e-7a4b-9c3d-1e2f3a4b5c6e";
+    let routes = [
+        ("GET", "/internal/v1/me".to_owned()),
+        ("PATCH", "/internal/v1/me".to_owned()),
+        ("DELETE", "/internal/v1/me/devices/phone-1".to_owned()),
+        ("PUT", "/internal/v1/me/devices/phone-1".to_owned()),
+        ("DELETE", "/internal/v1/me/devices/phone-1".to_owned()),
+        ("POST", "/internal/v1/auth/logout".to_owned()),
+        ("GET", "/internal/v1/me/wallet".to_owned()),
+        ("GET", "/internal/v1/notifications".to_owned()),
+        ("POST", "/internal/v1/payments/orders".to_owned()),
+        ("POST", "/internal/v1/payments/confirm".to_owned()),
+        ("GET", "/internal/v1/payments/nene_order_1".to_owned()),
+        (
+            "POST",
+            "/internal/v1/payments/nene_order_1/refund".to_owned(),
+        ),
+        ("POST", format!("/internal/v1/challenges/{challenge}/join")),
+        (
+            "POST",
+            format!("/internal/v1/challenges/{challenge}/proofs"),
+        ),
+        ("GET", format!("/internal/v1/challenges/{challenge}/me")),
+        ("POST", format!("/internal/v1/proofs/{proof}/report")),
+        ("POST", format!("/internal/v1/proofs/{proof}/appeal")),
+        ("POST", format!("/internal/v1/admin/proofs/{proof}/review")),
+    ];
+    for (method, path) in routes {
+        let (status, body) = send(
+            state(db.clone(), None),
+            signed_as("", method, &path, &serde_json::json!({})),
+        )
+        .await;
+        assert_eq!(
+            (status, json_of(&body)["error"]["code"].clone()),
+            (401, "UNAUTHORIZED".into()),
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}

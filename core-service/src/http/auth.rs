@@ -5,15 +5,14 @@
 use std::sync::Arc;
 
 use axum::{
-    Extension, Json, Router,
+    Json, Router,
     extract::{Path, State},
     http::StatusCode,
     routing::{get, post, put},
 };
-use nene_domain::ErrorCode;
 use serde::Deserialize;
 
-use super::{CoreJson, error::CoreApiError, signature::Caller};
+use super::{CoreJson, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     auth::{
@@ -43,13 +42,6 @@ impl From<AuthError> for CoreApiError {
             other => CoreApiError::Client(other.code()),
         }
     }
-}
-
-fn user(caller: &Caller) -> Result<&str, CoreApiError> {
-    caller
-        .user
-        .as_deref()
-        .ok_or(CoreApiError::Client(ErrorCode::Unauthorized))
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,10 +103,10 @@ struct Logout {
 
 async fn logout(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     CoreJson(body): CoreJson<Logout>,
 ) -> Result<StatusCode, CoreApiError> {
-    auth::logout(&state.db, user(&caller)?, &body.jti, body.expires_at).await?;
+    auth::logout(&state.db, &user, &body.jti, body.expires_at).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -133,28 +125,26 @@ async fn revoked(
 
 async fn me(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
 ) -> Result<Json<Me>, CoreApiError> {
-    Ok(Json(users::me(&state.db, user(&caller)?).await?))
+    Ok(Json(users::me(&state.db, &user).await?))
 }
 
 async fn change_me(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     CoreJson(change): CoreJson<MeChange>,
 ) -> Result<Json<Me>, CoreApiError> {
-    Ok(Json(
-        users::change_me(&state.db, user(&caller)?, &change).await?,
-    ))
+    Ok(Json(users::change_me(&state.db, &user, &change).await?))
 }
 
 async fn put_device(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     Path(device_id): Path<String>,
     CoreJson(device): CoreJson<Device>,
 ) -> Result<(StatusCode, Json<Device>), CoreApiError> {
-    let created = users::put_device(&state.db, user(&caller)?, &device_id, &device).await?;
+    let created = users::put_device(&state.db, &user, &device_id, &device).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -165,9 +155,9 @@ async fn put_device(
 
 async fn delete_device(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     Path(device_id): Path<String>,
 ) -> Result<StatusCode, CoreApiError> {
-    users::delete_device(&state.db, user(&caller)?, &device_id).await?;
+    users::delete_device(&state.db, &user, &device_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,7 +14,11 @@ use axum::{
 use nene_domain::ErrorCode;
 use serde::Deserialize;
 
-use super::{CoreJson, error::CoreApiError, signature::Caller};
+use super::{
+    CoreJson,
+    error::CoreApiError,
+    signature::{Caller, SignedIn},
+};
 use crate::{
     AppState,
     challenges::{self, Browse, Challenge, JoinError, NewChallenge, NewChallengeWire, Page, Seat},
@@ -60,13 +64,6 @@ impl From<ProofError> for CoreApiError {
     }
 }
 
-fn user(caller: &Caller) -> Result<&str, CoreApiError> {
-    caller
-        .user
-        .as_deref()
-        .ok_or(CoreApiError::Client(ErrorCode::Unauthorized))
-}
-
 async fn create(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -108,11 +105,10 @@ struct JoinBody {
 
 async fn join(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     Path(id): Path<uuid::Uuid>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Seat>), CoreApiError> {
-    let user = user(&caller)?;
     let body: JoinBody = if body.is_empty() {
         JoinBody::default()
     } else {
@@ -131,17 +127,17 @@ async fn join(
     }
     Ok((
         StatusCode::CREATED,
-        Json(challenges::join(&state.db, id, user).await?),
+        Json(challenges::join(&state.db, id, &user).await?),
     ))
 }
 
 async fn submit_proof(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     Path(id): Path<uuid::Uuid>,
     CoreJson(proof): CoreJson<NewProof>,
 ) -> Result<(StatusCode, Json<Proof>), CoreApiError> {
-    let proof = proofs::submit(&state.db, id, user(&caller)?, &proof).await?;
+    let proof = proofs::submit(&state.db, id, &user, &proof).await?;
     Ok((StatusCode::CREATED, Json(proof)))
 }
 
@@ -165,41 +161,39 @@ async fn list_proofs(
 
 async fn my_standing(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     Path(id): Path<uuid::Uuid>,
 ) -> Result<Json<MyStanding>, CoreApiError> {
-    Ok(Json(
-        proofs::my_standing(&state.db, id, user(&caller)?).await?,
-    ))
+    Ok(Json(proofs::my_standing(&state.db, id, &user).await?))
 }
 
 async fn report(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     Path(id): Path<uuid::Uuid>,
     CoreJson(reason): CoreJson<Reason>,
 ) -> Result<StatusCode, CoreApiError> {
-    proofs::report(&state.db, id, user(&caller)?, &reason).await?;
+    proofs::report(&state.db, id, &user, &reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn appeal(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     Path(id): Path<uuid::Uuid>,
     CoreJson(reason): CoreJson<Reason>,
 ) -> Result<StatusCode, CoreApiError> {
-    proofs::appeal(&state.db, id, user(&caller)?, &reason).await?;
+    proofs::appeal(&state.db, id, &user, &reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn review(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     Path(id): Path<uuid::Uuid>,
     CoreJson(decision): CoreJson<Review>,
 ) -> Result<StatusCode, CoreApiError> {
-    proofs::review(&state.db, &state.reviewers, id, user(&caller)?, &decision).await?;
+    proofs::review(&state.db, &state.reviewers, id, &user, &decision).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use axum::{
-    Extension, Json, Router,
+    Json, Router,
     extract::{Path, Query, State},
     routing::{get, post},
 };
 use nene_domain::Points;
 use serde::Deserialize;
 
-use super::{CoreJson, error::CoreApiError, signature::Caller};
+use super::{CoreJson, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     ledger::{self, *},
@@ -200,11 +200,8 @@ async fn check(State(state): Shared) -> Result<Json<Vec<Violation>>, CoreApiErro
 /// The signed user's wallet (created empty on first look, so a new user sees zero, not 404).
 async fn my_wallet(
     State(state): Shared,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
 ) -> Result<Json<WalletBalance>, CoreApiError> {
-    let user = caller
-        .user
-        .ok_or(CoreApiError::Client(nene_domain::ErrorCode::Unauthorized))?;
     let mut conn = state.db.acquire().await?;
     let wallet = ensure_wallet_in_tx(&mut conn, parse_owner(&user)?).await?;
     Ok(Json(wallet_balance(&mut conn, wallet).await?))

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use axum::{
-    Extension, Json, Router,
+    Json, Router,
     extract::{RawQuery, State},
     routing::get,
 };
 use nene_domain::ErrorCode;
 use serde::Deserialize;
 
-use super::{error::CoreApiError, signature::Caller};
+use super::{error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     notifications::history::{self, Cursor, NotificationPage, PageLimit},
@@ -54,15 +54,11 @@ fn parse_query(raw: Option<&str>) -> Result<(Option<Cursor>, PageLimit), CoreApi
 
 async fn list(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     RawQuery(query): RawQuery,
 ) -> Result<Json<NotificationPage>, CoreApiError> {
-    let user = caller
-        .user
-        .as_deref()
-        .ok_or(CoreApiError::Client(ErrorCode::Unauthorized))?;
     let (cursor, limit) = parse_query(query.as_deref())?;
-    Ok(Json(history::list(&state.db, user, cursor, limit).await?))
+    Ok(Json(history::list(&state.db, &user, cursor, limit).await?))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::{
-    Extension, Json, Router,
+    Json, Router,
     body::Bytes,
     extract::{Path, State},
     http::StatusCode,
@@ -13,7 +13,7 @@ use axum::{
 use nene_domain::ErrorCode;
 use serde::Deserialize;
 
-use super::{CoreJson, error::CoreApiError, signature::Caller};
+use super::{CoreJson, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     payments::{
@@ -55,13 +55,6 @@ impl From<PaymentError> for CoreApiError {
     }
 }
 
-fn user(caller: &Caller) -> Result<&str, CoreApiError> {
-    caller
-        .user
-        .as_deref()
-        .ok_or(CoreApiError::Client(ErrorCode::Unauthorized))
-}
-
 #[derive(Debug, Deserialize)]
 struct NewOrder {
     amount: i64,
@@ -69,10 +62,10 @@ struct NewOrder {
 
 async fn create_order(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     CoreJson(new): CoreJson<NewOrder>,
 ) -> Result<(StatusCode, Json<Order>), CoreApiError> {
-    let order = payments::create_order(&state.db, user(&caller)?, new.amount).await?;
+    let order = payments::create_order(&state.db, &user, new.amount).await?;
     Ok((StatusCode::CREATED, Json(order)))
 }
 
@@ -80,10 +73,10 @@ async fn create_order(
 /// settles it; asking again with the same body is safe).
 async fn confirm(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     CoreJson(request): CoreJson<ConfirmRequest>,
 ) -> Result<(StatusCode, Json<PaymentView>), CoreApiError> {
-    let view = payments::confirm(&state.payments, user(&caller)?, &request).await?;
+    let view = payments::confirm(&state.payments, &user, &request).await?;
     let status = if view.status == PaymentState::Confirming {
         StatusCode::ACCEPTED
     } else {
@@ -94,11 +87,11 @@ async fn confirm(
 
 async fn payment(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     Path(order_id): Path<String>,
 ) -> Result<Json<PaymentView>, CoreApiError> {
     Ok(Json(
-        payments::get_payment(&state.db, user(&caller)?, &order_id).await?,
+        payments::get_payment(&state.db, &user, &order_id).await?,
     ))
 }
 
@@ -111,13 +104,13 @@ struct RefundBody {
 
 async fn refund(
     State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
+    SignedIn(user): SignedIn,
     Path(order_id): Path<String>,
     CoreJson(body): CoreJson<RefundBody>,
 ) -> Result<(StatusCode, Json<RefundView>), CoreApiError> {
     let view = payments::refund::refund(
         &state.payments,
-        user(&caller)?,
+        &user,
         &order_id,
         body.idempotency_key.as_deref(),
     )

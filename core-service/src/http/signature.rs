@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use axum::{
     body::Body,
-    extract::{Request, State},
+    extract::{FromRequestParts, Request, State},
+    http::request::Parts,
     middleware::Next,
     response::Response,
 };
@@ -26,6 +27,24 @@ use crate::AppState;
 pub struct Caller {
     /// The authenticated user, or `None` for an anonymous call (health, login).
     pub user: Option<String>,
+}
+
+/// The user the edge signed a request for, as a handler's argument; a request signed for no user
+/// is refused with 401 before the handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+    type Rejection = CoreApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .and_then(|caller| caller.user.clone())
+            .map(SignedIn)
+            .ok_or(CoreApiError::Client(ErrorCode::Unauthorized))
+    }
 }
 
 /// Every path under this prefix requires the edge's signature.
