@@ -50,8 +50,8 @@ pub fn kst_local_micros(unix_ms: i64) -> String {
 
 struct Kst {
     year: i64,
-    month: u32,
-    day: u32,
+    month: i64,
+    day: i64,
     hour: i64,
     minute: i64,
     second: i64,
@@ -63,7 +63,7 @@ impl Kst {
         let local_ms = unix_ms.saturating_add(KST_OFFSET_MS);
         let days = local_ms.div_euclid(DAY_MS);
         let of_day = local_ms.rem_euclid(DAY_MS);
-        let (year, month, day) = civil_from_days(days);
+        let (year, month, day) = nene_domain::time::civil_from_days(days);
         Self {
             year,
             month,
@@ -74,30 +74,6 @@ impl Kst {
             millisecond: of_day % 1000,
         }
     }
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    // Both are in 1..=31 and 1..=12 by construction.
-    (
-        year,
-        u32::try_from(month).unwrap_or(1),
-        u32::try_from(day).unwrap_or(1),
-    )
 }
 
 #[cfg(test)]
