@@ -10,7 +10,8 @@
 //!   joined) moves nothing and never waits on the core;
 //! - every other endpoint asks the core at most once per [`REVOCATION_CACHE_SECONDS`] per token
 //!   and isolate (a Workers isolate keeps the answer in memory; a Spin instance lives for one
-//!   request and always asks), so a revoked token stops working within 60 seconds.
+//!   request and always asks), so a revoked token stops working within 60 seconds — at once in
+//!   the isolate that handled the logout, which forgets its answers for the whole family.
 
 use std::{
     collections::HashMap,
@@ -113,6 +114,23 @@ pub async fn ensure_not_revoked(
         }
         Some(true) => Err(ApiError::new(ErrorCode::Unauthorized)),
         None => Err(ApiError::new(ErrorCode::Internal)),
+    }
+}
+
+/// The refresh family of an access token's id (`{family}.{random}`; an id without a dot is its
+/// own family).
+fn family_of(jti: &str) -> &str {
+    jti.rsplit_once('.').map_or(jti, |(family, _)| family)
+}
+
+/// Forgets this isolate's "not revoked" answers for every token of `jti`'s refresh family, so
+/// after a logout here the family's tokens are asked about (and refused) on their next request
+/// here, not up to [`REVOCATION_CACHE_SECONDS`] later. Other isolates keep their answers for the
+/// rest of their minute.
+pub fn forget_family(jti: &str) {
+    let family = family_of(jti);
+    if let Ok(mut cache) = cache().lock() {
+        cache.retain(|cached, _| family_of(cached) != family);
     }
 }
 

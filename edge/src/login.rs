@@ -164,6 +164,7 @@ async fn logout(core: Core, Session(claims): Session) -> Result<StatusCode, ApiE
     let _: serde_json::Value = core
         .json(Method::POST, path, Some(&claims.sub), json_body(&request)?)
         .await?;
+    crate::auth::forget_family(&claims.jti);
     Ok(StatusCode::NO_CONTENT)
 }
 

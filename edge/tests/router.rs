@@ -830,3 +830,45 @@ async fn the_core_hears_each_call_under_the_request_id_the_client_was_answered_w
         );
     }
 }
+
+#[tokio::test]
+async fn after_a_logout_the_families_tokens_are_refused_here_at_once_not_a_minute_later() {
+    let core = core_answering(Ok((200, r#"{"id":"user-out"}"#.to_owned())));
+    let token = |jti: &str| {
+        nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
+            .and_then(|keys| keys.issue("user-out", jti, NOW))
+            .map(|token| format!("Bearer {token}"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (phone, laptop, other_family) = (
+        token("family-out.phone"),
+        token("family-out.laptop"),
+        token("family-kept.tablet"),
+    );
+    let me = |bearer: &str| {
+        Request::get("/v1/me")
+            .header("authorization", bearer)
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    for bearer in [&phone, &laptop, &other_family] {
+        let (status, _, _) = send(platform(Arc::clone(&core), false), me(bearer)).await;
+        assert_eq!(status, 200, "signed in: the answer is now cached");
+    }
+    let logout = Request::post("/v1/auth/logout")
+        .header("authorization", &phone)
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _, _) = send(platform(Arc::clone(&core), false), logout).await;
+    assert_eq!(status, 204);
+    // The core has recorded the family's revocation; its other isolates may not know yet.
+    core.revoked.store(true, Ordering::Relaxed);
+    for bearer in [&phone, &laptop] {
+        let (status, _, _) = send(platform(Arc::clone(&core), false), me(bearer)).await;
+        assert_eq!(status, 401, "a token of the logged-out family");
+    }
+    let checks = core.revocation_checks.load(Ordering::Relaxed);
+    let (status, _, _) = send(platform(Arc::clone(&core), false), me(&other_family)).await;
+    assert_eq!(status, 200, "another family's cached answer stands");
+    assert_eq!(core.revocation_checks.load(Ordering::Relaxed), checks);
+}
