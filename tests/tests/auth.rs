@@ -224,6 +224,9 @@ async fn signing_in_with_each_provider_gives_tokens_that_work_rotate_and_log_out
         )
         .await;
     assert_eq!(status, 401);
+    // A read reuses a cached answer for a minute, but not in the isolate that logged out.
+    let (status, _) = stack.get("/v1/me", access).await;
+    assert_eq!(status, 401, "refused where the logout happened, at once");
     let (status, _) = stack
         .post(
             "/v1/auth/refresh",
