@@ -580,3 +580,29 @@ async fn every_route_of_a_user_refuses_a_request_signed_for_no_user(db: PgPool) 
         );
     }
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_malformed_id_in_a_path_is_a_json_404_not_a_plain_text_400(db: PgPool) {
+    for (method, path) in [
+        ("GET", "/internal/v1/challenges/not-a-uuid"),
+        ("POST", "/internal/v1/challenges/not-a-uuid/join"),
+        (
+            "GET",
+            "/internal/v1/challenges/0190f5a27-c1e-7a4b-9c3d-1e2f3a4b5c6d/me",
+        ),
+        ("POST", "/internal/v1/proofs/not-a-uuid/report"),
+        ("POST", "/internal/v1/ledger/holds/not-a-uuid/post"),
+    ] {
+        let (status, body) = send(
+            state(db.clone(), None),
+            signed_as("user-1", method, path, &serde_json::json!({})),
+        )
+        .await;
+        assert_eq!(
+            (status, json_of(&body)["error"]["code"].clone()),
+            (404, "NOT_FOUND".into()),
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}

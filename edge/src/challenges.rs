@@ -17,7 +17,7 @@ use crate::{
     auth::User,
     core_client::{Core, Forwarded, json_body},
     error::{ApiError, ApiJson},
-    router::AppState,
+    router::{AppState, uuid_segment},
 };
 
 pub fn routes(dev_mode: bool) -> Router<AppState> {
@@ -31,16 +31,6 @@ pub fn routes(dev_mode: bool) -> Router<AppState> {
         routes.route("/v1/dev/clock", post(advance_clock))
     } else {
         routes
-    }
-}
-
-/// Ids in paths are UUIDs: anything else is a 404 before the core is asked.
-fn uuid_segment(raw: &str) -> Result<&str, ApiError> {
-    let valid = raw.len() == 36 && raw.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-    if valid {
-        Ok(raw)
-    } else {
-        Err(ApiError::new(ErrorCode::NotFound))
     }
 }
 

@@ -110,7 +110,37 @@ async fn health(State(state): State<AppState>, core: Core) -> Result<Response, A
     Ok((status, axum::Json(report)).into_response())
 }
 
+/// Length of a UUID's hyphenated text form.
+const UUID_TEXT_LEN: usize = 36;
+
+/// A path segment that must name something the core identifies by UUID (a challenge, a proof):
+/// the hyphenated form (`8-4-4-4-12` hex digits), else a 404 before anything is asked. Without
+/// this, a malformed id reached the core, whose refusal to parse it came back as a 500 (detail)
+/// or, through the room's read of its rules, a 503 (join).
+///
+/// # Errors
+/// `NOT_FOUND` for anything else.
+pub(crate) fn uuid_segment(raw: &str) -> Result<&str, ApiError> {
+    let well_formed = raw.len() == UUID_TEXT_LEN
+        && raw.bytes().enumerate().all(|(at, b)| match at {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+    if well_formed {
+        Ok(raw)
+    } else {
+        Err(ApiError::new(ErrorCode::NotFound))
+    }
+}
+
+/// A challenge's id in a public path: a UUID (see [`uuid_segment`]).
 fn parse_challenge_id(raw: &str) -> Result<ChallengeId, ApiError> {
+    room_name(uuid_segment(raw)?)
+}
+
+/// A room's name in a dev probe path: any well-formed object name (the probe is plumbing, not a
+/// challenge).
+fn room_name(raw: &str) -> Result<ChallengeId, ApiError> {
     ChallengeId::parse(raw).map_err(|_| ApiError::new(ErrorCode::NotFound))
 }
 
@@ -152,7 +182,7 @@ async fn read_room_probe(
     State(state): State<AppState>,
     Path(challenge_id): Path<String>,
 ) -> Result<axum::Json<ProbeValue>, ApiError> {
-    let challenge_id = parse_challenge_id(&challenge_id)?;
+    let challenge_id = room_name(&challenge_id)?;
     call_room(
         &state,
         &challenge_id,
@@ -170,7 +200,7 @@ async fn add_to_room_probe(
     Path(challenge_id): Path<String>,
     ApiJson(add): ApiJson<ProbeAdd>,
 ) -> Result<axum::Json<ProbeValue>, ApiError> {
-    let challenge_id = parse_challenge_id(&challenge_id)?;
+    let challenge_id = room_name(&challenge_id)?;
     let body =
         Bytes::from(serde_json::to_vec(&add).map_err(|_| ApiError::new(ErrorCode::Internal))?);
     call_room(&state, &challenge_id, http::Method::POST, PATH_PROBE, body)

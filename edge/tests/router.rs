@@ -443,7 +443,7 @@ async fn joining_without_a_valid_access_token_is_401_before_anything_is_called()
         Some("Bearer not-a-jwt".to_owned()),
         Some(format!("Bearer {forged}")),
     ] {
-        let mut request = Request::post("/v1/challenges/room-1/join");
+        let mut request = Request::post("/v1/challenges/0190f5a2-0000-7000-8000-000000000001/join");
         if let Some(value) = &authorization {
             request = request.header("authorization", value);
         }
@@ -465,7 +465,7 @@ async fn a_join_with_a_valid_token_is_forwarded_to_the_users_wallet_as_that_user
     let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
         .and_then(|keys| keys.issue("user-7", "j", NOW))
         .unwrap_or_else(|e| panic!("{e}"));
-    let request = Request::post("/v1/challenges/room-1/join")
+    let request = Request::post("/v1/challenges/0190f5a2-0000-7000-8000-000000000001/join")
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -478,7 +478,7 @@ async fn a_join_with_a_valid_token_is_forwarded_to_the_users_wallet_as_that_user
     assert_eq!(
         joins,
         vec![
-            serde_json::json!({"challenge": "room-1", "user": "user-7", "idempotency_key": null, "session": "j"})
+            serde_json::json!({"challenge": "0190f5a2-0000-7000-8000-000000000001", "user": "user-7", "idempotency_key": null, "session": "j"})
         ]
     );
 }
@@ -506,7 +506,7 @@ fn join_request(challenge: &str, user: &str) -> Request<Body> {
 async fn a_sealed_full_room_refuses_outsiders_at_the_edge_and_sends_its_participants_the_whole_way()
 {
     // Each test has its own challenge: the roster cache lives as long as the isolate (the process).
-    let challenge = "room-sealed-full";
+    let challenge = "0190f5a2-0000-7000-8000-000000000002";
     let core = healthy_core();
     let rooms = Arc::new(FakeRooms::default());
     *rooms.join_reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(full_reply());
@@ -551,7 +551,7 @@ async fn a_sealed_full_room_refuses_outsiders_at_the_edge_and_sends_its_particip
 
 #[tokio::test]
 async fn a_room_that_is_full_but_not_sealed_keeps_answering_every_join_itself() {
-    let challenge = "room-full-not-sealed";
+    let challenge = "0190f5a2-0000-7000-8000-000000000003";
     let rooms = Arc::new(FakeRooms::default());
     *rooms.join_reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(full_reply());
     let core = healthy_core();
@@ -574,14 +574,18 @@ async fn without_rooms_a_join_goes_to_the_core_with_its_session_for_the_revocati
     let core = core_answering(Ok((201, r#"{"participants":1}"#.to_owned())));
     let mut platform = platform(Arc::clone(&core), false);
     platform.rooms = None;
-    let (status, _, _) = send(platform, join_request("room-spin", "user-9")).await;
+    let (status, _, _) = send(
+        platform,
+        join_request("0190f5a2-0000-7000-8000-000000000004", "user-9"),
+    )
+    .await;
     assert_eq!(status, 201);
     let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
     assert_eq!(seen.len(), 1);
     assert!(
         seen[0]
             .url
-            .ends_with("/internal/v1/challenges/room-spin/join")
+            .ends_with("/internal/v1/challenges/0190f5a2-0000-7000-8000-000000000004/join")
     );
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&seen[0].body).ok(),
@@ -871,4 +875,49 @@ async fn after_a_logout_the_families_tokens_are_refused_here_at_once_not_a_minut
     let (status, _, _) = send(platform(Arc::clone(&core), false), me(&other_family)).await;
     assert_eq!(status, 200, "another family's cached answer stands");
     assert_eq!(core.revocation_checks.load(Ordering::Relaxed), checks);
+}
+
+#[tokio::test]
+async fn a_malformed_challenge_or_proof_id_is_a_404_before_the_core_or_a_room_is_asked() {
+    let core = healthy_core();
+    let rooms = Arc::new(FakeRooms::default());
+    let platform = || {
+        let mut platform = platform(Arc::clone(&core), false);
+        platform.rooms = Some(Arc::clone(&rooms) as Arc<dyn Rooms>);
+        platform
+    };
+    for id in [
+        "not-a-uuid",
+        "0190f5a2-7c1e-7a4b-9c3d-1e2f3a4b5c6",
+        "0190f5a27-c1e-7a4b-9c3d-1e2f3a4b5c6d",
+        "0190f5a2-7c1e-7a4b-9c3d-1e2f3a4b5c6g",
+        "0190f5a2_7c1e_7a4b_9c3d_1e2f3a4b5c6d",
+    ] {
+        for (method, path) in [
+            ("GET", format!("/v1/challenges/{id}")),
+            ("POST", format!("/v1/challenges/{id}/join")),
+            ("GET", format!("/v1/challenges/{id}/me")),
+            ("GET", format!("/v1/challenges/{id}/proofs")),
+            ("POST", format!("/v1/proofs/{id}/report")),
+        ] {
+            let request = Request::builder()
+                .method(method)
+                .uri(&path)
+                .header("authorization", bearer("user-5"))
+                .header("content-type", "application/json")
+                .body(Body::from(r#"{"reason":"x"}"#))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (status, _, body) = send(platform(), request).await;
+            assert_eq!(status, 404, "{method} {path}");
+            assert_eq!(error_of(&body).error.code, ErrorCode::NotFound);
+        }
+    }
+    assert!(
+        core.seen.lock().map(|s| s.is_empty()).unwrap_or(false),
+        "the core was asked"
+    );
+    assert!(
+        rooms.joins.lock().map(|j| j.is_empty()).unwrap_or(false),
+        "a room was asked"
+    );
 }

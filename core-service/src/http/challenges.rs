@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::{
     Extension, Json, Router,
-    extract::{Path, Query, State},
+    extract::{Query, State},
     http::StatusCode,
     routing::{get, post},
 };
@@ -15,7 +15,7 @@ use nene_domain::ErrorCode;
 use serde::Deserialize;
 
 use super::{
-    CoreJson,
+    CoreJson, CorePath,
     error::CoreApiError,
     signature::{Caller, SignedIn},
 };
@@ -85,7 +85,7 @@ async fn browse(
 
 async fn detail(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<uuid::Uuid>,
+    CorePath(id): CorePath<uuid::Uuid>,
 ) -> Result<Json<Challenge>, CoreApiError> {
     Ok(Json(challenges::get(&state.db, id).await?))
 }
@@ -106,7 +106,7 @@ struct JoinBody {
 async fn join(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
-    Path(id): Path<uuid::Uuid>,
+    CorePath(id): CorePath<uuid::Uuid>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Seat>), CoreApiError> {
     let body: JoinBody = if body.is_empty() {
@@ -134,7 +134,7 @@ async fn join(
 async fn submit_proof(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
-    Path(id): Path<uuid::Uuid>,
+    CorePath(id): CorePath<uuid::Uuid>,
     CoreJson(proof): CoreJson<NewProof>,
 ) -> Result<(StatusCode, Json<Proof>), CoreApiError> {
     let proof = proofs::submit(&state.db, id, &user, &proof).await?;
@@ -149,7 +149,7 @@ struct PageQuery {
 
 async fn list_proofs(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<uuid::Uuid>,
+    CorePath(id): CorePath<uuid::Uuid>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<serde_json::Value>, CoreApiError> {
     let (items, next_cursor) =
@@ -162,7 +162,7 @@ async fn list_proofs(
 async fn my_standing(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
-    Path(id): Path<uuid::Uuid>,
+    CorePath(id): CorePath<uuid::Uuid>,
 ) -> Result<Json<MyStanding>, CoreApiError> {
     Ok(Json(proofs::my_standing(&state.db, id, &user).await?))
 }
@@ -170,7 +170,7 @@ async fn my_standing(
 async fn report(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
-    Path(id): Path<uuid::Uuid>,
+    CorePath(id): CorePath<uuid::Uuid>,
     CoreJson(reason): CoreJson<Reason>,
 ) -> Result<StatusCode, CoreApiError> {
     proofs::report(&state.db, id, &user, &reason).await?;
@@ -180,7 +180,7 @@ async fn report(
 async fn appeal(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
-    Path(id): Path<uuid::Uuid>,
+    CorePath(id): CorePath<uuid::Uuid>,
     CoreJson(reason): CoreJson<Reason>,
 ) -> Result<StatusCode, CoreApiError> {
     proofs::appeal(&state.db, id, &user, &reason).await?;
@@ -190,7 +190,7 @@ async fn appeal(
 async fn review(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
-    Path(id): Path<uuid::Uuid>,
+    CorePath(id): CorePath<uuid::Uuid>,
     CoreJson(decision): CoreJson<Review>,
 ) -> Result<StatusCode, CoreApiError> {
     proofs::review(&state.db, &state.reviewers, id, &user, &decision).await?;

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Query, State},
     routing::{get, post},
 };
 use nene_domain::Points;
 use serde::Deserialize;
 
-use super::{CoreJson, error::CoreApiError, signature::SignedIn};
+use super::{CoreJson, CorePath, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     ledger::{self, *},
@@ -126,7 +126,7 @@ struct PostBody {
 
 async fn post_hold(
     State(state): Shared,
-    Path(hold): Path<uuid::Uuid>,
+    CorePath(hold): CorePath<uuid::Uuid>,
     CoreJson(body): CoreJson<PostBody>,
 ) -> Result<Json<HoldReceipt>, CoreApiError> {
     let request = PostHold {
@@ -146,7 +146,7 @@ struct ReleaseBody {
 
 async fn release_hold(
     State(state): Shared,
-    Path(hold): Path<uuid::Uuid>,
+    CorePath(hold): CorePath<uuid::Uuid>,
     CoreJson(body): CoreJson<ReleaseBody>,
 ) -> Result<Json<HoldReceipt>, CoreApiError> {
     let request = ReleaseHold {
@@ -165,7 +165,7 @@ async fn refund(
 
 async fn balance(
     State(state): Shared,
-    Path(account): Path<uuid::Uuid>,
+    CorePath(account): CorePath<uuid::Uuid>,
 ) -> Result<Json<WalletBalance>, CoreApiError> {
     let mut conn = state.db.acquire().await?;
     Ok(Json(wallet_balance(&mut conn, AccountId(account)).await?))
@@ -182,7 +182,7 @@ const PAGE_LIMIT_DEFAULT: u32 = 20;
 
 async fn entries(
     State(state): Shared,
-    Path(account): Path<uuid::Uuid>,
+    CorePath(account): CorePath<uuid::Uuid>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<EntryPage>, CoreApiError> {
     let mut conn = state.db.acquire().await?;

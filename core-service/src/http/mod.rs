@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, FromRequest, Request, State, rejection::JsonRejection},
+    extract::{
+        DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State,
+        rejection::JsonRejection,
+    },
     http::StatusCode,
     middleware,
     routing::get,
@@ -84,6 +87,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CoreJson<T> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(CoreJson(value)),
             Err(rejection) => Err(error::CoreApiError::Client(json_rejection_code(&rejection))),
+        }
+    }
+}
+
+/// `Path<T>` whose rejection is a JSON 404: an id that does not parse (a malformed UUID) names
+/// nothing, and the edge hears the API's error, not axum's plain-text 400.
+pub struct CorePath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for CorePath<T> {
+    type Rejection = error::CoreApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(CorePath(value)),
+            Err(_) => Err(error::CoreApiError::Client(ErrorCode::NotFound)),
         }
     }
 }
