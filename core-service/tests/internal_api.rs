@@ -606,3 +606,37 @@ async fn a_malformed_id_in_a_path_is_a_json_404_not_a_plain_text_400(db: PgPool)
         );
     }
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_body_of_the_wrong_shape_is_refused_with_a_message_naming_what_is_wrong(db: PgPool) {
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let user = nene_core::auth::users::find_or_create_in_tx(
+        &mut conn,
+        nene_core::auth::oauth::Provider::Kakao,
+        "kakao-user-1",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .id;
+    drop(conn);
+    let (status, body) = send(
+        state(db, None),
+        signed_as(
+            &user,
+            "PATCH",
+            "/internal/v1/me",
+            &serde_json::json!({ "nickname": "x" }),
+        ),
+    )
+    .await;
+    let error = &json_of(&body)["error"];
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("INVALID_JSON"))
+    );
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("nickname") && message.contains("2–20"),
+        "{message}"
+    );
+}

@@ -190,6 +190,10 @@ impl ErrorCode {
     }
 }
 
+/// Longest error message sent, in characters: a message may quote the client's input (serde names
+/// the value it could not read), and an answer must not grow with what was sent.
+pub const ERROR_MESSAGE_CHARS_MAX: usize = 300;
+
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorEnvelope {
@@ -206,10 +210,15 @@ pub struct ErrorBody {
 impl ErrorEnvelope {
     #[must_use]
     pub fn new(code: ErrorCode, message: impl Into<String>, request_id: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if let Some((cut, _)) = message.char_indices().nth(ERROR_MESSAGE_CHARS_MAX) {
+            message.truncate(cut);
+            message.push('…');
+        }
         ErrorEnvelope {
             error: ErrorBody {
                 code,
-                message: message.into(),
+                message,
                 request_id: request_id.into(),
             },
         }
@@ -219,6 +228,19 @@ impl ErrorEnvelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_message_is_cut_at_the_bound_on_a_character_boundary() {
+        let long = "닉네임".repeat(ERROR_MESSAGE_CHARS_MAX);
+        let envelope = ErrorEnvelope::new(ErrorCode::InvalidJson, long, "r");
+        assert_eq!(
+            envelope.error.message.chars().count(),
+            ERROR_MESSAGE_CHARS_MAX + 1
+        );
+        assert!(envelope.error.message.ends_with('…'));
+        let short = ErrorEnvelope::new(ErrorCode::InvalidJson, "nickname: too short", "r");
+        assert_eq!(short.error.message, "nickname: too short");
+    }
 
     const ALL: [ErrorCode; 35] = [
         ErrorCode::BadRequest,

@@ -31,8 +31,9 @@ pub enum CoreError {
     Unavailable(TransportError),
     #[error("the core failed with status {0}")]
     Failed(u16),
-    #[error("the core refused the request: {0:?}")]
-    Refused(ErrorCode),
+    /// The core's error code and its message.
+    #[error("the core refused the request: {0:?}: {1}")]
+    Refused(ErrorCode, String),
     #[error("the core answered with an unexpected body: {0}")]
     BadBody(String),
 }
@@ -45,9 +46,18 @@ impl From<CoreError> for ApiError {
                 ApiError::new(ErrorCode::CoreUnavailable)
             }
             // The core refusing our own signature is our misconfiguration, not the client's fault.
-            CoreError::Refused(ErrorCode::SignatureInvalid) => ApiError::new(ErrorCode::Internal),
+            CoreError::Refused(ErrorCode::SignatureInvalid, _) => {
+                ApiError::new(ErrorCode::Internal)
+            }
+            // What is wrong with the client's input: the core's message says which field and how.
+            CoreError::Refused(
+                code @ (ErrorCode::InvalidJson
+                | ErrorCode::ValidationFailed
+                | ErrorCode::BadRequest),
+                message,
+            ) => ApiError::with_message(code, message),
             // A refusal by the core is the client's answer (insufficient points, full, …).
-            CoreError::Refused(code) => ApiError::new(code),
+            CoreError::Refused(code, _) => ApiError::new(code),
             CoreError::BadBody(_) => ApiError::new(ErrorCode::Internal),
         }
     }
@@ -136,15 +146,19 @@ pub async fn call_json_with_status<T: DeserializeOwned>(
         .map(|value| (response.status, value))
         .map_err(|error| CoreError::BadBody(error.to_string())),
         400..=499 => match serde_json::from_slice::<ErrorEnvelope>(&response.body) {
-            Ok(envelope) => Err(CoreError::Refused(envelope.error.code)),
+            Ok(envelope) => Err(CoreError::Refused(
+                envelope.error.code,
+                envelope.error.message,
+            )),
             Err(error) => Err(CoreError::BadBody(error.to_string())),
         },
         // A partner of the core failed (a login provider, Toss): the core's own 502 says so, and
         // the client should hear exactly that. Any other 5xx is the core failing.
         502 => match serde_json::from_slice::<ErrorEnvelope>(&response.body) {
-            Ok(envelope) if envelope.error.code.http_status() == 502 => {
-                Err(CoreError::Refused(envelope.error.code))
-            }
+            Ok(envelope) if envelope.error.code.http_status() == 502 => Err(CoreError::Refused(
+                envelope.error.code,
+                envelope.error.message,
+            )),
             _ => Err(CoreError::Failed(502)),
         },
         status => Err(CoreError::Failed(status)),

@@ -921,3 +921,45 @@ async fn a_malformed_challenge_or_proof_id_is_a_404_before_the_core_or_a_room_is
         "a room was asked"
     );
 }
+
+#[tokio::test]
+async fn the_cores_message_reaches_the_client_for_bad_input_and_only_for_bad_input() {
+    let refusal = |code: ErrorCode, message: &str| {
+        let envelope = ErrorEnvelope::new(code, message, "core-request");
+        let status = code.http_status();
+        core_answering(Ok((
+            status,
+            serde_json::to_string(&envelope).unwrap_or_else(|e| panic!("{e}")),
+        )))
+    };
+    let patch_me = || {
+        Request::patch("/v1/me")
+            .header("authorization", bearer("user-msg"))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"nickname":"x"}"#))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let nickname = "nickname: a nickname is 2–20 letters at line 1 column 16";
+    let (status, _, body) = send(
+        platform(refusal(ErrorCode::InvalidJson, nickname), false),
+        patch_me(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(error_of(&body).error.message, nickname);
+
+    let (status, _, body) = send(
+        platform(
+            refusal(ErrorCode::NicknameTaken, "taken by user u_123"),
+            false,
+        ),
+        patch_me(),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        error_of(&body).error.message,
+        ErrorCode::NicknameTaken.default_message(),
+        "a refusal that is not about the input's shape keeps the public wording"
+    );
+}

@@ -20,6 +20,10 @@ const REQUEST_ID_LEN_MAX: usize = 64;
 pub enum CoreApiError {
     #[error("{0:?}")]
     Client(ErrorCode),
+    /// The request's input is wrong, and `message` tells the client how: serde's description of
+    /// the field and the shape it expected. It describes the request, nothing of ours.
+    #[error("{code:?}: {message}")]
+    Input { code: ErrorCode, message: String },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("ledger: {0}")]
@@ -29,7 +33,7 @@ pub enum CoreApiError {
 impl CoreApiError {
     fn code(&self) -> ErrorCode {
         match self {
-            CoreApiError::Client(code) => *code,
+            CoreApiError::Client(code) | CoreApiError::Input { code, .. } => *code,
             // Every pooled connection stayed busy for the whole acquire timeout: overload, which
             // passes; the caller may retry (503), unlike a fault of ours.
             CoreApiError::Database(sqlx::Error::PoolTimedOut) => ErrorCode::CoreUnavailable,
@@ -39,9 +43,10 @@ impl CoreApiError {
     }
 }
 
-/// The code an error response carries until `request_context` renders it.
-#[derive(Debug, Clone, Copy)]
-struct PendingError(ErrorCode);
+/// The code (and a message other than the code's default, if any) an error response carries
+/// until `request_context` renders it.
+#[derive(Debug, Clone)]
+struct PendingError(ErrorCode, Option<String>);
 
 impl IntoResponse for CoreApiError {
     fn into_response(self) -> Response {
@@ -51,8 +56,14 @@ impl IntoResponse for CoreApiError {
         }
         let status =
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = match self {
+            CoreApiError::Input { message, .. } => Some(message),
+            _ => None,
+        };
         let mut response = status.into_response();
-        response.extensions_mut().insert(PendingError(code));
+        response
+            .extensions_mut()
+            .insert(PendingError(code, message));
         response
     }
 }
@@ -77,8 +88,9 @@ pub async fn request_context(request: Request, next: Next) -> Response {
         })
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
     let mut response = next.run(request).await;
-    if let Some(PendingError(code)) = response.extensions_mut().remove::<PendingError>() {
-        let envelope = ErrorEnvelope::new(code, code.default_message(), request_id.as_str());
+    if let Some(PendingError(code, message)) = response.extensions_mut().remove::<PendingError>() {
+        let message = message.as_deref().unwrap_or(code.default_message());
+        let envelope = ErrorEnvelope::new(code, message, request_id.as_str());
         *response.body_mut() =
             axum::body::Body::from(serde_json::to_vec(&envelope).unwrap_or_default());
         response.headers_mut().insert(

@@ -86,7 +86,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CoreJson<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(CoreJson(value)),
-            Err(rejection) => Err(error::CoreApiError::Client(json_rejection_code(&rejection))),
+            Err(rejection) => Err(error::CoreApiError::Input {
+                code: json_rejection_code(&rejection),
+                message: rejection.body_text(),
+            }),
         }
     }
 }
