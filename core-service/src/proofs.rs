@@ -376,9 +376,13 @@ pub async fn review(
 
 /// Counted days per participant of a challenge, in user order: proofs that count, at most
 /// `days_per_week` per week. The database's statement of `ChallengeRules::counted_days`.
+///
+/// `LEAST` ignores NULLs: a participant without one counted proof has a single joined row with
+/// `w.n` NULL, and `LEAST(NULL, $2)` is `$2` — a full week counted for nothing, which settlement
+/// paid out as achievement. Hence the inner `COALESCE`.
 #[must_use]
 pub fn counted_days_sql() -> &'static str {
-    "SELECT cp.user_id, COALESCE(sum(LEAST(w.n, $2)), 0)::int4 AS counted \
+    "SELECT cp.user_id, COALESCE(sum(LEAST(COALESCE(w.n, 0), $2)), 0)::int4 AS counted \
      FROM challenge_participants cp \
      LEFT JOIN (SELECT user_id, week, count(*) AS n FROM proofs \
                 WHERE challenge_id = $1 AND state IN ('submitted', 'approved') \

@@ -326,6 +326,60 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
     assert_sound(&db).await;
 }
 
+/// A participant with no proof that counts had a week counted for nothing: Postgres's `LEAST`
+/// ignores NULLs, and the count's outer join gives such a participant one NULL row. On a one-week
+/// challenge of seven days a week that was full achievement — a full refund and a share of the
+/// prize taken from those who proved.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_participant_who_never_proved_forfeits_the_stake_to_one_who_proved_every_day(db: PgPool) {
+    let w = wire(&db, 2, 0).await;
+    let starts_at = ok(nene_domain::time::parse_rfc3339(&w.starts_at).ok_or("t"));
+    let challenge = ok(challenges::create(&db, None, &ok(NewChallenge::parse(&w))).await).id;
+    for user in ["diligent", "absent", "rejected_only"] {
+        fund_and_join(&db, challenge, user).await;
+    }
+    advance(&db, starts_at - now(&db).await).await;
+    ok(lifecycle::run_once(&db).await);
+    let reviewers = [REVIEWER.to_owned()];
+    for day in 0..7 {
+        advance(&db, starts_at + day * DAY + 7 * 3_600 - now(&db).await).await;
+        ok(proofs::submit(&db, challenge, "diligent", &proof()).await);
+        if day == 0 {
+            // Proved once, and that proof was rejected: nothing of it counts either.
+            let p = ok(proofs::submit(&db, challenge, "rejected_only", &proof()).await);
+            let reject = Review {
+                decision: Decision::Reject,
+                reason_code: Some("STALE_PHOTO".to_owned()),
+            };
+            ok(proofs::review(&db, &reviewers, p.id, REVIEWER, &reject).await);
+        }
+    }
+    for user in ["absent", "rejected_only"] {
+        let shown = ok(proofs::my_standing(&db, challenge, user).await);
+        assert_eq!(
+            (
+                shown.counted_days,
+                shown.achievement_bps,
+                shown.expected_refund
+            ),
+            (0, 0, 0),
+            "{user} is shown what it will get"
+        );
+    }
+    advance(
+        &db,
+        starts_at + 7 * DAY + challenges::REVIEW_WINDOW_SECONDS - now(&db).await,
+    )
+    .await;
+    ok(lifecycle::run_once(&db).await);
+    ok(lifecycle::run_once(&db).await);
+    assert_eq!(state_of(&db, challenge).await, ChallengeState::Settled);
+    assert_eq!(balance(&db, "absent").await, 0);
+    assert_eq!(balance(&db, "rejected_only").await, 0);
+    assert_eq!(balance(&db, "diligent").await, 3 * FEE);
+    assert_sound(&db).await;
+}
+
 #[sqlx::test(migrations = "./migrations")]
 async fn a_challenge_below_its_minimum_is_canceled_and_every_stake_goes_back_to_its_lots(
     db: PgPool,
@@ -517,10 +571,15 @@ async fn the_databases_count_of_proof_days_is_the_domains(db: PgPool) {
     let mut expected = Vec::new();
     for i in 0..30 {
         let user = format!("c{i:02}");
-        let days: Vec<u32> = (0..14)
-            .filter(|_| random.below(2) == 1)
-            .map(|d| d as u32)
-            .collect();
+        // Every fifth participant never proves: the count must be 0, not a week.
+        let days: Vec<u32> = if i % 5 == 0 {
+            Vec::new()
+        } else {
+            (0..14)
+                .filter(|_| random.below(2) == 1)
+                .map(|d| d as u32)
+                .collect()
+        };
         for day in &days {
             ok(sqlx::query(
                 "INSERT INTO proofs (id, challenge_id, user_id, day, week, image_url, submitted_at) \
