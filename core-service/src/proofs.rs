@@ -33,6 +33,10 @@ pub enum ProofError {
     NotFound,
     #[error("not a participant")]
     NotAParticipant,
+    /// A participant taking a step that is someone else's: reporting their own proof, appealing
+    /// another's.
+    #[error("not this participant's step")]
+    NotYours,
     #[error("already submitted today")]
     AlreadySubmitted,
     #[error("outside the proof window: {0}")]
@@ -53,6 +57,7 @@ impl ProofError {
         match self {
             ProofError::NotFound => ErrorCode::NotFound,
             ProofError::NotAParticipant => ErrorCode::NotAParticipant,
+            ProofError::NotYours => ErrorCode::Forbidden,
             ProofError::AlreadySubmitted => ErrorCode::ProofAlreadySubmitted,
             ProofError::OutsideWindow(_) => ErrorCode::OutsideProofWindow,
             ProofError::StateConflict => ErrorCode::ProofStateConflict,
@@ -250,8 +255,8 @@ fn reason_ok(reason: &str) -> Result<(), ProofError> {
 /// Another participant reports a proof: it stops counting until a reviewer decides.
 ///
 /// # Errors
-/// `NotFound`, `NotAParticipant` (outsiders and the proof's own author), `StateConflict` (not a
-/// plain submitted proof, or reviews are closed), `Invalid`.
+/// `NotFound`, `NotAParticipant` (outsiders), `NotYours` (the proof's own author),
+/// `StateConflict` (not a plain submitted proof, or reviews are closed), `Invalid`.
 pub async fn report(
     db: &PgPool,
     proof: Uuid,
@@ -261,8 +266,11 @@ pub async fn report(
     reason_ok(&reason.reason)?;
     let mut tx = db.begin().await?;
     let (challenge, owner, state) = proof_owner(&mut tx, proof).await?;
-    if owner == reporter || !is_participant(&mut tx, challenge, reporter).await? {
+    if !is_participant(&mut tx, challenge, reporter).await? {
         return Err(ProofError::NotAParticipant);
+    }
+    if owner == reporter {
+        return Err(ProofError::NotYours);
     }
     let view = challenge_view(&mut tx, challenge).await?;
     if state != "submitted" || view.now >= view.review_ends_at {
@@ -283,7 +291,7 @@ pub async fn report(
 /// The proof's author appeals a rejection, until reviews close.
 ///
 /// # Errors
-/// `NotFound`, `NotAParticipant` (not the author), `StateConflict`, `Invalid`.
+/// `NotFound`, `NotYours` (not the author), `StateConflict`, `Invalid`.
 pub async fn appeal(
     db: &PgPool,
     proof: Uuid,
@@ -294,7 +302,7 @@ pub async fn appeal(
     let mut tx = db.begin().await?;
     let (challenge, owner, state) = proof_owner(&mut tx, proof).await?;
     if owner != user {
-        return Err(ProofError::NotAParticipant);
+        return Err(ProofError::NotYours);
     }
     let view = challenge_view(&mut tx, challenge).await?;
     if state != "rejected" || view.now >= view.review_ends_at {

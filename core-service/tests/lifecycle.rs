@@ -270,7 +270,20 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
     let ahn = ok(appealed.ok_or("no proof"));
     ok(proofs::review(&db, &reviewers, ahn, REVIEWER, &reject).await);
     let by_other = proofs::appeal(&db, ahn, "dong", &reason).await;
-    assert!(matches!(by_other, Err(ProofError::NotAParticipant)));
+    assert!(
+        matches!(by_other, Err(ProofError::NotYours)),
+        "{by_other:?}"
+    );
+    let own_report = proofs::report(&db, ahn, "ahn", &reason).await;
+    assert!(
+        matches!(own_report, Err(ProofError::NotYours)),
+        "{own_report:?}"
+    );
+    let outsider_report = proofs::report(&db, ahn, "stranger", &reason).await;
+    assert!(
+        matches!(outsider_report, Err(ProofError::NotAParticipant)),
+        "{outsider_report:?}"
+    );
     ok(proofs::appeal(&db, ahn, "ahn", &reason).await);
     let approve = Review {
         decision: Decision::Approve,
