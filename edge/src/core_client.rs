@@ -207,15 +207,8 @@ impl Core {
         user: Option<&str>,
         body: Bytes,
     ) -> Result<T, ApiError> {
-        Ok(call_json(
-            &self.platform,
-            method,
-            path_and_query,
-            user,
-            body,
-            &self.request_id,
-        )
-        .await?)
+        let (_, value) = self.call(method, path_and_query, user, body).await?;
+        Ok(value)
     }
 
     /// [`Core::json`], keeping the core's success status for the client.
@@ -229,19 +222,23 @@ impl Core {
         user: Option<&str>,
         body: Bytes,
     ) -> Result<Forwarded, ApiError> {
-        let (status, value) = call_json_with_status(
-            &self.platform,
-            method,
-            path_and_query,
-            user,
-            body,
-            &self.request_id,
-        )
-        .await?;
+        let (status, value) = self.call(method, path_and_query, user, body).await?;
         Ok((
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             axum::Json(value),
         ))
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        user: Option<&str>,
+        body: Bytes,
+    ) -> Result<(u16, T), ApiError> {
+        let platform = &self.platform;
+        let request_id = &self.request_id;
+        Ok(call_json_with_status(platform, method, path_and_query, user, body, request_id).await?)
     }
 }
 
