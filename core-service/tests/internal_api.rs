@@ -548,6 +548,7 @@ async fn every_route_of_a_user_refuses_a_request_signed_for_no_user(db: PgPool) 
         ("DELETE", "/internal/v1/me/devices/phone-1".to_owned()),
         ("POST", "/internal/v1/auth/logout".to_owned()),
         ("GET", "/internal/v1/me/wallet".to_owned()),
+        ("GET", "/internal/v1/me/wallet/entries".to_owned()),
         ("GET", "/internal/v1/notifications".to_owned()),
         ("POST", "/internal/v1/payments/orders".to_owned()),
         ("POST", "/internal/v1/payments/confirm".to_owned()),
@@ -638,5 +639,85 @@ async fn a_body_of_the_wrong_shape_is_refused_with_a_message_naming_what_is_wron
     assert!(
         message.contains("nickname") && message.contains("2–20"),
         "{message}"
+    );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_users_ledger_history_comes_newest_first_a_page_at_a_time(db: PgPool) {
+    let clearing = "00000000-0000-7000-8000-000000000001";
+    let shop = "00000000-0000-7000-8000-000000000003";
+    let (_, body) = send(
+        state(db.clone(), None),
+        signed_json(
+            "/internal/v1/ledger/wallets",
+            &serde_json::json!({"owner": "user-history"}),
+        ),
+    )
+    .await;
+    let wallet = json_of(&body)["account"].clone();
+    for (i, amount) in [1_000, 2_000, 3_000].into_iter().enumerate() {
+        let credit = serde_json::json!({
+            "key": format!("charge:h{i}"), "wallet": wallet, "from": clearing,
+            "amount": amount, "source": "charge"
+        });
+        let (status, _) = send(
+            state(db.clone(), None),
+            signed_json("/internal/v1/ledger/credits", &credit),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let debit = serde_json::json!({ "key": "buy:h", "wallet": wallet, "to": shop, "amount": 500 });
+    let (status, _) = send(
+        state(db.clone(), None),
+        signed_json("/internal/v1/ledger/debits", &debit),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let page = |path: &str| {
+        let db = db.clone();
+        let path = path.to_owned();
+        async move {
+            let (status, body) = send(
+                state(db, None),
+                signed_as("user-history", "GET", &path, &serde_json::Value::Null),
+            )
+            .await;
+            assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+            json_of(&body)
+        }
+    };
+    let first = page("/internal/v1/me/wallet/entries?limit=3").await;
+    let amounts = |page: &serde_json::Value| -> Vec<i64> {
+        page["items"]
+            .as_array()
+            .map(|items| items.iter().filter_map(|e| e["amount"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(amounts(&first), vec![-500, 3_000, 2_000], "newest first");
+    let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
+    assert!(!cursor.is_empty(), "a next page");
+    let second = page(&format!(
+        "/internal/v1/me/wallet/entries?limit=3&cursor={cursor}"
+    ))
+    .await;
+    assert_eq!(amounts(&second), vec![1_000]);
+    assert!(second["next_cursor"].is_null(), "the last page");
+
+    let (status, body) = send(
+        state(db.clone(), None),
+        signed_as(
+            "user-without-points",
+            "GET",
+            "/internal/v1/me/wallet/entries",
+            &serde_json::Value::Null,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        json_of(&body),
+        serde_json::json!({"items": [], "next_cursor": null})
     );
 }

@@ -14,6 +14,7 @@ pub mod core_client;
 pub mod error;
 pub mod login;
 pub mod notifications;
+pub mod paging;
 pub mod payments;
 pub mod platform;
 pub mod rosters;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Path, Request, State},
+    extract::{DefaultBodyLimit, Path, RawQuery, Request, State},
     http::{HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -47,6 +47,7 @@ pub fn router(platform: Platform) -> Router {
         .route("/v1/challenges/{challenge_id}", get(challenge_detail))
         .route("/v1/challenges/{challenge_id}/join", post(join_challenge))
         .route("/v1/wallet", get(wallet))
+        .route("/v1/wallet/entries", get(wallet_entries))
         .merge(crate::payments::routes())
         .merge(crate::login::routes())
         .merge(crate::notifications::routes())
@@ -499,6 +500,24 @@ async fn ask_roster(
     {
         cache.learn(challenge_id.as_str(), answer.sealed, now);
     }
+}
+
+/// `GET /v1/wallet/entries?cursor=&limit=`: the user's ledger history, newest first, from the
+/// core (the ledger is the truth; the `Wallet` object keeps only a balance).
+async fn wallet_entries(
+    core: Core,
+    User(user): User,
+    RawQuery(query): RawQuery,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let path = crate::paging::core_path(
+        "/internal/v1/me/wallet/entries",
+        query.as_deref(),
+        crate::paging::SEQUENCE_CURSOR,
+    )?;
+    let page = core
+        .json(http::Method::GET, &path, Some(&user), Bytes::new())
+        .await?;
+    Ok(axum::Json(page))
 }
 
 /// `GET /v1/wallet`: balance, holds and lots; on Workers through the user's `Wallet`, which never

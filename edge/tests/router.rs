@@ -963,3 +963,38 @@ async fn the_cores_message_reaches_the_client_for_bad_input_and_only_for_bad_inp
         "a refusal that is not about the input's shape keeps the public wording"
     );
 }
+
+#[tokio::test]
+async fn the_wallets_history_is_asked_of_the_core_with_only_a_cursor_and_a_limit() {
+    let core = core_answering(Ok((200, r#"{"items":[],"next_cursor":null}"#.to_owned())));
+    let entries = |query: &str| {
+        Request::get(format!("/v1/wallet/entries{query}"))
+            .header("authorization", bearer("user-ledger"))
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (status, _, body) = send(
+        platform(Arc::clone(&core), false),
+        entries("?limit=20&cursor=1234"),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(
+        seen[0]
+            .url
+            .ends_with("/internal/v1/me/wallet/entries?cursor=1234&limit=20"),
+        "{}",
+        seen[0].url
+    );
+    assert_eq!(header_of(&seen[0], "x-nene-user"), Some("user-ledger"));
+    for bad in ["?account=someone-else", "?cursor=abc", "?limit=20&limit=30"] {
+        let (status, _, _) = send(platform(Arc::clone(&core), false), entries(bad)).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    assert_eq!(
+        core.seen.lock().map(|s| s.len()).unwrap_or(0),
+        1,
+        "bad queries never reach the core"
+    );
+}

@@ -44,6 +44,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/internal/v1/ledger/check", get(check))
         .route("/internal/v1/me/wallet", get(my_wallet))
+        .route("/internal/v1/me/wallet/entries", get(my_entries))
 }
 
 /// Owner ids are user or challenge ids: short printable strings.
@@ -186,15 +187,33 @@ async fn entries(
     Query(page): Query<PageQuery>,
 ) -> Result<Json<EntryPage>, CoreApiError> {
     let mut conn = state.db.acquire().await?;
+    Ok(Json(page_of(&mut conn, AccountId(account), &page).await?))
+}
+
+async fn page_of(
+    conn: &mut sqlx::PgConnection,
+    account: AccountId,
+    page: &PageQuery,
+) -> Result<EntryPage, LedgerError> {
     let limit = page.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
-    Ok(Json(
-        history(&mut conn, AccountId(account), page.cursor.as_deref(), limit).await?,
-    ))
+    history(conn, account, page.cursor.as_deref(), limit).await
 }
 
 async fn check(State(state): Shared) -> Result<Json<Vec<Violation>>, CoreApiError> {
     let mut conn = state.db.acquire().await?;
     Ok(Json(check_invariants(&mut conn).await?))
+}
+
+/// The signed user's ledger history, newest first (`GET /v1/wallet/entries`; an empty page for a
+/// user who never had points).
+async fn my_entries(
+    State(state): Shared,
+    SignedIn(user): SignedIn,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<EntryPage>, CoreApiError> {
+    let mut conn = state.db.acquire().await?;
+    let wallet = ensure_wallet_in_tx(&mut conn, parse_owner(&user)?).await?;
+    Ok(Json(page_of(&mut conn, wallet, &page).await?))
 }
 
 /// The signed user's wallet (created empty on first look, so a new user sees zero, not 404).
