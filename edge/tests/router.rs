@@ -998,3 +998,136 @@ async fn the_wallets_history_is_asked_of_the_core_with_only_a_cursor_and_a_limit
         "bad queries never reach the core"
     );
 }
+
+/// The machine-readable contract (API.md keeps one; `edge/openapi.json`).
+const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `path` with every `{name}` replaced by `{}`.
+fn template_shape(path: &str) -> String {
+    let mut shape = String::with_capacity(path.len());
+    let mut in_name = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_name = true;
+                shape.push_str("{}");
+            }
+            '}' => in_name = false,
+            _ if in_name => {}
+            _ => shape.push(c),
+        }
+    }
+    shape
+}
+
+/// A value of the right shape for a path parameter, so a handler's own parsing passes.
+fn sample(parameter: &str) -> &'static str {
+    match parameter {
+        "challenge_id" | "proof_id" => "0190f5a2-7c1e-7a4b-9c3d-1e2f3a4b5c6d",
+        "order_id" => "nene_0190f5a27c1e7a4b",
+        "provider" => "kakao",
+        _ => "phone-1",
+    }
+}
+
+fn documented_operations() -> Vec<(String, String, bool, bool)> {
+    let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_else(|e| panic!("{e}"));
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let public = operation["security"].as_array().is_some_and(Vec::is_empty);
+            let has_body = operation.get("requestBody").is_some();
+            operations.push((method.to_uppercase(), path.clone(), public, has_body));
+        }
+    }
+    operations
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed_and_asks_for_a_token_exactly_when_documented() {
+    let operations = documented_operations();
+    assert!(operations.len() >= 28, "{} operations", operations.len());
+    for (method, template, public, has_body) in operations {
+        let mut path = template.clone();
+        while let Some(start) = path.find('{') {
+            let end = path[start..]
+                .find('}')
+                .map_or(path.len(), |end| start + end);
+            let value = sample(&path[start + 1..end]);
+            path.replace_range(start..=end, value);
+        }
+        if template.ends_with("/start") {
+            path.push_str("?redirect_uri=http%3A%2F%2F127.0.0.1%3A8787%2Fauth%2Fdone");
+        }
+        let request = |token: Option<String>| {
+            let mut request = Request::builder()
+                .method(method.as_str())
+                .uri(&path)
+                .header("content-type", "application/json");
+            if let Some(token) = token {
+                request = request.header("authorization", token);
+            }
+            request
+                .body(Body::from(if has_body { "{}" } else { "" }))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (anonymous, _, body) = send(platform(healthy_core(), true), request(None)).await;
+        if public {
+            assert_ne!(
+                anonymous,
+                401,
+                "{method} {template} is public: {}",
+                String::from_utf8_lossy(&body)
+            );
+        } else {
+            assert_eq!(anonymous, 401, "{method} {template} needs a token");
+        }
+        let (status, _, body) = send(
+            platform(healthy_core(), true),
+            request(Some(bearer("user-contract"))),
+        )
+        .await;
+        assert!(
+            status != 404 && status != 405,
+            "{method} {template}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+#[test]
+fn every_public_route_of_the_router_is_documented() {
+    let documented: Vec<String> = documented_operations()
+        .iter()
+        .map(|(_, path, _, _)| template_shape(path))
+        .collect();
+    let sources = [
+        include_str!("../src/router.rs"),
+        include_str!("../src/challenges.rs"),
+        include_str!("../src/login.rs"),
+        include_str!("../src/payments.rs"),
+        include_str!("../src/notifications.rs"),
+    ];
+    let mut routes: Vec<String> = sources
+        .iter()
+        .flat_map(|source| source.split(".route(").skip(1))
+        .filter_map(|call| {
+            let literal = call.trim_start().strip_prefix('"')?;
+            literal.split('"').next().map(str::to_owned)
+        })
+        .collect();
+    routes.push(nene_edge::payments::PATH_TOSS_WEBHOOK.to_owned());
+    let public: Vec<&String> = routes
+        .iter()
+        .filter(|route| route.starts_with("/v1/") || route.starts_with("/webhooks/"))
+        // The room probe is plumbing of the local stack, not part of the contract.
+        .filter(|route| !route.starts_with("/v1/dev/rooms/"))
+        .collect();
+    assert!(public.len() >= 20, "{public:?}");
+    for route in public {
+        assert!(
+            documented.contains(&template_shape(route)),
+            "{route} is routed but not in edge/openapi.json"
+        );
+    }
+}
