@@ -48,6 +48,40 @@ async fn health_through_workerd_reports_every_part() {
         PartStatus::Ok
     };
     assert_eq!(report.redis, expected_redis);
+
+    // The running Worker keeps edge/openapi.json's word on who needs a token: every operation
+    // documented as needing one answers 401 without it, and no public one does.
+    let doc: serde_json::Value = serde_json::from_str(include_str!("../../edge/openapi.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().into_iter().flatten() {
+        let path = template
+            .replace("{challenge_id}", "0190f5a2-7c1e-7a4b-9c3d-1e2f3a4b5c6d")
+            .replace("{proof_id}", "0190f5a2-7c1e-7a4b-9c3d-1e2f3a4b5c6d")
+            .replace("{order_id}", "nene_0190f5a27c1e7a4b")
+            .replace("{provider}", "kakao")
+            .replace("{device_id}", "phone-1");
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let public = operation["security"].as_array().is_some_and(Vec::is_empty);
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut request = client().request(method.clone(), format!("{}{path}", edge.url));
+            if operation.get("requestBody").is_some() {
+                request = request
+                    .header("content-type", "application/json")
+                    .body("{}");
+            }
+            let status = request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .status()
+                .as_u16();
+            assert_eq!(status == 401, !public, "{method} {template}: {status}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 28, "{checked} operations");
 }
 
 #[tokio::test]
