@@ -461,7 +461,8 @@ pub struct Browse {
 /// Lists challenges, newest first, `limit` (≤ 100) at a time after `cursor`.
 ///
 /// # Errors
-/// `Invalid` for an unknown state, a malformed cursor or an over-long query; `Database`.
+/// `Invalid` for an unknown state, a malformed cursor, a limit outside 1–100 or an over-long
+/// query; `Database`.
 pub async fn list(db: &PgPool, browse: &Browse) -> Result<Page, JoinError> {
     let state = match browse.state.as_deref() {
         Some(raw) => Some(ChallengeState::parse(raw).ok_or(JoinError::Invalid)?),
@@ -481,7 +482,11 @@ pub async fn list(db: &PgPool, browse: &Browse) -> Result<Page, JoinError> {
         )),
         _ => None,
     };
-    let limit = browse.limit.unwrap_or(20).clamp(1, LIST_LIMIT_MAX);
+    // Out of range is refused, as every other list of the API does, not quietly clamped.
+    let limit = browse.limit.unwrap_or(20);
+    if !(1..=LIST_LIMIT_MAX).contains(&limit) {
+        return Err(JoinError::Invalid);
+    }
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {CHALLENGE_COLUMNS} FROM challenges \
          WHERE ($1::challenge_state IS NULL OR state = $1) \

@@ -721,3 +721,39 @@ async fn a_users_ledger_history_comes_newest_first_a_page_at_a_time(db: PgPool) 
         serde_json::json!({"items": [], "next_cursor": null})
     );
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_list_refuses_a_query_it_cannot_read_or_a_limit_out_of_range_in_json(db: PgPool) {
+    for (path, expected) in [
+        ("/internal/v1/challenges?limit=abc", (400, "BAD_REQUEST")),
+        (
+            "/internal/v1/challenges?limit=0",
+            (422, "VALIDATION_FAILED"),
+        ),
+        (
+            "/internal/v1/challenges?limit=101",
+            (422, "VALIDATION_FAILED"),
+        ),
+        ("/internal/v1/challenges?limit=100", (200, "")),
+        (
+            "/internal/v1/me/wallet/entries?limit=abc",
+            (400, "BAD_REQUEST"),
+        ),
+    ] {
+        let (status, body) = send(
+            state(db.clone(), None),
+            signed_as("user-lists", "GET", path, &serde_json::Value::Null),
+        )
+        .await;
+        let json = json_of(&body);
+        assert_eq!(
+            (status, json["error"]["code"].as_str().unwrap_or("")),
+            expected,
+            "{path}: {json}"
+        );
+        if status == 400 {
+            let message = json["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("limit"), "{path}: {message}");
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::{
     Extension, Json, Router,
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     routing::{get, post},
 };
@@ -15,7 +15,7 @@ use nene_domain::ErrorCode;
 use serde::Deserialize;
 
 use super::{
-    CoreJson, CorePath,
+    CoreJson, CorePath, CoreQuery,
     error::CoreApiError,
     signature::{Caller, SignedIn},
 };
@@ -78,7 +78,7 @@ async fn create(
 
 async fn browse(
     State(state): State<Arc<AppState>>,
-    Query(browse): Query<Browse>,
+    CoreQuery(browse): CoreQuery<Browse>,
 ) -> Result<Json<Page>, CoreApiError> {
     Ok(Json(challenges::list(&state.db, &browse).await?))
 }
@@ -150,7 +150,7 @@ struct PageQuery {
 async fn list_proofs(
     State(state): State<Arc<AppState>>,
     CorePath(id): CorePath<uuid::Uuid>,
-    Query(page): Query<PageQuery>,
+    CoreQuery(page): CoreQuery<PageQuery>,
 ) -> Result<Json<serde_json::Value>, CoreApiError> {
     let (items, next_cursor) =
         proofs::list(&state.db, id, page.cursor.as_deref(), page.limit).await?;

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{Query, State},
+    extract::State,
     routing::{get, post},
 };
 use nene_domain::Points;
 use serde::Deserialize;
 
-use super::{CoreJson, CorePath, error::CoreApiError, signature::SignedIn};
+use super::{CoreJson, CorePath, CoreQuery, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     ledger::{self, *},
@@ -184,7 +184,7 @@ const PAGE_LIMIT_DEFAULT: u32 = 20;
 async fn entries(
     State(state): Shared,
     CorePath(account): CorePath<uuid::Uuid>,
-    Query(page): Query<PageQuery>,
+    CoreQuery(page): CoreQuery<PageQuery>,
 ) -> Result<Json<EntryPage>, CoreApiError> {
     let mut conn = state.db.acquire().await?;
     Ok(Json(page_of(&mut conn, AccountId(account), &page).await?))
@@ -209,7 +209,7 @@ async fn check(State(state): Shared) -> Result<Json<Vec<Violation>>, CoreApiErro
 async fn my_entries(
     State(state): Shared,
     SignedIn(user): SignedIn,
-    Query(page): Query<PageQuery>,
+    CoreQuery(page): CoreQuery<PageQuery>,
 ) -> Result<Json<EntryPage>, CoreApiError> {
     let mut conn = state.db.acquire().await?;
     let wallet = ensure_wallet_in_tx(&mut conn, parse_owner(&user)?).await?;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::{
     Json, Router,
     extract::{
-        DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State,
+        DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
         rejection::JsonRejection,
     },
     http::StatusCode,
@@ -108,6 +108,27 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for CorePat
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(CorePath(value)),
             Err(_) => Err(error::CoreApiError::Client(ErrorCode::NotFound)),
+        }
+    }
+}
+
+/// `Query<T>` whose rejection is the API's JSON 400 with serde's description of the parameter,
+/// not axum's plain-text 400 (which the edge could only report as its own failure).
+pub struct CoreQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for CoreQuery<T> {
+    type Rejection = error::CoreApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(CoreQuery(value)),
+            Err(rejection) => Err(error::CoreApiError::Input {
+                code: ErrorCode::BadRequest,
+                message: rejection.body_text(),
+            }),
         }
     }
 }
