@@ -356,6 +356,30 @@ async fn a_payment_key_confirms_one_order_and_an_order_takes_one_payment_key(db:
     f.assert_sound().await;
 }
 
+#[sqlx::test(migrations = "./migrations")]
+async fn after_a_declined_attempt_another_key_for_the_order_is_declined_not_called_confirmed(
+    db: PgPool,
+) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 5_000).await;
+    let real_key = f.pay(&order).await;
+    let bogus = f
+        .confirm(USER, &order, "tviva_not_a_real_key_000", 5_000)
+        .await;
+    assert!(matches!(bogus, Err(PaymentError::Rejected(_))), "{bogus:?}");
+    let second = f.confirm(USER, &order, &real_key, 5_000).await;
+    assert!(
+        matches!(second, Err(PaymentError::Rejected(_))),
+        "never confirmed, so not ORDER_ALREADY_CONFIRMED: {second:?}"
+    );
+    assert_eq!(f.confirms_executed().await, 0, "no money taken");
+    assert_eq!(f.balance(USER).await, 0);
+    // A new order pays with a new widget payment as usual.
+    let (_, _) = f.bought(USER, 5_000).await;
+    assert_eq!(f.balance(USER).await, 5_000);
+    f.assert_sound().await;
+}
+
 /// Concurrent first confirms of one order race to insert its payment row, and the row has two
 /// unique keys (order and payment key). Postgres arbitrates `ON CONFLICT (order_id)` only on the
 /// order: a racer that reached the payment-key index second failed with a unique violation and

@@ -359,7 +359,14 @@ pub async fn confirm(
             .await?
             .ok_or(PaymentError::OrderAlreadyConfirmed)?;
         if existing.payment_key != request.payment_key.as_str() {
-            return Err(PaymentError::OrderAlreadyConfirmed);
+            // An order takes one payment key. If that attempt was declined, nothing was taken
+            // and nothing will be: the order is over, and saying "already confirmed" would be
+            // false. A new attempt needs a new order.
+            return Err(if existing.state == PaymentState::Failed {
+                PaymentError::Rejected("an earlier attempt for this order was declined".to_owned())
+            } else {
+                PaymentError::OrderAlreadyConfirmed
+            });
         }
         match existing.state {
             PaymentState::Done | PaymentState::WaitingForDeposit => return Ok(existing.view()),
