@@ -333,12 +333,12 @@ impl ChallengeRoom {
     /// Makes sure the room knows its rules, reading them from the core on first use (one read
     /// at a time, shared by whoever is waiting for it).
     async fn ensure_rules(&self, challenge: &str) -> Result<(), ErrorCode> {
-        let known = |sql: SqlStorage| {
-            SqliteSeatStore { sql }
+        let known = || {
+            SqliteSeatStore { sql: self.sql() }
                 .rules()
                 .map_err(|_| ErrorCode::Internal)
         };
-        if known(self.sql())?.is_some() {
+        if known()?.is_some() {
             return Ok(());
         }
         let fetched = self
@@ -350,7 +350,7 @@ impl ChallengeRoom {
             .await;
         let rules = fetched?;
         // Rules the room learned meanwhile (an earlier waiter, a close) are newer than this read.
-        if known(self.sql())?.is_none() {
+        if known()?.is_none() {
             JoinRoom::new(SqliteSeatStore { sql: self.sql() })
                 .set_rules(rules)
                 .map_err(|_| ErrorCode::Internal)?;

@@ -19,7 +19,6 @@ use std::{
 };
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use bytes::Bytes;
 use nene_domain::{ErrorCode, access_token::AccessClaims};
 
 use crate::{core_client, error::ApiError, platform::Platform};
@@ -91,14 +90,13 @@ pub async fn ensure_not_revoked(
         return Ok(());
     }
     let request_id = platform.host.random_id();
-    let body = serde_json::to_vec(&serde_json::json!({ "jti": claims.jti }))
-        .map_err(|_| ApiError::new(ErrorCode::Internal))?;
+    let body = core_client::json_body(&serde_json::json!({ "jti": claims.jti }))?;
     let answer: serde_json::Value = core_client::call_json(
         platform,
         http::Method::POST,
         CORE_PATH_REVOKED,
         Some(&claims.sub),
-        Bytes::from(body),
+        body,
         &request_id,
     )
     .await?;

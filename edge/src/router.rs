@@ -202,8 +202,7 @@ async fn add_to_room_probe(
     ApiJson(add): ApiJson<ProbeAdd>,
 ) -> Result<axum::Json<ProbeValue>, ApiError> {
     let challenge_id = room_name(&challenge_id)?;
-    let body =
-        Bytes::from(serde_json::to_vec(&add).map_err(|_| ApiError::new(ErrorCode::Internal))?);
+    let body = json_body(&add)?;
     call_room(&state, &challenge_id, http::Method::POST, PATH_PROBE, body)
         .await
         .map(axum::Json)
@@ -411,8 +410,7 @@ async fn join_challenge(
         "idempotency_key": idempotency_key,
         "session": claims.jti,
     });
-    let body =
-        Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal))?);
+    let body = json_body(&body)?;
     match call_object(
         objects.as_ref(),
         ObjectName::Wallet(&user),
