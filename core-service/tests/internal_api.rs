@@ -757,3 +757,42 @@ async fn a_list_refuses_a_query_it_cannot_read_or_a_limit_out_of_range_in_json(d
         }
     }
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn text_with_a_nul_character_is_a_422_naming_the_field_on_every_signed_route(db: PgPool) {
+    let cases: [(&str, &str, &'static [u8], &str); 3] = [
+        (
+            "POST",
+            "/internal/v1/webhooks/toss",
+            br#"{"eventType":"PAYMENT_STATUS_CHANGED\u0000","data":{}}"#,
+            "eventType",
+        ),
+        (
+            "PATCH",
+            "/internal/v1/me",
+            br#"{"nickname":"\u0000\u0000"}"#,
+            "nickname",
+        ),
+        ("GET", "/internal/v1/challenges?q=run%00", b"", "q"),
+    ];
+    for (method, path, body, field) in cases {
+        let (status, answer) = send(
+            state(db.clone(), None),
+            signed(method, path, NOW, "user-1", body),
+        )
+        .await;
+        let error = &json_of(&answer)["error"];
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (422, Some("VALIDATION_FAILED")),
+            "{method} {path}"
+        );
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&format!("`{field}`")), "{message}");
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM toss_webhooks")
+        .fetch_one(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored, 0);
+}

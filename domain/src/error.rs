@@ -52,6 +52,26 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code for an error that arrived as a bare HTTP status (a framework's own rejection):
+    /// the general code of that status, `INTERNAL` for a status the API does not use.
+    #[must_use]
+    pub const fn for_status(status: u16) -> Self {
+        match status {
+            400 => ErrorCode::BadRequest,
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            413 => ErrorCode::PayloadTooLarge,
+            415 => ErrorCode::UnsupportedMediaType,
+            422 => ErrorCode::ValidationFailed,
+            429 => ErrorCode::RateLimited,
+            502 => ErrorCode::UpstreamError,
+            503 => ErrorCode::CoreUnavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+
     /// The HTTP status this code is always sent with.
     #[must_use]
     pub const fn http_status(self) -> u16 {

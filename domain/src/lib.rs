@@ -19,6 +19,7 @@ pub mod seeded;
 pub mod settings;
 pub mod settlement;
 pub mod signing;
+pub mod text;
 pub mod time;
 pub mod users;
 

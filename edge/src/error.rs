@@ -50,11 +50,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Renders the error left by [`ApiError::into_response`], if any, with the request id.
+/// Renders the error left by [`ApiError::into_response`], if any, with the request id. An error
+/// response that is not JSON — a rejection of axum's own (a raw body over its limit, a path that
+/// does not parse) — is rendered as the envelope too, with the code of its status: every error
+/// the API sends has the same shape, whichever layer refused the request.
 pub(crate) fn render_pending_error(response: &mut Response, request_id: &str) {
-    let Some(error) = response.extensions_mut().remove::<ApiError>() else {
+    let pending = response.extensions_mut().remove::<ApiError>();
+    let Some(error) = pending.or_else(|| bare_error(response)) else {
         return;
     };
+    *response.status_mut() = error.status();
     let message = error
         .message
         .clone()
@@ -67,6 +72,17 @@ pub(crate) fn render_pending_error(response: &mut Response, request_id: &str) {
         HeaderValue::from_static("application/json"),
     );
     response.headers_mut().remove(header::CONTENT_LENGTH);
+}
+
+/// An error response without the JSON envelope, as the error it stands for.
+fn bare_error(response: &Response) -> Option<ApiError> {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    let is_error = status.is_client_error() || status.is_server_error();
+    (is_error && !is_json).then(|| ApiError::new(ErrorCode::for_status(status.as_u16())))
 }
 
 /// `Json<T>` whose rejections are [`ApiError`]s: malformed JSON → 400 `INVALID_JSON`, a body over

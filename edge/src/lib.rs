@@ -12,6 +12,7 @@ pub mod challenges;
 pub mod config;
 pub mod core_client;
 pub mod error;
+mod input;
 pub mod login;
 pub mod notifications;
 pub mod paging;

@@ -63,6 +63,7 @@ pub fn router(platform: Platform) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .layer(middleware::from_fn(crate::input::refuse_unstorable_input))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             request_context,

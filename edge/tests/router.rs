@@ -1131,3 +1131,121 @@ fn every_public_route_of_the_router_is_documented() {
         );
     }
 }
+
+/// A token for `user` in the test key, as an `authorization` header value.
+fn authorized(mut request: Request<Body>, user: &str) -> Request<Body> {
+    let value = bearer(user)
+        .parse()
+        .unwrap_or_else(|e| panic!("header: {e}"));
+    request.headers_mut().insert("authorization", value);
+    request
+}
+
+#[tokio::test]
+async fn a_nul_character_in_any_json_body_is_a_422_naming_the_field_and_nobody_is_asked() {
+    let cases = [
+        (
+            "/v1/challenges",
+            r#"{"title":"run\u0000","entry_fee":1000}"#,
+            "title",
+        ),
+        (
+            "/v1/challenges",
+            r#"{"title":"run","proof":{"time_zone":"Asia/Seoul\u0000"}}"#,
+            "proof.time_zone",
+        ),
+        (
+            "/v1/auth/kakao/callback",
+            r#"{"code":"c","state":"\u0000"}"#,
+            "state",
+        ),
+        (
+            "/webhooks/toss",
+            r#"{"eventType":"PAYMENT_STATUS\u0000CHANGED","data":{}}"#,
+            "eventType",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let core = healthy_core();
+        let request = authorized(post_json(path, body), "user-1");
+        let (status, request_id, answer) = send(platform(Arc::clone(&core), false), request).await;
+        assert_eq!(status, 422, "{path}: {}", String::from_utf8_lossy(&answer));
+        let envelope = error_of(&answer);
+        assert_eq!(envelope.error.code, ErrorCode::ValidationFailed);
+        assert!(
+            envelope.error.message.contains(&format!("`{field}`")),
+            "{path}: {}",
+            envelope.error.message
+        );
+        assert_eq!(envelope.error.request_id, request_id);
+        let seen = core.seen.lock().map(|s| s.len()).unwrap_or_default();
+        assert_eq!(seen, 0, "{path}: the core was asked");
+    }
+}
+
+#[tokio::test]
+async fn a_device_token_with_a_nul_is_refused_on_a_put_too() {
+    let core = healthy_core();
+    let request = Request::put("/v1/me/devices/phone-1")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"platform":"web","token":"t\u0000"}"#))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _, answer) = send(
+        platform(Arc::clone(&core), false),
+        authorized(request, "user-1"),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(error_of(&answer).error.message.contains("`token`"));
+}
+
+#[tokio::test]
+async fn a_nul_in_a_query_parameter_is_a_422_naming_it_and_in_a_path_a_404() {
+    let core = healthy_core();
+    let (status, _, answer) = send(
+        platform(Arc::clone(&core), false),
+        authorized(get("/v1/challenges?state=RECRUITING&q=run%00"), "user-1"),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(error_of(&answer).error.message.contains("`q`"));
+    let (status, _, answer) = send(
+        platform(Arc::clone(&core), false),
+        authorized(get("/v1/notifications%00"), "user-1"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(error_of(&answer).error.code, ErrorCode::NotFound);
+    let seen = core.seen.lock().map(|s| s.len()).unwrap_or_default();
+    assert_eq!(seen, 0, "the core was asked");
+}
+
+#[tokio::test]
+async fn an_escaped_backslash_before_u0000_is_ordinary_text_and_goes_through() {
+    let core = core_answering(Ok((200, r#"{"accepted":true}"#.to_owned())));
+    let body = r#"{"eventType":"PAYMENT_STATUS_CHANGED","data":{"orderId":"a\\u0000"}}"#;
+    let (status, _, _) = send(
+        platform(Arc::clone(&core), false),
+        post_json("/webhooks/toss", body),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen[0].body, Bytes::from(body), "byte for byte");
+}
+
+#[tokio::test]
+async fn an_oversized_webhook_body_is_a_json_413_whatever_its_content_type() {
+    let body = vec![b'x'; 2 * 1024 * 1024];
+    for content_type in ["application/json", "text/plain"] {
+        let request = Request::post("/webhooks/toss")
+            .header("content-type", content_type)
+            .body(Body::from(body.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (status, request_id, answer) = send(platform(healthy_core(), false), request).await;
+        assert_eq!(status, 413, "{content_type}");
+        let envelope = error_of(&answer);
+        assert_eq!(envelope.error.code, ErrorCode::PayloadTooLarge);
+        assert_eq!(envelope.error.request_id, request_id);
+    }
+}
