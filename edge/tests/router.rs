@@ -999,6 +999,44 @@ async fn the_wallets_history_is_asked_of_the_core_with_only_a_cursor_and_a_limit
     );
 }
 
+#[tokio::test]
+async fn the_reviewers_queue_is_asked_of_the_core_as_the_signed_user_with_only_a_cursor_and_a_limit()
+ {
+    let core = core_answering(Ok((200, r#"{"items":[],"next_cursor":null}"#.to_owned())));
+    let queue = |query: &str| {
+        Request::get(format!("/v1/admin/proofs/queue{query}"))
+            .header("authorization", bearer("reviewer-1"))
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let cursor = "0190f5a27c1e7a4b9c3d1e2f3a4b5c6d";
+    let (status, _, body) = send(
+        platform(Arc::clone(&core), false),
+        queue(&format!("?limit=20&cursor={cursor}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(
+        seen[0].url.ends_with(&format!(
+            "/internal/v1/admin/proofs/queue?cursor={cursor}&limit=20"
+        )),
+        "{}",
+        seen[0].url
+    );
+    // The core decides who is a reviewer, by the user the edge signs for.
+    assert_eq!(header_of(&seen[0], "x-nene-user"), Some("reviewer-1"));
+    for bad in ["?challenge=x", "?cursor=../x", "?limit=1&limit=2"] {
+        let (status, _, _) = send(platform(Arc::clone(&core), false), queue(bad)).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    assert_eq!(
+        core.seen.lock().map(|s| s.len()).unwrap_or(0),
+        1,
+        "bad queries never reach the core"
+    );
+}
+
 /// The machine-readable contract (API.md keeps one; `edge/openapi.json`).
 const OPENAPI: &str = include_str!("../openapi.json");
 
