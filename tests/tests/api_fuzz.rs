@@ -6,8 +6,11 @@
 //!
 //! A fixed seed and a bounded number of examples per operation keep a run reproducible and under
 //! five minutes on a 2-core machine. Requests carry the access token of a user who signed in
-//! through the sandbox's Kakao. The operations that change the whole session run last, each alone:
-//! the dev clock (it moves every component's "now"), then logout (it revokes the token's family).
+//! through the sandbox's Kakao, bought points through the sandbox's Toss, created and joined
+//! challenges and submitted a proof; half the generated ids are those real ones (a schemathesis
+//! dictionary), so the answers of real resources are checked too, not only 404s. The operations
+//! that change the whole session run last, each alone: the dev clock (it moves every component's
+//! "now"), then logout (it revokes the token's family).
 
 use std::{
     path::Path,
@@ -15,8 +18,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nene_domain::time::{format_rfc3339, parse_rfc3339};
 use nene_e2e::{
-    Core, E2E_REDIRECT_URI, Sandbox, Wrangler, free_port, required_env, scratch_dir,
+    Core, E2E_REDIRECT_URI, E2E_REVIEWER, Sandbox, Wrangler, client, free_port, required_env,
+    scratch_dir, token_for,
 };
 use serde_json::{Value, json};
 
@@ -36,6 +41,9 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
                       response_headers_conformance,response_schema_conformance";
 /// Operations left out of the main run, each run alone afterwards, in this order.
 const SESSION_WIDE: [&str; 2] = ["/v1/dev/clock", "/v1/auth/logout"];
+/// How often a generated id is one of the seeded real ones instead of a generated one.
+const REAL_ID_PROBABILITY: f64 = 0.5;
+const DAY: i64 = 86_400;
 
 fn browser() -> reqwest::Client {
     reqwest::Client::builder()
@@ -66,8 +74,8 @@ fn location(response: &reqwest::Response) -> String {
 }
 
 /// Signs `who` in through the sandbox's Kakao, as a browser and an app would: the user exists
-/// afterwards, and the answer carries a valid access token.
-async fn sign_in(edge: &str, who: &str) -> Value {
+/// afterwards. Answers the access token.
+async fn sign_in(edge: &str, who: &str) -> String {
     let redirect_uri = serde_urlencoded::to_string([("redirect_uri", E2E_REDIRECT_URI)])
         .unwrap_or_else(|e| panic!("{e}"));
     let start = browser()
@@ -83,14 +91,158 @@ async fn sign_in(edge: &str, who: &str) -> Value {
         .unwrap_or_else(|e| panic!("{e}"));
     let back = location(&approved);
     let body = json!({ "code": query_param(&back, "code"), "state": query_param(&back, "state") });
-    let response = browser()
-        .post(format!("{edge}/v1/auth/kakao/callback"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(response.status().as_u16(), 200, "callback");
-    response.json().await.unwrap_or_else(|e| panic!("{e}"))
+    let (status, session) = call(edge, "POST", "/v1/auth/kakao/callback", None, Some(body)).await;
+    assert_eq!(status, 200, "callback: {session}");
+    session["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client().request(
+        method.parse().unwrap_or(reqwest::Method::GET),
+        format!("{base}{path}"),
+    );
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Buys `amount` points for the token's user through the edge and the sandbox's Toss widget;
+/// answers the order's id.
+async fn buy(edge: &str, sandbox: &str, token: &str, amount: i64) -> String {
+    let (status, order) = call(
+        edge,
+        "POST",
+        "/v1/payments/orders",
+        Some(token),
+        Some(json!({ "amount": amount })),
+    )
+    .await;
+    assert_eq!(status, 201, "order: {order}");
+    let order_id = order["order_id"].as_str().unwrap_or_default().to_owned();
+    let (status, paid) = call(
+        sandbox,
+        "POST",
+        "/sandbox/toss/pay",
+        None,
+        Some(json!({ "orderId": order_id, "amount": amount })),
+    )
+    .await;
+    assert!((200..300).contains(&status), "pay: {status} {paid}");
+    let confirm = json!({ "payment_key": paid["paymentKey"], "order_id": order_id, "amount": amount });
+    let (status, payment) = call(edge, "POST", "/v1/payments/confirm", Some(token), Some(confirm)).await;
+    assert_eq!(status, 200, "confirm: {payment}");
+    order_id
+}
+
+/// A one-week challenge (Seoul time, proofs all day) starting at the Seoul midnight at least a
+/// day after `now`; answers its id.
+async fn create_challenge(edge: &str, token: &str, title: &str, now: i64) -> String {
+    const SEOUL: i64 = 9 * 3_600;
+    let starts_at = ((now + SEOUL).div_euclid(DAY) + 2) * DAY - SEOUL;
+    let body = json!({
+        "title": title, "category": "fuzz", "entry_fee": 1_000, "capacity": 10,
+        "min_participants": 2, "recruit_ends_at": format_rfc3339(starts_at),
+        "starts_at": format_rfc3339(starts_at), "ends_at": format_rfc3339(starts_at + 7 * DAY),
+        "proof": { "days_per_week": 7, "window_start": "00:00", "window_end": "24:00",
+                   "time_zone": "Asia/Seoul" },
+    });
+    let (status, challenge) = call(edge, "POST", "/v1/challenges", Some(token), Some(body)).await;
+    assert_eq!(status, 201, "create: {challenge}");
+    challenge["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Moves the platform clock forward; answers the new now.
+async fn advance_clock(edge: &str, seconds: i64) -> i64 {
+    let body = json!({ "advance_seconds": seconds });
+    let (status, clock) = call(edge, "POST", "/v1/dev/clock", None, Some(body)).await;
+    assert_eq!(status, 200, "clock: {clock}");
+    parse_rfc3339(clock["now"].as_str().unwrap_or_default()).unwrap_or(0)
+}
+
+/// Real resources for the fuzzer's ids: the fuzzing user's token, a challenge in progress that
+/// the user and a partner joined and proved today (the user's proof reported by the partner), one
+/// still recruiting, and a paid order.
+struct Seeded {
+    token: String,
+    challenges: Vec<String>,
+    proofs: Vec<String>,
+    orders: Vec<String>,
+}
+
+async fn seed(edge: &str, sandbox: &str) -> Seeded {
+    let token = sign_in(edge, "fuzzer").await;
+    let partner = sign_in(edge, "fuzz-partner").await;
+    let order = buy(edge, sandbox, &token, 100_000).await;
+    buy(edge, sandbox, &partner, 10_000).await;
+    let now = advance_clock(edge, 1).await;
+    let running = create_challenge(edge, &token, "fuzz running", now).await;
+    for who in [&token, &partner] {
+        let path = format!("/v1/challenges/{running}/join");
+        let (status, joined) = call(edge, "POST", &path, Some(who), None).await;
+        assert_eq!(status, 201, "join: {joined}");
+    }
+    // Into the challenge's first day: both prove it.
+    let (_, detail) = call(edge, "GET", &format!("/v1/challenges/{running}"), Some(&token), None).await;
+    let starts_at = parse_rfc3339(detail["starts_at"].as_str().unwrap_or_default()).unwrap_or(0);
+    let now = advance_clock(edge, starts_at - now + 3_600).await;
+    let mut proofs = Vec::new();
+    for who in [&token, &partner] {
+        let path = format!("/v1/challenges/{running}/proofs");
+        let body = json!({ "image_url": "https://img.nene.test/p.jpg", "note": "fuzz" });
+        let (status, proof) = call(edge, "POST", &path, Some(who), Some(body)).await;
+        assert_eq!(status, 201, "proof: {proof}");
+        proofs.push(proof["id"].as_str().unwrap_or_default().to_owned());
+    }
+    // The partner reports the user's proof: the reviewers' queue has an item.
+    let path = format!("/v1/proofs/{}/report", proofs[0]);
+    let body = json!({ "reason": "not a photo of the habit" });
+    let (status, reported) = call(edge, "POST", &path, Some(&partner), Some(body)).await;
+    assert_eq!(status, 204, "report: {reported}");
+    let recruiting = create_challenge(edge, &partner, "fuzz recruiting", now).await;
+    Seeded {
+        token,
+        challenges: vec![running, recruiting],
+        proofs,
+        orders: vec![order],
+    }
+}
+
+/// schemathesis's configuration: the seeded ids as a dictionary for each path parameter.
+fn config(seeded: &Seeded) -> String {
+    let list = |values: &[String]| {
+        values
+            .iter()
+            .map(|value| format!("\"{value}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "[dictionaries.challenges]\nvalues = [{}]\n\n\
+         [dictionaries.proofs]\nvalues = [{}]\n\n\
+         [dictionaries.orders]\nvalues = [{}]\n\n\
+         [parameters]\n\
+         \"path.challenge_id\" = {{ dictionary = \"challenges\", probability = {REAL_ID_PROBABILITY} }}\n\
+         \"path.proof_id\" = {{ dictionary = \"proofs\", probability = {REAL_ID_PROBABILITY} }}\n\
+         \"path.order_id\" = {{ dictionary = \"orders\", probability = {REAL_ID_PROBABILITY} }}\n",
+        list(&seeded.challenges),
+        list(&seeded.proofs),
+        list(&seeded.orders),
+    )
 }
 
 /// What one schemathesis run did.
@@ -109,6 +261,8 @@ async fn schemathesis(dir: &Path, name: &str, edge: &str, token: &str, selection
     command
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        .arg("--config-file")
+        .arg(dir.join("schemathesis.toml"))
         .arg("run")
         .arg(Path::new(&root).join("edge/openapi.json"))
         .args(["--url", edge])
@@ -168,21 +322,33 @@ async fn schemathesis_finds_no_server_error_no_undocumented_answer_and_no_hang()
     let edge_url = format!("http://127.0.0.1:{edge_port}");
     let core = Core::start_with(&dir, Some(&sandbox.url), Some(&edge_url)).await;
     let edge = Wrangler::start_on(edge_port, &core.url, &dir.join("state"), &dir).await;
-    let session = sign_in(&edge.url, "fuzzer").await;
-    let token = session["access_token"].as_str().unwrap_or_default();
+    let seeded = seed(&edge.url, &sandbox.url).await;
+    std::fs::write(dir.join("schemathesis.toml"), config(&seeded))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = seeded.token.as_str();
 
     let began = Instant::now();
-    let mut runs = Vec::new();
-    let main: Vec<String> = SESSION_WIDE
-        .iter()
-        .flat_map(|path| ["--exclude-path".to_owned(), (*path).to_owned()])
-        .collect();
-    runs.push(("main", schemathesis(&dir, "main", &edge.url, token, &main).await));
+    let reviewer = token_for(E2E_REVIEWER);
+    let flags = |flag: &str, values: &[&str]| -> Vec<String> {
+        values
+            .iter()
+            .flat_map(|value| [flag.to_owned(), (*value).to_owned()])
+            .collect()
+    };
+    // Everything but the session-wide operations, as the user; the reviewers' operations again as
+    // a reviewer; then each session-wide operation alone.
+    let mut plan = vec![
+        ("main", token.to_owned(), flags("--exclude-path", &SESSION_WIDE)),
+        ("reviewer", reviewer, flags("--include-path-regex", &["^/v1/admin/"])),
+    ];
     for path in SESSION_WIDE {
-        let name = path.trim_start_matches('/').replace('/', "-");
-        let only = ["--include-path".to_owned(), path.to_owned()];
-        let run = schemathesis(&dir, &name, &edge.url, token, &only).await;
-        runs.push((path, run));
+        plan.push((path, token.to_owned(), flags("--include-path", &[path])));
+    }
+    let mut runs = Vec::new();
+    for (name, token, selection) in plan {
+        let file = name.trim_start_matches('/').replace('/', "-");
+        let run = schemathesis(&dir, &file, &edge.url, &token, &selection).await;
+        runs.push((name, run));
     }
     let requests: u64 = runs.iter().map(|(_, run)| run.requests).sum();
     println!(
