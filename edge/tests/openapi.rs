@@ -17,8 +17,14 @@ const ERROR_RS: &str = include_str!("../../domain/src/error.rs");
 /// Codes no operation lists, and why.
 const UNLISTED: [(ErrorCode, &str); 3] = [
     (ErrorCode::Internal, "500 is a bug of ours, never a promise"),
-    (ErrorCode::MethodNotAllowed, "a method a path does not have: the document's preamble"),
-    (ErrorCode::SignatureInvalid, "only the core's push into a room, which is not public"),
+    (
+        ErrorCode::MethodNotAllowed,
+        "a method a path does not have: the document's preamble",
+    ),
+    (
+        ErrorCode::SignatureInvalid,
+        "only the core's push into a room, which is not public",
+    ),
 ];
 
 fn doc() -> Value {
@@ -128,7 +134,10 @@ fn error_responses(doc: &Value) -> Vec<(String, u16, Vec<String>)> {
                     .find_map(|schema| listed_codes(doc, &serde_json::json!({"content": {"application/json": {"schema": schema}}})))
             });
             let codes = codes.unwrap_or_else(|| {
-                panic!("{} {status}: not the error envelope with its codes", op.label)
+                panic!(
+                    "{} {status}: not the error envelope with its codes",
+                    op.label
+                )
             });
             all.push((op.label.clone(), status, codes));
         }
@@ -266,7 +275,11 @@ fn the_statuses_every_route_can_answer_are_listed_where_they_apply() {
             }
         }
         for (status, why) in expected {
-            assert!(has.contains(status), "{}: {status} missing ({why})", op.label);
+            assert!(
+                has.contains(status),
+                "{}: {status} missing ({why})",
+                op.label
+            );
         }
     }
 }

@@ -1320,3 +1320,47 @@ async fn a_challenges_detail_carries_its_proof_rates_under_live_and_nowhere_else
         }
     }
 }
+
+/// A request body that records whether it was read to its end.
+fn tracked_body(consumed: &Arc<std::sync::atomic::AtomicBool>) -> Body {
+    use futures::StreamExt;
+    let flag = Arc::clone(consumed);
+    let chunks = futures::stream::iter([
+        Ok::<_, std::io::Error>(Bytes::from_static(b"{\"refresh_token\":")),
+        Ok(Bytes::from_static(b"\"t\"}")),
+    ])
+    .chain(futures::stream::poll_fn(move |_| {
+        flag.store(true, Ordering::SeqCst);
+        std::task::Poll::Ready(None)
+    }));
+    Body::from_stream(chunks)
+}
+
+#[tokio::test]
+async fn every_body_is_read_to_its_end_before_any_answer() {
+    // An answer over an unread body left it on the keep-alive connection, and under wrangler
+    // dev the next request there sometimes failed with a 500.
+    let cases = [
+        ("POST", "/v1/auth/refresh", "text/plain", 415),
+        ("GET", "/v1/wallet", "text/plain", 401),
+        ("DELETE", "/v1/wallet", "application/octet-stream", 405),
+        ("POST", "/v1/nowhere%00", "text/plain", 404),
+        ("GET", "/v1/notifications?q=%00", "text/plain", 422),
+    ];
+    for (method, path, content_type, expected) in cases {
+        let consumed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", content_type)
+            .body(tracked_body(&consumed))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (status, _, body) = send(platform(healthy_core(), false), request).await;
+        assert_eq!(status, expected, "{method} {path}");
+        error_of(&body);
+        assert!(
+            consumed.load(Ordering::SeqCst),
+            "{method} {path}: answered {status} over an unread body"
+        );
+    }
+}
