@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 const SEED: u64 = 20_241_214;
 /// Examples per operation and phase: enough to reach every documented status of most operations,
 /// few enough for the whole suite to stay under five minutes here.
-const EXAMPLES_PER_OPERATION: u32 = 100;
+const EXAMPLES_PER_OPERATION: u32 = 80;
 /// An answer slower than this is a finding.
 const RESPONSE_SECONDS_MAX: u32 = 5;
 /// A request that has not been answered by then is a hang (and a finding).
