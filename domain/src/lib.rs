@@ -12,6 +12,7 @@ pub mod ids;
 pub mod limits;
 pub mod lots;
 pub mod payments;
+pub mod pkce;
 pub mod pkcs8;
 pub mod points;
 pub mod rules;

@@ -13,6 +13,10 @@ pub const VAR_CORE_SIGNING_SECRET: &str = "CORE_SIGNING_SECRET";
 pub const VAR_ACCESS_TOKEN_KEYS: &str = "ACCESS_TOKEN_KEYS";
 /// `dev` turns on the development-only routes (`/v1/dev/…`); anything else, or absent, is production.
 pub const VAR_ENVIRONMENT: &str = "NENE_ENV";
+/// Spin only: the header a trusted proxy in front of the component sets to the client's address
+/// (e.g. `x-real-ip`). Unset, the connection's address (`spin-client-addr`) is the client's. The
+/// Worker ignores it: on Cloudflare only `CF-Connecting-IP` is trusted. See `client_address`.
+pub const VAR_TRUSTED_CLIENT_IP_HEADER: &str = "TRUSTED_CLIENT_IP_HEADER";
 
 /// Longest core URL we accept; a URL is short, and the bound keeps a misconfiguration obvious.
 const CORE_URL_LEN_MAX: usize = 2_048;
@@ -24,6 +28,8 @@ pub struct EdgeConfig {
     pub signing_secret: SigningSecret,
     pub token_keys: TokenKeys,
     pub dev_mode: bool,
+    /// [`VAR_TRUSTED_CLIENT_IP_HEADER`], when set (and not empty).
+    pub trusted_client_ip_header: Option<http::HeaderName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +42,8 @@ pub enum ConfigError {
     Secret(SignatureError),
     #[error("{VAR_ACCESS_TOKEN_KEYS}: {0}")]
     TokenKeys(TokenError),
+    #[error("{VAR_TRUSTED_CLIENT_IP_HEADER} must be an HTTP header name")]
+    InvalidTrustedHeader,
 }
 
 impl EdgeConfig {
@@ -57,11 +65,20 @@ impl EdgeConfig {
             .ok_or(ConfigError::Missing(VAR_ACCESS_TOKEN_KEYS))
             .and_then(|list| TokenKeys::parse(&list).map_err(ConfigError::TokenKeys))?;
         let dev_mode = lookup(VAR_ENVIRONMENT).as_deref() == Some("dev");
+        let trusted_client_ip_header = lookup(VAR_TRUSTED_CLIENT_IP_HEADER)
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| ConfigError::InvalidTrustedHeader)
+            })
+            .transpose()?;
         Ok(EdgeConfig {
             core_url,
             signing_secret,
             token_keys,
             dev_mode,
+            trusted_client_ip_header,
         })
     }
 }

@@ -19,6 +19,7 @@ use spin_sdk::http_component;
 use tower::ServiceExt;
 
 use crate::{
+    client_address::ClientAddressRule,
     config::EdgeConfig,
     platform::{
         BoxFuture, Host, OutboundRequest, OutboundResponse, Platform, Transport, TransportError,
@@ -35,11 +36,15 @@ async fn handle(request: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
             return buffer(crate::error::misconfigured_response()).await;
         }
     };
+    let client_address = ClientAddressRule::Spin {
+        trusted_header: config.trusted_client_ip_header.clone(),
+    };
     let platform = Platform {
         config,
         host: Arc::new(SpinHost),
         transport: Arc::new(WasiTransport),
         rooms: None,
+        client_address,
     };
     let response = router(platform)
         .oneshot(request.map(axum::body::Body::from))

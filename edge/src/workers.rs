@@ -14,6 +14,7 @@ use worker::{
 };
 
 use crate::{
+    client_address::ClientAddressRule,
     config::EdgeConfig,
     platform::{
         BoxFuture, Host, ObjectName, OutboundRequest, OutboundResponse, Platform, Rooms, Transport,
@@ -42,6 +43,7 @@ async fn fetch(
         host: Arc::new(WorkersHost),
         transport: Arc::new(FetchTransport),
         rooms: Some(Arc::new(DurableRooms { env })),
+        client_address: ClientAddressRule::Cloudflare,
     };
     let response = router(platform)
         .call(request)

@@ -82,6 +82,7 @@ fn platform(core: Arc<FakeCore>) -> Platform {
         }),
         transport: core,
         rooms: None,
+        client_address: nene_edge::client_address::ClientAddressRule::Cloudflare,
     }
 }
 

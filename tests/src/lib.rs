@@ -262,6 +262,53 @@ pub const E2E_REVIEWER: &str = "e2e-reviewer";
 /// The one redirect URI the end-to-end stack's logins may return to.
 pub const E2E_REDIRECT_URI: &str = "https://app.nene.test/auth/done";
 
+/// What a client that signs in keeps and sends (PKCE, RFC 7636): a fresh secret `verifier` for
+/// the callback, and its S256 `challenge` for the start.
+#[derive(Debug, Clone)]
+pub struct ClientPkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+impl ClientPkce {
+    /// A fresh pair: 64 random hex digits as the verifier.
+    ///
+    /// # Panics
+    /// Never: the verifier is in the RFC's alphabet and length.
+    #[must_use]
+    pub fn new() -> Self {
+        let verifier = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let parsed =
+            nene_domain::pkce::CodeVerifier::parse(&verifier).unwrap_or_else(|e| panic!("{e}"));
+        let challenge = nene_domain::pkce::CodeChallenge::of(&parsed).as_base64url();
+        ClientPkce {
+            verifier,
+            challenge,
+        }
+    }
+
+    /// The query of `GET /v1/auth/{provider}/start` for this client and `redirect_uri`.
+    #[must_use]
+    pub fn start_query(&self, redirect_uri: &str) -> String {
+        serde_urlencoded::to_string([
+            ("redirect_uri", redirect_uri),
+            ("code_challenge", self.challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .unwrap_or_default()
+    }
+}
+
+impl Default for ClientPkce {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Where a core without a sandbox sends Toss calls: the discard port, where nothing listens, so
 /// a stack that does not test payments can never reach the real Toss.
 const TOSS_URL_NOWHERE: &str = "http://127.0.0.1:9";
@@ -519,6 +566,15 @@ pub struct SpinHost {
 
 impl SpinHost {
     pub async fn start(core_url: &str, log_dir: &Path) -> SpinHost {
+        Self::start_with_env(core_url, log_dir, &[]).await
+    }
+
+    /// The component with `extra` variables beside the stack's own.
+    pub async fn start_with_env(
+        core_url: &str,
+        log_dir: &Path,
+        extra: &[(&str, &str)],
+    ) -> SpinHost {
         let port = free_port();
         let mut command = Command::new(required_env("NENE_WASMTIME"));
         command
@@ -528,8 +584,11 @@ impl SpinHost {
             .args(["--env", &format!("CORE_URL={core_url}")])
             .args(["--env", &format!("CORE_SIGNING_SECRET={SIGNING_SECRET}")])
             .args(["--env", &format!("ACCESS_TOKEN_KEYS={TOKEN_KEYS}")])
-            .args(["--env", "NENE_ENV=dev"])
-            .arg(required_env("NENE_SPIN_WASM"));
+            .args(["--env", "NENE_ENV=dev"]);
+        for (name, value) in extra {
+            command.args(["--env", &format!("{name}={value}")]);
+        }
+        command.arg(required_env("NENE_SPIN_WASM"));
         let mut process = Process::start("spin", command, log_dir);
         let url = format!("http://127.0.0.1:{port}");
         process

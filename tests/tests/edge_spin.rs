@@ -6,7 +6,7 @@ use nene_domain::{
     error::ErrorEnvelope,
     health::{PartStatus, PlatformHealth},
 };
-use nene_e2e::{Core, SpinHost, client, scratch_dir};
+use nene_e2e::{ClientPkce, Core, E2E_REDIRECT_URI, SpinHost, client, scratch_dir};
 use nene_edge::config::{
     VAR_ACCESS_TOKEN_KEYS, VAR_CORE_SIGNING_SECRET, VAR_CORE_URL, VAR_ENVIRONMENT,
 };
@@ -110,4 +110,77 @@ fn spin_toml_runs_the_built_component_with_every_variable_the_edge_reads() {
         allowed.iter().any(|host| host.as_str() == Some(core_url)),
         "Spin would refuse the call to the core at {core_url}"
     );
+}
+
+/// The core's login steps per client address per minute (`nene_core::auth::LOGINS_PER_IP_PER_MINUTE`).
+const LOGINS_PER_IP_PER_MINUTE: usize = 30;
+
+#[tokio::test]
+async fn a_login_through_the_spin_component_is_counted_by_an_address_the_host_vouches_for() {
+    let dir = scratch_dir("spin_login_address");
+    let core = Core::start(&dir).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(nene_e2e::REQUEST_TIMEOUT)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let query = ClientPkce::new().start_query(E2E_REDIRECT_URI);
+    let start = |base: &str, headers: &[(&str, &str)]| {
+        let mut request = browser.get(format!("{base}/v1/auth/kakao/start?{query}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+
+    // `wasmtime serve` adds no spin-client-addr (Spin does), and no proxy header is configured:
+    // no address to count by, so the login is refused, whatever the client claims.
+    let bare = SpinHost::start(&core.url, &dir).await;
+    let response = start(&bare.url, &[("x-forwarded-for", "203.0.113.7")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 400);
+    let envelope: ErrorEnvelope = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(envelope.error.code, ErrorCode::BadRequest);
+    assert!(
+        envelope.error.message.contains("spin-client-addr"),
+        "{}",
+        envelope.error.message
+    );
+
+    // Behind a proxy that sets X-Real-IP: that address counts, and a client rotating
+    // X-Forwarded-For still runs into the limit. Twice the limit and one more: whatever minute
+    // boundary falls inside the run, one window sees more than the limit.
+    let proxied = SpinHost::start_with_env(
+        &core.url,
+        &dir,
+        &[("TRUSTED_CLIENT_IP_HEADER", "x-real-ip")],
+    )
+    .await;
+    let mut limited = 0;
+    for attempt in 0..=(2 * LOGINS_PER_IP_PER_MINUTE) {
+        let forged = format!("198.51.100.{}", attempt % 250);
+        let response = start(
+            &proxied.url,
+            &[("x-real-ip", "203.0.113.7"), ("x-forwarded-for", &forged)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        match response.status().as_u16() {
+            302 => {}
+            429 => limited += 1,
+            other => panic!("{other}: {}", proxied.process.log_tail()),
+        }
+    }
+    assert!(limited > 0, "rotating X-Forwarded-For dodged the limit");
+    // Another client behind the same proxy has its own count.
+    let other = start(&proxied.url, &[("x-real-ip", "203.0.113.8")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(other.status().as_u16(), 302);
+    // A request that bypassed the proxy (no X-Real-IP) is refused, not counted as the proxy.
+    let bypassed = start(&proxied.url, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bypassed.status().as_u16(), 400);
 }
