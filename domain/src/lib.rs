@@ -6,6 +6,7 @@
 
 pub mod access_token;
 pub mod backoff;
+pub mod deployment;
 pub mod error;
 pub mod health;
 pub mod ids;

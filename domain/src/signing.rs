@@ -63,6 +63,12 @@ impl SigningSecret {
         Ok(SigningSecret(raw.as_bytes().to_vec()))
     }
 
+    /// Whether this is a secret this repository publishes (`crate::deployment`).
+    #[must_use]
+    pub fn is_published(&self) -> bool {
+        std::str::from_utf8(&self.0).is_ok_and(crate::deployment::is_published_secret)
+    }
+
     fn mac(&self, request: &SignedParts<'_>) -> Hmac<Sha256> {
         // `new_from_slice` accepts keys of any length for HMAC, so this cannot fail.
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {

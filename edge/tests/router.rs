@@ -174,7 +174,7 @@ impl Rooms for FakeRooms {
 
 fn config(dev_mode: bool) -> EdgeConfig {
     EdgeConfig::from_lookup(|name| match name {
-        "CORE_URL" => Some("http://core.test/".to_owned()),
+        "CORE_URL" => Some("https://core.test/".to_owned()),
         "CORE_SIGNING_SECRET" => Some(SECRET.to_owned()),
         "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
         "NENE_ENV" => dev_mode.then(|| "dev".to_owned()),
@@ -275,7 +275,7 @@ async fn the_edge_signs_its_call_to_the_core() {
     let request = seen
         .first()
         .unwrap_or_else(|| panic!("the core was not called"));
-    assert_eq!(request.url, "http://core.test/internal/v1/health");
+    assert_eq!(request.url, "https://core.test/internal/v1/health");
     let header = |name: &str| {
         request
             .headers
@@ -425,10 +425,121 @@ async fn dev_routes_do_not_exist_outside_dev_mode() {
     assert_eq!(error_of(&body).error.code, ErrorCode::NotFound);
 }
 
+/// Sends `request` to what a host serves with the variables `vars`, and returns the status, the
+/// error code if any, and what the host logged.
+async fn served_with(
+    vars: &[(&str, &str)],
+    core: Arc<FakeCore>,
+    request: Request<Body>,
+) -> (u16, Option<ErrorCode>, Vec<String>) {
+    let logged = Mutex::new(Vec::new());
+    let app = nene_edge::router::configured_router(
+        |name| {
+            vars.iter()
+                .find(|(var, _)| *var == name)
+                .map(|(_, value)| (*value).to_owned())
+        },
+        |config| Platform {
+            config,
+            host: Arc::new(FakeHost {
+                next_id: AtomicU64::new(1),
+            }),
+            transport: core,
+            rooms: Some(Arc::new(FakeRooms::default())),
+        },
+        |line| {
+            logged
+                .lock()
+                .map(|mut l| l.push(line.to_owned()))
+                .unwrap_or(())
+        },
+    );
+    let response = app
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
+    let code = serde_json::from_slice::<ErrorEnvelope>(&body)
+        .ok()
+        .map(|envelope| envelope.error.code);
+    (status, code, logged.into_inner().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_production_edge_with_the_dev_secret_answers_every_request_503_and_logs_the_variable() {
+    let vars = [
+        ("CORE_URL", "https://core.test"),
+        (
+            "CORE_SIGNING_SECRET",
+            "dev-only-signing-secret-0123456789abcdef",
+        ),
+        ("ACCESS_TOKEN_KEYS", TOKEN_KEYS),
+    ];
+    let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
+        .and_then(|keys| keys.issue("user-1", "jti-1", NOW))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let join = Request::post("/v1/challenges/ch-1/join")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    for request in [get("/v1/health"), join, get("/no/such/route")] {
+        let core = healthy_core();
+        let (status, code, logged) = served_with(&vars, Arc::clone(&core), request).await;
+        assert_eq!(status, 503);
+        assert_eq!(code, Some(ErrorCode::CoreUnavailable));
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(
+            logged[0].contains("CORE_SIGNING_SECRET"),
+            "the log names the variable: {logged:?}"
+        );
+        assert!(
+            core.seen
+                .lock()
+                .map(|seen| seen.is_empty())
+                .unwrap_or(false),
+            "nothing is served with a bad configuration"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_production_edge_calling_the_core_over_http_answers_503_and_logs_core_url() {
+    let vars = [
+        ("CORE_URL", "http://core.test"),
+        ("CORE_SIGNING_SECRET", SECRET),
+        ("ACCESS_TOKEN_KEYS", TOKEN_KEYS),
+        ("NENE_ENV", "production"),
+    ];
+    let (status, code, logged) = served_with(&vars, healthy_core(), get("/v1/health")).await;
+    assert_eq!((status, code), (503, Some(ErrorCode::CoreUnavailable)));
+    assert!(
+        logged.iter().any(|line| line.contains("CORE_URL")),
+        "{logged:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_valid_configuration_is_served() {
+    let vars = [
+        ("CORE_URL", "https://core.test"),
+        ("CORE_SIGNING_SECRET", SECRET),
+        ("ACCESS_TOKEN_KEYS", TOKEN_KEYS),
+    ];
+    let (status, _, logged) = served_with(&vars, healthy_core(), get("/v1/health")).await;
+    assert_eq!(status, 200);
+    assert!(logged.is_empty());
+}
+
 #[test]
 fn a_config_without_a_long_enough_secret_is_refused() {
     let result = EdgeConfig::from_lookup(|name| match name {
-        "CORE_URL" => Some("http://core.test".to_owned()),
+        "CORE_URL" => Some("https://core.test".to_owned()),
         "CORE_SIGNING_SECRET" => Some("short".to_owned()),
         "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
         _ => None,

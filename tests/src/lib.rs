@@ -20,9 +20,10 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// turns a hang into a failure instead of a stuck CI run.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The secret the stack's edge and core share in tests.
+/// The secret the stack's edge and core share in tests. Published here, so listed in
+/// `nene_domain::deployment::PUBLISHED_SECRETS`: a configuration outside dev mode refuses it.
 pub const SIGNING_SECRET: &str = "e2e-signing-secret-0123456789abcdef0123";
-/// The edge's access-token key in tests; tests mint tokens with it (the login flow is issue 6's).
+/// The edge's access-token key in tests; tests mint tokens with it. Listed as published too.
 pub const TOKEN_KEYS: &str = "e2e:e2e-access-token-key-e2e-access-token-key";
 
 /// An access token for `user`, as the edge would issue at login.
@@ -565,27 +566,30 @@ pub struct SpinHost {
 }
 
 impl SpinHost {
+    /// The component in dev mode with the end-to-end stack's values, in front of `core_url`.
     pub async fn start(core_url: &str, log_dir: &Path) -> SpinHost {
-        Self::start_with_env(core_url, log_dir, &[]).await
+        SpinHost::start_with_env(
+            &[
+                ("CORE_URL", core_url),
+                ("CORE_SIGNING_SECRET", SIGNING_SECRET),
+                ("ACCESS_TOKEN_KEYS", TOKEN_KEYS),
+                ("NENE_ENV", "dev"),
+            ],
+            log_dir,
+        )
+        .await
     }
 
-    /// The component with `extra` variables beside the stack's own.
-    pub async fn start_with_env(
-        core_url: &str,
-        log_dir: &Path,
-        extra: &[(&str, &str)],
-    ) -> SpinHost {
+    /// The component with exactly the environment `env`: spin.toml sets none of it (production
+    /// by default), and `spin up --env` passes it the same way.
+    pub async fn start_with_env(env: &[(&str, &str)], log_dir: &Path) -> SpinHost {
         let port = free_port();
         let mut command = Command::new(required_env("NENE_WASMTIME"));
         command
             .arg("serve")
             .args(["--addr", &format!("127.0.0.1:{port}")])
-            .arg("-Scli")
-            .args(["--env", &format!("CORE_URL={core_url}")])
-            .args(["--env", &format!("CORE_SIGNING_SECRET={SIGNING_SECRET}")])
-            .args(["--env", &format!("ACCESS_TOKEN_KEYS={TOKEN_KEYS}")])
-            .args(["--env", "NENE_ENV=dev"]);
-        for (name, value) in extra {
+            .arg("-Scli");
+        for (name, value) in env {
             command.args(["--env", &format!("{name}={value}")]);
         }
         command.arg(required_env("NENE_SPIN_WASM"));

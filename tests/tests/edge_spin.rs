@@ -69,7 +69,7 @@ async fn the_spin_component_has_no_room_routes_and_says_so_in_json() {
 }
 
 #[test]
-fn spin_toml_runs_the_built_component_with_every_variable_the_edge_reads() {
+fn spin_toml_runs_the_built_component_in_production_with_no_secret_and_only_the_cores_origin() {
     let root = std::path::PathBuf::from(nene_e2e::required_env("NENE_ROOT"));
     let manifest: toml::Table = std::fs::read_to_string(root.join("spin.toml"))
         .unwrap_or_else(|e| panic!("spin.toml: {e}"))
@@ -88,27 +88,67 @@ fn spin_toml_runs_the_built_component_with_every_variable_the_edge_reads() {
         std::fs::read(nene_e2e::required_env("NENE_SPIN_WASM")).ok(),
         "the tests must host the very component spin.toml names"
     );
-    let environment = component["environment"]
-        .as_table()
-        .unwrap_or_else(|| panic!("spin.toml has no environment"));
-    for variable in [
-        VAR_CORE_URL,
-        VAR_CORE_SIGNING_SECRET,
-        VAR_ACCESS_TOKEN_KEYS,
-        VAR_ENVIRONMENT,
-    ] {
-        assert!(
-            environment.contains_key(variable),
-            "spin.toml does not set {variable}"
-        );
+    // Production by default, and no secret in the manifest: whatever the environment table holds
+    // (nothing today), it is neither dev mode nor a secret nor the core's URL.
+    if let Some(environment) = component.get("environment").and_then(|e| e.as_table()) {
+        for variable in [
+            VAR_CORE_URL,
+            VAR_CORE_SIGNING_SECRET,
+            VAR_ACCESS_TOKEN_KEYS,
+            VAR_ENVIRONMENT,
+        ] {
+            assert!(
+                !environment.contains_key(variable),
+                "spin.toml sets {variable}: it must come from the deployment"
+            );
+        }
     }
-    let core_url = environment[VAR_CORE_URL].as_str().unwrap_or_default();
-    let allowed = component["allowed_outbound_hosts"]
+    // The one host the component may call is the core's origin, a required variable.
+    let origin = &manifest["variables"]["core_origin"];
+    assert_eq!(
+        origin.get("required").and_then(toml::Value::as_bool),
+        Some(true)
+    );
+    assert!(origin.get("default").is_none(), "no default origin ships");
+    let allowed: Vec<&str> = component["allowed_outbound_hosts"]
         .as_array()
-        .unwrap_or_else(|| panic!("spin.toml allows no outbound host"));
+        .unwrap_or_else(|| panic!("spin.toml allows no outbound host"))
+        .iter()
+        .filter_map(toml::Value::as_str)
+        .collect();
+    assert_eq!(allowed, ["{{ core_origin }}"]);
+}
+
+#[tokio::test]
+async fn the_spin_component_in_production_with_dev_values_answers_503_and_logs_the_variable() {
+    let dir = scratch_dir("spin_production_dev_values");
+    // No core: a refused configuration never calls it. What spin.toml and `spin up --env` would give it with the dev values and no NENE_ENV.
+    let edge = SpinHost::start_with_env(
+        &[
+            (VAR_CORE_URL, "https://core.example.com"),
+            (
+                VAR_CORE_SIGNING_SECRET,
+                "dev-only-signing-secret-0123456789abcdef",
+            ),
+            (VAR_ACCESS_TOKEN_KEYS, nene_e2e::TOKEN_KEYS),
+        ],
+        &dir,
+    )
+    .await;
+    for path in ["/v1/health", "/v1/challenges"] {
+        let response = client()
+            .get(format!("{}{path}", edge.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status().as_u16(), 503, "{path}");
+        let envelope: ErrorEnvelope = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(envelope.error.code, ErrorCode::CoreUnavailable);
+    }
+    let log = edge.process.log_tail();
     assert!(
-        allowed.iter().any(|host| host.as_str() == Some(core_url)),
-        "Spin would refuse the call to the core at {core_url}"
+        log.contains("CORE_SIGNING_SECRET"),
+        "the component logs the variable it refuses:\n{log}"
     );
 }
 
@@ -152,9 +192,14 @@ async fn a_login_through_the_spin_component_is_counted_by_an_address_the_host_vo
     // X-Forwarded-For still runs into the limit. Twice the limit and one more: whatever minute
     // boundary falls inside the run, one window sees more than the limit.
     let proxied = SpinHost::start_with_env(
-        &core.url,
+        &[
+            ("CORE_URL", &core.url),
+            ("CORE_SIGNING_SECRET", nene_e2e::SIGNING_SECRET),
+            ("ACCESS_TOKEN_KEYS", nene_e2e::TOKEN_KEYS),
+            ("NENE_ENV", "dev"),
+            ("TRUSTED_CLIENT_IP_HEADER", "x-real-ip"),
+        ],
         &dir,
-        &[("TRUSTED_CLIENT_IP_HEADER", "x-real-ip")],
     )
     .await;
     let mut limited = 0;
