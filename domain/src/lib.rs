@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod internal_api;
 pub mod limits;
 pub mod lots;
 pub mod payments;

@@ -10,8 +10,7 @@ use axum::{
     routing::{get, post},
 };
 use bytes::Bytes;
-use http::Method;
-use nene_domain::ErrorCode;
+use nene_domain::{ErrorCode, internal_api};
 
 use crate::{
     auth::User,
@@ -24,9 +23,9 @@ pub fn routes(dev_mode: bool) -> Router<AppState> {
     let routes = Router::new()
         .route("/v1/challenges/{id}/proofs", post(submit_proof).get(proofs))
         .route("/v1/challenges/{id}/me", get(me))
-        .route("/v1/proofs/{id}/report", post(proof_step))
-        .route("/v1/proofs/{id}/appeal", post(proof_step))
-        .route("/v1/admin/proofs/{id}/review", post(proof_step));
+        .route("/v1/proofs/{id}/report", post(report))
+        .route("/v1/proofs/{id}/appeal", post(appeal))
+        .route("/v1/admin/proofs/{id}/review", post(review));
     if dev_mode {
         routes.route("/v1/dev/clock", post(advance_clock))
     } else {
@@ -37,11 +36,12 @@ pub fn routes(dev_mode: bool) -> Router<AppState> {
 /// Longest query string forwarded (cursor, limit, filters, a search text).
 const QUERY_LEN_MAX: usize = 512;
 
-fn query_suffix(query: Option<String>) -> Result<String, ApiError> {
+/// The query to forward (without its `?`; empty for none), refused past [`QUERY_LEN_MAX`].
+fn forwarded_query(query: Option<String>) -> Result<String, ApiError> {
     match query {
         Some(q) if q.len() > QUERY_LEN_MAX => Err(ApiError::new(ErrorCode::BadRequest)),
-        Some(q) if !q.is_empty() => Ok(format!("?{q}")),
-        _ => Ok(String::new()),
+        Some(q) => Ok(q),
+        None => Ok(String::new()),
     }
 }
 
@@ -51,9 +51,10 @@ pub async fn browse(
     User(user): User,
     RawQuery(query): RawQuery,
 ) -> Result<Forwarded, ApiError> {
-    let path = format!("/internal/v1/challenges{}", query_suffix(query)?);
-    core.forward(Method::GET, &path, Some(&user), Bytes::new())
-        .await
+    let call = internal_api::CHALLENGE_BROWSE
+        .call(&[])
+        .with_query(&forwarded_query(query)?);
+    core.forward(call, Some(&user), Bytes::new()).await
 }
 
 async fn submit_proof(
@@ -62,9 +63,8 @@ async fn submit_proof(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Forwarded, ApiError> {
-    let path = format!("/internal/v1/challenges/{}/proofs", uuid_segment(&id)?);
-    core.forward(Method::POST, &path, Some(&user), json_body(&body)?)
-        .await
+    let call = internal_api::PROOF_SUBMIT.call(&[uuid_segment(&id)?]);
+    core.forward(call, Some(&user), json_body(&body)?).await
 }
 
 async fn proofs(
@@ -73,33 +73,57 @@ async fn proofs(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Forwarded, ApiError> {
-    let path = format!(
-        "/internal/v1/challenges/{}/proofs{}",
-        uuid_segment(&id)?,
-        query_suffix(query)?
-    );
-    core.forward(Method::GET, &path, Some(&user), Bytes::new())
-        .await
+    let call = internal_api::PROOF_LIST
+        .call(&[uuid_segment(&id)?])
+        .with_query(&forwarded_query(query)?);
+    core.forward(call, Some(&user), Bytes::new()).await
 }
 
 async fn me(core: Core, User(user): User, Path(id): Path<String>) -> Result<Forwarded, ApiError> {
-    let path = format!("/internal/v1/challenges/{}/me", uuid_segment(&id)?);
-    core.forward(Method::GET, &path, Some(&user), Bytes::new())
-        .await
+    let call = internal_api::CHALLENGE_STANDING.call(&[uuid_segment(&id)?]);
+    core.forward(call, Some(&user), Bytes::new()).await
 }
 
-/// `POST /v1/proofs/{id}/report`, `…/appeal` and `POST /v1/admin/proofs/{id}/review`: the same
-/// step to the core's matching path, 204 when it is taken.
+/// `POST /v1/proofs/{id}/report`.
+async fn report(
+    core: Core,
+    user: User,
+    Path(id): Path<String>,
+    body: ApiJson<serde_json::Value>,
+) -> Result<StatusCode, ApiError> {
+    proof_step(core, internal_api::PROOF_REPORT, user, &id, body).await
+}
+
+/// `POST /v1/proofs/{id}/appeal`.
+async fn appeal(
+    core: Core,
+    user: User,
+    Path(id): Path<String>,
+    body: ApiJson<serde_json::Value>,
+) -> Result<StatusCode, ApiError> {
+    proof_step(core, internal_api::PROOF_APPEAL, user, &id, body).await
+}
+
+/// `POST /v1/admin/proofs/{id}/review`.
+async fn review(
+    core: Core,
+    user: User,
+    Path(id): Path<String>,
+    body: ApiJson<serde_json::Value>,
+) -> Result<StatusCode, ApiError> {
+    proof_step(core, internal_api::PROOF_REVIEW, user, &id, body).await
+}
+
+/// A step on a proof: the same step to the core's matching route, 204 when it is taken.
 async fn proof_step(
     core: Core,
+    route: internal_api::Route,
     User(user): User,
-    Path(id): Path<String>,
-    uri: http::Uri,
+    id: &str,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<StatusCode, ApiError> {
-    uuid_segment(&id)?;
-    let path = format!("/internal{}", uri.path());
-    core.forward(Method::POST, &path, Some(&user), json_body(&body)?)
+    let call = route.call(&[uuid_segment(id)?]);
+    core.forward(call, Some(&user), json_body(&body)?)
         .await
         .map(|_| StatusCode::NO_CONTENT)
 }
@@ -109,11 +133,6 @@ async fn advance_clock(
     core: Core,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Forwarded, ApiError> {
-    core.forward(
-        Method::POST,
-        "/internal/v1/dev/clock",
-        None,
-        json_body(&body)?,
-    )
-    .await
+    let call = internal_api::DEV_CLOCK.call(&[]);
+    core.forward(call, None, json_body(&body)?).await
 }

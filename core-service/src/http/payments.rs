@@ -4,16 +4,15 @@
 use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Json,
     body::Bytes,
     extract::{Path, State},
     http::StatusCode,
-    routing::{get, post},
 };
-use nene_domain::ErrorCode;
+use nene_domain::{ErrorCode, internal_api as api};
 use serde::Deserialize;
 
-use super::{CoreJson, error::CoreApiError, signature::SignedIn};
+use super::{CoreJson, Mounted, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     payments::{
@@ -23,21 +22,15 @@ use crate::{
     },
 };
 
-/// Internal path the edge hands Toss's webhooks to.
-pub const PATH_TOSS_WEBHOOK: &str = "/internal/v1/webhooks/toss";
-
-pub fn routes(dev_mode: bool) -> Router<Arc<AppState>> {
-    let routes = Router::new()
-        .route("/internal/v1/payments/orders", post(create_order))
-        .route("/internal/v1/payments/confirm", post(confirm))
-        .route("/internal/v1/payments/{order_id}", get(payment))
-        .route("/internal/v1/payments/{order_id}/refund", post(refund))
-        .route(PATH_TOSS_WEBHOOK, post(webhook));
-    if dev_mode {
-        routes.route("/internal/v1/dev/faults", post(set_faults))
-    } else {
-        routes
-    }
+pub(super) fn mount(mounted: Mounted) -> Mounted {
+    mounted
+        .at(api::PAYMENT_ORDER, create_order)
+        .at(api::PAYMENT_CONFIRM, confirm)
+        .at(api::PAYMENT, payment)
+        .at(api::PAYMENT_REFUND, refund)
+        .at(api::TOSS_WEBHOOK, webhook)
+        // Dev only (skipped outside dev mode).
+        .at(api::DEV_FAULTS, set_faults)
 }
 
 impl From<PaymentError> for CoreApiError {
