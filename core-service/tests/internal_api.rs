@@ -741,3 +741,25 @@ async fn a_list_refuses_a_query_it_cannot_read_or_a_limit_out_of_range_in_json(d
         }
     }
 }
+
+/// Toss redelivers anything but a 200 for days: a body that is not an event about one of our
+/// payments is answered 200, and nothing is stored.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_webhook_about_no_payment_of_ours_is_answered_200_and_not_stored(db: PgPool) {
+    let path = nene_domain::internal_api::TOSS_WEBHOOK.path;
+    for body in [
+        &b"not json at all"[..],
+        br#"{"eventType":"PAYMENT_STATUS_CHANGED","createdAt":"2026-11-29T12:00:00.000",
+            "data":{"paymentKey":"tsb_x","orderId":"nene_not_ours","status":"DONE"}}"#,
+    ] {
+        let (status, answer) =
+            send(state(db.clone(), None), signed("POST", path, NOW, "", body)).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        assert_eq!(json_of(&answer)["stored"], false);
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM toss_webhooks")
+        .fetch_one(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored, 0);
+}

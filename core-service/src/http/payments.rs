@@ -18,7 +18,7 @@ use crate::{
     payments::{
         self, ConfirmRequest, Order, PaymentError, PaymentState, PaymentView,
         refund::{RefundState, RefundView},
-        worker,
+        webhook::{self, Accepted},
     },
 };
 
@@ -116,18 +116,24 @@ async fn refund(
     Ok((status, Json(view)))
 }
 
-/// Stores the webhook and answers; the worker verifies and applies it.
+/// Stores the webhook if it names one of our payments, and answers 200 either way (Toss
+/// redelivers anything else for days); the worker reads Toss and applies what it says. Only a
+/// failure to store is an error, so that Toss does deliver again.
 async fn webhook(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, CoreApiError> {
-    if body.len() > worker::WEBHOOK_BODY_BYTES_MAX {
-        return Err(CoreApiError::Client(ErrorCode::PayloadTooLarge));
-    }
-    let stored = worker::accept_webhook(&state.payments, &body).await?;
-    Ok(Json(
-        serde_json::json!({ "accepted": true, "duplicate": !stored }),
-    ))
+    let answer = match webhook::accept(&state.payments, &body).await? {
+        Accepted::Stored => serde_json::json!({ "accepted": true, "stored": true }),
+        Accepted::Merged => {
+            serde_json::json!({ "accepted": true, "stored": false, "merged": true })
+        }
+        Accepted::Ignored(reason) => {
+            tracing::debug!(reason, "webhook not stored");
+            serde_json::json!({ "accepted": true, "stored": false, "ignored": reason })
+        }
+    };
+    Ok(Json(answer))
 }
 
 #[derive(Debug, Deserialize)]
