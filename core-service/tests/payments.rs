@@ -1064,6 +1064,7 @@ async fn a_thousand_webhooks_naming_one_payment_read_toss_a_bounded_number_of_ti
     // by the reconciler, which looks at confirms left unknown past their lease.
     let intervals = elapsed.as_millis() / worker::WEBHOOK_READ_INTERVAL.as_millis();
     let bound = i64::try_from(intervals).unwrap_or(i64::MAX) + 2;
+    eprintln!("{EVENTS} events: {reads} Toss reads, {stored} rows stored, in {elapsed:?}");
     assert!(
         (1..=bound).contains(&reads),
         "{reads} Toss reads for {EVENTS} events in {elapsed:?} (at most {bound})"
