@@ -52,3 +52,14 @@ pub struct AppState {
 pub async fn migrate(db: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("./migrations").run(db).await
 }
+
+/// Applies the embedded migrations on one connection (the core's start-up uses one outside its
+/// pool, so the pool's statement timeout does not bound a migration).
+///
+/// # Errors
+/// When a migration fails.
+pub async fn migrate_connection(
+    connection: &mut sqlx::PgConnection,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::migrate!("./migrations").run(connection).await
+}

@@ -1,15 +1,9 @@
 //! `nene-core`: applies the migrations and serves the internal API until SIGINT or SIGTERM.
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, sync::Arc};
 
-use nene_core::{AppState, clock::SystemClock, config::CoreConfig, http, migrate};
-use sqlx::postgres::PgPoolOptions;
-
-/// Connections to Postgres per core instance. Postgres' default limit is 100; several replicas
-/// and the test suite share it, and a 2-core machine gains nothing from more.
-const DB_POOL_CONNECTIONS_MAX: u32 = 32;
-/// How long a request waits for a pooled connection before failing rather than queueing forever.
-const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+use nene_core::{AppState, clock::SystemClock, config::CoreConfig, http, migrate_connection};
+use sqlx::Connection;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -30,12 +24,16 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = CoreConfig::from_lookup(|name| std::env::var(name).ok())?;
-    let db = PgPoolOptions::new()
-        .max_connections(DB_POOL_CONNECTIONS_MAX)
-        .acquire_timeout(DB_ACQUIRE_TIMEOUT)
+    // Migrations run on a connection of their own, outside the pool and its statement timeout:
+    // building an index on a large table may rightly take longer than any request's statement.
+    let mut migrations = sqlx::PgConnection::connect(&config.database_url).await?;
+    migrate_connection(&mut migrations).await?;
+    migrations.close().await?;
+    let db = config
+        .db
+        .pool_options()
         .connect(&config.database_url)
         .await?;
-    migrate(&db).await?;
     let redis = config
         .redis_url
         .as_deref()

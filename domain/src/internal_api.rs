@@ -182,6 +182,8 @@ routes! {
     PROOF_APPEAL = Production Post "/internal/v1/proofs/{id}/appeal";
     /// A reviewer's verdict on a proof.
     PROOF_REVIEW = Production Post "/internal/v1/admin/proofs/{id}/review";
+    /// The reviewers' queue of open reports and appeals.
+    PROOF_REVIEW_QUEUE = Production Get "/internal/v1/admin/proofs/queue";
 
     /// An order for points.
     PAYMENT_ORDER = Production Post "/internal/v1/payments/orders";

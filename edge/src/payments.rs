@@ -103,8 +103,9 @@ async fn refund(
 }
 
 /// `POST /webhooks/toss` (public): hands the raw body to the core, which stores it before
-/// answering; then 200. The webhook is not trusted — the core re-fetches the payment from Toss
-/// before acting. If the hand-off fails, Toss hears an error and delivers again later.
+/// answering if it is a Toss event naming one of our payments (and forgets anything else); then
+/// 200. The webhook is not trusted — the core re-reads the payment from Toss before acting. If the
+/// hand-off fails, Toss hears an error and delivers again later.
 async fn toss_webhook(core: Core, body: Bytes) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let call = internal_api::TOSS_WEBHOOK.call(&[]);
     let _: serde_json::Value = core.json(call, None, body).await?;

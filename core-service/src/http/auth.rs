@@ -12,6 +12,8 @@ use axum::{
 use nene_domain::internal_api as api;
 use serde::Deserialize;
 
+use nene_domain::pkce::CodeChallenge;
+
 use super::{CoreJson, Mounted, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
@@ -46,6 +48,8 @@ impl From<AuthError> for CoreApiError {
 #[derive(Debug, Deserialize)]
 struct Start {
     redirect_uri: String,
+    /// The client's S256 challenge (the edge has refused any other method).
+    code_challenge: String,
     client_ip: String,
 }
 
@@ -54,7 +58,16 @@ async fn start(
     Path(provider): Path<String>,
     CoreJson(body): CoreJson<Start>,
 ) -> Result<Json<serde_json::Value>, CoreApiError> {
-    let url = auth::start(&state.auth, &provider, &body.redirect_uri, &body.client_ip).await?;
+    let challenge =
+        CodeChallenge::parse_s256(&body.code_challenge).map_err(AuthError::CodeChallenge)?;
+    let url = auth::start(
+        &state.auth,
+        &provider,
+        &body.redirect_uri,
+        &challenge,
+        &body.client_ip,
+    )
+    .await?;
     Ok(Json(serde_json::json!({ "authorize_url": url })))
 }
 
@@ -62,6 +75,9 @@ async fn start(
 struct Callback {
     code: String,
     state: String,
+    /// Absent when the client sent none: the core still spends the state, then refuses.
+    #[serde(default)]
+    code_verifier: Option<String>,
     client_ip: String,
 }
 
@@ -76,6 +92,7 @@ async fn callback(
             &provider,
             &body.code,
             &body.state,
+            body.code_verifier.as_deref(),
             &body.client_ip,
         )
         .await?,

@@ -72,9 +72,15 @@ struct Data {
     secret: Option<String>,
 }
 
+/// A status or secret: Toss's are short printable ASCII (`DONE`, `ps_…`), so anything else
+/// (control characters, NUL, which Postgres cannot store) is not Toss's.
 fn text(value: Option<String>) -> Result<String, NotAnEvent> {
     value
-        .filter(|text| !text.is_empty() && text.len() <= EVENT_TEXT_LEN_MAX)
+        .filter(|text| {
+            !text.is_empty()
+                && text.len() <= EVENT_TEXT_LEN_MAX
+                && text.bytes().all(|byte| byte.is_ascii_graphic())
+        })
         .ok_or(NotAnEvent::Malformed)
 }
 
@@ -292,6 +298,10 @@ mod tests {
             br#"{"eventType": "PAYMENT_STATUS_CHANGED", "data": {"orderId": "nene_0001"}}"#,
             br#"{"eventType": "PAYMENT_STATUS_CHANGED", "data": {"orderId": "no spaces!",
                  "paymentKey": "k", "status": "DONE"}}"#,
+            br#"{"eventType": "PAYMENT_STATUS_CHANGED", "data": {"orderId": "nene_0001",
+                 "paymentKey": "k", "status": "DO\u0000NE"}}"#,
+            br#"{"eventType": "DEPOSIT_CALLBACK", "data": {"orderId": "nene_0001",
+                 "secret": "ps 1", "status": "DONE"}}"#,
         ] {
             assert_eq!(
                 TossEvent::parse(junk),
