@@ -20,7 +20,7 @@ use nene_core::{
     AppState,
     clock::SystemClock,
     http,
-    ledger::{DebitBatcher, check_invariants},
+    ledger::check_invariants,
     migrate,
     payments::{PaymentSettings, Payments, toss::TossConfig},
 };
@@ -157,7 +157,7 @@ async fn prepare(
         let order: Value = signed(
             client,
             core,
-            "/internal/v1/payments/orders",
+            nene_domain::internal_api::PAYMENT_ORDER.path,
             &user,
             &json!({ "amount": AMOUNT }),
         )
@@ -219,7 +219,6 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
     )?;
     tokio::spawn(nene_core::payments::worker::run_forever(payments.clone()));
     let core = serve(http::router(AppState {
-        debits: DebitBatcher::spawn(db.clone()),
         db: db.clone(),
         redis: None,
         signing_secret: SigningSecret::parse(SECRET)?,
@@ -279,7 +278,7 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
                 let answer = signed(
                     &client,
                     &core,
-                    "/internal/v1/payments/confirm",
+                    nene_domain::internal_api::PAYMENT_CONFIRM.path,
                     &payment.user,
                     &body,
                 )

@@ -35,8 +35,6 @@ pub struct AppState {
     pub redis: Option<redis::Client>,
     pub signing_secret: SigningSecret,
     pub wall_clock: Arc<dyn clock::WallClock>,
-    /// Debits from the HTTP API go through the batcher (group commit).
-    pub debits: ledger::DebitBatcher,
     pub payments: payments::Payments,
     pub auth: auth::Auth,
     /// Dev mode (`NENE_ENV=dev`): fault-injection and test-clock routes exist.

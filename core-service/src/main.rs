@@ -53,7 +53,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         dev_mode: config.dev_mode,
         reviewers: config.reviewers.clone(),
         room_pusher: room_pusher.clone(),
-        debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),
         db,
         redis,
         signing_secret: config.signing_secret,

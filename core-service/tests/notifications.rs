@@ -446,7 +446,6 @@ async fn the_users_list_pages_newest_first_with_status_and_attempts_for_that_use
                 providers: Vec::new(),
             },
         )),
-        debits: nene_core::ledger::DebitBatcher::spawn(fixture.db.clone()),
         db: fixture.db.clone(),
         redis: None,
         signing_secret: ok(SigningSecret::parse(SECRET)),

@@ -106,7 +106,6 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
                 providers: Vec::new(),
             },
         )?,
-        debits: DebitBatcher::spawn(db.clone()),
         db: db.clone(),
         redis: None,
         signing_secret: SigningSecret::parse(SECRET)?,
@@ -123,7 +122,11 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         .timeout(Duration::from_secs(60))
         .build()?;
     let secret = Arc::new(SigningSecret::parse(SECRET)?);
-    let path = format!("/internal/v1/challenges/{}/join", challenge.id);
+    let id = challenge.id.to_string();
+    let path = nene_domain::internal_api::CHALLENGE_JOIN
+        .call(&[&id])
+        .path_and_query()
+        .to_owned();
     eprintln!("storm: {users} concurrent joins for {capacity} seats …");
     let started = Instant::now();
     let tasks: Vec<_> = (0..users)

@@ -89,7 +89,18 @@ struct ConfirmBody<'a> {
 #[serde(rename_all = "camelCase")]
 struct CancelBody<'a> {
     cancel_reason: &'a str,
-    cancel_amount: i64,
+    /// Left out, Toss cancels the whole balance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel_amount: Option<i64>,
+}
+
+/// How much a cancel takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelAmount {
+    /// This much (a partial cancel when less than the balance).
+    Part(i64),
+    /// Whatever the payment still holds at Toss, whatever it was approved for.
+    Balance,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,8 +235,8 @@ impl TossClient {
             .await
     }
 
-    /// `POST /v1/payments/{paymentKey}/cancel` for `amount` (a partial cancel when less than the
-    /// balance). Safe to repeat with the same `idempotency_key`.
+    /// `POST /v1/payments/{paymentKey}/cancel` for `amount`. Safe to repeat with the same
+    /// `idempotency_key`.
     ///
     /// # Errors
     /// [`TossError`].
@@ -233,13 +244,16 @@ impl TossClient {
     pub async fn cancel(
         &self,
         payment_key: &str,
-        amount: i64,
+        amount: CancelAmount,
         reason: &str,
         idempotency_key: &str,
     ) -> Result<TossPayment, TossError> {
         let body = CancelBody {
             cancel_reason: reason,
-            cancel_amount: amount,
+            cancel_amount: match amount {
+                CancelAmount::Part(amount) => Some(amount),
+                CancelAmount::Balance => None,
+            },
         };
         let path = format!("/v1/payments/{}/cancel", path_segment(payment_key));
         self.post(&path, &body, idempotency_key).await
@@ -250,8 +264,11 @@ impl TossClient {
     /// # Errors
     /// [`TossError`] after [`TOSS_READ_ATTEMPTS_MAX`] attempts.
     pub async fn payment_by_order(&self, order_id: &str) -> Result<Option<TossPayment>, TossError> {
-        self.get(&format!("/v1/payments/orders/{}", path_segment(order_id)))
-            .await
+        self.get(
+            &format!("/v1/payments/orders/{}", path_segment(order_id)),
+            TOSS_READ_ATTEMPTS_MAX,
+        )
+        .await
     }
 
     /// `GET /v1/payments/{paymentKey}`; `Ok(None)` when Toss has no such payment.
@@ -259,11 +276,27 @@ impl TossClient {
     /// # Errors
     /// [`TossError`] after [`TOSS_READ_ATTEMPTS_MAX`] attempts.
     pub async fn payment(&self, payment_key: &str) -> Result<Option<TossPayment>, TossError> {
-        self.get(&format!("/v1/payments/{}", path_segment(payment_key)))
+        self.get(
+            &format!("/v1/payments/{}", path_segment(payment_key)),
+            TOSS_READ_ATTEMPTS_MAX,
+        )
+        .await
+    }
+
+    /// [`TossClient::payment`] with one attempt only: for callers that retry on their own
+    /// schedule and promise at most one read per interval (the webhook worker).
+    ///
+    /// # Errors
+    /// [`TossError`].
+    pub async fn payment_read_once(
+        &self,
+        payment_key: &str,
+    ) -> Result<Option<TossPayment>, TossError> {
+        self.get(&format!("/v1/payments/{}", path_segment(payment_key)), 1)
             .await
     }
 
-    async fn get(&self, path: &str) -> Result<Option<TossPayment>, TossError> {
+    async fn get(&self, path: &str, attempts: u32) -> Result<Option<TossPayment>, TossError> {
         let mut attempt = 1;
         loop {
             let outcome = self
@@ -271,7 +304,7 @@ impl TossClient {
                 .await;
             match outcome {
                 Err(TossError::Refused { status: 404, .. }) => return Ok(None),
-                Err(TossError::Unknown(reason)) if attempt < TOSS_READ_ATTEMPTS_MAX => {
+                Err(TossError::Unknown(reason)) if attempt < attempts => {
                     tracing::warn!(%reason, attempt, path, "toss read failed; retrying");
                     attempt += 1;
                     tokio::time::sleep(TOSS_READ_RETRY_DELAY).await;
