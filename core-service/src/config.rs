@@ -17,6 +17,7 @@ use crate::payments::{
     PaymentSettings,
     toss::{TOSS_API_URL_DEFAULT, TOSS_TIMEOUT_DEFAULT, TossConfig},
 };
+use crate::tls::{Trust, TrustError};
 
 /// Toss's public documentation test key: in dev mode (against the sandbox) it is the default, so
 /// a fresh clone runs without secrets. Outside dev mode the key must be configured.
@@ -43,6 +44,7 @@ pub const VAR_FCM_TOKEN_URL: &str = "FCM_TOKEN_URL";
 pub const VAR_FCM_SANDBOX_URL: &str = "FCM_SANDBOX_URL";
 pub const VAR_NOTIFY_RETRY_BASE_MS: &str = "NOTIFY_RETRY_BASE_MS";
 pub const VAR_NOTIFY_RETRY_MAX_MS: &str = "NOTIFY_RETRY_MAX_MS";
+pub const VAR_EXTRA_CA_FILE: &str = "EXTRA_CA_FILE";
 
 /// Where logins may return in dev mode when `AUTH_REDIRECT_URIS` is not set: the local web app
 /// and the mobile app's scheme.
@@ -75,6 +77,8 @@ pub struct CoreConfig {
     pub reviewers: Vec<String>,
     /// Where the edge listens, for pushes into its Durable Objects (optional).
     pub edge_url: Option<String>,
+    /// Whom every TLS connection out of the core trusts: Mozilla's roots and `EXTRA_CA_FILE`'s.
+    pub tls: Trust,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +93,8 @@ pub enum ConfigError {
     Number(&'static str),
     #[error("{VAR_TOSS_SECRET_KEY} must be a Toss secret key (test_sk_… or live_sk_…)")]
     TossKey,
+    #[error("{VAR_EXTRA_CA_FILE}: {0}")]
+    ExtraCa(TrustError),
 }
 
 fn number<T: std::str::FromStr>(
@@ -113,6 +119,7 @@ impl CoreConfig {
         let bind = lookup(VAR_BIND).unwrap_or_else(|| BIND_DEFAULT.to_owned());
         let bind = bind.parse().map_err(|_| ConfigError::Bind(bind))?;
         let dev_mode = lookup(VAR_ENVIRONMENT).as_deref() == Some("dev");
+        let tls = trust(&lookup)?;
         let secret_key = lookup(VAR_TOSS_SECRET_KEY)
             .or_else(|| dev_mode.then(|| TOSS_DOCS_TEST_SECRET_KEY.to_owned()))
             .ok_or(ConfigError::Missing(VAR_TOSS_SECRET_KEY))?;
@@ -128,6 +135,7 @@ impl CoreConfig {
             base_url: lookup(VAR_TOSS_API_URL).unwrap_or_else(|| TOSS_API_URL_DEFAULT.to_owned()),
             secret_key,
             timeout,
+            tls: tls.clone(),
         };
         let payments = PaymentSettings {
             retry_delay_base: Duration::from_millis(number(
@@ -147,8 +155,8 @@ impl CoreConfig {
             )?,
             toss_timeout: timeout,
         };
-        let auth = auth_config(&lookup, dev_mode);
-        let notifications = notification_settings(&lookup, dev_mode)?;
+        let auth = auth_config(&lookup, dev_mode, &tls);
+        let notifications = notification_settings(&lookup, dev_mode, &tls)?;
         let reviewers = lookup(VAR_CHALLENGE_REVIEWERS)
             .unwrap_or_default()
             .split(',')
@@ -168,7 +176,20 @@ impl CoreConfig {
             dev_mode,
             toss,
             payments,
+            tls,
         })
+    }
+}
+
+/// `EXTRA_CA_FILE`: PEM, one or more certificates trusted beside Mozilla's roots. Set but
+/// missing, unreadable or without a certificate, the core refuses to start rather than fail
+/// every call later.
+fn trust(lookup: &impl Fn(&str) -> Option<String>) -> Result<Trust, ConfigError> {
+    match lookup(VAR_EXTRA_CA_FILE).filter(|path| !path.is_empty()) {
+        None => Ok(Trust::public_roots()),
+        Some(path) => {
+            Trust::with_extra_file(std::path::Path::new(&path)).map_err(ConfigError::ExtraCa)
+        }
     }
 }
 
@@ -179,6 +200,7 @@ impl CoreConfig {
 fn notification_settings(
     lookup: &impl Fn(&str) -> Option<String>,
     dev_mode: bool,
+    tls: &Trust,
 ) -> Result<NotificationSettings, ConfigError> {
     let sandbox = lookup(VAR_FCM_SANDBOX_URL)
         .filter(|url| dev_mode && !url.is_empty())
@@ -203,13 +225,18 @@ fn notification_settings(
         token_url,
         retry_base_ms: number(lookup, VAR_NOTIFY_RETRY_BASE_MS, RETRY_BASE_MS_DEFAULT)?,
         retry_max_ms: number(lookup, VAR_NOTIFY_RETRY_MAX_MS, RETRY_MAX_MS_DEFAULT)?,
+        tls: tls.clone(),
     })
 }
 
 /// Sign-in settings: the redirect allow-list and one client per configured provider
 /// (`OAUTH_KAKAO_CLIENT_ID`/`_SECRET`, …). In dev mode every provider is configured with dev
 /// credentials, which only the sandbox accepts.
-fn auth_config(lookup: &impl Fn(&str) -> Option<String>, dev_mode: bool) -> AuthConfig {
+fn auth_config(
+    lookup: &impl Fn(&str) -> Option<String>,
+    dev_mode: bool,
+    tls: &Trust,
+) -> AuthConfig {
     let redirect_uris = lookup(VAR_AUTH_REDIRECT_URIS)
         .or_else(|| dev_mode.then(|| AUTH_REDIRECT_URIS_DEV.to_owned()))
         .unwrap_or_default()
@@ -238,6 +265,7 @@ fn auth_config(lookup: &impl Fn(&str) -> Option<String>, dev_mode: bool) -> Auth
     AuthConfig {
         redirect_uris,
         providers,
+        tls: tls.clone(),
     }
 }
 
@@ -251,7 +279,8 @@ mod tests {
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| (*value).to_owned())
         };
-        notification_settings(&lookup, dev_mode).unwrap_or_else(|error| panic!("{error}"))
+        notification_settings(&lookup, dev_mode, &Trust::public_roots())
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
     #[test]
@@ -291,6 +320,39 @@ mod tests {
     #[test]
     fn a_retry_delay_that_is_not_a_number_is_refused() {
         let lookup = |name: &str| (name == VAR_NOTIFY_RETRY_BASE_MS).then(|| "soon".to_owned());
-        assert!(notification_settings(&lookup, false).is_err());
+        assert!(notification_settings(&lookup, false, &Trust::public_roots()).is_err());
+    }
+
+    fn with_extra_ca(path: &str) -> Result<CoreConfig, ConfigError> {
+        CoreConfig::from_lookup(|name| match name {
+            VAR_DATABASE_URL => Some("postgres://postgres@127.0.0.1/postgres".to_owned()),
+            VAR_SIGNING_SECRET => Some("s".repeat(32)),
+            VAR_ENVIRONMENT => Some("dev".to_owned()),
+            VAR_EXTRA_CA_FILE => Some(path.to_owned()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn an_extra_ca_file_that_is_missing_or_holds_no_certificate_stops_the_core_naming_it() {
+        let missing = with_extra_ca("/nonexistent/nene-extra-ca.pem")
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(
+            missing.starts_with("EXTRA_CA_FILE: /nonexistent/nene-extra-ca.pem"),
+            "{missing}"
+        );
+        let empty = std::env::temp_dir().join(format!("nene-empty-ca-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap_or_else(|error| panic!("{error}"));
+        let no_certificate = with_extra_ca(&empty.display().to_string())
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        let _ = std::fs::remove_file(&empty);
+        assert_eq!(no_certificate, "EXTRA_CA_FILE: no PEM certificate in it");
+        // Unset or empty: Mozilla's roots only.
+        let config = with_extra_ca("").unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(config.tls.extra_roots(), 0);
     }
 }

@@ -21,11 +21,18 @@ pub mod notifications;
 pub mod payments;
 pub mod proofs;
 pub mod scratch;
+pub mod tls;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use nene_domain::signing::SigningSecret;
-use sqlx::PgPool;
+use sqlx::{PgPool, postgres::PgPoolOptions};
+
+/// Connections to Postgres per core instance. Postgres' default limit is 100; several replicas
+/// and the test suite share it, and a 2-core machine gains nothing from more.
+pub const DB_POOL_CONNECTIONS_MAX: u32 = 32;
+/// How long a request waits for a pooled connection before failing rather than queueing forever.
+pub const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -45,6 +52,20 @@ pub struct AppState {
     pub reviewers: Vec<String>,
     /// Pushes closed recruitments to the edge's rooms (`EDGE_URL`), if configured.
     pub room_pusher: Option<lifecycle::RoomPusher>,
+}
+
+/// The core's Postgres pool for `url`, whose `sslmode` and `sslrootcert` are honoured, trusting
+/// `trust`'s roots (see [`tls::Trust::postgres_options`]). Connects once before answering, so a
+/// refused certificate stops the core at start.
+///
+/// # Errors
+/// When `url` cannot be read or Postgres cannot be reached (TLS included).
+pub async fn connect_database(url: &str, trust: &tls::Trust) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(DB_POOL_CONNECTIONS_MAX)
+        .acquire_timeout(DB_ACQUIRE_TIMEOUT)
+        .connect_with(trust.postgres_options(url)?)
+        .await
 }
 
 /// Applies the embedded migrations.

@@ -1,15 +1,8 @@
 //! `nene-core`: applies the migrations and serves the internal API until SIGINT or SIGTERM.
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, sync::Arc};
 
 use nene_core::{AppState, clock::SystemClock, config::CoreConfig, http, migrate};
-use sqlx::postgres::PgPoolOptions;
-
-/// Connections to Postgres per core instance. Postgres' default limit is 100; several replicas
-/// and the test suite share it, and a 2-core machine gains nothing from more.
-const DB_POOL_CONNECTIONS_MAX: u32 = 32;
-/// How long a request waits for a pooled connection before failing rather than queueing forever.
-const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -30,16 +23,16 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = CoreConfig::from_lookup(|name| std::env::var(name).ok())?;
-    let db = PgPoolOptions::new()
-        .max_connections(DB_POOL_CONNECTIONS_MAX)
-        .acquire_timeout(DB_ACQUIRE_TIMEOUT)
-        .connect(&config.database_url)
-        .await?;
+    tracing::info!(
+        extra_roots = config.tls.extra_roots(),
+        "TLS trusts Mozilla's roots and the extra CA file's (EXTRA_CA_FILE)"
+    );
+    let db = nene_core::connect_database(&config.database_url, &config.tls).await?;
     migrate(&db).await?;
     let redis = config
         .redis_url
         .as_deref()
-        .map(redis::Client::open)
+        .map(|url| config.tls.redis_client(url))
         .transpose()?;
     let payments =
         nene_core::payments::Payments::new(db.clone(), &config.toss, config.payments.clone())?;
@@ -47,7 +40,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let room_pusher = config
         .edge_url
         .as_deref()
-        .map(|url| nene_core::lifecycle::RoomPusher::new(url, config.signing_secret.clone()))
+        .map(|url| {
+            nene_core::lifecycle::RoomPusher::new(url, config.signing_secret.clone(), &config.tls)
+        })
         .transpose()?;
     let state = AppState {
         auth: nene_core::auth::Auth::new(db.clone(), config.auth.clone())?,
