@@ -23,16 +23,10 @@ pub mod proofs;
 pub mod scratch;
 pub mod tls;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use nene_domain::signing::SigningSecret;
-use sqlx::{PgPool, postgres::PgPoolOptions};
-
-/// Connections to Postgres per core instance. Postgres' default limit is 100; several replicas
-/// and the test suite share it, and a 2-core machine gains nothing from more.
-pub const DB_POOL_CONNECTIONS_MAX: u32 = 32;
-/// How long a request waits for a pooled connection before failing rather than queueing forever.
-pub const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+use sqlx::{Connection, PgConnection, PgPool};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -54,18 +48,30 @@ pub struct AppState {
     pub room_pusher: Option<lifecycle::RoomPusher>,
 }
 
-/// The core's Postgres pool for `url`, whose `sslmode` and `sslrootcert` are honoured, trusting
-/// `trust`'s roots (see [`tls::Trust::postgres_options`]). Connects once before answering, so a
-/// refused certificate stops the core at start.
+/// The core's Postgres pool for `url` with `settings` (size, timeouts), whose `sslmode` and
+/// `sslrootcert` are honoured, trusting `trust`'s roots (see [`tls::Trust::postgres_options`]).
+/// Connects once before answering, so a refused certificate stops the core at start.
 ///
 /// # Errors
 /// When `url` cannot be read or Postgres cannot be reached (TLS included).
-pub async fn connect_database(url: &str, trust: &tls::Trust) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(DB_POOL_CONNECTIONS_MAX)
-        .acquire_timeout(DB_ACQUIRE_TIMEOUT)
+pub async fn connect_database(
+    url: &str,
+    settings: &config::DbSettings,
+    trust: &tls::Trust,
+) -> Result<PgPool, sqlx::Error> {
+    settings
+        .pool_options()
         .connect_with(trust.postgres_options(url)?)
         .await
+}
+
+/// One connection to Postgres outside the pool (the migrations at start), over TLS as the
+/// pool's are.
+///
+/// # Errors
+/// When `url` cannot be read or Postgres cannot be reached (TLS included).
+pub async fn connect_one(url: &str, trust: &tls::Trust) -> Result<PgConnection, sqlx::Error> {
+    PgConnection::connect_with(&trust.postgres_options(url)?).await
 }
 
 /// Applies the embedded migrations.
@@ -74,4 +80,15 @@ pub async fn connect_database(url: &str, trust: &tls::Trust) -> Result<PgPool, s
 /// When Postgres is unreachable or a migration fails.
 pub async fn migrate(db: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("./migrations").run(db).await
+}
+
+/// Applies the embedded migrations on one connection (the core's start-up uses one outside its
+/// pool, so the pool's statement timeout does not bound a migration).
+///
+/// # Errors
+/// When a migration fails.
+pub async fn migrate_connection(
+    connection: &mut sqlx::PgConnection,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::migrate!("./migrations").run(connection).await
 }

@@ -2,7 +2,8 @@
 
 use std::{process::ExitCode, sync::Arc};
 
-use nene_core::{AppState, clock::SystemClock, config::CoreConfig, http, migrate};
+use nene_core::{AppState, clock::SystemClock, config::CoreConfig, http, migrate_connection};
+use sqlx::Connection;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -27,8 +28,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         extra_roots = config.tls.extra_roots(),
         "TLS trusts Mozilla's roots and the extra CA file's (EXTRA_CA_FILE)"
     );
-    let db = nene_core::connect_database(&config.database_url, &config.tls).await?;
-    migrate(&db).await?;
+    // Migrations run on a connection of their own, outside the pool and its statement timeout:
+    // building an index on a large table may rightly take longer than any request's statement.
+    let mut migrations = nene_core::connect_one(&config.database_url, &config.tls).await?;
+    migrate_connection(&mut migrations).await?;
+    migrations.close().await?;
+    let db = nene_core::connect_database(&config.database_url, &config.db, &config.tls).await?;
     let redis = config
         .redis_url
         .as_deref()

@@ -25,10 +25,10 @@ pub const EXTRA_CA_FILE_BYTES_MAX: u64 = 1024 * 1024;
 const POSTGRES_ROOT_CERT_PARAMS: [&str; 3] = ["sslrootcert", "ssl-root-cert", "ssl-ca"];
 
 /// Why the extra roots cannot be used. The messages name the file, never its contents.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TrustError {
     #[error("{path}: {error}")]
-    Unreadable { path: String, error: io::Error },
+    Unreadable { path: String, error: String },
     #[error("{path}: {size} bytes is not a certificate file (at most {EXTRA_CA_FILE_BYTES_MAX})")]
     TooLarge { path: String, size: u64 },
     #[error("no PEM certificate in it")]
@@ -36,7 +36,7 @@ pub enum TrustError {
     #[error("not a PEM certificate: {0}")]
     NotPem(String),
     #[error("not a usable root certificate: {0}")]
-    NotARoot(rustls::Error),
+    NotARoot(String),
 }
 
 /// Why an outbound client could not be built.
@@ -114,7 +114,7 @@ impl Trust {
         for certificate in &extra {
             store
                 .add(certificate.clone())
-                .map_err(TrustError::NotARoot)?;
+                .map_err(|error| TrustError::NotARoot(error.to_string()))?;
         }
         Ok(Self {
             extra_pem: pem_of(&extra).into(),
@@ -128,9 +128,9 @@ impl Trust {
     /// [`TrustError`]: missing, unreadable or too large, or no usable certificate in it.
     pub fn with_extra_file(path: &Path) -> Result<Self, TrustError> {
         let shown = path.display().to_string();
-        let unreadable = |error| TrustError::Unreadable {
+        let unreadable = |error: io::Error| TrustError::Unreadable {
             path: shown.clone(),
-            error,
+            error: error.to_string(),
         };
         let size = std::fs::metadata(path).map_err(unreadable)?.len();
         if size > EXTRA_CA_FILE_BYTES_MAX {

@@ -19,8 +19,9 @@ use axum::{extract::Request, http::Version, middleware::Next};
 use nene_core::{
     auth::{
         self, Auth, AuthConfig, AuthError,
-        oauth::{Endpoints, Provider, ProviderClient, ProviderError},
+        oauth::{self, Endpoints, Provider, ProviderClient, ProviderError},
     },
+    config::{CoreConfig, DbSettings},
     ledger::{check_invariants, ensure_wallet_in_tx, wallet_balance},
     notifications::{
         self, NotificationKind,
@@ -35,7 +36,11 @@ use nene_core::{
     },
     tls::{HttpVersions, Trust},
 };
-use nene_domain::{ErrorCode, payments::PaymentKey};
+use nene_domain::{
+    ErrorCode,
+    payments::PaymentKey,
+    pkce::{CodeChallenge, CodeVerifier},
+};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -295,8 +300,24 @@ async fn with_the_ca_not_trusted_a_confirm_is_a_tls_failure_left_unknown_until_t
         "a TLS failure never declines a payment"
     );
 
-    // Trust fixed (the extra CA configured, the core restarted): the reconciler settles it.
-    let trusting = payments_trusting(db.clone(), &sandbox, pki.trusted());
+    // Trust fixed: the CA put in `EXTRA_CA_FILE` and the core restarted (its configuration read
+    // again, its payment worker built from it); the reconciler settles the payment.
+    let files = Scratch::new("extra-ca");
+    let extra_ca = files.write("extra-ca.pem", &pki.ca_pem);
+    let restarted = ok(CoreConfig::from_lookup(|name| match name {
+        "NENE_ENV" => Some("dev".to_owned()),
+        "DATABASE_URL" => Some("postgres://unused@127.0.0.1/unused".to_owned()),
+        "CORE_SIGNING_SECRET" => Some("tls-test-signing-secret-0123456789abcdef".to_owned()),
+        "TOSS_API_URL" => Some(sandbox.url.clone()),
+        "EXTRA_CA_FILE" => Some(extra_ca.display().to_string()),
+        _ => None,
+    }));
+    assert_eq!(restarted.toss.tls.extra_roots(), 1);
+    let trusting = ok(Payments::new(
+        db.clone(),
+        &restarted.toss,
+        PaymentSettings::fast(),
+    ));
     lease_over().await;
     let began = Instant::now();
     loop {
@@ -357,9 +378,12 @@ fn auth_trusting(db: PgPool, sandbox: &HttpsSandbox, tls: Trust) -> Auth {
     ))
 }
 
-/// The user's browser at Kakao (the HTTPS sandbox approves at once as `who`): code and state.
-async fn authorize(auth: &Auth, sandbox: &HttpsSandbox, who: &str) -> (String, String) {
-    let url = ok(auth::start(auth, "kakao", REDIRECT, "10.0.0.1").await);
+/// The app starts a login with a fresh PKCE verifier's challenge and the user's browser goes to
+/// Kakao (the HTTPS sandbox approves at once as `who`): code, state and the app's verifier.
+async fn authorize(auth: &Auth, sandbox: &HttpsSandbox, who: &str) -> (String, String, String) {
+    let verifier = oauth::random_token();
+    let challenge = CodeChallenge::of(&ok(CodeVerifier::parse(&verifier)));
+    let url = ok(auth::start(auth, "kakao", REDIRECT, &challenge, "10.0.0.1").await);
     assert!(url.starts_with("https://localhost:"), "{url}");
     let response = ok(sandbox
         .http
@@ -382,7 +406,7 @@ async fn authorize(auth: &Auth, sandbox: &HttpsSandbox, who: &str) -> (String, S
             .map(|(_, value)| value.clone())
             .unwrap_or_else(|| panic!("no {name} in {location}"))
     };
-    (find("code"), find("state"))
+    (find("code"), find("state"), verifier)
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -390,8 +414,9 @@ async fn over_https_with_the_ca_trusted_a_kakao_login_returns_a_user(db: PgPool)
     let pki = Pki::new("NeNe test CA");
     let sandbox = HttpsSandbox::start(&pki).await;
     let auth = auth_trusting(db, &sandbox, pki.trusted());
-    let (code, state) = authorize(&auth, &sandbox, "alice").await;
-    let session = ok(auth::callback(&auth, "kakao", &code, &state, "10.0.0.1").await);
+    let (code, state, verifier) = authorize(&auth, &sandbox, "alice").await;
+    let session =
+        ok(auth::callback(&auth, "kakao", &code, &state, Some(&verifier), "10.0.0.1").await);
     assert!(session.user.is_new);
     assert!(session.user.nickname.starts_with("네네"));
     // The code exchange and the JWKS went over HTTPS, in HTTP/1.1.
@@ -406,8 +431,8 @@ async fn with_the_ca_not_trusted_a_kakao_login_is_provider_unavailable(db: PgPoo
     let pki = Pki::new("NeNe test CA");
     let sandbox = HttpsSandbox::start(&pki).await;
     let auth = auth_trusting(db, &sandbox, not_trusted());
-    let (code, state) = authorize(&auth, &sandbox, "alice").await;
-    let refused = auth::callback(&auth, "kakao", &code, &state, "10.0.0.1").await;
+    let (code, state, verifier) = authorize(&auth, &sandbox, "alice").await;
+    let refused = auth::callback(&auth, "kakao", &code, &state, Some(&verifier), "10.0.0.1").await;
     let Err(AuthError::Provider(ProviderError::Unavailable(reason))) = &refused else {
         panic!("an untrusted provider must be unavailable: {refused:?}");
     };
@@ -807,7 +832,7 @@ impl TlsPostgres {
         );
         let port = free_port();
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on \
+            "-p {port} -k {} -c listen_addresses=127.0.0.1,127.0.0.2 -c fsync=off -c ssl=on \
              -c ssl_cert_file={} -c ssl_key_file={}",
             files.0.display(),
             cert.display(),
@@ -877,6 +902,7 @@ async fn postgres_with_ssl_on_is_reached_with_verify_full_and_the_test_ca_and_re
     let ca = postgres.client_file("ca.pem", &pki.ca_pem);
     let stranger = Pki::new("Another CA");
     let wrong_ca = postgres.client_file("wrong-ca.pem", &stranger.ca_pem);
+    let settings = DbSettings::default();
 
     // The URL names the CA (sslrootcert), as a managed Postgres' documentation says to.
     for host in ["127.0.0.1", "localhost"] {
@@ -884,30 +910,74 @@ async fn postgres_with_ssl_on_is_reached_with_verify_full_and_the_test_ca_and_re
             host,
             &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
         );
-        let pool = ok(nene_core::connect_database(&url, &not_trusted()).await);
+        let pool = ok(nene_core::connect_database(&url, &settings, &not_trusted()).await);
         assert!(connection_is_tls(&pool).await, "{host}");
         pool.close().await;
     }
 
-    // The extra CA stands in when the URL names none.
+    // The extra CA stands in when the URL names none: the core's start, as `main` runs it —
+    // the migrations on a connection of their own, then the pool with its statement timeout.
     let url = postgres.url("localhost", "sslmode=verify-full");
-    let pool = ok(nene_core::connect_database(&url, &pki.trusted()).await);
+    let mut migrations = ok(nene_core::connect_one(&url, &pki.trusted()).await);
+    ok(nene_core::migrate_connection(&mut migrations).await);
+    ok(sqlx::Connection::close(migrations).await);
+    let pool = ok(nene_core::connect_database(&url, &settings, &pki.trusted()).await);
+    assert!(connection_is_tls(&pool).await);
+    let applied: i64 = ok(sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await);
+    assert!(applied > 0);
+    let statement_timeout: String = ok(sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&pool)
+        .await);
+    assert_eq!(statement_timeout, "1min");
+    pool.close().await;
+
+    // verify-full checks the name: 127.0.0.2 is the same server, but not in its certificate.
+    let elsewhere = postgres.url("127.0.0.2", "sslmode=verify-full");
+    let refused = nene_core::connect_database(&elsewhere, &settings, &pki.trusted()).await;
+    assert_eq!(not_valid_for_name(refused), Some(true));
+    // The same address with `require` (encrypted, nothing verified) connects: the name was why.
+    // (Not `verify-ca`: sqlx 0.8.6 checks the name there too with this rustls, launchbadge/sqlx
+    // issue 3793 — stricter than libpq, never looser.)
+    let unverified = postgres.url("127.0.0.2", "sslmode=require");
+    let pool = ok(nene_core::connect_database(&unverified, &settings, &not_trusted()).await);
     assert!(connection_is_tls(&pool).await);
     pool.close().await;
 
     // Mozilla's roots alone do not vouch for it; nor does another CA.
-    let refused = nene_core::connect_database(&url, &not_trusted()).await;
+    let refused = nene_core::connect_database(&url, &settings, &not_trusted()).await;
     assert_eq!(unknown_issuer(refused), Some(true));
+    let refused = nene_core::connect_one(&url, &not_trusted()).await;
+    assert_eq!(
+        unknown_issuer(refused),
+        Some(true),
+        "nor are the migrations"
+    );
     let url = postgres.url(
         "localhost",
         &format!("sslmode=verify-full&sslrootcert={}", wrong_ca.display()),
     );
-    let refused = nene_core::connect_database(&url, &pki.trusted()).await;
+    let refused = nene_core::connect_database(&url, &settings, &pki.trusted()).await;
     assert_eq!(
         unknown_issuer(refused),
         Some(true),
         "the URL's root certificate wins over the extra CA"
     );
+}
+
+/// Whether a connection failed because the certificate does not name the host it was reached by
+/// (`None`: it did not fail, or not as TLS).
+fn not_valid_for_name<T>(connected: Result<T, sqlx::Error>) -> Option<bool> {
+    let error = connected.err()?;
+    let tls = nene_core::tls::tls_cause(&error)?;
+    Some(matches!(
+        tls,
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. }
+        )
+    ))
 }
 
 /// Whether a connection failed because its certificate chains to no root we trust (`None`: it
