@@ -214,6 +214,7 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
             base_url: sandbox.clone(),
             secret_key: TOSS_KEY.to_owned(),
             timeout: Duration::from_secs(10),
+            tls: nene_core::tls::Trust::public_roots(),
         },
         PaymentSettings::fast(),
     )?;
@@ -232,6 +233,7 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
             nene_core::auth::AuthConfig {
                 redirect_uris: Vec::new(),
                 providers: Vec::new(),
+                tls: nene_core::tls::Trust::public_roots(),
             },
         )?,
     }))

@@ -42,6 +42,7 @@ fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
                 base_url: "http://127.0.0.1:9".to_owned(),
                 secret_key: "test_sk_unused".to_owned(),
                 timeout: std::time::Duration::from_secs(1),
+                tls: nene_core::tls::Trust::public_roots(),
             },
             nene_core::payments::PaymentSettings::fast(),
         )
@@ -54,6 +55,7 @@ fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
             nene_core::auth::AuthConfig {
                 redirect_uris: Vec::new(),
                 providers: Vec::new(),
+                tls: nene_core::tls::Trust::public_roots(),
             },
         )
         .unwrap_or_else(|e| panic!("{e}")),

@@ -45,6 +45,7 @@ async fn fixture(db: PgPool) -> Fixture {
             base_url: sandbox.clone(),
             secret_key: "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R".to_owned(),
             timeout: Duration::from_millis(1_000),
+            tls: nene_core::tls::Trust::public_roots(),
         },
         PaymentSettings {
             toss_timeout: Duration::from_millis(1_000),

@@ -93,6 +93,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
                 base_url: "http://127.0.0.1:9".to_owned(),
                 secret_key: "test_sk_unused".to_owned(),
                 timeout: Duration::from_secs(1),
+                tls: nene_core::tls::Trust::public_roots(),
             },
             nene_core::payments::PaymentSettings::fast(),
         )?,
@@ -104,6 +105,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
             nene_core::auth::AuthConfig {
                 redirect_uris: Vec::new(),
                 providers: Vec::new(),
+                tls: nene_core::tls::Trust::public_roots(),
             },
         )?,
         db: db.clone(),

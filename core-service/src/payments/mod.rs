@@ -94,7 +94,7 @@ impl Payments {
         db: PgPool,
         toss: &toss::TossConfig,
         settings: PaymentSettings,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, crate::tls::ClientError> {
         Ok(Payments {
             db,
             toss: TossClient::new(toss)?,

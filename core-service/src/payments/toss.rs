@@ -8,6 +8,8 @@ use std::time::Duration;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::{Deserialize, Serialize};
 
+use crate::tls::{ClientError, HttpVersions, TransportFailure, Trust};
+
 /// Toss's production base URL. Tests and the local stack point at the sandbox instead.
 pub const TOSS_API_URL_DEFAULT: &str = "https://api.tosspayments.com";
 /// How long one call may take before its outcome counts as unknown. Toss answers confirms in
@@ -168,6 +170,8 @@ pub struct TossConfig {
     pub base_url: String,
     pub secret_key: String,
     pub timeout: Duration,
+    /// Whom the client trusts over HTTPS.
+    pub tls: Trust,
 }
 
 impl std::fmt::Debug for TossConfig {
@@ -175,6 +179,7 @@ impl std::fmt::Debug for TossConfig {
         f.debug_struct("TossConfig")
             .field("base_url", &self.base_url)
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -198,8 +203,10 @@ impl std::fmt::Debug for TossClient {
 impl TossClient {
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(config: &TossConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    pub fn new(config: &TossConfig) -> Result<Self, ClientError> {
+        let http = config
+            .tls
+            .http(HttpVersions::Http1)?
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .build()?;
@@ -335,12 +342,12 @@ impl TossClient {
             .header(reqwest::header::ACCEPT_LANGUAGE, "en-US")
             .send()
             .await
-            .map_err(|error| TossError::Unknown(transport_reason(&error)))?;
+            .map_err(|error| transport_failed(&error))?;
         let status = response.status().as_u16();
         let body = response
             .bytes()
             .await
-            .map_err(|error| TossError::Unknown(transport_reason(&error)))?;
+            .map_err(|error| transport_failed(&error))?;
         if (200..300).contains(&status) {
             serde_json::from_slice(&body)
                 .map_err(|error| TossError::Unknown(format!("unreadable payment: {error}")))
@@ -350,14 +357,16 @@ impl TossClient {
     }
 }
 
-fn transport_reason(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".to_owned()
-    } else if error.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        format!("transport: {error}")
+/// A call that got no answer: its outcome is unknown. A TLS failure means the request never left,
+/// but it is still left to the reconciler like any other unknown outcome (one rule, no guessing);
+/// it is logged as an error because it will not pass by itself: the certificate Toss presented
+/// is not one we trust (`EXTRA_CA_FILE`, a proxy, the clock?).
+fn transport_failed(error: &reqwest::Error) -> TossError {
+    let failure = TransportFailure::of(error);
+    if failure.is_tls() {
+        tracing::error!(%failure, "the TLS handshake with Toss failed");
     }
+    TossError::Unknown(failure.to_string())
 }
 
 /// Keys and order ids are `[A-Za-z0-9_-]`-like; anything else is percent-encoded so it cannot
