@@ -43,6 +43,7 @@ pub const VAR_FCM_TOKEN_URL: &str = "FCM_TOKEN_URL";
 pub const VAR_FCM_SANDBOX_URL: &str = "FCM_SANDBOX_URL";
 pub const VAR_NOTIFY_RETRY_BASE_MS: &str = "NOTIFY_RETRY_BASE_MS";
 pub const VAR_NOTIFY_RETRY_MAX_MS: &str = "NOTIFY_RETRY_MAX_MS";
+pub const VAR_MIGRATE_ON_START: &str = "CORE_MIGRATE_ON_START";
 
 /// Where logins may return in dev mode when `AUTH_REDIRECT_URIS` is not set: the local web app
 /// and the mobile app's scheme.
@@ -75,6 +76,10 @@ pub struct CoreConfig {
     pub reviewers: Vec<String>,
     /// Where the edge listens, for pushes into its Durable Objects (optional).
     pub edge_url: Option<String>,
+    /// `CORE_MIGRATE_ON_START`: apply migrations at start (default in dev mode) or only check
+    /// that the schema is current and refuse to start otherwise (default elsewhere, where a
+    /// deploy runs `nene-core migrate` as the schema's owner first: [`crate::schema`]).
+    pub migrate_on_start: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +92,8 @@ pub enum ConfigError {
     Secret(SignatureError),
     #[error("{0} is not a valid number")]
     Number(&'static str),
+    #[error("{0} must be `true` or `false`")]
+    Boolean(&'static str),
     #[error("{VAR_TOSS_SECRET_KEY} must be a Toss secret key (test_sk_… or live_sk_…)")]
     TossKey,
 }
@@ -156,7 +163,14 @@ impl CoreConfig {
             .filter(|id| !id.is_empty())
             .map(str::to_owned)
             .collect();
+        let migrate_on_start = match lookup(VAR_MIGRATE_ON_START).as_deref() {
+            None | Some("") => dev_mode,
+            Some("true") => true,
+            Some("false") => false,
+            Some(_) => return Err(ConfigError::Boolean(VAR_MIGRATE_ON_START)),
+        };
         Ok(CoreConfig {
+            migrate_on_start,
             edge_url: lookup(VAR_EDGE_URL).filter(|url| !url.is_empty()),
             notifications,
             reviewers,
@@ -292,5 +306,44 @@ mod tests {
     fn a_retry_delay_that_is_not_a_number_is_refused() {
         let lookup = |name: &str| (name == VAR_NOTIFY_RETRY_BASE_MS).then(|| "soon".to_owned());
         assert!(notification_settings(&lookup, false).is_err());
+    }
+
+    fn config(vars: &[(&str, &str)]) -> Result<CoreConfig, ConfigError> {
+        let base = [
+            (VAR_DATABASE_URL, "postgres://postgres@127.0.0.1/nene"),
+            (VAR_SIGNING_SECRET, "a-signing-secret-of-at-least-32-bytes-0123"),
+            (VAR_TOSS_SECRET_KEY, "test_sk_0123456789"),
+        ];
+        CoreConfig::from_lookup(|name| {
+            vars.iter()
+                .chain(base.iter())
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    #[test]
+    fn the_service_migrates_at_start_in_dev_mode_and_only_checks_elsewhere_unless_told() {
+        let migrates = |vars: &[(&str, &str)]| {
+            config(vars)
+                .unwrap_or_else(|error| panic!("{error}"))
+                .migrate_on_start
+        };
+        assert!(migrates(&[(VAR_ENVIRONMENT, "dev")]));
+        assert!(!migrates(&[]));
+        assert!(!migrates(&[(VAR_ENVIRONMENT, "production")]));
+        assert!(!migrates(&[
+            (VAR_ENVIRONMENT, "dev"),
+            (VAR_MIGRATE_ON_START, "false")
+        ]));
+        assert!(migrates(&[(VAR_MIGRATE_ON_START, "true")]));
+    }
+
+    #[test]
+    fn a_migrate_on_start_that_is_not_true_or_false_is_refused() {
+        assert!(matches!(
+            config(&[(VAR_MIGRATE_ON_START, "yes")]),
+            Err(ConfigError::Boolean(VAR_MIGRATE_ON_START))
+        ));
     }
 }

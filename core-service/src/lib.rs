@@ -20,6 +20,7 @@ pub mod maintenance;
 pub mod notifications;
 pub mod payments;
 pub mod proofs;
+pub mod schema;
 pub mod scratch;
 
 use std::sync::Arc;
@@ -47,10 +48,11 @@ pub struct AppState {
     pub room_pusher: Option<lifecycle::RoomPusher>,
 }
 
-/// Applies the embedded migrations.
+/// Applies the embedded migrations (the benches' and tests' shortcut; the service and the
+/// `migrate` subcommand go through [`schema`]).
 ///
 /// # Errors
 /// When Postgres is unreachable or a migration fails.
 pub async fn migrate(db: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("./migrations").run(db).await
+    schema::apply(db).await.map(drop)
 }

@@ -1,8 +1,14 @@
-//! `nene-core`: applies the migrations and serves the internal API until SIGINT or SIGTERM.
+//! `nene-core`: serves the internal API until SIGINT or SIGTERM (applying the migrations first in
+//! dev mode, checking that they are applied elsewhere).
+//!
+//!   nene-core               serve
+//!   nene-core migrate       apply the migrations the database lacks, print them, exit
+//!   nene-core healthcheck   exit 0 when this container's core answers `/healthz`, else 1 (the
+//!                           image's HEALTHCHECK: the image has no shell and no curl)
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
-use nene_core::{AppState, clock::SystemClock, config::CoreConfig, http, migrate};
+use nene_core::{AppState, clock::SystemClock, config::CoreConfig, http, schema};
 use sqlx::postgres::PgPoolOptions;
 
 /// Connections to Postgres per core instance. Postgres' default limit is 100; several replicas
@@ -11,8 +17,79 @@ const DB_POOL_CONNECTIONS_MAX: u32 = 32;
 /// How long a request waits for a pooled connection before failing rather than queueing forever.
 const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+const USAGE: &str = "usage: nene-core [migrate | healthcheck]";
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] => serve().await,
+        ["migrate"] => migrate().await,
+        ["healthcheck"] => healthcheck().await,
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `nene-core migrate`: the deploy's migration step. Reads only `DATABASE_URL` (the schema
+/// owner's), so the job that runs it needs none of the service's secrets.
+async fn migrate() -> ExitCode {
+    let Ok(url) = std::env::var(nene_core::config::VAR_DATABASE_URL) else {
+        eprintln!("nene-core migrate: DATABASE_URL is not set");
+        return ExitCode::FAILURE;
+    };
+    let outcome = async {
+        // One connection: the migrations run one after another on it, under its advisory lock.
+        let db = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(DB_ACQUIRE_TIMEOUT)
+            .connect(&url)
+            .await?;
+        let applied = schema::apply(&db).await?;
+        db.close().await;
+        Ok::<_, Box<dyn std::error::Error>>(applied)
+    }
+    .await;
+    match outcome {
+        Ok(applied) => {
+            for migration in &applied {
+                println!("applied {migration}");
+            }
+            let latest = schema::latest_version();
+            if applied.is_empty() {
+                println!("nothing to apply: the schema is at version {latest:04}");
+            } else {
+                println!(
+                    "{} applied: the schema is at version {latest:04}",
+                    applied.len()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("nene-core migrate: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `nene-core healthcheck`: GETs `/healthz` on the address `CORE_BIND` names (its loopback when
+/// it names every interface), for the image's HEALTHCHECK.
+async fn healthcheck() -> ExitCode {
+    let bind = std::env::var(nene_core::config::VAR_BIND)
+        .unwrap_or_else(|_| nene_core::config::BIND_DEFAULT.to_owned());
+    match nene_core::health::probe_self(&bind).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("nene-core healthcheck: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> ExitCode {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
@@ -35,7 +112,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .acquire_timeout(DB_ACQUIRE_TIMEOUT)
         .connect(&config.database_url)
         .await?;
-    migrate(&db).await?;
+    if config.migrate_on_start {
+        for migration in schema::apply(&db).await? {
+            tracing::info!(%migration, "migration applied");
+        }
+    } else {
+        let current = schema::check_current(&db).await?;
+        if !current.ahead.is_empty() {
+            tracing::warn!(
+                ahead = ?current.ahead,
+                "the database carries migrations this build does not know (a newer release migrated it)"
+            );
+        }
+    }
     let redis = config
         .redis_url
         .as_deref()
