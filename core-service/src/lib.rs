@@ -48,11 +48,27 @@ pub struct AppState {
     pub room_pusher: Option<lifecycle::RoomPusher>,
 }
 
-/// Applies the embedded migrations (the benches' and tests' shortcut; the service and the
-/// `migrate` subcommand go through [`schema`]).
+/// The migrations this binary embeds (`migrations/`): what `nene-core migrate` applies and what the
+/// service checks the database's `_sqlx_migrations` against ([`schema`]).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Applies the embedded migrations on one of `db`'s connections (the benches' and tests'
+/// shortcut; the service and the `migrate` subcommand use a connection of their own).
 ///
 /// # Errors
 /// When Postgres is unreachable or a migration fails.
 pub async fn migrate(db: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    schema::apply(db).await.map(drop)
+    let mut connection = db.acquire().await?;
+    schema::apply(&mut connection).await.map(drop)
+}
+
+/// Applies the embedded migrations on one connection (the core's start-up and `nene-core migrate`
+/// use one outside the pool, so the pool's statement timeout does not bound a migration).
+///
+/// # Errors
+/// When a migration fails.
+pub async fn migrate_connection(
+    connection: &mut sqlx::PgConnection,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    schema::apply(connection).await.map(drop)
 }

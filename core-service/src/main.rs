@@ -9,13 +9,11 @@
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use nene_core::{AppState, clock::SystemClock, config::CoreConfig, http, schema};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::Connection;
 
-/// Connections to Postgres per core instance. Postgres' default limit is 100; several replicas
-/// and the test suite share it, and a 2-core machine gains nothing from more.
-const DB_POOL_CONNECTIONS_MAX: u32 = 32;
-/// How long a request waits for a pooled connection before failing rather than queueing forever.
-const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long `nene-core migrate` waits to connect to Postgres before giving up: a deploy step that
+/// cannot reach the database should fail and say so, not hang the deploy.
+const MIGRATE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "usage: nene-core [migrate | healthcheck]";
 
@@ -41,14 +39,14 @@ async fn migrate() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let outcome = async {
-        // One connection: the migrations run one after another on it, under its advisory lock.
-        let db = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(DB_ACQUIRE_TIMEOUT)
-            .connect(&url)
-            .await?;
-        let applied = schema::apply(&db).await?;
-        db.close().await;
+        // One connection: the migrations run one after another on it, under its advisory lock,
+        // and without the service pool's statement timeout.
+        let mut connection =
+            tokio::time::timeout(MIGRATE_CONNECT_TIMEOUT, sqlx::PgConnection::connect(&url))
+                .await
+                .map_err(|_| format!("no connection to Postgres within {MIGRATE_CONNECT_TIMEOUT:?}"))??;
+        let applied = schema::apply(&mut connection).await?;
+        connection.close().await?;
         Ok::<_, Box<dyn std::error::Error>>(applied)
     }
     .await;
@@ -107,17 +105,16 @@ async fn serve() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = CoreConfig::from_lookup(|name| std::env::var(name).ok())?;
-    let db = PgPoolOptions::new()
-        .max_connections(DB_POOL_CONNECTIONS_MAX)
-        .acquire_timeout(DB_ACQUIRE_TIMEOUT)
-        .connect(&config.database_url)
-        .await?;
+    // Migrations (or the check that they are applied) run on a connection of their own, outside
+    // the pool and its statement timeout: building an index on a large table may rightly take
+    // longer than any request's statement.
+    let mut migrations = sqlx::PgConnection::connect(&config.database_url).await?;
     if config.migrate_on_start {
-        for migration in schema::apply(&db).await? {
+        for migration in schema::apply(&mut migrations).await? {
             tracing::info!(%migration, "migration applied");
         }
     } else {
-        let current = schema::check_current(&db).await?;
+        let current = schema::check_current(&mut migrations).await?;
         if !current.ahead.is_empty() {
             tracing::warn!(
                 ahead = ?current.ahead,
@@ -125,6 +122,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    migrations.close().await?;
+    let db = config
+        .db
+        .pool_options()
+        .connect(&config.database_url)
+        .await?;
     let redis = config
         .redis_url
         .as_deref()

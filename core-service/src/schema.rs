@@ -14,12 +14,11 @@
 use std::collections::HashSet;
 
 use sqlx::{
-    PgConnection, PgPool,
-    migrate::{Migrate, MigrateError, Migrator},
+    PgConnection,
+    migrate::{Migrate, MigrateError},
 };
 
-/// Every migration this build carries, in `core-service/migrations/`.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+pub use crate::MIGRATOR;
 
 /// sqlx's bookkeeping table: one row per applied migration.
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
@@ -45,32 +44,33 @@ pub fn latest_version() -> i64 {
 
 /// Applies every migration the database lacks, under sqlx's advisory lock (so two deploys that
 /// race apply each migration once), and returns what it applied, oldest first. Applying to a
-/// current database applies nothing and changes nothing. Needs one connection of `db`.
+/// current database applies nothing and changes nothing. Runs on `conn` alone, which should be a
+/// connection of its own: no pool's statement timeout may cut a migration short.
 ///
 /// # Errors
 /// When Postgres is unreachable, a migration fails (its transaction rolls back), an applied
 /// migration differs from this build's copy, or the database carries migrations this build does
 /// not know (an older build must not migrate a newer schema).
-pub async fn apply(db: &PgPool) -> Result<Vec<MigrationName>, MigrateError> {
-    let mut conn = db.acquire().await?;
+pub async fn apply(conn: &mut PgConnection) -> Result<Vec<MigrationName>, MigrateError> {
     // Held across the read of what is applied and the run, so "what I applied" is exact even when
     // another deploy migrates at the same moment. Postgres' advisory locks stack within a session:
     // the migrator's own lock and unlock inside this one are harmless.
     conn.lock().await?;
-    let outcome = async {
-        let before = applied_versions(&mut conn).await?;
-        MIGRATOR.run(&mut *conn).await?;
-        Ok::<_, MigrateError>(MIGRATOR
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration() && !before.contains(&m.version))
-            .map(name_of)
-            .collect())
-    }
-    .await;
+    let outcome = run_locked(conn).await;
     let unlocked = conn.unlock().await;
     let applied = outcome?;
     unlocked?;
     Ok(applied)
+}
+
+async fn run_locked(conn: &mut PgConnection) -> Result<Vec<MigrationName>, MigrateError> {
+    let before = applied_versions(conn).await?;
+    MIGRATOR.run(&mut *conn).await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !before.contains(&m.version))
+        .map(name_of)
+        .collect())
 }
 
 /// Why a service that was told not to migrate refuses the database it found.
@@ -117,9 +117,8 @@ pub struct SchemaCurrent {
 ///
 /// # Errors
 /// [`SchemaError`] naming what is missing, broken or different.
-pub async fn check_current(db: &PgPool) -> Result<SchemaCurrent, SchemaError> {
-    let mut conn = db.acquire().await?;
-    let applied: Vec<(i64, bool, Vec<u8>)> = if table_exists(&mut conn).await? {
+pub async fn check_current(conn: &mut PgConnection) -> Result<SchemaCurrent, SchemaError> {
+    let applied: Vec<(i64, bool, Vec<u8>)> = if table_exists(conn).await? {
         sqlx::query_as(&format!(
             "SELECT version, success, checksum FROM {MIGRATIONS_TABLE} ORDER BY version"
         ))

@@ -4,8 +4,8 @@
 
 use std::{process::Stdio, time::Duration};
 
-use nene_core::schema::{self, MIGRATOR, SchemaError};
-use sqlx::PgPool;
+use nene_core::schema::{self, MIGRATOR, MigrationName, SchemaCurrent, SchemaError};
+use sqlx::{PgPool, migrate::MigrateError};
 use tokio::process::Command;
 
 const CORE: &str = env!("CARGO_BIN_EXE_nene-core");
@@ -13,6 +13,18 @@ const CORE: &str = env!("CARGO_BIN_EXE_nene-core");
 /// Bounds a run of the binary that is expected to end (a migration, a refusal, a probe): its
 /// work takes well under a second here; the bound turns a hang into a failure.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// [`schema::apply`] on a connection of the test's pool.
+async fn apply(db: &PgPool) -> Result<Vec<MigrationName>, MigrateError> {
+    let mut connection = db.acquire().await?;
+    schema::apply(&mut connection).await
+}
+
+/// [`schema::check_current`] on a connection of the test's pool.
+async fn check_current(db: &PgPool) -> Result<SchemaCurrent, SchemaError> {
+    let mut connection = db.acquire().await?;
+    schema::check_current(&mut connection).await
+}
 
 /// Everything a migration can change, one line per object, sorted: two equal snapshots mean two
 /// equal schemas. The bookkeeping rows are included with their install times, so a second run
@@ -60,9 +72,8 @@ fn service(url: &str, bind: &str) -> Command {
         .env("DATABASE_URL", url)
         .env("CORE_SIGNING_SECRET", "migrations-test-signing-secret-0123456789")
         .env("CORE_BIND", bind)
+        // Toss at its default address: these services hold no payment, so they never call it.
         .env("TOSS_SECRET_KEY", "test_sk_unused")
-        // Nothing listens on the discard port: this service never reaches Toss.
-        .env("TOSS_API_URL", "http://127.0.0.1:9")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -106,13 +117,13 @@ fn free_bind() -> String {
 
 #[sqlx::test(migrations = false)]
 async fn migrating_twice_applies_every_migration_once_and_then_changes_nothing(db: PgPool) {
-    let first = schema::apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    let first = apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
     let versions: Vec<i64> = first.iter().map(|m| m.version).collect();
     let all: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
     assert_eq!(versions, all, "the first run applies all of them, in order");
     let after_first = snapshot(&db).await;
 
-    let second = schema::apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    let second = apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(second, Vec::new(), "the second run applies nothing");
     assert_eq!(
         snapshot(&db).await,
@@ -120,7 +131,7 @@ async fn migrating_twice_applies_every_migration_once_and_then_changes_nothing(d
         "the second run changes no schema"
     );
     assert_eq!(
-        schema::check_current(&db).await.map(|c| c.ahead).ok(),
+        check_current(&db).await.map(|c| c.ahead).ok(),
         Some(Vec::new())
     );
 }
@@ -171,7 +182,7 @@ async fn a_service_told_not_to_migrate_refuses_an_empty_database_and_names_the_s
 
 #[sqlx::test(migrations = false)]
 async fn outside_dev_mode_a_service_refuses_a_database_missing_the_newest_migration(db: PgPool) {
-    schema::apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
     let newest = schema::latest_version();
     // As if this build's newest migration had not been deployed yet.
     sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
@@ -179,7 +190,7 @@ async fn outside_dev_mode_a_service_refuses_a_database_missing_the_newest_migrat
         .execute(&db)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    match schema::check_current(&db).await {
+    match check_current(&db).await {
         Err(SchemaError::Behind { missing, latest }) => {
             assert_eq!(
                 missing.iter().map(|m| m.version).collect::<Vec<_>>(),
@@ -197,13 +208,13 @@ async fn outside_dev_mode_a_service_refuses_a_database_missing_the_newest_migrat
 
 #[sqlx::test(migrations = false)]
 async fn a_migration_that_differs_or_failed_part_way_is_named_and_refused(db: PgPool) {
-    schema::apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
     sqlx::query("UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = 2")
         .execute(&db)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(
-        schema::check_current(&db).await,
+        check_current(&db).await,
         Err(SchemaError::Changed(2))
     ));
     sqlx::query("UPDATE _sqlx_migrations SET success = false WHERE version = 3")
@@ -211,7 +222,7 @@ async fn a_migration_that_differs_or_failed_part_way_is_named_and_refused(db: Pg
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(
-        schema::check_current(&db).await,
+        check_current(&db).await,
         Err(SchemaError::Dirty(3))
     ));
 }
@@ -220,7 +231,7 @@ async fn a_migration_that_differs_or_failed_part_way_is_named_and_refused(db: Pg
 async fn a_database_a_newer_release_migrated_is_accepted_and_what_it_has_beyond_is_named(
     db: PgPool,
 ) {
-    schema::apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
     let future = schema::latest_version() + 1_000;
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
@@ -230,12 +241,12 @@ async fn a_database_a_newer_release_migrated_is_accepted_and_what_it_has_beyond_
     .execute(&db)
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let current = schema::check_current(&db)
+    let current = check_current(&db)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(current.ahead, [future]);
     // But this older build must not migrate it.
-    assert!(schema::apply(&db).await.is_err());
+    assert!(apply(&db).await.is_err());
 }
 
 #[sqlx::test(migrations = false)]
