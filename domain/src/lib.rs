@@ -6,12 +6,15 @@
 
 pub mod access_token;
 pub mod backoff;
+pub mod deployment;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod internal_api;
 pub mod limits;
 pub mod lots;
 pub mod payments;
+pub mod pkce;
 pub mod pkcs8;
 pub mod points;
 pub mod rules;

@@ -114,18 +114,16 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
     }
 }
 
-/// The answer when the host's configuration is unusable: every request fails the same way, and
-/// the reason is in the host's log, not in the response. Outside the router there is no request
-/// id, so the envelope carries an empty one.
+/// The answer to every request while the host's configuration is invalid: 503 CORE_UNAVAILABLE
+/// (the service cannot be reached through this edge; a client retries later), with the reason in
+/// the host's log, not in the response. Outside the router there is no request id, so the
+/// envelope carries an empty one.
 #[must_use]
 pub fn misconfigured_response() -> Response {
-    let envelope = ErrorEnvelope::new(
-        ErrorCode::Internal,
-        ErrorCode::Internal.default_message(),
-        "",
-    );
+    let code = ErrorCode::CoreUnavailable;
+    let envelope = ErrorEnvelope::new(code, code.default_message(), "");
     let mut response = (
-        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::SERVICE_UNAVAILABLE,
         serde_json::to_vec(&envelope).unwrap_or_default(),
     )
         .into_response();

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod challenges;
+pub mod client_address;
 pub mod config;
 pub mod core_client;
 pub mod error;

@@ -20,8 +20,7 @@ use std::{
 
 use nene_domain::time::{format_rfc3339, parse_rfc3339};
 use nene_e2e::{
-    Core, E2E_REDIRECT_URI, E2E_REVIEWER, Sandbox, Wrangler, client, free_port, required_env,
-    scratch_dir, token_for,
+    Core, E2E_REVIEWER, Sandbox, Wrangler, client, free_port, required_env, scratch_dir, token_for,
 };
 use serde_json::{Value, json};
 
@@ -45,54 +44,10 @@ const SESSION_WIDE: [&str; 2] = ["/v1/dev/clock", "/v1/auth/logout"];
 const REAL_ID_PROBABILITY: f64 = 0.5;
 const DAY: i64 = 86_400;
 
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(nene_e2e::REQUEST_TIMEOUT)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn query_param(url: &str, name: &str) -> String {
-    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    let params: Vec<(String, String)> =
-        serde_urlencoded::from_str(query).unwrap_or_else(|e| panic!("{e}"));
-    params
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("no {name} in {url}"))
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Signs `who` in through the sandbox's Kakao, as a browser and an app would: the user exists
+/// Signs `who` in through the sandbox's Kakao, as an app would (PKCE and all): the user exists
 /// afterwards. Answers the access token.
 async fn sign_in(edge: &str, who: &str) -> String {
-    let redirect_uri = serde_urlencoded::to_string([("redirect_uri", E2E_REDIRECT_URI)])
-        .unwrap_or_else(|e| panic!("{e}"));
-    let start = browser()
-        .get(format!("{edge}/v1/auth/kakao/start?{redirect_uri}"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(start.status().as_u16(), 302, "start");
-    let approved = browser()
-        .get(format!("{}&sandbox_user={who}", location(&start)))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let back = location(&approved);
-    let body = json!({ "code": query_param(&back, "code"), "state": query_param(&back, "state") });
-    let (status, session) = call(edge, "POST", "/v1/auth/kakao/callback", None, Some(body)).await;
-    assert_eq!(status, 200, "callback: {session}");
+    let session = nene_e2e::sign_in(edge, "kakao", who).await;
     session["access_token"]
         .as_str()
         .unwrap_or_default()

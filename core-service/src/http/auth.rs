@@ -5,14 +5,16 @@
 use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::StatusCode,
-    routing::{get, post, put},
 };
+use nene_domain::internal_api as api;
 use serde::Deserialize;
 
-use super::{CoreJson, error::CoreApiError, signature::SignedIn};
+use nene_domain::pkce::CodeChallenge;
+
+use super::{CoreJson, Mounted, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     auth::{
@@ -21,18 +23,17 @@ use crate::{
     },
 };
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/internal/v1/auth/{provider}/start", post(start))
-        .route("/internal/v1/auth/{provider}/callback", post(callback))
-        .route("/internal/v1/auth/refresh", post(refresh))
-        .route("/internal/v1/auth/logout", post(logout))
-        .route("/internal/v1/auth/revoked", post(revoked))
-        .route("/internal/v1/me", get(me).patch(change_me))
-        .route(
-            "/internal/v1/me/devices/{device_id}",
-            put(put_device).delete(delete_device),
-        )
+pub(super) fn mount(mounted: Mounted) -> Mounted {
+    mounted
+        .at(api::AUTH_START, start)
+        .at(api::AUTH_CALLBACK, callback)
+        .at(api::AUTH_REFRESH, refresh)
+        .at(api::AUTH_LOGOUT, logout)
+        .at(api::AUTH_REVOKED, revoked)
+        .at(api::ME, me)
+        .at(api::ME_CHANGE, change_me)
+        .at(api::DEVICE_PUT, put_device)
+        .at(api::DEVICE_DELETE, delete_device)
 }
 
 impl From<AuthError> for CoreApiError {
@@ -47,6 +48,8 @@ impl From<AuthError> for CoreApiError {
 #[derive(Debug, Deserialize)]
 struct Start {
     redirect_uri: String,
+    /// The client's S256 challenge (the edge has refused any other method).
+    code_challenge: String,
     client_ip: String,
 }
 
@@ -55,7 +58,16 @@ async fn start(
     Path(provider): Path<String>,
     CoreJson(body): CoreJson<Start>,
 ) -> Result<Json<serde_json::Value>, CoreApiError> {
-    let url = auth::start(&state.auth, &provider, &body.redirect_uri, &body.client_ip).await?;
+    let challenge =
+        CodeChallenge::parse_s256(&body.code_challenge).map_err(AuthError::CodeChallenge)?;
+    let url = auth::start(
+        &state.auth,
+        &provider,
+        &body.redirect_uri,
+        &challenge,
+        &body.client_ip,
+    )
+    .await?;
     Ok(Json(serde_json::json!({ "authorize_url": url })))
 }
 
@@ -63,6 +75,9 @@ async fn start(
 struct Callback {
     code: String,
     state: String,
+    /// Absent when the client sent none: the core still spends the state, then refuses.
+    #[serde(default)]
+    code_verifier: Option<String>,
     client_ip: String,
 }
 
@@ -77,6 +92,7 @@ async fn callback(
             &provider,
             &body.code,
             &body.state,
+            body.code_verifier.as_deref(),
             &body.client_ip,
         )
         .await?,
