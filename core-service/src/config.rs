@@ -9,7 +9,7 @@ use crate::auth::{
     oauth::{Endpoints, Provider, ProviderClient},
 };
 use crate::notifications::{
-    dispatcher::{RETRY_BASE_MS_DEFAULT, RETRY_MAX_MS_DEFAULT},
+    dispatcher::{REDIS_PREFIX_DEFAULT, RETRY_BASE_MS_DEFAULT, RETRY_MAX_MS_DEFAULT},
     fcm::{FCM_API_URL_DEFAULT, GOOGLE_TOKEN_URL},
     start::{KeySource, NotificationSettings},
 };
@@ -43,6 +43,7 @@ pub const VAR_FCM_TOKEN_URL: &str = "FCM_TOKEN_URL";
 pub const VAR_FCM_SANDBOX_URL: &str = "FCM_SANDBOX_URL";
 pub const VAR_NOTIFY_RETRY_BASE_MS: &str = "NOTIFY_RETRY_BASE_MS";
 pub const VAR_NOTIFY_RETRY_MAX_MS: &str = "NOTIFY_RETRY_MAX_MS";
+pub const VAR_NOTIFY_REDIS_PREFIX: &str = "NOTIFY_REDIS_PREFIX";
 
 /// Where logins may return in dev mode when `AUTH_REDIRECT_URIS` is not set: the local web app
 /// and the mobile app's scheme.
@@ -203,6 +204,9 @@ fn notification_settings(
         token_url,
         retry_base_ms: number(lookup, VAR_NOTIFY_RETRY_BASE_MS, RETRY_BASE_MS_DEFAULT)?,
         retry_max_ms: number(lookup, VAR_NOTIFY_RETRY_MAX_MS, RETRY_MAX_MS_DEFAULT)?,
+        redis_prefix: lookup(VAR_NOTIFY_REDIS_PREFIX)
+            .filter(|prefix| !prefix.is_empty())
+            .unwrap_or_else(|| REDIS_PREFIX_DEFAULT.to_owned()),
     })
 }
 

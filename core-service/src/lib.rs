@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod payments;
 pub mod proofs;
 pub mod scratch;
+pub mod shutdown;
 
 use std::sync::Arc;
 
@@ -31,6 +32,9 @@ use sqlx::PgPool;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// `/readyz`'s own connection: a pool saturated by requests must not read as a database
+    /// outage, or every busy replica would leave the rotation at once and the load with them.
+    pub probe_db: PgPool,
     /// `None` when Redis is not configured: the platform runs without it.
     pub redis: Option<redis::Client>,
     pub signing_secret: SigningSecret,
@@ -45,12 +49,18 @@ pub struct AppState {
     pub reviewers: Vec<String>,
     /// Pushes closed recruitments to the edge's rooms (`EDGE_URL`), if configured.
     pub room_pusher: Option<lifecycle::RoomPusher>,
+    /// Whether the process is draining (SIGTERM), and its requests in flight.
+    pub shutdown: shutdown::Shutdown,
 }
+
+/// The migrations this binary embeds (`migrations/`): applied at start, and what `/readyz`
+/// compares the database's `_sqlx_migrations` with.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Applies the embedded migrations.
 ///
 /// # Errors
 /// When Postgres is unreachable or a migration fails.
 pub async fn migrate(db: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("./migrations").run(db).await
+    MIGRATOR.run(db).await
 }

@@ -1,9 +1,19 @@
-//! `nene-core`: applies the migrations and serves the internal API until SIGINT or SIGTERM.
+//! `nene-core`: applies the migrations and serves the internal API until SIGTERM or SIGINT, then
+//! drains (`nene_core::shutdown`) and exits 0.
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
-use nene_core::{AppState, clock::SystemClock, config::CoreConfig, http, migrate};
+use nene_core::{
+    AppState,
+    clock::SystemClock,
+    config::CoreConfig,
+    health::READINESS_DATABASE_TIMEOUT,
+    http::{self, server::Server},
+    migrate,
+    shutdown::{self, CLOSE_TIMEOUT, Loops, RUNTIME_STOP_TIMEOUT, Shutdown},
+};
 use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
 
 /// Connections to Postgres per core instance. Postgres' default limit is 100; several replicas
 /// and the test suite share it, and a 2-core machine gains nothing from more.
@@ -11,15 +21,28 @@ const DB_POOL_CONNECTIONS_MAX: u32 = 32;
 /// How long a request waits for a pooled connection before failing rather than queueing forever.
 const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match run().await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "nene-core could not start its runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run());
+    // Whatever outlived the drain (a request or a loop past its bound) is dropped here; blocking
+    // work (a DNS lookup) gets a bounded wait, so the exit never hangs on it.
+    runtime.shutdown_timeout(RUNTIME_STOP_TIMEOUT);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "nene-core stopped");
@@ -36,14 +59,26 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .connect(&config.database_url)
         .await?;
     migrate(&db).await?;
+    // One connection, apart from the requests' pool, for `/readyz`.
+    let probe_db = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(READINESS_DATABASE_TIMEOUT)
+        .connect_lazy(&config.database_url)?;
     let redis = config
         .redis_url
         .as_deref()
         .map(redis::Client::open)
         .transpose()?;
+    let shutdown = Shutdown::default();
+    let force = CancellationToken::new();
+    let _signals = shutdown::listen_for_signals(shutdown.clone(), force.clone())?;
+    let mut loops = Loops::default();
     let payments =
         nene_core::payments::Payments::new(db.clone(), &config.toss, config.payments.clone())?;
-    tokio::spawn(nene_core::payments::worker::run_forever(payments.clone()));
+    loops.spawn(
+        "payments",
+        nene_core::payments::worker::run(payments.clone(), shutdown.token()),
+    );
     let room_pusher = config
         .edge_url
         .as_deref()
@@ -57,41 +92,40 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         room_pusher: room_pusher.clone(),
         debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),
         db,
+        probe_db,
         redis,
         signing_secret: config.signing_secret,
         wall_clock: Arc::new(SystemClock),
+        shutdown: shutdown.clone(),
     };
-    tokio::spawn(nene_core::maintenance::run_forever(state.db.clone()));
-    nene_core::notifications::start::spawn(
+    loops.spawn(
+        "maintenance",
+        nene_core::maintenance::run(state.db.clone(), shutdown.token()),
+    );
+    if let Some(dispatcher) = nene_core::notifications::start::spawn(
         &config.notifications,
         state.db.clone(),
         state.redis.clone(),
-    )?;
-    tokio::spawn(nene_core::lifecycle::run_forever(
-        state.db.clone(),
-        room_pusher,
-    ));
+        shutdown.token(),
+    )? {
+        loops.add("notifications", dispatcher);
+    }
+    loops.spawn(
+        "lifecycle",
+        nene_core::lifecycle::run(state.db.clone(), room_pusher, shutdown.token()),
+    );
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "nene-core listening");
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    tracing::info!("nene-core stopped cleanly");
+    let server = Server::start(listener, http::router(state));
+    shutdown.draining().await;
+    let drained = shutdown::drain(&shutdown, loops, &force).await;
+    let connections_cut = server.close(CLOSE_TIMEOUT).await;
+    tracing::info!(
+        drain_ms = shutdown.elapsed().as_millis(),
+        loops_cut = ?drained.loops_cut,
+        requests_cut = drained.requests_cut,
+        connections_cut,
+        "nene-core stopped"
+    );
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = interrupt => {},
-        () = terminate => {},
-    }
 }
