@@ -16,9 +16,11 @@ export PATH=$NENE_TOOLS/bin:$PATH
 # always equal the crates they must match.
 WASMTIME_VERSION=48.0.8   # the newest wasmtime-cli that builds with rustc 1.95
 
-# The dev signing secret shared by the local edge and core. Production sets its own.
+# The dev signing secret shared by the local edge and core (dev mode only). Production sets its
+# own: both refuse these values outside dev mode (nene_domain::deployment::PUBLISHED_SECRETS lists
+# them, and a test there holds this file to that list).
 NENE_DEV_SIGNING_SECRET=${NENE_DEV_SIGNING_SECRET:-dev-only-signing-secret-0123456789abcdef}
-# The dev access-token key (kid:secret) of the local edge. Production sets its own.
+# The dev access-token key (kid:secret) of the local edge (dev mode only). Production sets its own.
 NENE_DEV_TOKEN_KEYS=${NENE_DEV_TOKEN_KEYS:-dev:dev-only-access-token-key-0123456789abcdef}
 
 log() { printf '\033[1m[nene]\033[0m %s\n' "$*" >&2; }

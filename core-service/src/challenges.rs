@@ -24,9 +24,9 @@ use crate::ledger::{
 pub const TITLE_CHARS_MAX: usize = 100;
 pub const DESCRIPTION_CHARS_MAX: usize = 2_000;
 pub const CATEGORY_CHARS_MAX: usize = 30;
-/// Reviews and appeals stay open this long after the last proof window: long enough for a
-/// reviewer's weekend and a participant's appeal, short enough that payouts come "the Monday
-/// after" as users expect.
+/// Reviews stay open this long after the end: long enough for a day of reports and appeals and
+/// then a reviewers' day (`proofs::REPORTS_CLOSE_BEFORE_REVIEWS_SECONDS`, checked there), short
+/// enough that payouts come "the Monday after" as users expect.
 pub const REVIEW_WINDOW_SECONDS: i64 = 2 * 86_400;
 /// Longest page of a challenge list (API.md: limit ≤ 100).
 pub const LIST_LIMIT_MAX: i64 = 100;
@@ -427,10 +427,10 @@ async fn live_rates(
         participants,
     ));
     if let Some(day) = today {
-        let proved: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM proofs WHERE challenge_id = $1 AND day = $2 \
-             AND state IN ('submitted', 'approved')",
-        )
+        let proved: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM proofs WHERE challenge_id = $1 AND day = $2 AND state IN {}",
+            crate::proofs::COUNTING_STATES
+        ))
         .bind(challenge.id)
         .bind(i32::try_from(day).unwrap_or(i32::MAX))
         .fetch_one(&mut *conn)

@@ -64,3 +64,14 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub async fn migrate(db: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(db).await
 }
+
+/// Applies the embedded migrations on one connection (the core's start-up uses one outside its
+/// pool, so the pool's statement timeout does not bound a migration).
+///
+/// # Errors
+/// When a migration fails.
+pub async fn migrate_connection(
+    connection: &mut sqlx::PgConnection,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(connection).await
+}

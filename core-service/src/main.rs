@@ -1,7 +1,7 @@
 //! `nene-core`: applies the migrations and serves the internal API until SIGTERM or SIGINT, then
 //! drains (`nene_core::shutdown`) and exits 0.
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, sync::Arc};
 
 use nene_core::{
     AppState,
@@ -9,17 +9,11 @@ use nene_core::{
     config::CoreConfig,
     health::READINESS_DATABASE_TIMEOUT,
     http::{self, server::Server},
-    migrate,
+    migrate_connection,
     shutdown::{self, CLOSE_TIMEOUT, Loops, RUNTIME_STOP_TIMEOUT, Shutdown},
 };
-use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, postgres::PgPoolOptions};
 use tokio_util::sync::CancellationToken;
-
-/// Connections to Postgres per core instance. Postgres' default limit is 100; several replicas
-/// and the test suite share it, and a 2-core machine gains nothing from more.
-const DB_POOL_CONNECTIONS_MAX: u32 = 32;
-/// How long a request waits for a pooled connection before failing rather than queueing forever.
-const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -53,12 +47,16 @@ fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = CoreConfig::from_lookup(|name| std::env::var(name).ok())?;
-    let db = PgPoolOptions::new()
-        .max_connections(DB_POOL_CONNECTIONS_MAX)
-        .acquire_timeout(DB_ACQUIRE_TIMEOUT)
+    // Migrations run on a connection of their own, outside the pool and its statement timeout:
+    // building an index on a large table may rightly take longer than any request's statement.
+    let mut migrations = sqlx::PgConnection::connect(&config.database_url).await?;
+    migrate_connection(&mut migrations).await?;
+    migrations.close().await?;
+    let db = config
+        .db
+        .pool_options()
         .connect(&config.database_url)
         .await?;
-    migrate(&db).await?;
     // One connection, apart from the requests' pool, for `/readyz`.
     let probe_db = PgPoolOptions::new()
         .max_connections(1)

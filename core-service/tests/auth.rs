@@ -1,14 +1,16 @@
 //! Sign-in against the real Postgres and the sandbox's Kakao, Naver and Google (in-process, over
 //! real HTTP, with their fault injection): logins, state replay, id_token checks, a provider that
-//! is down, refresh rotation and reuse, logout, the profile and devices, rate limits.
+//! is down, refresh rotation and reuse, logout, the profile and devices, rate limits, and the
+//! binding of a callback to the client that started the login (its PKCE verifier).
 
 use std::time::{Duration, Instant};
 
 use nene_core::auth::{
     self, Auth, AuthConfig, AuthError,
-    oauth::{Endpoints, Provider, ProviderClient, ProviderError},
+    oauth::{self, Endpoints, Provider, ProviderClient, ProviderError},
     users::{self, Device, DevicePlatform, MeChange},
 };
+use nene_domain::pkce::{CodeChallenge, CodeVerifier};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -16,6 +18,28 @@ const REDIRECT: &str = "https://app.nene.test/auth/done";
 
 fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
     result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What the client that starts a login keeps: its secret verifier, fresh for each login.
+fn client_verifier() -> String {
+    oauth::random_token()
+}
+
+/// The S256 challenge the client sends to `start` for `verifier`.
+fn challenge_of(verifier: &str) -> CodeChallenge {
+    CodeChallenge::of(&ok(CodeVerifier::parse(verifier)))
+}
+
+/// A challenge for calls whose login is never finished.
+fn any_challenge() -> CodeChallenge {
+    challenge_of(&client_verifier())
+}
+
+/// What comes back to the client's redirect URI, and the verifier only that client holds.
+struct Authorized {
+    code: String,
+    state: String,
+    verifier: String,
 }
 
 struct Fixture {
@@ -58,10 +82,19 @@ async fn fixture(db: PgPool) -> Fixture {
 }
 
 impl Fixture {
-    /// What the user's browser does: follows the authorize URL (the sandbox approves at once as
+    /// What the app and the user's browser do: the app starts a login with the challenge of a
+    /// fresh verifier, the browser follows the authorize URL (the sandbox approves at once as
     /// `who`) and lands on our redirect URI with `code` and `state`.
-    async fn authorize(&self, provider: &str, who: &str) -> (String, String) {
-        let url = ok(auth::start(&self.auth, provider, REDIRECT, "10.0.0.1").await);
+    async fn authorize(&self, provider: &str, who: &str) -> Authorized {
+        let verifier = client_verifier();
+        let url = ok(auth::start(
+            &self.auth,
+            provider,
+            REDIRECT,
+            &challenge_of(&verifier),
+            "10.0.0.1",
+        )
+        .await);
         let response = ok(self
             .browser
             .get(format!("{url}&sandbox_user={who}"))
@@ -84,12 +117,16 @@ impl Fixture {
                 .map(|(_, v)| v.clone())
                 .unwrap_or_else(|| panic!("no {name} in {location}"))
         };
-        (find("code"), find("state"))
+        Authorized {
+            code: find("code"),
+            state: find("state"),
+            verifier,
+        }
     }
 
     async fn login(&self, provider: &str, who: &str) -> Result<auth::Session, AuthError> {
-        let (code, state) = self.authorize(provider, who).await;
-        auth::callback(&self.auth, provider, &code, &state, "10.0.0.1").await
+        let login = self.authorize(provider, who).await;
+        callback(&self.auth, provider, &login, Some(&login.verifier)).await
     }
 
     async fn fault(&self, rule: Value) {
@@ -101,6 +138,24 @@ impl Fixture {
             .await);
         assert!(response.status().is_success(), "fault {rule}");
     }
+}
+
+/// The client's callback with `verifier` for `login`'s code and state.
+async fn callback(
+    auth: &Auth,
+    provider: &str,
+    login: &Authorized,
+    verifier: Option<&str>,
+) -> Result<auth::Session, AuthError> {
+    auth::callback(
+        auth,
+        provider,
+        &login.code,
+        &login.state,
+        verifier,
+        "10.0.0.1",
+    )
+    .await
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -132,36 +187,176 @@ async fn a_redirect_uri_outside_the_allow_list_is_refused(db: PgPool) {
         "https://app.nene.test/auth/done/../../evil",
         "https://app.nene.test/auth/done?next=https://evil.test",
     ] {
-        let refused = auth::start(&f.auth, "kakao", uri, "10.0.0.1").await;
+        let refused = auth::start(&f.auth, "kakao", uri, &any_challenge(), "10.0.0.1").await;
         assert!(
             matches!(refused, Err(AuthError::RedirectUriNotAllowed)),
             "{uri}"
         );
     }
-    let unknown = auth::start(&f.auth, "facebook", REDIRECT, "10.0.0.1").await;
+    let unknown = auth::start(&f.auth, "facebook", REDIRECT, &any_challenge(), "10.0.0.1").await;
     assert!(matches!(unknown, Err(AuthError::UnknownProvider)));
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn a_state_works_once_for_its_provider_and_never_when_unknown_or_expired(db: PgPool) {
     let f = fixture(db).await;
-    let (code, state) = f.authorize("google", "bob").await;
+    let login = f.authorize("google", "bob").await;
+    let verifier = Some(login.verifier.as_str());
     // Another provider's callback cannot use this state.
-    let crossed = auth::callback(&f.auth, "kakao", &code, &state, "10.0.0.1").await;
+    let crossed = callback(&f.auth, "kakao", &login, verifier).await;
     assert!(matches!(crossed, Err(AuthError::LoginState)), "{crossed:?}");
-    ok(auth::callback(&f.auth, "google", &code, &state, "10.0.0.1").await);
-    let replay = auth::callback(&f.auth, "google", &code, &state, "10.0.0.1").await;
+    ok(callback(&f.auth, "google", &login, verifier).await);
+    let replay = callback(&f.auth, "google", &login, verifier).await;
     assert!(matches!(replay, Err(AuthError::LoginState)), "{replay:?}");
-    let unknown = auth::callback(&f.auth, "google", &code, "made-up", "10.0.0.1").await;
+    let made_up = Authorized {
+        code: login.code.clone(),
+        state: "made-up".to_owned(),
+        verifier: login.verifier.clone(),
+    };
+    let unknown = callback(&f.auth, "google", &made_up, verifier).await;
     assert!(matches!(unknown, Err(AuthError::LoginState)));
-    let (code, state) = f.authorize("google", "bob").await;
+    let login = f.authorize("google", "bob").await;
     ok(
         sqlx::query("UPDATE auth_states SET expires_at = now() - interval '1 second'")
             .execute(&f.auth.db)
             .await,
     );
-    let expired = auth::callback(&f.auth, "google", &code, &state, "10.0.0.1").await;
+    let expired = callback(&f.auth, "google", &login, Some(&login.verifier)).await;
     assert!(matches!(expired, Err(AuthError::LoginState)));
+}
+
+/// Rows that a sign-in would have written: users, identities, refresh families and tokens.
+async fn sign_in_rows(db: &PgPool) -> (i64, i64, i64, i64) {
+    ok(sqlx::query_as(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM user_identities), \
+                (SELECT count(*) FROM auth_families), (SELECT count(*) FROM refresh_tokens)",
+    )
+    .fetch_one(db)
+    .await)
+}
+
+/// Whether the login state is spent.
+async fn state_is_used(db: &PgPool, state: &str) -> bool {
+    ok(
+        sqlx::query_scalar("SELECT used_at IS NOT NULL FROM auth_states WHERE state = $1")
+            .bind(state)
+            .fetch_one(db)
+            .await,
+    )
+}
+
+impl Fixture {
+    /// Redeems `login`'s code at the provider directly, with the core's own PKCE verifier: it
+    /// works only if nobody (the core included) has redeemed it yet.
+    async fn code_is_unused_at_google(&self, login: &Authorized) -> bool {
+        let core_verifier: String = ok(sqlx::query_scalar(
+            "SELECT code_verifier FROM auth_states WHERE state = $1",
+        )
+        .bind(&login.state)
+        .fetch_one(&self.auth.db)
+        .await);
+        let response = ok(self
+            .browser
+            .post(format!("{}/google/token", self.sandbox))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", login.code.as_str()),
+                ("client_id", "nene-test-google"),
+                ("client_secret", "test-secret"),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", core_verifier.as_str()),
+            ])
+            .send()
+            .await);
+        response.status().is_success()
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn an_intercepted_code_and_state_without_the_clients_verifier_sign_nobody_in(db: PgPool) {
+    let f = fixture(db).await;
+    // Another app received the redirect: it has the code and the state, not the verifier.
+    let login = f.authorize("google", "victim").await;
+    let refused = callback(&f.auth, "google", &login, None).await;
+    assert!(
+        matches!(refused, Err(AuthError::ClientNotVerified)),
+        "{refused:?}"
+    );
+    let code = refused.map(|_| ()).map_err(|e| e.code());
+    assert_eq!(code, Err(nene_domain::ErrorCode::LoginStateInvalid));
+    assert_eq!(code.map_err(nene_domain::ErrorCode::http_status), Err(401));
+    assert_eq!(
+        sign_in_rows(&f.auth.db).await,
+        (0, 0, 0, 0),
+        "no user, no identity, no session, no refresh token"
+    );
+    assert!(
+        state_is_used(&f.auth.db, &login.state).await,
+        "the state is spent"
+    );
+    // Spent for the rightful client too: the state works once, whoever tries first.
+    let retried = callback(&f.auth, "google", &login, Some(&login.verifier)).await;
+    assert!(matches!(retried, Err(AuthError::LoginState)), "{retried:?}");
+    assert_eq!(sign_in_rows(&f.auth.db).await, (0, 0, 0, 0));
+    // The provider was never asked: the code is still unredeemed there.
+    assert!(f.code_is_unused_at_google(&login).await);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_wrong_or_malformed_verifier_is_refused_before_the_provider_and_spends_the_state(
+    db: PgPool,
+) {
+    let f = fixture(db).await;
+    let other = f.authorize("google", "someone-else").await;
+    let wrong = [
+        client_verifier(),
+        // The verifier of another login.
+        other.verifier.clone(),
+        // Not verifiers at all.
+        "a".repeat(42),
+        format!("{}+", "a".repeat(43)),
+        String::new(),
+    ];
+    // `None`: the challenge itself, as a `plain` client would answer.
+    for guess in wrong.iter().map(Some).chain([None]) {
+        let login = f.authorize("google", "victim").await;
+        let guess = match guess {
+            Some(wrong) => wrong.clone(),
+            None => ok(sqlx::query_scalar(
+                "SELECT client_code_challenge FROM auth_states WHERE state = $1",
+            )
+            .bind(&login.state)
+            .fetch_one(&f.auth.db)
+            .await),
+        };
+        let refused = callback(&f.auth, "google", &login, Some(&guess)).await;
+        assert!(
+            matches!(refused, Err(AuthError::ClientNotVerified)),
+            "{guess}: {refused:?}"
+        );
+        assert!(state_is_used(&f.auth.db, &login.state).await, "{guess}");
+        let retried = callback(&f.auth, "google", &login, Some(&login.verifier)).await;
+        assert!(matches!(retried, Err(AuthError::LoginState)), "{guess}");
+        assert!(f.code_is_unused_at_google(&login).await, "{guess}");
+    }
+    assert_eq!(sign_in_rows(&f.auth.db).await, (0, 0, 0, 0));
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_client_that_started_the_login_finishes_it_with_its_verifier(db: PgPool) {
+    let f = fixture(db).await;
+    let login = f.authorize("kakao", "minji").await;
+    let stored: String = ok(sqlx::query_scalar(
+        "SELECT client_code_challenge FROM auth_states WHERE state = $1",
+    )
+    .bind(&login.state)
+    .fetch_one(&f.auth.db)
+    .await);
+    assert_eq!(stored, challenge_of(&login.verifier).as_base64url());
+    let session = ok(callback(&f.auth, "kakao", &login, Some(&login.verifier)).await);
+    assert!(session.user.is_new);
+    assert_eq!(sign_in_rows(&f.auth.db).await, (1, 1, 1, 1));
+    assert!(state_is_used(&f.auth.db, &login.state).await);
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -320,12 +515,71 @@ async fn nicknames_are_unique_and_the_profile_and_devices_can_be_changed(db: PgP
 }
 
 #[sqlx::test(migrations = "./migrations")]
+async fn two_nicknames_that_differ_only_in_normalization_are_one_name(db: PgPool) {
+    let f = fixture(db).await;
+    let a = ok(f.login("naver", "hyejin").await).user;
+    let b = ok(f.login("naver", "impostor").await).user;
+    let composed = "네네달리기";
+    // The same name with each 네 typed as its two jamo (ᄂ + ᅦ).
+    let decomposed = "\u{1102}\u{1166}\u{1102}\u{1166}달리기";
+    assert_ne!(composed, decomposed);
+    let change = |nickname: &str| -> MeChange {
+        ok(serde_json::from_value(json!({ "nickname": nickname })))
+    };
+    let me = ok(users::change_me(&f.auth.db, &a.id, &change(composed)).await);
+    assert_eq!(me.nickname, composed);
+    let refused = users::change_me(&f.auth.db, &b.id, &change(decomposed)).await;
+    assert!(
+        matches!(refused, Err(AuthError::NicknameTaken)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.map(|_| ()).map_err(|e| e.code()),
+        Err(nene_domain::ErrorCode::NicknameTaken)
+    );
+    // Stored normalized: the first user typing jamo gets the composed name.
+    let freed = ok(users::change_me(&f.auth.db, &a.id, &change("다른이름")).await);
+    assert_eq!(freed.nickname, "다른이름");
+    let me = ok(users::change_me(&f.auth.db, &b.id, &change(decomposed)).await);
+    assert_eq!(me.nickname, composed);
+    // The schema holds the rule too: a nickname written around the parser must be NFC.
+    let bypass = sqlx::query("UPDATE users SET nickname = $2 WHERE id = $1")
+        .bind(&a.id)
+        .bind("\u{1100}\u{1161}나다")
+        .execute(&f.auth.db)
+        .await;
+    assert!(
+        bypass.is_err(),
+        "a non-NFC nickname is refused by the schema"
+    );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_chosen_nickname_may_not_be_blank_invisible_or_a_default_one(db: PgPool) {
+    let f = fixture(db).await;
+    let a = ok(f.login("google", "jiwoo").await).user;
+    for nickname in [
+        "\u{3164}\u{3164}",
+        "\u{115F}\u{1160}",
+        "\u{FFA0}\u{FFA0}",
+        "달리기\u{200B}",
+        "runner\u{202E}kim",
+        "네네123456",
+    ] {
+        let parsed = serde_json::from_value::<MeChange>(json!({ "nickname": nickname }));
+        assert!(parsed.is_err(), "{nickname:?}");
+    }
+    let me = ok(users::me(&f.auth.db, &a.id).await);
+    assert_eq!(me.nickname, a.nickname, "unchanged");
+}
+
+#[sqlx::test(migrations = "./migrations")]
 async fn logins_from_one_ip_are_rate_limited(db: PgPool) {
     let f = fixture(db).await;
     let mut refused = 0;
     for _ in 0..(auth::LOGINS_PER_IP_PER_MINUTE + 5) {
         if matches!(
-            auth::start(&f.auth, "kakao", REDIRECT, "192.0.2.7").await,
+            auth::start(&f.auth, "kakao", REDIRECT, &any_challenge(), "192.0.2.7").await,
             Err(AuthError::RateLimited)
         ) {
             refused += 1;
@@ -333,14 +587,14 @@ async fn logins_from_one_ip_are_rate_limited(db: PgPool) {
     }
     assert!(refused >= 5, "{refused}");
     // Another address is not affected.
-    ok(auth::start(&f.auth, "kakao", REDIRECT, "192.0.2.8").await);
+    ok(auth::start(&f.auth, "kakao", REDIRECT, &any_challenge(), "192.0.2.8").await);
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn maintenance_removes_expired_login_states_and_old_rate_limit_windows_only(db: PgPool) {
     let f = fixture(db).await;
-    ok(auth::start(&f.auth, "kakao", REDIRECT, "10.0.0.9").await);
-    ok(auth::start(&f.auth, "kakao", REDIRECT, "10.0.0.9").await);
+    ok(auth::start(&f.auth, "kakao", REDIRECT, &any_challenge(), "10.0.0.9").await);
+    ok(auth::start(&f.auth, "kakao", REDIRECT, &any_challenge(), "10.0.0.9").await);
     ok(sqlx::query(
         "UPDATE auth_states SET expires_at = now() - interval '2 days' \
          WHERE state = (SELECT state FROM auth_states LIMIT 1)",

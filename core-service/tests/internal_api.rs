@@ -568,6 +568,7 @@ async fn every_route_of_a_user_refuses_a_request_signed_for_no_user(db: PgPool) 
         ("POST", format!("/internal/v1/proofs/{proof}/report")),
         ("POST", format!("/internal/v1/proofs/{proof}/appeal")),
         ("POST", format!("/internal/v1/admin/proofs/{proof}/review")),
+        ("GET", "/internal/v1/admin/proofs/queue".to_owned()),
     ];
     for (method, path) in routes {
         let (status, body) = send(
@@ -871,4 +872,86 @@ async fn once_draining_readiness_is_503_liveness_200_and_other_requests_are_refu
         .unwrap_or_default();
     let envelope: ErrorEnvelope = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(envelope.error.code, ErrorCode::CoreUnavailable);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn text_with_a_nul_character_is_a_422_naming_the_field_on_every_signed_route(db: PgPool) {
+    let cases: [(&str, &str, &'static [u8], &str); 3] = [
+        (
+            "POST",
+            "/internal/v1/webhooks/toss",
+            br#"{"eventType":"PAYMENT_STATUS_CHANGED\u0000","data":{}}"#,
+            "eventType",
+        ),
+        (
+            "PATCH",
+            "/internal/v1/me",
+            br#"{"nickname":"\u0000\u0000"}"#,
+            "nickname",
+        ),
+        ("GET", "/internal/v1/challenges?q=run%00", b"", "q"),
+    ];
+    for (method, path, body, field) in cases {
+        let (status, answer) = send(
+            state(db.clone(), None),
+            signed(method, path, NOW, "user-1", body),
+        )
+        .await;
+        let error = &json_of(&answer)["error"];
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (422, Some("VALIDATION_FAILED")),
+            "{method} {path}"
+        );
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&format!("`{field}`")), "{message}");
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM toss_webhooks")
+        .fetch_one(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored, 0);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_reviewers_queue_is_a_403_for_anyone_but_a_reviewer_and_a_page_for_one(db: PgPool) {
+    let with_reviewer = || {
+        let mut state = state(db.clone(), None);
+        state.reviewers = vec!["reviewer-1".to_owned()];
+        state
+    };
+    let path = "/internal/v1/admin/proofs/queue?limit=10";
+    let (status, body) = send(
+        with_reviewer(),
+        signed_as("participant-1", "GET", path, &serde_json::Value::Null),
+    )
+    .await;
+    assert_eq!(
+        (status, json_of(&body)["error"]["code"].clone()),
+        (403, "FORBIDDEN".into())
+    );
+    let (status, body) = send(
+        with_reviewer(),
+        signed_as("reviewer-1", "GET", path, &serde_json::Value::Null),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        json_of(&body),
+        serde_json::json!({"items": [], "next_cursor": null})
+    );
+    let (status, body) = send(
+        with_reviewer(),
+        signed_as(
+            "reviewer-1",
+            "GET",
+            "/internal/v1/admin/proofs/queue?limit=101",
+            &serde_json::Value::Null,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, json_of(&body)["error"]["code"].clone()),
+        (422, "VALIDATION_FAILED".into())
+    );
 }

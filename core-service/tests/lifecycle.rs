@@ -300,13 +300,16 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
     let appeal_late = proofs::appeal(&db, dong, "dong", &reason).await;
     assert!(
         appeal_late.is_ok(),
-        "appeals stay open during the review window"
+        "appeals stay open after the end, until a day before reviews close"
     );
-    advance(&db, challenges::REVIEW_WINDOW_SECONDS).await;
+    // The reviewers' day: the rejection is upheld on appeal (an appeal nobody decides would count).
+    advance(&db, challenges::REVIEW_WINDOW_SECONDS - 3_600).await;
+    ok(proofs::review(&db, &reviewers, dong, REVIEWER, &reject).await);
+    advance(&db, 3_600).await;
     ok(lifecycle::run_once(&db).await);
     assert_eq!(state_of(&db, challenge).await, ChallengeState::Settled);
 
-    // The domain's arithmetic on (7, 6, 4, 6) of 7 — dong's appeal was never decided.
+    // The domain's arithmetic on (7, 6, 4, 6) of 7 — dong's rejection was upheld on appeal.
     let counted = [7_u32, 6, 4, 6];
     let expected = ok(settle(
         7,
@@ -580,6 +583,7 @@ async fn the_databases_count_of_proof_days_is_the_domains(db: PgPool) {
     rules_raw.ends_at = starts_at + 14 * DAY;
     rules_raw.proof.days_per_week = 3;
     let rules = ok(ChallengeRules::parse(&rules_raw));
+    const STATES: [&str; 5] = ["submitted", "reported", "approved", "rejected", "appealed"];
     let mut random = SplitMix64::new(42);
     let mut expected = Vec::new();
     for i in 0..30 {
@@ -593,18 +597,30 @@ async fn the_databases_count_of_proof_days_is_the_domains(db: PgPool) {
                 .map(|d| d as u32)
                 .collect()
         };
+        // Every state a proof can be in: only a rejection takes a day out of the count.
+        let mut counting = Vec::new();
         for day in &days {
+            let state = STATES[usize::try_from(random.below(5)).unwrap_or(0)];
             ok(sqlx::query(
-                "INSERT INTO proofs (id, challenge_id, user_id, day, week, image_url, submitted_at) \
-                 VALUES (gen_random_uuid(), $1, $2, $3, $3 / 7, 'https://img.test/p', now())",
+                "INSERT INTO proofs (id, challenge_id, user_id, day, week, image_url, submitted_at, \
+                     state, reason_code) \
+                 VALUES (gen_random_uuid(), $1, $2, $3, $3 / 7, 'https://img.test/p', now(), \
+                     $4::proof_state, CASE WHEN $4 = 'rejected' THEN 'STALE_PHOTO' END)",
             )
             .bind(challenge)
             .bind(&user)
             .bind(i32::try_from(*day).unwrap_or(0))
+            .bind(state)
             .execute(&db)
             .await);
+            if state != "rejected" {
+                counting.push(*day);
+            }
         }
-        expected.push((user, i32::try_from(rules.counted_days(&days)).unwrap_or(-1)));
+        expected.push((
+            user,
+            i32::try_from(rules.counted_days(&counting)).unwrap_or(-1),
+        ));
     }
     let mut conn = ok(db.acquire().await);
     let counted = ok(proofs::counted_days(&mut conn, challenge, 3).await);
@@ -637,4 +653,438 @@ async fn a_participant_who_has_not_proved_gets_one_reminder_before_the_window_cl
     assert_eq!(pass.reminded, 1);
     ok(lifecycle::run_once(&db).await);
     assert_eq!(reminders(db.clone()).await, vec!["sleeper".to_owned()]);
+}
+
+/// Proofs of `user` on challenge days `days`, written straight to the table (as the settlement
+/// tests do): the report, appeal and review paths do not care how a proof came in. In day order.
+async fn insert_proofs(db: &PgPool, challenge: Uuid, user: &str, days: &[i32]) -> Vec<Uuid> {
+    ok(sqlx::query_scalar(
+        "INSERT INTO proofs (id, challenge_id, user_id, day, week, image_url, submitted_at) \
+         SELECT gen_random_uuid(), $1, $2, d, d / 7, 'https://img.test/p', platform_now() \
+         FROM UNNEST($3::int4[]) AS d ORDER BY d RETURNING id",
+    )
+    .bind(challenge)
+    .bind(user)
+    .bind(days)
+    .fetch_all(db)
+    .await)
+}
+
+async fn proof_state(db: &PgPool, proof: Uuid) -> String {
+    ok(
+        sqlx::query_scalar("SELECT state::text FROM proofs WHERE id = $1")
+            .bind(proof)
+            .fetch_one(db)
+            .await,
+    )
+}
+
+/// A started one-week challenge (house fee 0) with `users` joined; returns it and its start.
+async fn started(db: &PgPool, users: &[&str]) -> (Uuid, i64) {
+    let w = wire(db, 2, 0).await;
+    let starts_at = ok(nene_domain::time::parse_rfc3339(&w.starts_at).ok_or("t"));
+    let challenge = ok(challenges::create(db, None, &ok(NewChallenge::parse(&w))).await).id;
+    for user in users {
+        fund_and_join(db, challenge, user).await;
+    }
+    advance(db, starts_at - now(db).await).await;
+    ok(lifecycle::run_once(db).await);
+    (challenge, starts_at)
+}
+
+/// When reviews of a one-week challenge starting at `starts_at` close.
+fn review_ends_at(starts_at: i64) -> i64 {
+    starts_at + 7 * DAY + challenges::REVIEW_WINDOW_SECONDS
+}
+
+fn reason(text: &str) -> Reason {
+    Reason {
+        reason: text.to_owned(),
+    }
+}
+
+/// The issue's attack: a participant who proves every day reports three of another's proofs a
+/// minute before reports close, and nobody reviews them. A report is a claim, not a decision: the
+/// author's proofs keep counting, the stake comes back whole, and the reporter wins nothing.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_last_minute_report_nobody_reviews_costs_the_author_nothing(db: PgPool) {
+    let (challenge, starts_at) = started(&db, &["author", "reporter"]).await;
+    let mut authors = Vec::new();
+    for day in 0..7 {
+        advance(&db, starts_at + day * DAY + 7 * 3_600 - now(&db).await).await;
+        authors.push(ok(proofs::submit(&db, challenge, "author", &proof()).await).id);
+        ok(proofs::submit(&db, challenge, "reporter", &proof()).await);
+    }
+    let close = proofs::reports_close_at(review_ends_at(starts_at));
+    advance(&db, close - 60 - now(&db).await).await;
+    ok(lifecycle::run_once(&db).await);
+    for proof in &authors[..3] {
+        ok(proofs::report(&db, *proof, "reporter", &reason("fake")).await);
+        assert_eq!(proof_state(&db, *proof).await, "reported");
+    }
+    let shown = ok(proofs::my_standing(&db, challenge, "author").await);
+    assert_eq!(
+        (
+            shown.counted_days,
+            shown.expected_refund,
+            shown.expected_prize
+        ),
+        (7, FEE, 0),
+        "while the reports are open the author is shown the whole stake back"
+    );
+    assert_eq!(shown.reports_close_at, format_rfc3339(close));
+    // Nobody reviews; reviews close and settlement runs.
+    advance(&db, review_ends_at(starts_at) - now(&db).await).await;
+    ok(lifecycle::run_once(&db).await);
+    assert_eq!(state_of(&db, challenge).await, ChallengeState::Settled);
+    assert_eq!(balance(&db, "author").await, FEE, "the whole stake back");
+    assert_eq!(
+        balance(&db, "reporter").await,
+        FEE,
+        "no prize out of the author's stake"
+    );
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_report_or_appeal_after_the_cut_off_is_refused_and_leaves_the_proof_as_it_was(
+    db: PgPool,
+) {
+    let (challenge, starts_at) = started(&db, &["author", "reporter"]).await;
+    advance(&db, starts_at + 6 * DAY + 7 * 3_600 - now(&db).await).await;
+    let ids = insert_proofs(&db, challenge, "author", &[0, 1, 2]).await;
+    let reviewers = [REVIEWER.to_owned()];
+    let close = proofs::reports_close_at(review_ends_at(starts_at));
+    assert_eq!(
+        review_ends_at(starts_at) - close,
+        proofs::REVIEWER_TIME_MIN_SECONDS,
+        "reviewers have their whole day"
+    );
+    // The last second before the cut-off still takes a report.
+    advance(&db, close - 1 - now(&db).await).await;
+    ok(proofs::report(&db, ids[0], "reporter", &reason("fake")).await);
+    advance(&db, 1).await;
+    let late = proofs::report(&db, ids[1], "reporter", &reason("fake")).await;
+    let Err(error) = late else {
+        panic!("a report at the cut-off was taken")
+    };
+    assert!(matches!(error, ProofError::ReportsClosed), "{error:?}");
+    assert_eq!(
+        (error.code().as_str(), error.code().http_status()),
+        ("REPORTS_CLOSED", 409)
+    );
+    assert_eq!(proof_state(&db, ids[1]).await, "submitted");
+    let disputes: i64 = ok(sqlx::query_scalar(
+        "SELECT count(*) FROM proof_disputes WHERE proof_id = $1",
+    )
+    .bind(ids[1])
+    .fetch_one(&db)
+    .await);
+    assert_eq!(disputes, 0, "nothing of the refused report is kept");
+    // Reviewers keep their day: the open report is decided, and a proof can still be rejected...
+    let reject = Review {
+        decision: Decision::Reject,
+        reason_code: Some("STALE_PHOTO".to_owned()),
+    };
+    ok(proofs::review(&db, &reviewers, ids[0], REVIEWER, &reject).await);
+    ok(proofs::review(&db, &reviewers, ids[2], REVIEWER, &reject).await);
+    // ...but appeals closed with reports: a last-minute appeal would outlast every reviewer.
+    let appeal = proofs::appeal(&db, ids[2], "author", &reason("it was today")).await;
+    let Err(error) = appeal else {
+        panic!("an appeal after the cut-off was taken")
+    };
+    assert!(matches!(error, ProofError::AppealsClosed), "{error:?}");
+    assert_eq!(
+        (error.code().as_str(), error.code().http_status()),
+        ("APPEALS_CLOSED", 409)
+    );
+    assert_eq!(proof_state(&db, ids[2]).await, "rejected");
+    // Reviews close with the review window.
+    advance(&db, review_ends_at(starts_at) - now(&db).await).await;
+    let approve = Review {
+        decision: Decision::Approve,
+        reason_code: None,
+    };
+    let closed = proofs::review(&db, &reviewers, ids[1], REVIEWER, &approve).await;
+    assert!(
+        matches!(closed, Err(ProofError::StateConflict)),
+        "{closed:?}"
+    );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_sixth_report_of_a_day_is_refused_with_429_and_the_next_day_brings_five_more(
+    db: PgPool,
+) {
+    let (challenge, starts_at) = started(&db, &["author", "reporter"]).await;
+    // 10:00 Seoul on day 5: six proofs of the author to report.
+    advance(&db, starts_at + 5 * DAY + 10 * 3_600 - now(&db).await).await;
+    let ids = insert_proofs(&db, challenge, "author", &[0, 1, 2, 3, 4, 5]).await;
+    let allowed = usize::try_from(proofs::REPORTS_PER_DAY_MAX).unwrap_or(0);
+    assert_eq!(allowed, 5);
+    for id in &ids[..allowed] {
+        ok(proofs::report(&db, *id, "reporter", &reason("fake")).await);
+    }
+    let sixth = proofs::report(&db, ids[5], "reporter", &reason("fake")).await;
+    let Err(error) = sixth else {
+        panic!("a sixth report in a day was taken")
+    };
+    assert!(matches!(error, ProofError::ReportLimitReached), "{error:?}");
+    assert_eq!(
+        (error.code().as_str(), error.code().http_status()),
+        ("REPORT_LIMIT_REACHED", 429)
+    );
+    assert_eq!(proof_state(&db, ids[5]).await, "submitted");
+    // The schema holds the same bound as the code.
+    let past_the_bound =
+        sqlx::query("UPDATE proof_report_days SET reports = reports + 1 WHERE reporter_id = $1")
+            .bind("reporter")
+            .execute(&db)
+            .await;
+    assert!(past_the_bound.is_err(), "{past_the_bound:?}");
+    // The day is the challenge's: 23:59 Seoul is still today, midnight is tomorrow.
+    advance(&db, starts_at + 6 * DAY - 60 - now(&db).await).await;
+    let still_today = proofs::report(&db, ids[5], "reporter", &reason("fake")).await;
+    assert!(
+        matches!(still_today, Err(ProofError::ReportLimitReached)),
+        "{still_today:?}"
+    );
+    advance(&db, 60).await;
+    ok(proofs::report(&db, ids[5], "reporter", &reason("fake")).await);
+    assert_eq!(proof_state(&db, ids[5]).await, "reported");
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn six_reports_at_once_never_admit_more_than_five(db: PgPool) {
+    let authors = ["author_1", "author_2", "author_3"];
+    let reporters = ["reporter_1", "reporter_2", "reporter_3"];
+    let everyone: Vec<&str> = authors.iter().chain(&reporters).copied().collect();
+    let (challenge, starts_at) = started(&db, &everyone).await;
+    advance(&db, starts_at + 5 * DAY + 10 * 3_600 - now(&db).await).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (author, reporter) in authors.iter().zip(reporters) {
+        for id in insert_proofs(&db, challenge, author, &[0, 1, 2, 3, 4, 5]).await {
+            let db = db.clone();
+            tasks.spawn(async move {
+                let outcome = proofs::report(&db, id, reporter, &reason("fake")).await;
+                (reporter, outcome)
+            });
+        }
+    }
+    let mut taken = std::collections::BTreeMap::<&str, (u32, u32)>::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (reporter, outcome) = ok(joined);
+        let entry = taken.entry(reporter).or_default();
+        match outcome {
+            Ok(()) => entry.0 += 1,
+            Err(ProofError::ReportLimitReached) => entry.1 += 1,
+            Err(other) => panic!("{reporter}: {other:?}"),
+        }
+    }
+    for reporter in reporters {
+        assert_eq!(taken.get(reporter), Some(&(5, 1)), "{reporter}");
+        let reported: i64 = ok(sqlx::query_scalar(
+            "SELECT count(*) FROM proofs p JOIN proof_disputes d ON d.proof_id = p.id \
+             WHERE d.opened_by = $1 AND p.state = 'reported'",
+        )
+        .bind(reporter)
+        .fetch_one(&db)
+        .await);
+        assert_eq!(reported, 5, "{reporter}");
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_reviewers_queue_lists_open_reports_and_appeals_oldest_first_only_to_reviewers(
+    db: PgPool,
+) {
+    let (challenge, starts_at) = started(&db, &["author", "reporter"]).await;
+    advance(&db, starts_at + 3 * DAY + 10 * 3_600 - now(&db).await).await;
+    let ids = insert_proofs(&db, challenge, "author", &[0, 1, 2, 3]).await;
+    let reviewers = [REVIEWER.to_owned()];
+    let reject = Review {
+        decision: Decision::Reject,
+        reason_code: Some("STALE_PHOTO".to_owned()),
+    };
+    let approve = Review {
+        decision: Decision::Approve,
+        reason_code: None,
+    };
+    // Opened in this order: a report of day 2, a report of day 0, an appeal of day 1; a report of
+    // day 3 is decided and leaves the queue.
+    ok(proofs::report(&db, ids[2], "reporter", &reason("same photo as day 1")).await);
+    advance(&db, 60).await;
+    ok(proofs::report(&db, ids[0], "reporter", &reason("not a run")).await);
+    ok(proofs::review(&db, &reviewers, ids[1], REVIEWER, &reject).await);
+    advance(&db, 60).await;
+    ok(proofs::appeal(&db, ids[1], "author", &reason("it was today")).await);
+    ok(proofs::report(&db, ids[3], "reporter", &reason("blurry")).await);
+    ok(proofs::review(&db, &reviewers, ids[3], REVIEWER, &approve).await);
+
+    let outsider = proofs::review_queue(&db, &reviewers, "reporter", None, 50).await;
+    let Err(error) = outsider else {
+        panic!("a participant saw the reviewers' queue")
+    };
+    assert_eq!(
+        (error.code().as_str(), error.code().http_status()),
+        ("FORBIDDEN", 403)
+    );
+
+    let page = ok(proofs::review_queue(&db, &reviewers, REVIEWER, None, 50).await);
+    let seen: Vec<(&str, Uuid, &str, &str)> = page
+        .items
+        .iter()
+        .map(|item| {
+            (
+                item.kind.as_str(),
+                item.proof.id,
+                item.opened_by.as_str(),
+                item.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("report", ids[2], "reporter", "same photo as day 1"),
+            ("report", ids[0], "reporter", "not a run"),
+            ("appeal", ids[1], "author", "it was today"),
+        ]
+    );
+    assert_eq!(page.next_cursor, None);
+    let first = &page.items[0];
+    assert_eq!(
+        (
+            first.proof.user_id.as_str(),
+            first.proof.state.as_str(),
+            first.proof.challenge_id
+        ),
+        ("author", "reported", challenge)
+    );
+    assert!(page.items[0].opened_at < page.items[1].opened_at);
+    assert!(page.items[1].opened_at < page.items[2].opened_at);
+    assert_eq!(
+        first.review_ends_at,
+        format_rfc3339(review_ends_at(starts_at))
+    );
+    assert_eq!(
+        page.items[2].proof.reason_code.as_deref(),
+        Some("STALE_PHOTO")
+    );
+
+    // A page at a time, oldest first.
+    let one = ok(proofs::review_queue(&db, &reviewers, REVIEWER, None, 2).await);
+    assert_eq!(one.items, page.items[..2]);
+    let cursor = one
+        .next_cursor
+        .as_deref()
+        .and_then(proofs::parse_queue_cursor);
+    assert!(cursor.is_some(), "{:?}", one.next_cursor);
+    let rest = ok(proofs::review_queue(&db, &reviewers, REVIEWER, cursor, 2).await);
+    assert_eq!(
+        (rest.items, rest.next_cursor),
+        (page.items[2..].to_vec(), None)
+    );
+
+    // A decision takes an item off; once reviews close, nothing is left to decide.
+    ok(proofs::review(&db, &reviewers, ids[2], REVIEWER, &approve).await);
+    let after = ok(proofs::review_queue(&db, &reviewers, REVIEWER, None, 50).await);
+    assert_eq!(after.items.len(), 2);
+    advance(&db, review_ends_at(starts_at) - now(&db).await).await;
+    let closed = ok(proofs::review_queue(&db, &reviewers, REVIEWER, None, 50).await);
+    assert!(closed.items.is_empty(), "{closed:?}");
+}
+
+/// A rejection under appeal that nobody decided counts at settlement: the author appealed in time,
+/// reviewers had their day, and the platform's slowness does not cost the author. An appeal is one
+/// second look: once decided, the same proof cannot be appealed again.
+#[sqlx::test(migrations = "./migrations")]
+async fn an_appeal_nobody_decides_counts_at_settlement_and_a_proof_is_appealed_once(db: PgPool) {
+    let (challenge, starts_at) = started(&db, &["author", "other"]).await;
+    advance(&db, starts_at + 6 * DAY + 10 * 3_600 - now(&db).await).await;
+    let ids = insert_proofs(&db, challenge, "author", &[0, 1, 2, 3, 4, 5, 6]).await;
+    insert_proofs(&db, challenge, "other", &[0, 1, 2, 3, 4, 5, 6]).await;
+    let reviewers = [REVIEWER.to_owned()];
+    let reject = Review {
+        decision: Decision::Reject,
+        reason_code: Some("STALE_PHOTO".to_owned()),
+    };
+    for id in &ids[1..3] {
+        ok(proofs::review(&db, &reviewers, *id, REVIEWER, &reject).await);
+        ok(proofs::appeal(&db, *id, "author", &reason("it was today")).await);
+    }
+    // Day 2's appeal is decided against the author, and cannot be appealed again.
+    ok(proofs::review(&db, &reviewers, ids[2], REVIEWER, &reject).await);
+    let again = proofs::appeal(&db, ids[2], "author", &reason("really")).await;
+    assert!(matches!(again, Err(ProofError::StateConflict)), "{again:?}");
+    // Day 1's appeal is never decided: 6 of 7 count (85.7%), the whole stake comes back. Had the
+    // open appeal not counted, 5 of 7 would have forfeited 2,858 points to `other`.
+    let shown = ok(proofs::my_standing(&db, challenge, "author").await);
+    assert_eq!((shown.counted_days, shown.expected_refund), (6, FEE));
+    advance(&db, review_ends_at(starts_at) - now(&db).await).await;
+    ok(lifecycle::run_once(&db).await);
+    assert_eq!(state_of(&db, challenge).await, ChallengeState::Settled);
+    assert_eq!(proof_state(&db, ids[1]).await, "appealed");
+    assert_eq!(balance(&db, "author").await, FEE);
+    assert_eq!(balance(&db, "other").await, FEE);
+    assert_sound(&db).await;
+}
+
+/// A review begun a moment before reviews close may reach the challenge while settlement holds it
+/// to count: it waits, and once the payouts are counted it is refused, so no proof changes state
+/// under a settlement that already paid by the old one. (The clock cannot say it alone: a
+/// transaction's `platform_now()` is its start.)
+#[sqlx::test(migrations = "./migrations")]
+async fn a_review_that_waits_on_settlement_is_refused_once_the_payouts_are_counted(db: PgPool) {
+    let (challenge, starts_at) = started(&db, &["author", "other"]).await;
+    advance(&db, starts_at + 6 * DAY + 10 * 3_600 - now(&db).await).await;
+    let ids = insert_proofs(&db, challenge, "author", &[0]).await;
+    advance(&db, starts_at + 7 * DAY + 3_600 - now(&db).await).await;
+    ok(lifecycle::run_once(&db).await);
+    // Settlement's first step, held open: the challenge row locked, the payouts' totals written.
+    let mut settling = ok(db.begin().await);
+    ok(
+        sqlx::query("SELECT 1 FROM challenges WHERE id = $1 FOR UPDATE")
+            .bind(challenge)
+            .execute(&mut *settling)
+            .await,
+    );
+    ok(sqlx::query(
+        "INSERT INTO challenge_settlements (challenge_id, participants, stakes, pool, house) \
+         VALUES ($1, 2, 20000, 0, 0)",
+    )
+    .bind(challenge)
+    .execute(&mut *settling)
+    .await);
+    let reviewing = tokio::spawn({
+        let db = db.clone();
+        let proof = ids[0];
+        async move {
+            let reject = Review {
+                decision: Decision::Reject,
+                reason_code: Some("STALE_PHOTO".to_owned()),
+            };
+            proofs::review(&db, &[REVIEWER.to_owned()], proof, REVIEWER, &reject).await
+        }
+    });
+    // Until the review is queued on the challenge's lock (or done, if it never waits).
+    loop {
+        let waiting: bool = ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%FOR SHARE%')",
+        )
+        .fetch_one(&db)
+        .await);
+        if waiting || reviewing.is_finished() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    ok(settling.commit().await);
+    let outcome = ok(reviewing.await);
+    assert!(
+        matches!(outcome, Err(ProofError::StateConflict)),
+        "{outcome:?}"
+    );
+    assert_eq!(proof_state(&db, ids[0]).await, "submitted");
 }

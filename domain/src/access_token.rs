@@ -76,6 +76,12 @@ impl TokenKey {
     pub fn kid(&self) -> &str {
         &self.kid
     }
+
+    /// Whether the secret is one this repository publishes (`crate::deployment`).
+    #[must_use]
+    pub fn is_published(&self) -> bool {
+        std::str::from_utf8(&self.secret).is_ok_and(crate::deployment::is_published_secret)
+    }
 }
 
 /// The keys in force: the first signs, all verify.
@@ -102,6 +108,15 @@ impl TokenKeys {
             return Err(TokenError::WeakKey);
         }
         Ok(TokenKeys { keys })
+    }
+
+    /// The id of the first key whose secret this repository publishes, if any.
+    #[must_use]
+    pub fn published_key(&self) -> Option<&str> {
+        self.keys
+            .iter()
+            .find(|key| key.is_published())
+            .map(TokenKey::kid)
     }
 
     /// Issues a token for `user`, valid from `now` for [`ACCESS_TOKEN_TTL_SECONDS`].

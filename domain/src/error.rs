@@ -38,6 +38,9 @@ pub enum ErrorCode {
     ProofAlreadySubmitted,
     OutsideProofWindow,
     ProofStateConflict,
+    ReportsClosed,
+    AppealsClosed,
+    ReportLimitReached,
     ChallengeFull,
     ChallengeNotRecruiting,
     AmountOutOfRange,
@@ -52,6 +55,26 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code for an error that arrived as a bare HTTP status (a framework's own rejection):
+    /// the general code of that status, `INTERNAL` for a status the API does not use.
+    #[must_use]
+    pub const fn for_status(status: u16) -> Self {
+        match status {
+            400 => ErrorCode::BadRequest,
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            413 => ErrorCode::PayloadTooLarge,
+            415 => ErrorCode::UnsupportedMediaType,
+            422 => ErrorCode::ValidationFailed,
+            429 => ErrorCode::RateLimited,
+            502 => ErrorCode::UpstreamError,
+            503 => ErrorCode::CoreUnavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+
     /// The HTTP status this code is always sent with.
     #[must_use]
     pub const fn http_status(self) -> u16 {
@@ -69,6 +92,8 @@ impl ErrorCode {
             ErrorCode::AlreadyJoined
             | ErrorCode::ProofAlreadySubmitted
             | ErrorCode::ProofStateConflict
+            | ErrorCode::ReportsClosed
+            | ErrorCode::AppealsClosed
             | ErrorCode::ChallengeFull
             | ErrorCode::ChallengeNotRecruiting
             | ErrorCode::RequestInProgress
@@ -84,7 +109,7 @@ impl ErrorCode {
             | ErrorCode::PaymentRejected
             | ErrorCode::RedirectUriNotAllowed
             | ErrorCode::OutsideProofWindow => 422,
-            ErrorCode::RateLimited => 429,
+            ErrorCode::RateLimited | ErrorCode::ReportLimitReached => 429,
             ErrorCode::Internal => 500,
             ErrorCode::UpstreamError | ErrorCode::ProviderUnavailable => 502,
             ErrorCode::CoreUnavailable => 503,
@@ -120,6 +145,9 @@ impl ErrorCode {
             ErrorCode::ProofAlreadySubmitted => "PROOF_ALREADY_SUBMITTED",
             ErrorCode::OutsideProofWindow => "OUTSIDE_PROOF_WINDOW",
             ErrorCode::ProofStateConflict => "PROOF_STATE_CONFLICT",
+            ErrorCode::ReportsClosed => "REPORTS_CLOSED",
+            ErrorCode::AppealsClosed => "APPEALS_CLOSED",
+            ErrorCode::ReportLimitReached => "REPORT_LIMIT_REACHED",
             ErrorCode::ChallengeFull => "CHALLENGE_FULL",
             ErrorCode::ChallengeNotRecruiting => "CHALLENGE_NOT_RECRUITING",
             ErrorCode::AmountOutOfRange => "AMOUNT_OUT_OF_RANGE",
@@ -173,6 +201,15 @@ impl ErrorCode {
             ErrorCode::OutsideProofWindow => "Proofs are accepted only inside today's window.",
             ErrorCode::ProofStateConflict => {
                 "This proof cannot take that step now (its state or the review window)."
+            }
+            ErrorCode::ReportsClosed => {
+                "Reports for this challenge are closed: they close a day before reviews do."
+            }
+            ErrorCode::AppealsClosed => {
+                "Appeals for this challenge are closed: they close a day before reviews do."
+            }
+            ErrorCode::ReportLimitReached => {
+                "You have made today's most reports in this challenge. Try again tomorrow."
             }
             ErrorCode::ChallengeFull => "This challenge is full.",
             ErrorCode::ChallengeNotRecruiting => "This challenge is not taking participants.",
@@ -242,7 +279,7 @@ mod tests {
         assert_eq!(short.error.message, "nickname: too short");
     }
 
-    const ALL: [ErrorCode; 35] = [
+    const ALL: [ErrorCode; 38] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::ValidationFailed,
@@ -268,6 +305,9 @@ mod tests {
         ErrorCode::ProofAlreadySubmitted,
         ErrorCode::OutsideProofWindow,
         ErrorCode::ProofStateConflict,
+        ErrorCode::ReportsClosed,
+        ErrorCode::AppealsClosed,
+        ErrorCode::ReportLimitReached,
         ErrorCode::ChallengeFull,
         ErrorCode::ChallengeNotRecruiting,
         ErrorCode::AmountOutOfRange,
@@ -295,5 +335,8 @@ mod tests {
         assert_eq!(ErrorCode::IdempotencyKeyReused.http_status(), 422);
         assert_eq!(ErrorCode::RequestInProgress.http_status(), 409);
         assert_eq!(ErrorCode::AmountMismatch.http_status(), 422);
+        assert_eq!(ErrorCode::ReportsClosed.http_status(), 409);
+        assert_eq!(ErrorCode::AppealsClosed.http_status(), 409);
+        assert_eq!(ErrorCode::ReportLimitReached.http_status(), 429);
     }
 }

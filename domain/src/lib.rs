@@ -6,12 +6,14 @@
 
 pub mod access_token;
 pub mod backoff;
+pub mod deployment;
 pub mod error;
 pub mod health;
 pub mod ids;
 pub mod limits;
 pub mod lots;
 pub mod payments;
+pub mod pkce;
 pub mod pkcs8;
 pub mod points;
 pub mod rules;
@@ -19,6 +21,7 @@ pub mod seeded;
 pub mod settings;
 pub mod settlement;
 pub mod signing;
+pub mod text;
 pub mod time;
 pub mod users;
 

@@ -467,6 +467,15 @@ impl ChallengeRules {
         u32::try_from((at_unix_seconds - self.starts_at) / SECONDS_PER_DAY).ok()
     }
 
+    /// The local calendar date of a timestamp in the challenge's time zone, as days since
+    /// 1970-01-01 (negative before it): the "day" of a per-day bound such as the reports a
+    /// participant may make. Unlike [`Self::day_of`] it is defined before the start and after the
+    /// end, so reports during the review window have a day too. Fixed offsets make it one division.
+    #[must_use]
+    pub fn local_date(&self, at_unix_seconds: i64) -> i64 {
+        (at_unix_seconds + i64::from(self.time_zone.utc_offset_seconds)).div_euclid(SECONDS_PER_DAY)
+    }
+
     /// Where a proof submitted at `at_unix_seconds` (the server's clock) counts: its challenge day
     /// and week, if it falls inside the challenge and inside that day's window `[start, end)`.
     ///
@@ -1167,6 +1176,21 @@ mod tests {
         assert_eq!(rules.day_of(SEOUL_MIDNIGHT + SECONDS_PER_DAY), Some(1));
         assert_eq!(rules.day_of(rules.ends_at() - 1), Some(13));
         assert_eq!(rules.day_of(rules.ends_at()), None);
+    }
+
+    #[test]
+    fn the_local_date_turns_at_local_midnight_before_during_and_after_the_challenge() {
+        let rules = parsed(&raw());
+        // 2026-12-07 is day 20,794 since 1970-01-01.
+        let date = 20_794;
+        assert_eq!(SEOUL_MIDNIGHT + 9 * HOUR, date * SECONDS_PER_DAY);
+        assert_eq!(rules.local_date(SEOUL_MIDNIGHT), date);
+        assert_eq!(rules.local_date(SEOUL_MIDNIGHT - 1), date - 1);
+        assert_eq!(rules.local_date(SEOUL_MIDNIGHT + SECONDS_PER_DAY - 1), date);
+        // After the end (the review window): still a day, 14 after the start.
+        assert_eq!(rules.local_date(rules.ends_at() + 23 * HOUR), date + 14);
+        // Before 1970 the date is negative, not rounded toward zero.
+        assert_eq!(rules.local_date(-9 * HOUR - 1), -1);
     }
 
     #[test]

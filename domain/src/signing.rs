@@ -63,6 +63,12 @@ impl SigningSecret {
         Ok(SigningSecret(raw.as_bytes().to_vec()))
     }
 
+    /// Whether this is a secret this repository publishes (`crate::deployment`).
+    #[must_use]
+    pub fn is_published(&self) -> bool {
+        std::str::from_utf8(&self.0).is_ok_and(crate::deployment::is_published_secret)
+    }
+
     fn mac(&self, request: &SignedParts<'_>) -> Hmac<Sha256> {
         // `new_from_slice` accepts keys of any length for HMAC, so this cannot fail.
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
@@ -90,7 +96,11 @@ impl SigningSecret {
         signature_hex: &str,
         now_unix_seconds: i64,
     ) -> Result<(), SignatureError> {
-        if (now_unix_seconds - request.timestamp_unix_seconds).abs() > SIGNATURE_WINDOW_SECONDS {
+        // `abs_diff` cannot overflow: `now - timestamp` did for a timestamp near `i64::MIN`
+        // (a panic in debug builds, a wrapped "fresh" difference in release).
+        if now_unix_seconds.abs_diff(request.timestamp_unix_seconds)
+            > SIGNATURE_WINDOW_SECONDS.unsigned_abs()
+        {
             return Err(SignatureError::Stale);
         }
         let signature = hex::decode(signature_hex).map_err(|_| SignatureError::Mismatch)?;
@@ -223,5 +233,107 @@ mod tests {
             SigningSecret::parse("short"),
             Err(SignatureError::SecretTooShort)
         ));
+    }
+
+    #[test]
+    fn a_timestamp_at_the_ends_of_the_integer_range_is_stale_not_a_panic() {
+        for (timestamp, now) in [
+            (i64::MIN, NOW),
+            (i64::MIN + 1, NOW),
+            (i64::MAX, NOW),
+            (i64::MIN, i64::MAX),
+            (i64::MAX, i64::MIN),
+            (NOW, i64::MIN),
+        ] {
+            let request = SignedParts {
+                timestamp_unix_seconds: timestamp,
+                ..parts(b"")
+            };
+            let signature = secret().sign(&request);
+            assert_eq!(
+                secret().verify(&request, &signature, now),
+                Err(SignatureError::Stale),
+                "{timestamp} at {now}"
+            );
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the headers say, verifying answers and never panics: the core runs it on
+            /// every internal request before anything else.
+            #[test]
+            fn verifying_arbitrary_headers_never_panics(
+                method in ".*",
+                path in ".*",
+                user in ".*",
+                timestamp_header in prop_oneof![
+                    any::<i64>().prop_map(|t| t.to_string()),
+                    "[ +-]?[0-9]{1,25}[ ]?",
+                    ".*",
+                ],
+                signature_header in prop_oneof!["[0-9a-f]{64}", ".*"],
+                body in proptest::collection::vec(any::<u8>(), 0..64),
+                now in any::<i64>(),
+            ) {
+                if let Ok(timestamp) = parse_timestamp(&timestamp_header) {
+                    let request = SignedParts {
+                        method: &method,
+                        path_and_query: &path,
+                        timestamp_unix_seconds: timestamp,
+                        user: &user,
+                        body: &body,
+                    };
+                    let _ = secret().verify(&request, &signature_header, now);
+                }
+            }
+
+            /// Any timestamp and clock: verifying never panics, and a correctly signed request
+            /// passes exactly when the two are within the window.
+            #[test]
+            fn the_window_holds_for_every_timestamp_and_clock(
+                timestamp in any::<i64>(),
+                now in any::<i64>(),
+            ) {
+                let request = SignedParts {
+                    timestamp_unix_seconds: timestamp,
+                    ..parts(b"{}")
+                };
+                let signature = secret().sign(&request);
+                let within = i128::from(now).abs_diff(i128::from(timestamp))
+                    <= u128::from(SIGNATURE_WINDOW_SECONDS.unsigned_abs());
+                let verdict = secret().verify(&request, &signature, now);
+                prop_assert_eq!(verdict.is_ok(), within);
+                if !within {
+                    prop_assert_eq!(verdict, Err(SignatureError::Stale));
+                }
+            }
+
+            /// A timestamp near `i64::MIN` (the overflow of `now - timestamp`) is refused as
+            /// stale, whatever the signature.
+            #[test]
+            fn a_timestamp_near_the_minimum_is_refused(
+                offset in 0_i64..1_000_000,
+                now in -1_000_000_000_000_i64..1_000_000_000_000,
+                signature_header in ".*",
+            ) {
+                let request = SignedParts {
+                    timestamp_unix_seconds: i64::MIN + offset,
+                    ..parts(b"")
+                };
+                prop_assert_eq!(
+                    secret().verify(&request, &signature_header, now),
+                    Err(SignatureError::Stale)
+                );
+                let signed = secret().sign(&request);
+                prop_assert_eq!(
+                    secret().verify(&request, &signed, now),
+                    Err(SignatureError::Stale)
+                );
+            }
+        }
     }
 }

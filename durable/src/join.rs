@@ -6,7 +6,13 @@
 //! core's definite answer confirms the seat or releases it; an indefinite one (timeout, 5xx) keeps
 //! it pending, and the room's alarm retries it with the same key until the answer is definite. The
 //! core's join is idempotent by `join:{challenge}:{user}`, so a retry can never charge twice.
+//!
+//! A pending seat is never retried while a call for it may still be running: every call (the
+//! first, forwarded by the request, and each retry by the alarm) moves the seat's retry time to
+//! at least [`CALL_MS_MAX`] after the call began. And every call carries the session the user
+//! joined with, so a session revoked meanwhile is refused by the core on the retry too.
 
+use nene_domain::limits::CORE_TIMEOUT_MS;
 use serde::{Deserialize, Serialize};
 
 /// First delay before retrying a join whose outcome is unknown: long enough for a restarting
@@ -15,6 +21,18 @@ pub const RETRY_DELAY_MS_MIN: i64 = 500;
 /// Longest delay between retries: a core outage of hours still gets a retry every minute.
 pub const RETRY_DELAY_MS_MAX: i64 = 60_000;
 const _: () = assert!(RETRY_DELAY_MS_MIN < RETRY_DELAY_MS_MAX);
+
+/// What a call to the core may take past its own timeout before the room has its verdict in
+/// hand: reading the reply, the object's storage writes, the event loop's scheduling. Generous,
+/// because retrying a call still in flight is the one thing this bound exists to prevent.
+pub const CALL_END_MARGIN_MS: i64 = 1_000;
+/// Longest a call of the room to the core can run, from its start until it has certainly ended:
+/// the core timeout (after which the call is aborted) plus the margin. A pending seat is retried
+/// no sooner than this after a call for it began.
+#[allow(clippy::cast_possible_wrap)]
+pub const CALL_MS_MAX: i64 = CORE_TIMEOUT_MS as i64 + CALL_END_MARGIN_MS;
+const _: () = assert!(CORE_TIMEOUT_MS <= i64::MAX as u64);
+const _: () = assert!(CALL_MS_MAX > CORE_TIMEOUT_MS as i64);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,6 +51,9 @@ pub struct Seat {
     pub attempts: u32,
     /// When a pending seat is next retried (ms since the epoch).
     pub retry_at_ms: i64,
+    /// The access token's id the user joined with: every retry sends it, so the core refuses a
+    /// session revoked since. `None` only for seats stored before the room kept it.
+    pub session: Option<String>,
 }
 
 /// What the room knows of its challenge, synced from the core.
@@ -182,11 +203,18 @@ impl<S: SeatStore> JoinRoom<S> {
         JoinRoom { store }
     }
 
-    /// Decides a join request; on `Forward` the pending seat is already stored.
+    /// Decides a join request; on `Forward` the pending seat is already stored, with the session
+    /// the core will check on this call and on every retry, and its first retry no sooner than
+    /// the forwarded call can have ended.
     ///
     /// # Errors
     /// When the store fails (nothing is decided then).
-    pub fn admit(&mut self, user: &str, now_ms: i64) -> Result<Admission, StoreError> {
+    pub fn admit(
+        &mut self,
+        user: &str,
+        session: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Admission, StoreError> {
         if let Some(seat) = self.store.seat(user)? {
             return Ok(match seat.state {
                 SeatState::Confirmed => Admission::AlreadyJoined,
@@ -206,7 +234,10 @@ impl<S: SeatStore> JoinRoom<S> {
             user: user.to_owned(),
             state: SeatState::Pending,
             attempts: 1,
-            retry_at_ms: now_ms + retry_delay_ms(1),
+            // Not before the call the caller is about to make can have ended: the alarm must
+            // never send the same join while the first is still running.
+            retry_at_ms: now_ms + CALL_MS_MAX,
+            session: session.map(str::to_owned),
         })?;
         Ok(Admission::Forward)
     }
@@ -269,6 +300,23 @@ impl<S: SeatStore> JoinRoom<S> {
     /// When the store fails.
     pub fn due(&self, now_ms: i64) -> Result<Vec<Seat>, StoreError> {
         self.store.due(now_ms)
+    }
+
+    /// Takes the pending seats due at `now_ms` for a retry the caller is about to make: each is
+    /// stored as not due again before that call can have ended ([`CALL_MS_MAX`]), so nothing (a
+    /// second alarm, an alarm set by another join meanwhile) sends the same join while this call
+    /// runs. The seats come back with the session to send.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn claim_due(&mut self, now_ms: i64) -> Result<Vec<Seat>, StoreError> {
+        let due = self.store.due(now_ms)?;
+        for seat in &due {
+            let mut claimed = seat.clone();
+            claimed.retry_at_ms = now_ms + CALL_MS_MAX;
+            self.store.put_seat(&claimed)?;
+        }
+        Ok(due)
     }
 
     /// When the alarm should next fire, if any seat is pending.
@@ -435,6 +483,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     const NOW: i64 = 1_790_000_000_000;
+    /// The access token id every test user joins with.
+    const SESSION: &str = "jti-1";
 
     fn room(capacity: u32) -> JoinRoom<MemorySeatStore> {
         let mut room = JoinRoom::new(MemorySeatStore::default());
@@ -446,12 +496,16 @@ mod tests {
         room
     }
 
-    /// A fake core: seats users up to capacity, idempotently, and can lose replies on demand.
+    /// A fake core: seats users up to capacity, idempotently, refuses revoked sessions first (as
+    /// the real one does, before it locks anything), and can lose replies on demand.
     struct FakeCore {
         capacity: u32,
         seated: BTreeSet<String>,
         charged: Vec<String>,
         broke: BTreeSet<String>,
+        revoked: BTreeSet<String>,
+        /// The session every call carried, in order.
+        sessions_seen: Vec<Option<String>>,
         /// The next calls commit but their reply is lost (the room sees Unknown).
         lose_replies: u32,
         /// The next calls fail before doing anything (5xx).
@@ -465,16 +519,24 @@ mod tests {
                 seated: BTreeSet::new(),
                 charged: Vec::new(),
                 broke: BTreeSet::new(),
+                revoked: BTreeSet::new(),
+                sessions_seen: Vec::new(),
                 lose_replies: 0,
                 fail_calls: 0,
             }
         }
         fn join(&mut self, user: &str) -> Verdict {
+            self.join_as(user, Some(SESSION))
+        }
+        fn join_as(&mut self, user: &str, session: Option<&str>) -> Verdict {
+            self.sessions_seen.push(session.map(str::to_owned));
             if self.fail_calls > 0 {
                 self.fail_calls -= 1;
                 return Verdict::Unknown;
             }
-            let verdict = if self.seated.contains(user) {
+            let verdict = if session.is_some_and(|s| self.revoked.contains(s)) {
+                Verdict::Unauthorized
+            } else if self.seated.contains(user) {
                 Verdict::AlreadyJoined
             } else if self.broke.contains(user) {
                 Verdict::InsufficientPoints
@@ -494,7 +556,8 @@ mod tests {
     }
 
     fn admit(room: &mut JoinRoom<MemorySeatStore>, user: &str) -> Admission {
-        room.admit(user, NOW).unwrap_or_else(|e| panic!("{e}"))
+        room.admit(user, Some(SESSION), NOW)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn settle(
@@ -507,9 +570,11 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// What the room's alarm does: claim the due seats, call the core with each one's session,
+    /// settle.
     fn run_alarm(room: &mut JoinRoom<MemorySeatStore>, core: &mut FakeCore, now: i64) {
-        for seat in room.due(now).unwrap_or_else(|e| panic!("{e}")) {
-            let verdict = core.join(&seat.user);
+        for seat in room.claim_due(now).unwrap_or_else(|e| panic!("{e}")) {
+            let verdict = core.join_as(&seat.user, seat.session.as_deref());
             settle(room, &seat.user, verdict, now);
         }
     }
@@ -616,11 +681,11 @@ mod tests {
             delays.push(at - now);
             now = at;
             let seat = room
-                .due(now)
+                .claim_due(now)
                 .unwrap_or_default()
                 .pop()
                 .unwrap_or_else(|| panic!("due"));
-            let verdict = core.join(&seat.user);
+            let verdict = core.join_as(&seat.user, seat.session.as_deref());
             outcome = settle(&mut room, &seat.user, verdict, now);
         }
         assert_eq!(outcome, Outcome::Confirmed);
@@ -715,7 +780,7 @@ mod tests {
     fn a_storage_failure_admits_nobody() {
         let mut room = room(3);
         room.store.fail_writes = true;
-        assert!(room.admit("a", NOW).is_err());
+        assert!(room.admit("a", Some(SESSION), NOW).is_err());
         room.store.fail_writes = false;
         assert_eq!(room.counts().ok().flatten().map(|c| c.pending), Some(0));
     }
@@ -852,5 +917,87 @@ mod tests {
     fn a_room_that_does_not_know_its_rules_is_not_sealed() {
         let room = JoinRoom::new(MemorySeatStore::default());
         assert_eq!(room.sealed_roster(), Ok(None));
+    }
+
+    #[test]
+    fn a_pending_seat_is_not_retried_before_its_first_call_can_have_ended() {
+        let mut room = room(5);
+        assert_eq!(admit(&mut room, "a"), Admission::Forward);
+        // The forwarded call may run until the core timeout aborts it.
+        #[allow(clippy::cast_possible_wrap)]
+        let timeout = CORE_TIMEOUT_MS as i64;
+        assert_eq!(room.due(NOW + timeout), Ok(Vec::new()));
+        let at = room
+            .next_alarm_ms()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("the seat is pending: an alarm is due"));
+        assert!(
+            at > NOW + timeout,
+            "the first retry ({} ms after the call began) must wait out the core timeout ({timeout} ms)",
+            at - NOW
+        );
+        assert_eq!(room.due(at).map(|due| due.len()), Ok(1));
+    }
+
+    #[test]
+    fn a_seat_the_alarm_is_retrying_is_not_retried_again_while_that_call_runs() {
+        let mut room = room(5);
+        admit(&mut room, "a");
+        let at = NOW + CALL_MS_MAX;
+        assert_eq!(room.claim_due(at).map(|due| due.len()), Ok(1));
+        #[allow(clippy::cast_possible_wrap)]
+        let timeout = CORE_TIMEOUT_MS as i64;
+        assert_eq!(
+            room.due(at + timeout),
+            Ok(Vec::new()),
+            "an alarm firing during the retry must not send the join a second time"
+        );
+    }
+
+    #[test]
+    fn every_retry_carries_the_session_the_user_joined_with() {
+        let mut room = room(5);
+        let mut core = FakeCore::new(5);
+        core.lose_replies = 2;
+        assert_eq!(admit(&mut room, "a"), Admission::Forward);
+        let verdict = core.join("a");
+        settle(&mut room, "a", verdict, NOW);
+        while let Some(at) = room.next_alarm_ms().ok().flatten() {
+            run_alarm(&mut room, &mut core, at);
+        }
+        assert_eq!(admit(&mut room, "a"), Admission::AlreadyJoined);
+        assert_eq!(
+            core.sessions_seen,
+            vec![Some(SESSION.to_owned()); 3],
+            "the first call and both retries name the session"
+        );
+        assert_eq!(core.charged, vec!["a".to_owned()]);
+    }
+
+    #[test]
+    fn a_session_revoked_before_the_retry_releases_the_seat_and_charges_nothing() {
+        let mut room = room(1);
+        let mut core = FakeCore::new(1);
+        // The first call never reaches the ledger (a 5xx): the seat stays pending.
+        core.fail_calls = 1;
+        assert_eq!(admit(&mut room, "a"), Admission::Forward);
+        let verdict = core.join("a");
+        let Outcome::RetryAt(at) = settle(&mut room, "a", verdict, NOW) else {
+            panic!("an unknown outcome keeps the seat pending");
+        };
+        // The user signs out before the alarm retries.
+        core.revoked.insert(SESSION.to_owned());
+        run_alarm(&mut room, &mut core, at);
+        assert!(
+            core.charged.is_empty(),
+            "a revoked session is never charged"
+        );
+        assert_eq!(room.counts().ok().flatten().map(|c| c.pending), Some(0));
+        assert_eq!(
+            room.admit("b", Some("jti-b"), at),
+            Ok(Admission::Forward),
+            "the seat is free for someone else"
+        );
     }
 }

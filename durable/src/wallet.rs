@@ -4,27 +4,53 @@
 //! them one at a time. A request with an `Idempotency-Key` is remembered: the same key and
 //! request answers the first response again without doing anything; the same key with another
 //! request is `IDEMPOTENCY_KEY_REUSED`; a retry while the first is still running is
-//! `REQUEST_IN_PROGRESS` (API.md). Only definite answers are remembered: after a timeout the key
-//! is free again, and the retry reaches the (idempotent) core, which knows what happened.
+//! `REQUEST_IN_PROGRESS`. Only definite answers are remembered: after a timeout the key is free
+//! again, and the retry reaches the (idempotent) core, which knows what happened. A key marked in
+//! flight whose request cannot still be running (the object was reset between the start and the
+//! end of it) stops blocking after [`IN_FLIGHT_MS_MAX`].
 //!
 //! The cached balance is dropped by every write the object makes, so it never shows a balance
 //! from before that write; writes made elsewhere (a charge by Toss) show within
 //! [`BALANCE_CACHE_TTL_MS`].
 
+use nene_domain::limits::CORE_TIMEOUT_MS;
 use serde::{Deserialize, Serialize};
 
 /// How long a cached balance is served without asking the core. Short: it only spares the core
 /// the bursts of a screen refreshing, and bounds how late a charge made elsewhere shows.
 pub const BALANCE_CACHE_TTL_MS: i64 = 2_000;
-/// How long a remembered response is kept: API.md promises at least 24 hours.
+/// How long a remembered response is kept: the API promises at least 24 hours.
 pub const REPLY_RETENTION_MS: i64 = 24 * 3_600 * 1_000;
-/// Longest Idempotency-Key accepted (API.md).
+/// Longest Idempotency-Key accepted.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+
+/// Core calls a join makes inside the wallet's turn, one after the other: the room reads its
+/// rules from the core on first use, then forwards the join. Each is bounded by the core timeout.
+pub const JOIN_CORE_CALLS_MAX: i64 = 2;
+/// What a request may take beyond its core calls: the calls between the objects, their storage
+/// writes, the event loop's scheduling. Generous: expiring a key whose request still runs is
+/// what this bound exists to prevent.
+pub const IN_FLIGHT_MARGIN_MS: i64 = 5_000;
+/// Longest a money-moving request can run between `begin` and `finish`. A key still marked in
+/// flight after that is left over from a wallet that was reset (evicted, crashed, redeployed)
+/// while its request ran: the request has certainly ended, and its answer was lost with the
+/// object. Such a key no longer answers REQUEST_IN_PROGRESS; the next request with it runs.
+#[allow(clippy::cast_possible_wrap)]
+pub const IN_FLIGHT_MS_MAX: i64 =
+    JOIN_CORE_CALLS_MAX * CORE_TIMEOUT_MS as i64 + IN_FLIGHT_MARGIN_MS;
+const _: () = assert!(CORE_TIMEOUT_MS <= i64::MAX as u64);
+const _: () = assert!(IN_FLIGHT_MS_MAX > JOIN_CORE_CALLS_MAX * CORE_TIMEOUT_MS as i64);
+const _: () = assert!(IN_FLIGHT_MS_MAX < REPLY_RETENTION_MS);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Remembered {
-    /// The first request with this key is still running.
-    InFlight { request_hash: String },
+    /// The first request with this key is running, since `at_ms` (0 for records written before
+    /// the time was kept: they are long past [`IN_FLIGHT_MS_MAX`]).
+    InFlight {
+        request_hash: String,
+        #[serde(default)]
+        at_ms: i64,
+    },
     /// Its definite response.
     Done {
         request_hash: String,
@@ -104,9 +130,15 @@ impl<S: WalletStore> WalletLogic<S> {
             return Ok(Begin::Run);
         };
         match self.store.remembered(key)? {
+            // Within the bound the first request may still be running. Past it, it has certainly
+            // ended, and the key falls through to run again below: safe, because the only
+            // request behind a key is a join, and the core's join is idempotent by
+            // `join:{challenge}:{user}` (a join that went through answers ALREADY_JOINED, never a
+            // second charge).
             Some(Remembered::InFlight {
                 request_hash: first,
-            }) => Ok(if first == request_hash {
+                at_ms,
+            }) if now_ms - at_ms < IN_FLIGHT_MS_MAX => Ok(if first == request_hash {
                 Begin::InProgress
             } else {
                 Begin::KeyReused
@@ -126,6 +158,7 @@ impl<S: WalletStore> WalletLogic<S> {
                     key,
                     &Remembered::InFlight {
                         request_hash: request_hash.to_owned(),
+                        at_ms: now_ms,
                     },
                 )?;
                 Ok(Begin::Run)
@@ -308,6 +341,49 @@ mod tests {
             w.begin(Some("k"), "join:a", NOW + REPLY_RETENTION_MS),
             Ok(Begin::Run)
         );
+    }
+
+    #[test]
+    fn a_key_left_in_flight_by_a_reset_wallet_runs_again_once_its_request_has_certainly_ended() {
+        let mut w = wallet();
+        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
+        // The object is reset before `finish`: a new instance starts from the same storage.
+        let mut restarted = WalletLogic::new(w.store.clone());
+        assert_eq!(
+            restarted.begin(Some("k"), "join:a", NOW + IN_FLIGHT_MS_MAX - 1),
+            Ok(Begin::InProgress),
+            "within the bound the first request may still be running"
+        );
+        assert_eq!(
+            restarted.begin(Some("k"), "join:b", NOW + IN_FLIGHT_MS_MAX - 1),
+            Ok(Begin::KeyReused)
+        );
+        assert_eq!(
+            restarted.begin(Some("k"), "join:a", NOW + IN_FLIGHT_MS_MAX),
+            Ok(Begin::Run),
+            "past the bound the key is no longer stuck"
+        );
+        // And it is in flight again, for this new request, from now on.
+        assert_eq!(
+            restarted.begin(Some("k"), "join:a", NOW + IN_FLIGHT_MS_MAX + 1),
+            Ok(Begin::InProgress)
+        );
+        restarted
+            .finish(Some("k"), "join:a", 201, "{}", NOW + IN_FLIGHT_MS_MAX + 2)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            restarted.begin(Some("k"), "join:a", NOW + 2 * IN_FLIGHT_MS_MAX),
+            Ok(Begin::Replay { status: 201, .. })
+        ));
+    }
+
+    #[test]
+    fn an_in_flight_record_from_before_its_time_was_kept_does_not_block() {
+        let stored: Remembered = serde_json::from_str(r#"{"InFlight":{"request_hash":"join:a"}}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut w = wallet();
+        w.store.replies.insert("k".into(), stored);
+        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
     }
 
     #[test]

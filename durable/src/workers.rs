@@ -44,9 +44,18 @@ CREATE TABLE IF NOT EXISTS seats (
     user TEXT PRIMARY KEY,
     state TEXT NOT NULL CHECK (state IN ('pending', 'confirmed')),
     attempts INTEGER NOT NULL,
-    retry_at_ms INTEGER NOT NULL
+    retry_at_ms INTEGER NOT NULL,
+    session TEXT
 );
 CREATE INDEX IF NOT EXISTS seats_pending_by_retry ON seats (state, retry_at_ms);";
+
+/// Columns added to a room's tables after rooms were first created: `CREATE TABLE IF NOT EXISTS`
+/// leaves an existing table as it was, so each is added here, and "duplicate column" (a room
+/// created with it, or upgraded already) is success.
+const ROOM_SCHEMA_UPGRADES: &[&str] = &[
+    // The session a pending seat's retries send (durable/src/join.rs, `Seat::session`).
+    "ALTER TABLE seats ADD COLUMN session TEXT",
+];
 
 #[durable_object]
 pub struct ChallengeRoom {
@@ -60,20 +69,29 @@ pub struct ChallengeRoom {
 }
 
 /// Runs `schema` once per object instance.
-fn ensure_schema(sql: &SqlStorage, ready: &std::cell::Cell<bool>, schema: &str) -> bool {
+fn ensure_schema(
+    sql: &SqlStorage,
+    ready: &std::cell::Cell<bool>,
+    schema: &str,
+    upgrades: &[&str],
+) -> bool {
     if ready.get() {
         return true;
     }
-    match sql.exec(schema, None) {
-        Ok(_) => {
-            ready.set(true);
-            true
-        }
-        Err(error) => {
-            worker::console_error!("schema: {error}");
-            false
+    if let Err(error) = sql.exec(schema, None) {
+        worker::console_error!("schema: {error}");
+        return false;
+    }
+    for upgrade in upgrades {
+        if let Err(error) = sql.exec(upgrade, None)
+            && !error.to_string().contains("duplicate column")
+        {
+            worker::console_error!("schema upgrade: {error}");
+            return false;
         }
     }
+    ready.set(true);
+    true
 }
 
 /// Body of `POST /join`.
@@ -121,7 +139,7 @@ impl worker::DurableObject for ChallengeRoom {
         let path = req.path();
         let method = req.method().to_string();
         let sql = self.state.storage().sql();
-        if !ensure_schema(&sql, &self.schema_ready, ROOM_SCHEMA) {
+        if !ensure_schema(&sql, &self.schema_ready, ROOM_SCHEMA, ROOM_SCHEMA_UPGRADES) {
             return error_response(ErrorCode::Internal);
         }
         match (method.as_str(), path.as_str()) {
@@ -176,10 +194,12 @@ impl worker::DurableObject for ChallengeRoom {
 
     async fn alarm(&self) -> worker::Result<Response> {
         let sql = self.state.storage().sql();
-        if !ensure_schema(&sql, &self.schema_ready, ROOM_SCHEMA) {
+        if !ensure_schema(&sql, &self.schema_ready, ROOM_SCHEMA, ROOM_SCHEMA_UPGRADES) {
             return Response::error("room schema", 500);
         }
-        let due = match JoinRoom::new(SqliteSeatStore { sql: sql.clone() }).due(now_ms()) {
+        // Claimed: each seat is stored as not due again until this retry's call has certainly
+        // ended, so no other alarm sends the same join meanwhile.
+        let due = match JoinRoom::new(SqliteSeatStore { sql: sql.clone() }).claim_due(now_ms()) {
             Ok(due) => due,
             Err(error) => {
                 worker::console_error!("room alarm: {error}");
@@ -188,7 +208,11 @@ impl worker::DurableObject for ChallengeRoom {
         };
         for seat in due {
             let challenge = self.challenge_name().unwrap_or_default();
-            let verdict = self.core_join(&challenge, &seat.user, None).await;
+            // The session the user joined with: a session revoked since is refused by the core
+            // here too, and the seat is released without a charge.
+            let verdict = self
+                .core_join(&challenge, &seat.user, seat.session.as_deref())
+                .await;
             let settled = JoinRoom::new(SqliteSeatStore { sql: sql.clone() }).settle(
                 &seat.user,
                 verdict,
@@ -304,8 +328,9 @@ impl ChallengeRoom {
     }
 
     /// Forwards a join to the core, signed as the user, and reads the verdict. `session` is the
-    /// access token id of the user's request (the core refuses a revoked one); a retry from the
-    /// alarm has none: the session was checked by the first call.
+    /// access token id the user joined with (the core refuses a revoked one); the alarm's retries
+    /// send the one stored with the seat, so a session revoked after the first call is refused
+    /// too.
     async fn core_join(&self, challenge: &str, user: &str, session: Option<&str>) -> Verdict {
         let path = format!("/internal/v1/challenges/{challenge}/join");
         let body = session
@@ -377,8 +402,11 @@ impl ChallengeRoom {
         if let Err(code) = self.ensure_rules(&call.challenge).await {
             return error_response(code);
         }
-        let admission =
-            JoinRoom::new(SqliteSeatStore { sql: self.sql() }).admit(&call.user, now_ms());
+        let admission = JoinRoom::new(SqliteSeatStore { sql: self.sql() }).admit(
+            &call.user,
+            call.session.as_deref(),
+            now_ms(),
+        );
         let admission = match admission {
             Ok(admission) => admission,
             Err(error) => {
@@ -499,6 +527,7 @@ struct SeatRow {
     state: String,
     attempts: i64,
     retry_at_ms: i64,
+    session: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -517,6 +546,7 @@ impl SeatRow {
             },
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             retry_at_ms: self.retry_at_ms,
+            session: self.session,
         }
     }
 }
@@ -569,7 +599,7 @@ impl SeatStore for SqliteSeatStore {
 
     fn seat(&self, user: &str) -> Result<Option<Seat>, StoreError> {
         let rows: Vec<SeatRow> = self.rows(
-            "SELECT user, state, attempts, retry_at_ms FROM seats WHERE user = ?",
+            "SELECT user, state, attempts, retry_at_ms, session FROM seats WHERE user = ?",
             vec![SqlStorageValue::String(user.to_owned())],
         )?;
         Ok(rows.into_iter().next().map(SeatRow::into_seat))
@@ -582,14 +612,18 @@ impl SeatStore for SqliteSeatStore {
         };
         self.sql
             .exec(
-                "INSERT INTO seats (user, state, attempts, retry_at_ms) VALUES (?, ?, ?, ?) \
+                "INSERT INTO seats (user, state, attempts, retry_at_ms, session) VALUES (?, ?, ?, ?, ?) \
                  ON CONFLICT (user) DO UPDATE SET state = excluded.state, \
-                 attempts = excluded.attempts, retry_at_ms = excluded.retry_at_ms",
+                 attempts = excluded.attempts, retry_at_ms = excluded.retry_at_ms, \
+                 session = excluded.session",
                 vec![
                     SqlStorageValue::String(seat.user.clone()),
                     SqlStorageValue::String(state.to_owned()),
                     SqlStorageValue::from(i64::from(seat.attempts)),
                     SqlStorageValue::try_from_i64(seat.retry_at_ms).map_err(seat_error)?,
+                    seat.session
+                        .clone()
+                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
                 ],
             )
             .map_err(seat_error)?;
@@ -631,7 +665,7 @@ impl SeatStore for SqliteSeatStore {
 
     fn due(&self, now_ms: i64) -> Result<Vec<Seat>, StoreError> {
         let rows: Vec<SeatRow> = self.rows(
-            "SELECT user, state, attempts, retry_at_ms FROM seats \
+            "SELECT user, state, attempts, retry_at_ms, session FROM seats \
              WHERE state = 'pending' AND retry_at_ms <= ? ORDER BY retry_at_ms",
             vec![SqlStorageValue::try_from_i64(now_ms).map_err(seat_error)?],
         )?;

@@ -186,17 +186,3 @@ impl FromRequestParts<Arc<Platform>> for Session {
         Ok(Session(authenticate(parts, platform, true).await?))
     }
 }
-
-/// The caller's address, for rate limits: Cloudflare's header, else the first forwarded hop.
-#[must_use]
-pub fn client_ip(headers: &http::HeaderMap) -> String {
-    headers
-        .get("cf-connecting-ip")
-        .or_else(|| headers.get("x-forwarded-for"))
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(',').next())
-        .map(str::trim)
-        .filter(|ip| !ip.is_empty() && ip.len() <= 64)
-        .unwrap_or("unknown")
-        .to_owned()
-}

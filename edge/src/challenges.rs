@@ -1,5 +1,5 @@
-//! Browsing, proofs, reports, appeals, reviews and a participant's standing (API.md
-//! "Challenges"), and the dev-mode test clock. The core decides everything (windows by the
+//! Browsing, proofs, reports, appeals, reviews, the reviewers' queue and a participant's standing
+//! (API.md "Challenges"), and the dev-mode test clock. The core decides everything (windows by the
 //! platform's clock, who may do what); the edge authenticates and forwards. Creation, detail and
 //! joins live in `router.rs` with the rooms.
 
@@ -17,6 +17,7 @@ use crate::{
     auth::User,
     core_client::{Core, Forwarded, json_body},
     error::{ApiError, ApiJson},
+    paging::{HEX_ID_CURSOR, core_path},
     router::{AppState, uuid_segment},
 };
 
@@ -26,7 +27,8 @@ pub fn routes(dev_mode: bool) -> Router<AppState> {
         .route("/v1/challenges/{id}/me", get(me))
         .route("/v1/proofs/{id}/report", post(proof_step))
         .route("/v1/proofs/{id}/appeal", post(proof_step))
-        .route("/v1/admin/proofs/{id}/review", post(proof_step));
+        .route("/v1/admin/proofs/{id}/review", post(proof_step))
+        .route("/v1/admin/proofs/queue", get(review_queue));
     if dev_mode {
         routes.route("/v1/dev/clock", post(advance_clock))
     } else {
@@ -102,6 +104,22 @@ async fn proof_step(
     core.forward(Method::POST, &path, Some(&user), json_body(&body)?)
         .await
         .map(|_| StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/admin/proofs/queue?cursor=&limit=`: the reviewers' queue of open reports and appeals,
+/// oldest first. The core decides who is a reviewer; only a cursor and a limit are passed on.
+async fn review_queue(
+    core: Core,
+    User(user): User,
+    RawQuery(query): RawQuery,
+) -> Result<Forwarded, ApiError> {
+    let path = core_path(
+        "/internal/v1/admin/proofs/queue",
+        query.as_deref(),
+        HEX_ID_CURSOR,
+    )?;
+    core.forward(Method::GET, &path, Some(&user), Bytes::new())
+        .await
 }
 
 /// `POST /v1/dev/clock {advance_seconds}` (dev mode only; no token: the local stack's tool).

@@ -50,11 +50,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Renders the error left by [`ApiError::into_response`], if any, with the request id.
+/// Renders the error left by [`ApiError::into_response`], if any, with the request id. An error
+/// response that is not JSON — a rejection of axum's own (a raw body over its limit, a path that
+/// does not parse) — is rendered as the envelope too, with the code of its status: every error
+/// the API sends has the same shape, whichever layer refused the request.
 pub(crate) fn render_pending_error(response: &mut Response, request_id: &str) {
-    let Some(error) = response.extensions_mut().remove::<ApiError>() else {
+    let pending = response.extensions_mut().remove::<ApiError>();
+    let Some(error) = pending.or_else(|| bare_error(response)) else {
         return;
     };
+    *response.status_mut() = error.status();
     let message = error
         .message
         .clone()
@@ -67,6 +72,17 @@ pub(crate) fn render_pending_error(response: &mut Response, request_id: &str) {
         HeaderValue::from_static("application/json"),
     );
     response.headers_mut().remove(header::CONTENT_LENGTH);
+}
+
+/// An error response without the JSON envelope, as the error it stands for.
+fn bare_error(response: &Response) -> Option<ApiError> {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    let is_error = status.is_client_error() || status.is_server_error();
+    (is_error && !is_json).then(|| ApiError::new(ErrorCode::for_status(status.as_u16())))
 }
 
 /// `Json<T>` whose rejections are [`ApiError`]s: malformed JSON → 400 `INVALID_JSON`, a body over
@@ -98,18 +114,16 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
     }
 }
 
-/// The answer when the host's configuration is unusable: every request fails the same way, and
-/// the reason is in the host's log, not in the response. Outside the router there is no request
-/// id, so the envelope carries an empty one.
+/// The answer to every request while the host's configuration is invalid: 503 CORE_UNAVAILABLE
+/// (the service cannot be reached through this edge; a client retries later), with the reason in
+/// the host's log, not in the response. Outside the router there is no request id, so the
+/// envelope carries an empty one.
 #[must_use]
 pub fn misconfigured_response() -> Response {
-    let envelope = ErrorEnvelope::new(
-        ErrorCode::Internal,
-        ErrorCode::Internal.default_message(),
-        "",
-    );
+    let code = ErrorCode::CoreUnavailable;
+    let envelope = ErrorEnvelope::new(code, code.default_message(), "");
     let mut response = (
-        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::SERVICE_UNAVAILABLE,
         serde_json::to_vec(&envelope).unwrap_or_default(),
     )
         .into_response();

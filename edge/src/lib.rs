@@ -9,9 +9,11 @@
 
 pub mod auth;
 pub mod challenges;
+pub mod client_address;
 pub mod config;
 pub mod core_client;
 pub mod error;
+mod input;
 pub mod login;
 pub mod notifications;
 pub mod paging;

@@ -1,21 +1,27 @@
 //! Sign-in and the account (API.md "Auth and account"). The core keeps login states, users and
 //! refresh families and talks to the providers; the edge mints the short-lived access tokens, whose
 //! `jti` is `{refresh family}.{random}` so that revoking a family revokes its access tokens.
+//!
+//! A login is bound to the client that starts it (PKCE, `nene_domain::pkce`): `start` takes the
+//! client's S256 `code_challenge`, and `callback` forwards the client's `code_verifier`, which the
+//! core checks after spending the state and before calling the provider. The login steps are rate
+//! limited per client address, as the host reports it (`client_address`).
 
 use axum::{
     Router,
-    extract::{Path, Query, State},
+    extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
 use bytes::Bytes;
 use http::Method;
-use nene_domain::{ErrorCode, access_token::ACCESS_TOKEN_TTL_SECONDS};
+use nene_domain::{ErrorCode, access_token::ACCESS_TOKEN_TTL_SECONDS, pkce::CodeChallenge};
 use serde::Deserialize;
 
 use crate::{
-    auth::{Session, User, client_ip},
+    auth::{Session, User},
+    client_address::ClientIp,
     core_client::{Core, Forwarded, json_body},
     error::{ApiError, ApiJson},
     router::AppState,
@@ -53,19 +59,33 @@ fn segment(raw: &str) -> Result<&str, ApiError> {
 #[derive(Debug, Deserialize)]
 struct StartQuery {
     redirect_uri: String,
+    code_challenge: String,
+    code_challenge_method: String,
 }
 
-/// `GET /v1/auth/{provider}/start?redirect_uri=` → 302 to the provider.
+/// `GET /v1/auth/{provider}/start?redirect_uri=&code_challenge=&code_challenge_method=S256` → 302
+/// to the provider. A missing parameter is a 400 naming it; a challenge method other than `S256`
+/// (`plain` included) or a challenge that is not an S256 digest is a 422 naming it.
 async fn start(
     core: Core,
     Path(provider): Path<String>,
-    Query(query): Query<StartQuery>,
-    headers: http::HeaderMap,
+    query: Result<Query<StartQuery>, QueryRejection>,
+    ClientIp(client_ip): ClientIp,
 ) -> Result<Response, ApiError> {
     let provider = segment(&provider)?;
+    // serde's message names the missing or unreadable parameter.
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::with_message(ErrorCode::BadRequest, rejection.body_text())
+    })?;
+    let challenge =
+        CodeChallenge::parse_with_method(&query.code_challenge_method, &query.code_challenge)
+            .map_err(|error| {
+                ApiError::with_message(ErrorCode::ValidationFailed, error.to_string())
+            })?;
     let body = serde_json::json!({
         "redirect_uri": query.redirect_uri,
-        "client_ip": client_ip(&headers),
+        "code_challenge": challenge.as_base64url(),
+        "client_ip": client_ip,
     });
     let path = format!("/internal/v1/auth/{provider}/start");
     let started: serde_json::Value = core
@@ -97,21 +117,28 @@ fn mint(state: &AppState, user: &str, family: &str) -> Result<String, ApiError> 
 struct CallbackBody {
     code: String,
     state: String,
+    /// Forwarded as sent, absent included: the core spends the state first and then refuses a
+    /// missing or wrong verifier, so a callback without one cannot be retried with the same state.
+    #[serde(default)]
+    code_verifier: Option<String>,
 }
 
-/// `POST /v1/auth/{provider}/callback {code, state}` → the token pair and the user.
+/// `POST /v1/auth/{provider}/callback {code, state, code_verifier}` → the token pair and the user;
+/// `401 LOGIN_STATE_INVALID` when the verifier is missing or does not answer the challenge the
+/// login started with.
 async fn callback(
     State(state): State<AppState>,
     core: Core,
     Path(provider): Path<String>,
-    headers: http::HeaderMap,
+    ClientIp(client_ip): ClientIp,
     ApiJson(body): ApiJson<CallbackBody>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let provider = segment(&provider)?;
     let request = serde_json::json!({
         "code": body.code,
         "state": body.state,
-        "client_ip": client_ip(&headers),
+        "code_verifier": body.code_verifier,
+        "client_ip": client_ip,
     });
     let path = format!("/internal/v1/auth/{provider}/callback");
     let session: serde_json::Value = core

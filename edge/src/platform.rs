@@ -5,7 +5,7 @@ use bytes::Bytes;
 use nene_domain::ChallengeId;
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use crate::config::EdgeConfig;
+use crate::{client_address::ClientAddressRule, config::EdgeConfig};
 
 /// A boxed future that axum can hold across `.await`. Hosts whose futures are not `Send`
 /// (Workers, Spin: single-threaded wasm) wrap them in `send_wrapper::SendWrapper`, which is sound
@@ -79,4 +79,6 @@ pub struct Platform {
     pub host: Arc<dyn Host>,
     pub transport: Arc<dyn Transport>,
     pub rooms: Option<Arc<dyn Rooms>>,
+    /// Where this host's client addresses come from (the login rate limits).
+    pub client_address: ClientAddressRule,
 }

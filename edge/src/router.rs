@@ -23,6 +23,7 @@ use nene_durable::{
 
 use crate::{
     auth::{TokenHolder, User},
+    config::EdgeConfig,
     core_client::{CORE_PATH_HEALTH, Core, HEADER_REQUEST_ID, json_body},
     error::{ApiError, ApiJson, render_pending_error},
     platform::{ObjectName, OutboundRequest, Platform},
@@ -34,6 +35,26 @@ use crate::{
 pub struct RequestId(pub String);
 
 pub(crate) type AppState = Arc<Platform>;
+
+/// What a host serves: the router over the platform `platform` builds from a valid
+/// configuration read through `lookup`; or, when the configuration is invalid, a router that
+/// answers every request 503 ([`crate::error::misconfigured_response`]) after `log_error` has
+/// been given the reason, which names the variable. A Worker or a Spin component has no start-up
+/// to fail, so this is how the edge refuses to run wrong: it never serves with a bad
+/// configuration.
+pub fn configured_router(
+    lookup: impl Fn(&str) -> Option<String>,
+    platform: impl FnOnce(EdgeConfig) -> Platform,
+    log_error: impl FnOnce(&str),
+) -> Router {
+    match EdgeConfig::from_lookup(lookup) {
+        Ok(config) => router(platform(config)),
+        Err(error) => {
+            log_error(&format!("edge configuration is invalid: {error}"));
+            Router::new().fallback(|| async { crate::error::misconfigured_response() })
+        }
+    }
+}
 
 /// Builds the router over `platform`.
 pub fn router(platform: Platform) -> Router {
@@ -63,6 +84,7 @@ pub fn router(platform: Platform) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .layer(middleware::from_fn(crate::input::refuse_unstorable_input))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             request_context,

@@ -1,7 +1,8 @@
 //! The Spin host: the same router as a `wasi:http` component. Spin has no Durable Objects, so
 //! routes that need a room are absent here and money-moving routes go to the core, which is
-//! correct on its own. Configuration comes from the component's environment (`spin.toml`
-//! `[component.*] environment`, or `wasmtime serve --env`).
+//! correct on its own. Configuration comes from the component's environment (`spin up --env`,
+//! or `wasmtime serve --env`): the component imports nothing Spin-specific, see spin.toml and
+//! docs/decisions/0001-toolchain.md.
 
 use std::{
     future::Future,
@@ -19,29 +20,29 @@ use spin_sdk::http_component;
 use tower::ServiceExt;
 
 use crate::{
-    config::EdgeConfig,
+    client_address::ClientAddressRule,
     platform::{
         BoxFuture, Host, OutboundRequest, OutboundResponse, Platform, Transport, TransportError,
     },
-    router::router,
+    router::configured_router,
 };
 
 #[http_component]
 async fn handle(request: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
-    let config = match EdgeConfig::from_lookup(|name| std::env::var(name).ok()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("edge configuration is invalid: {error}");
-            return buffer(crate::error::misconfigured_response()).await;
-        }
-    };
-    let platform = Platform {
-        config,
-        host: Arc::new(SpinHost),
-        transport: Arc::new(WasiTransport),
-        rooms: None,
-    };
-    let response = router(platform)
+    let app = configured_router(
+        |name| std::env::var(name).ok(),
+        |config| Platform {
+            client_address: ClientAddressRule::Spin {
+                trusted_header: config.trusted_client_ip_header.clone(),
+            },
+            config,
+            host: Arc::new(SpinHost),
+            transport: Arc::new(WasiTransport),
+            rooms: None,
+        },
+        |line| eprintln!("{line}"),
+    );
+    let response = app
         .oneshot(request.map(axum::body::Body::from))
         .await
         .unwrap_or_else(|never| match never {});

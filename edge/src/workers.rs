@@ -14,12 +14,12 @@ use worker::{
 };
 
 use crate::{
-    config::EdgeConfig,
+    client_address::ClientAddressRule,
     platform::{
         BoxFuture, Host, ObjectName, OutboundRequest, OutboundResponse, Platform, Rooms, Transport,
         TransportError,
     },
-    router::router,
+    router::configured_router,
 };
 use nene_durable::{CHALLENGE_ROOM_BINDING, WALLET_BINDING};
 
@@ -29,21 +29,20 @@ async fn fetch(
     env: Env,
     _ctx: Context,
 ) -> worker::Result<http::Response<axum::body::Body>> {
-    let config = match EdgeConfig::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())) {
-        Ok(config) => config,
-        Err(error) => {
-            worker::console_error!("edge configuration is invalid: {error}");
-            return Ok(crate::error::misconfigured_response());
-        }
-    };
     let env = Arc::new(SendWrapper::new(env));
-    let platform = Platform {
-        config,
-        host: Arc::new(WorkersHost),
-        transport: Arc::new(FetchTransport),
-        rooms: Some(Arc::new(DurableRooms { env })),
-    };
-    let response = router(platform)
+    let rooms_env = Arc::clone(&env);
+    let mut app = configured_router(
+        |name| env.var(name).ok().map(|v| v.to_string()),
+        |config| Platform {
+            config,
+            host: Arc::new(WorkersHost),
+            transport: Arc::new(FetchTransport),
+            rooms: Some(Arc::new(DurableRooms { env: rooms_env })),
+            client_address: ClientAddressRule::Cloudflare,
+        },
+        |line| worker::console_error!("{line}"),
+    );
+    let response = app
         .call(request)
         .await
         .unwrap_or_else(|never| match never {});

@@ -71,7 +71,7 @@ impl Transport for FakeCore {
 fn platform(core: Arc<FakeCore>) -> Platform {
     Platform {
         config: EdgeConfig::from_lookup(|name| match name {
-            "CORE_URL" => Some("http://core.test/".to_owned()),
+            "CORE_URL" => Some("https://core.test/".to_owned()),
             "CORE_SIGNING_SECRET" => Some(SECRET.to_owned()),
             "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
             _ => None,
@@ -82,6 +82,7 @@ fn platform(core: Arc<FakeCore>) -> Platform {
         }),
         transport: core,
         rooms: None,
+        client_address: nene_edge::client_address::ClientAddressRule::Cloudflare,
     }
 }
 

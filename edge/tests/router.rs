@@ -16,6 +16,7 @@ use nene_domain::{
     signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedParts, SigningSecret},
 };
 use nene_edge::{
+    client_address::ClientAddressRule,
     config::EdgeConfig,
     platform::{
         BoxFuture, Host, OutboundRequest, OutboundResponse, Platform, Rooms, Transport,
@@ -28,6 +29,9 @@ use tower::ServiceExt;
 const SECRET: &str = "test-secret-test-secret-test-secret!";
 const NOW: i64 = 1_790_000_000;
 const TOKEN_KEYS: &str = "k1:router-test-token-key-router-test-token-key";
+/// RFC 7636 appendix B: this verifier's S256 challenge.
+const RFC_7636_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const RFC_7636_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 struct FakeHost {
     next_id: AtomicU64,
@@ -170,7 +174,7 @@ impl Rooms for FakeRooms {
 
 fn config(dev_mode: bool) -> EdgeConfig {
     EdgeConfig::from_lookup(|name| match name {
-        "CORE_URL" => Some("http://core.test/".to_owned()),
+        "CORE_URL" => Some("https://core.test/".to_owned()),
         "CORE_SIGNING_SECRET" => Some(SECRET.to_owned()),
         "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
         "NENE_ENV" => dev_mode.then(|| "dev".to_owned()),
@@ -203,6 +207,7 @@ fn platform(core: Arc<FakeCore>, dev_mode: bool) -> Platform {
         }),
         transport: core,
         rooms: Some(Arc::new(FakeRooms::default())),
+        client_address: ClientAddressRule::Cloudflare,
     }
 }
 
@@ -270,7 +275,7 @@ async fn the_edge_signs_its_call_to_the_core() {
     let request = seen
         .first()
         .unwrap_or_else(|| panic!("the core was not called"));
-    assert_eq!(request.url, "http://core.test/internal/v1/health");
+    assert_eq!(request.url, "https://core.test/internal/v1/health");
     let header = |name: &str| {
         request
             .headers
@@ -420,10 +425,121 @@ async fn dev_routes_do_not_exist_outside_dev_mode() {
     assert_eq!(error_of(&body).error.code, ErrorCode::NotFound);
 }
 
+/// Sends `request` to what a host serves with the variables `vars`, and returns the status, the
+/// error code if any, and what the host logged.
+async fn served_with(
+    vars: &[(&str, &str)],
+    core: Arc<FakeCore>,
+    request: Request<Body>,
+) -> (u16, Option<ErrorCode>, Vec<String>) {
+    let logged = Mutex::new(Vec::new());
+    let app = nene_edge::router::configured_router(
+        |name| {
+            vars.iter()
+                .find(|(var, _)| *var == name)
+                .map(|(_, value)| (*value).to_owned())
+        },
+        |config| Platform {
+            config,
+            host: Arc::new(FakeHost {
+                next_id: AtomicU64::new(1),
+            }),
+            transport: core,
+            rooms: Some(Arc::new(FakeRooms::default())),
+        },
+        |line| {
+            logged
+                .lock()
+                .map(|mut l| l.push(line.to_owned()))
+                .unwrap_or(())
+        },
+    );
+    let response = app
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
+    let code = serde_json::from_slice::<ErrorEnvelope>(&body)
+        .ok()
+        .map(|envelope| envelope.error.code);
+    (status, code, logged.into_inner().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_production_edge_with_the_dev_secret_answers_every_request_503_and_logs_the_variable() {
+    let vars = [
+        ("CORE_URL", "https://core.test"),
+        (
+            "CORE_SIGNING_SECRET",
+            "dev-only-signing-secret-0123456789abcdef",
+        ),
+        ("ACCESS_TOKEN_KEYS", TOKEN_KEYS),
+    ];
+    let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
+        .and_then(|keys| keys.issue("user-1", "jti-1", NOW))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let join = Request::post("/v1/challenges/ch-1/join")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    for request in [get("/v1/health"), join, get("/no/such/route")] {
+        let core = healthy_core();
+        let (status, code, logged) = served_with(&vars, Arc::clone(&core), request).await;
+        assert_eq!(status, 503);
+        assert_eq!(code, Some(ErrorCode::CoreUnavailable));
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(
+            logged[0].contains("CORE_SIGNING_SECRET"),
+            "the log names the variable: {logged:?}"
+        );
+        assert!(
+            core.seen
+                .lock()
+                .map(|seen| seen.is_empty())
+                .unwrap_or(false),
+            "nothing is served with a bad configuration"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_production_edge_calling_the_core_over_http_answers_503_and_logs_core_url() {
+    let vars = [
+        ("CORE_URL", "http://core.test"),
+        ("CORE_SIGNING_SECRET", SECRET),
+        ("ACCESS_TOKEN_KEYS", TOKEN_KEYS),
+        ("NENE_ENV", "production"),
+    ];
+    let (status, code, logged) = served_with(&vars, healthy_core(), get("/v1/health")).await;
+    assert_eq!((status, code), (503, Some(ErrorCode::CoreUnavailable)));
+    assert!(
+        logged.iter().any(|line| line.contains("CORE_URL")),
+        "{logged:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_valid_configuration_is_served() {
+    let vars = [
+        ("CORE_URL", "https://core.test"),
+        ("CORE_SIGNING_SECRET", SECRET),
+        ("ACCESS_TOKEN_KEYS", TOKEN_KEYS),
+    ];
+    let (status, _, logged) = served_with(&vars, healthy_core(), get("/v1/health")).await;
+    assert_eq!(status, 200);
+    assert!(logged.is_empty());
+}
+
 #[test]
 fn a_config_without_a_long_enough_secret_is_refused() {
     let result = EdgeConfig::from_lookup(|name| match name {
-        "CORE_URL" => Some("http://core.test".to_owned()),
+        "CORE_URL" => Some("https://core.test".to_owned()),
         "CORE_SIGNING_SECRET" => Some("short".to_owned()),
         "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
         _ => None,
@@ -738,10 +854,17 @@ async fn money_routes_ask_about_revocation_every_time_and_other_routes_reuse_the
 #[tokio::test]
 async fn a_partners_failure_reported_by_the_core_reaches_the_client_as_that_502() {
     let envelope = r#"{"error":{"code":"PROVIDER_UNAVAILABLE","message":"x","request_id":"r"}}"#;
-    let body = r#"{"code":"c","state":"s"}"#;
+    let body = r#"{"code":"c","state":"s","code_verifier":"v"}"#;
+    let callback = || {
+        Request::post("/v1/auth/google/callback")
+            .header("content-type", "application/json")
+            .header("cf-connecting-ip", "203.0.113.7")
+            .body(Body::from(body))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
     let (status, _, answer) = send(
         platform(core_answering(Ok((502, envelope.to_owned()))), false),
-        post_json("/v1/auth/google/callback", body),
+        callback(),
     )
     .await;
     assert_eq!(status, 502);
@@ -751,7 +874,7 @@ async fn a_partners_failure_reported_by_the_core_reaches_the_client_as_that_502(
             core_answering(Ok((502, "<html>bad gateway</html>".to_owned()))),
             false,
         ),
-        post_json("/v1/auth/google/callback", body),
+        callback(),
     )
     .await;
     assert_eq!(status, 503, "a proxy's 502 is the core being unavailable");
@@ -999,6 +1122,44 @@ async fn the_wallets_history_is_asked_of_the_core_with_only_a_cursor_and_a_limit
     );
 }
 
+#[tokio::test]
+async fn the_reviewers_queue_is_asked_of_the_core_as_the_signed_user_with_only_a_cursor_and_a_limit()
+ {
+    let core = core_answering(Ok((200, r#"{"items":[],"next_cursor":null}"#.to_owned())));
+    let queue = |query: &str| {
+        Request::get(format!("/v1/admin/proofs/queue{query}"))
+            .header("authorization", bearer("reviewer-1"))
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let cursor = "0190f5a27c1e7a4b9c3d1e2f3a4b5c6d";
+    let (status, _, body) = send(
+        platform(Arc::clone(&core), false),
+        queue(&format!("?limit=20&cursor={cursor}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(
+        seen[0].url.ends_with(&format!(
+            "/internal/v1/admin/proofs/queue?cursor={cursor}&limit=20"
+        )),
+        "{}",
+        seen[0].url
+    );
+    // The core decides who is a reviewer, by the user the edge signs for.
+    assert_eq!(header_of(&seen[0], "x-nene-user"), Some("reviewer-1"));
+    for bad in ["?challenge=x", "?cursor=../x", "?limit=1&limit=2"] {
+        let (status, _, _) = send(platform(Arc::clone(&core), false), queue(bad)).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    assert_eq!(
+        core.seen.lock().map(|s| s.len()).unwrap_or(0),
+        1,
+        "bad queries never reach the core"
+    );
+}
+
 /// The machine-readable contract (API.md keeps one; `edge/openapi.json`).
 const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -1058,12 +1219,16 @@ async fn every_documented_operation_is_routed_and_asks_for_a_token_exactly_when_
         }
         if template.ends_with("/start") {
             path.push_str("?redirect_uri=http%3A%2F%2F127.0.0.1%3A8787%2Fauth%2Fdone");
+            path.push_str(&format!(
+                "&code_challenge={RFC_7636_CHALLENGE}&code_challenge_method=S256"
+            ));
         }
         let request = |token: Option<String>| {
             let mut request = Request::builder()
                 .method(method.as_str())
                 .uri(&path)
-                .header("content-type", "application/json");
+                .header("content-type", "application/json")
+                .header("cf-connecting-ip", "203.0.113.7");
             if let Some(token) = token {
                 request = request.header("authorization", token);
             }
@@ -1130,4 +1295,420 @@ fn every_public_route_of_the_router_is_documented() {
             "{route} is routed but not in edge/openapi.json"
         );
     }
+}
+
+/// A token for `user` in the test key, as an `authorization` header value.
+fn authorized(mut request: Request<Body>, user: &str) -> Request<Body> {
+    let value = bearer(user)
+        .parse()
+        .unwrap_or_else(|e| panic!("header: {e}"));
+    request.headers_mut().insert("authorization", value);
+    request
+}
+
+#[tokio::test]
+async fn a_nul_character_in_any_json_body_is_a_422_naming_the_field_and_nobody_is_asked() {
+    let cases = [
+        (
+            "/v1/challenges",
+            r#"{"title":"run\u0000","entry_fee":1000}"#,
+            "title",
+        ),
+        (
+            "/v1/challenges",
+            r#"{"title":"run","proof":{"time_zone":"Asia/Seoul\u0000"}}"#,
+            "proof.time_zone",
+        ),
+        (
+            "/v1/auth/kakao/callback",
+            r#"{"code":"c","state":"\u0000"}"#,
+            "state",
+        ),
+        (
+            "/webhooks/toss",
+            r#"{"eventType":"PAYMENT_STATUS\u0000CHANGED","data":{}}"#,
+            "eventType",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let core = healthy_core();
+        let request = authorized(post_json(path, body), "user-1");
+        let (status, request_id, answer) = send(platform(Arc::clone(&core), false), request).await;
+        assert_eq!(status, 422, "{path}: {}", String::from_utf8_lossy(&answer));
+        let envelope = error_of(&answer);
+        assert_eq!(envelope.error.code, ErrorCode::ValidationFailed);
+        assert!(
+            envelope.error.message.contains(&format!("`{field}`")),
+            "{path}: {}",
+            envelope.error.message
+        );
+        assert_eq!(envelope.error.request_id, request_id);
+        let seen = core.seen.lock().map(|s| s.len()).unwrap_or_default();
+        assert_eq!(seen, 0, "{path}: the core was asked");
+    }
+}
+
+#[tokio::test]
+async fn a_device_token_with_a_nul_is_refused_on_a_put_too() {
+    let core = healthy_core();
+    let request = Request::put("/v1/me/devices/phone-1")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"platform":"web","token":"t\u0000"}"#))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _, answer) = send(
+        platform(Arc::clone(&core), false),
+        authorized(request, "user-1"),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(error_of(&answer).error.message.contains("`token`"));
+}
+
+#[tokio::test]
+async fn a_nul_in_a_query_parameter_is_a_422_naming_it_and_in_a_path_a_404() {
+    let core = healthy_core();
+    let (status, _, answer) = send(
+        platform(Arc::clone(&core), false),
+        authorized(get("/v1/challenges?state=RECRUITING&q=run%00"), "user-1"),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(error_of(&answer).error.message.contains("`q`"));
+    let (status, _, answer) = send(
+        platform(Arc::clone(&core), false),
+        authorized(get("/v1/notifications%00"), "user-1"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(error_of(&answer).error.code, ErrorCode::NotFound);
+    let seen = core.seen.lock().map(|s| s.len()).unwrap_or_default();
+    assert_eq!(seen, 0, "the core was asked");
+}
+
+#[tokio::test]
+async fn an_escaped_backslash_before_u0000_is_ordinary_text_and_goes_through() {
+    let core = core_answering(Ok((200, r#"{"accepted":true}"#.to_owned())));
+    let body = r#"{"eventType":"PAYMENT_STATUS_CHANGED","data":{"orderId":"a\\u0000"}}"#;
+    let (status, _, _) = send(
+        platform(Arc::clone(&core), false),
+        post_json("/webhooks/toss", body),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen[0].body, Bytes::from(body), "byte for byte");
+}
+
+#[tokio::test]
+async fn an_oversized_webhook_body_is_a_json_413_whatever_its_content_type() {
+    let body = vec![b'x'; 2 * 1024 * 1024];
+    for content_type in ["application/json", "text/plain"] {
+        let request = Request::post("/webhooks/toss")
+            .header("content-type", content_type)
+            .body(Body::from(body.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (status, request_id, answer) = send(platform(healthy_core(), false), request).await;
+        assert_eq!(status, 413, "{content_type}");
+        let envelope = error_of(&answer);
+        assert_eq!(envelope.error.code, ErrorCode::PayloadTooLarge);
+        assert_eq!(envelope.error.request_id, request_id);
+    }
+}
+
+// Sign-in: the client's PKCE binding and the client address the rate limit counts.
+
+fn started() -> Arc<FakeCore> {
+    core_answering(Ok((
+        200,
+        r#"{"authorize_url":"https://kauth.kakao.com/oauth/authorize?x=1"}"#.to_owned(),
+    )))
+}
+
+fn start_request(query: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut request = Request::get(format!("/v1/auth/kakao/start?{query}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+const REDIRECT_QUERY: &str = "redirect_uri=nene%3A%2F%2Fauth%2Fcallback";
+
+fn s256_query() -> String {
+    format!("{REDIRECT_QUERY}&code_challenge={RFC_7636_CHALLENGE}&code_challenge_method=S256")
+}
+
+/// The bodies the core was sent, as JSON.
+fn core_bodies(core: &FakeCore) -> Vec<serde_json::Value> {
+    core.seen
+        .lock()
+        .map(|seen| {
+            seen.iter()
+                .map(|request| serde_json::from_slice(&request.body).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_login_start_forwards_the_clients_s256_challenge_and_address_to_the_core() {
+    let core = started();
+    let (status, _, body) = send(
+        platform(Arc::clone(&core), false),
+        start_request(&s256_query(), &[("cf-connecting-ip", "203.0.113.7")]),
+    )
+    .await;
+    assert_eq!(status, 302, "{}", String::from_utf8_lossy(&body));
+    let bodies = core_bodies(&core);
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["code_challenge"], RFC_7636_CHALLENGE);
+    assert_eq!(bodies[0]["redirect_uri"], "nene://auth/callback");
+    assert_eq!(bodies[0]["client_ip"], "203.0.113.7");
+}
+
+#[tokio::test]
+async fn a_login_start_without_an_s256_challenge_is_refused_naming_the_parameter() {
+    let address = [("cf-connecting-ip", "203.0.113.7")];
+    for (query, status, code, names) in [
+        (
+            format!("{REDIRECT_QUERY}&code_challenge_method=S256"),
+            400,
+            ErrorCode::BadRequest,
+            "code_challenge",
+        ),
+        (
+            format!("{REDIRECT_QUERY}&code_challenge={RFC_7636_CHALLENGE}"),
+            400,
+            ErrorCode::BadRequest,
+            "code_challenge_method",
+        ),
+        (
+            format!(
+                "{REDIRECT_QUERY}&code_challenge={RFC_7636_VERIFIER}&code_challenge_method=plain"
+            ),
+            422,
+            ErrorCode::ValidationFailed,
+            "code_challenge_method",
+        ),
+        (
+            format!("{REDIRECT_QUERY}&code_challenge=too-short&code_challenge_method=S256"),
+            422,
+            ErrorCode::ValidationFailed,
+            "code_challenge",
+        ),
+        (
+            // Standard base64 (`+`, encoded), not base64url.
+            format!(
+                "{REDIRECT_QUERY}&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw%2BcM\
+                 &code_challenge_method=S256"
+            ),
+            422,
+            ErrorCode::ValidationFailed,
+            "code_challenge",
+        ),
+        (
+            format!("code_challenge={RFC_7636_CHALLENGE}&code_challenge_method=S256"),
+            400,
+            ErrorCode::BadRequest,
+            "redirect_uri",
+        ),
+    ] {
+        let core = started();
+        let (answered, _, body) = send(
+            platform(Arc::clone(&core), false),
+            start_request(&query, &address),
+        )
+        .await;
+        let envelope = error_of(&body);
+        assert_eq!((answered, envelope.error.code), (status, code), "{query}");
+        assert!(
+            envelope.error.message.contains(names),
+            "{query}: {}",
+            envelope.error.message
+        );
+        assert!(core_bodies(&core).is_empty(), "{query}: the core was asked");
+    }
+}
+
+fn callback_request(body: &'static str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut request =
+        Request::post("/v1/auth/kakao/callback").header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .body(Body::from(body))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn a_login_callback_forwards_the_clients_verifier_and_an_absent_one_as_absent() {
+    let session = r#"{"user":{"id":"u_1","nickname":"네네000001","is_new":true},"family":"0190f5a2-7c1e-7a4b-9c3d-1e2f3a4b5c6d","refresh_token":"r","refresh_expires_in":1}"#;
+    let address = [("cf-connecting-ip", "203.0.113.7")];
+    let core = core_answering(Ok((200, session.to_owned())));
+    let (status, _, body) = send(
+        platform(Arc::clone(&core), false),
+        callback_request(
+            r#"{"code":"c","state":"s","code_verifier":"dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"}"#,
+            &address,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let bodies = core_bodies(&core);
+    assert_eq!(bodies[0]["code_verifier"], RFC_7636_VERIFIER);
+    assert_eq!(bodies[0]["client_ip"], "203.0.113.7");
+    // Without a verifier the callback still reaches the core, which spends the state and refuses.
+    let refused = r#"{"error":{"code":"LOGIN_STATE_INVALID","message":"m","request_id":"r"}}"#;
+    let core = core_answering(Ok((401, refused.to_owned())));
+    let (status, _, body) = send(
+        platform(Arc::clone(&core), false),
+        callback_request(r#"{"code":"c","state":"s"}"#, &address),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(error_of(&body).error.code, ErrorCode::LoginStateInvalid);
+    let bodies = core_bodies(&core);
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["code_verifier"], serde_json::Value::Null);
+}
+
+/// The `client_ip` the core was sent for one login start with `headers` on `rule`'s host, or the
+/// error code when the edge refused it (and asked the core nothing).
+async fn counted_as(
+    rule: ClientAddressRule,
+    headers: &[(&str, &str)],
+) -> Result<String, ErrorCode> {
+    let core = started();
+    let mut platform = platform(Arc::clone(&core), false);
+    platform.client_address = rule;
+    let (status, _, body) = send(platform, start_request(&s256_query(), headers)).await;
+    if status == 302 {
+        let bodies = core_bodies(&core);
+        Ok(bodies[0]["client_ip"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    } else {
+        assert!(
+            core_bodies(&core).is_empty(),
+            "refused, yet the core was asked"
+        );
+        Err(error_of(&body).error.code)
+    }
+}
+
+#[tokio::test]
+async fn on_workers_logins_are_counted_by_cf_connecting_ip_alone() {
+    let workers = || ClientAddressRule::Cloudflare;
+    assert_eq!(
+        counted_as(
+            workers(),
+            &[
+                ("cf-connecting-ip", "203.0.113.7"),
+                ("x-forwarded-for", "198.51.100.1"),
+            ]
+        )
+        .await,
+        Ok("203.0.113.7".to_owned())
+    );
+    // A client-set header is no address: without Cloudflare's, the login is refused, not counted
+    // in a bucket every such request would share.
+    for headers in [
+        &[("x-forwarded-for", "198.51.100.1")][..],
+        &[("x-real-ip", "198.51.100.1")][..],
+        &[][..],
+    ] {
+        assert_eq!(
+            counted_as(workers(), headers).await,
+            Err(ErrorCode::BadRequest),
+            "{headers:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn on_spin_logins_are_counted_by_the_connection_or_the_configured_proxy_header() {
+    let connection = || ClientAddressRule::Spin {
+        trusted_header: None,
+    };
+    assert_eq!(
+        counted_as(
+            connection(),
+            &[
+                ("x-forwarded-for", "198.51.100.1"),
+                ("spin-client-addr", "203.0.113.7:50123"),
+            ]
+        )
+        .await,
+        Ok("203.0.113.7".to_owned())
+    );
+    // A client's own spin-client-addr precedes Spin's; Spin's is the one counted.
+    assert_eq!(
+        counted_as(
+            connection(),
+            &[
+                ("spin-client-addr", "198.51.100.1:1"),
+                ("spin-client-addr", "203.0.113.7:50123"),
+            ]
+        )
+        .await,
+        Ok("203.0.113.7".to_owned())
+    );
+    for headers in [
+        &[("x-forwarded-for", "198.51.100.1")][..],
+        &[("cf-connecting-ip", "198.51.100.1")][..],
+        &[][..],
+    ] {
+        assert_eq!(
+            counted_as(connection(), headers).await,
+            Err(ErrorCode::BadRequest),
+            "{headers:?}"
+        );
+    }
+    let behind_proxy = || ClientAddressRule::Spin {
+        trusted_header: Some(http::HeaderName::from_static("x-real-ip")),
+    };
+    assert_eq!(
+        counted_as(
+            behind_proxy(),
+            &[
+                ("x-real-ip", "2001:db8:1:2::42"),
+                ("spin-client-addr", "10.0.0.2:443"),
+            ]
+        )
+        .await,
+        Ok("2001:db8:1:2::/64".to_owned())
+    );
+    // The proxy's connection is shared by every client behind it: never a bucket.
+    assert_eq!(
+        counted_as(behind_proxy(), &[("spin-client-addr", "10.0.0.2:443")]).await,
+        Err(ErrorCode::BadRequest)
+    );
+}
+
+#[test]
+fn the_trusted_proxy_header_is_read_from_the_configuration_and_must_be_a_header_name() {
+    let read = |value: Option<&str>| {
+        EdgeConfig::from_lookup(|name| match name {
+            "CORE_URL" => Some("http://core.test".to_owned()),
+            "CORE_SIGNING_SECRET" => Some(SECRET.to_owned()),
+            "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
+            "TRUSTED_CLIENT_IP_HEADER" => value.map(str::to_owned),
+            _ => None,
+        })
+        .map(|config| config.trusted_client_ip_header)
+    };
+    assert_eq!(read(None), Ok(None));
+    assert_eq!(read(Some("")), Ok(None));
+    assert_eq!(
+        read(Some("X-Real-IP")),
+        Ok(Some(http::HeaderName::from_static("x-real-ip")))
+    );
+    assert_eq!(
+        read(Some("not a header")),
+        Err(nene_edge::config::ConfigError::InvalidTrustedHeader)
+    );
 }

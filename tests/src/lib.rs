@@ -20,9 +20,10 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// turns a hang into a failure instead of a stuck CI run.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The secret the stack's edge and core share in tests.
+/// The secret the stack's edge and core share in tests. Published here, so listed in
+/// `nene_domain::deployment::PUBLISHED_SECRETS`: a configuration outside dev mode refuses it.
 pub const SIGNING_SECRET: &str = "e2e-signing-secret-0123456789abcdef0123";
-/// The edge's access-token key in tests; tests mint tokens with it (the login flow is issue 6's).
+/// The edge's access-token key in tests; tests mint tokens with it. Listed as published too.
 pub const TOKEN_KEYS: &str = "e2e:e2e-access-token-key-e2e-access-token-key";
 
 /// An access token for `user`, as the edge would issue at login.
@@ -261,6 +262,53 @@ pub const E2E_REVIEWER: &str = "e2e-reviewer";
 
 /// The one redirect URI the end-to-end stack's logins may return to.
 pub const E2E_REDIRECT_URI: &str = "https://app.nene.test/auth/done";
+
+/// What a client that signs in keeps and sends (PKCE, RFC 7636): a fresh secret `verifier` for
+/// the callback, and its S256 `challenge` for the start.
+#[derive(Debug, Clone)]
+pub struct ClientPkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+impl ClientPkce {
+    /// A fresh pair: 64 random hex digits as the verifier.
+    ///
+    /// # Panics
+    /// Never: the verifier is in the RFC's alphabet and length.
+    #[must_use]
+    pub fn new() -> Self {
+        let verifier = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let parsed =
+            nene_domain::pkce::CodeVerifier::parse(&verifier).unwrap_or_else(|e| panic!("{e}"));
+        let challenge = nene_domain::pkce::CodeChallenge::of(&parsed).as_base64url();
+        ClientPkce {
+            verifier,
+            challenge,
+        }
+    }
+
+    /// The query of `GET /v1/auth/{provider}/start` for this client and `redirect_uri`.
+    #[must_use]
+    pub fn start_query(&self, redirect_uri: &str) -> String {
+        serde_urlencoded::to_string([
+            ("redirect_uri", redirect_uri),
+            ("code_challenge", self.challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .unwrap_or_default()
+    }
+}
+
+impl Default for ClientPkce {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Where a core without a sandbox sends Toss calls: the discard port, where nothing listens, so
 /// a stack that does not test payments can never reach the real Toss.
@@ -518,18 +566,33 @@ pub struct SpinHost {
 }
 
 impl SpinHost {
+    /// The component in dev mode with the end-to-end stack's values, in front of `core_url`.
     pub async fn start(core_url: &str, log_dir: &Path) -> SpinHost {
+        SpinHost::start_with_env(
+            &[
+                ("CORE_URL", core_url),
+                ("CORE_SIGNING_SECRET", SIGNING_SECRET),
+                ("ACCESS_TOKEN_KEYS", TOKEN_KEYS),
+                ("NENE_ENV", "dev"),
+            ],
+            log_dir,
+        )
+        .await
+    }
+
+    /// The component with exactly the environment `env`: spin.toml sets none of it (production
+    /// by default), and `spin up --env` passes it the same way.
+    pub async fn start_with_env(env: &[(&str, &str)], log_dir: &Path) -> SpinHost {
         let port = free_port();
         let mut command = Command::new(required_env("NENE_WASMTIME"));
         command
             .arg("serve")
             .args(["--addr", &format!("127.0.0.1:{port}")])
-            .arg("-Scli")
-            .args(["--env", &format!("CORE_URL={core_url}")])
-            .args(["--env", &format!("CORE_SIGNING_SECRET={SIGNING_SECRET}")])
-            .args(["--env", &format!("ACCESS_TOKEN_KEYS={TOKEN_KEYS}")])
-            .args(["--env", "NENE_ENV=dev"])
-            .arg(required_env("NENE_SPIN_WASM"));
+            .arg("-Scli");
+        for (name, value) in env {
+            command.args(["--env", &format!("{name}={value}")]);
+        }
+        command.arg(required_env("NENE_SPIN_WASM"));
         let mut process = Process::start("spin", command, log_dir);
         let url = format!("http://127.0.0.1:{port}");
         process

@@ -1,10 +1,12 @@
 //! Sign-in end to end through the Worker under `wrangler dev`, with the sandbox playing Kakao,
 //! Naver and Google: the browser's round trip, tokens that must be refused, refresh rotation and
-//! reuse, logout biting at once where money moves, and a provider that is down.
+//! reuse, logout biting at once where money moves, a provider that is down, and a code and state
+//! that reach someone other than the client that started the login (its PKCE verifier).
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use nene_e2e::{
-    Core, E2E_REDIRECT_URI, Sandbox, TOKEN_KEYS, Wrangler, client, scratch_dir, token_for,
+    ClientPkce, Core, E2E_REDIRECT_URI, Sandbox, TOKEN_KEYS, Wrangler, client, scratch_dir,
+    token_for,
 };
 use serde_json::{Value, json};
 
@@ -54,14 +56,30 @@ fn query_param(url: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {url}"))
 }
 
+/// What comes back to the redirect URI, and the verifier only the client that started holds.
+struct Authorized {
+    code: String,
+    state: String,
+    verifier: String,
+}
+
+impl Authorized {
+    /// The callback's body from the client that started the login.
+    fn callback(&self) -> Value {
+        json!({ "code": self.code, "state": self.state, "code_verifier": self.verifier })
+    }
+}
+
 impl Stack {
-    /// The browser's part: our start → the provider (approves as `who`) → our redirect URI.
-    async fn authorize(&self, provider: &str, who: &str) -> (String, String) {
+    /// The app's and the browser's part: our start (with the app's PKCE challenge) → the provider
+    /// (approves as `who`) → our redirect URI.
+    async fn authorize(&self, provider: &str, who: &str) -> Authorized {
+        let pkce = ClientPkce::new();
         let start = browser()
             .get(format!(
-                "{}/v1/auth/{provider}/start?redirect_uri={}",
+                "{}/v1/auth/{provider}/start?{}",
                 self.wrangler.url,
-                urlencode(E2E_REDIRECT_URI)
+                pkce.start_query(E2E_REDIRECT_URI)
             ))
             .send()
             .await
@@ -77,7 +95,11 @@ impl Stack {
             .unwrap_or_else(|e| panic!("{e}"));
         let back = location(&approved);
         assert!(back.starts_with(E2E_REDIRECT_URI), "{back}");
-        (query_param(&back, "code"), query_param(&back, "state"))
+        Authorized {
+            code: query_param(&back, "code"),
+            state: query_param(&back, "state"),
+            verifier: pkce.verifier,
+        }
     }
 
     async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
@@ -104,12 +126,12 @@ impl Stack {
     }
 
     async fn login(&self, provider: &str, who: &str) -> Value {
-        let (code, state) = self.authorize(provider, who).await;
+        let login = self.authorize(provider, who).await;
         let (status, session) = self
             .post(
                 &format!("/v1/auth/{provider}/callback"),
                 None,
-                &json!({ "code": code, "state": state }),
+                &login.callback(),
             )
             .await;
         assert_eq!(status, 200, "{provider}: {session}");
@@ -142,8 +164,7 @@ async fn signing_in_with_each_provider_gives_tokens_that_work_rotate_and_log_out
     assert_eq!(session["user"]["is_new"], false);
 
     // A replayed state is refused.
-    let (code, state) = stack.authorize("google", "minji").await;
-    let body = json!({ "code": code, "state": state });
+    let body = stack.authorize("google", "minji").await.callback();
     let (status, _) = stack.post("/v1/auth/google/callback", None, &body).await;
     assert_eq!(status, 200);
     let (status, replay) = stack.post("/v1/auth/google/callback", None, &body).await;
@@ -155,9 +176,9 @@ async fn signing_in_with_each_provider_gives_tokens_that_work_rotate_and_log_out
     // An open redirect is refused before anything is stored.
     let response = browser()
         .get(format!(
-            "{}/v1/auth/kakao/start?redirect_uri={}",
+            "{}/v1/auth/kakao/start?{}",
             stack.wrangler.url,
-            urlencode("https://evil.test/steal")
+            ClientPkce::new().start_query("https://evil.test/steal")
         ))
         .send()
         .await
@@ -303,7 +324,7 @@ async fn forged_expired_misaddressed_or_tampered_access_tokens_are_refused() {
 #[tokio::test]
 async fn a_provider_that_is_down_is_a_clear_502_not_a_hang() {
     let stack = stack("auth_provider_down").await;
-    let (code, state) = stack.authorize("google", "hana").await;
+    let login = stack.authorize("google", "hana").await;
     let response = client()
         .post(format!("{}/sandbox/oauth/faults", stack.sandbox.url))
         .json(&json!({ "provider": "google", "endpoint": "token", "kind": "hang" }))
@@ -313,11 +334,7 @@ async fn a_provider_that_is_down_is_a_clear_502_not_a_hang() {
     assert!(response.status().is_success());
     let began = std::time::Instant::now();
     let (status, body) = stack
-        .post(
-            "/v1/auth/google/callback",
-            None,
-            &json!({ "code": code, "state": state }),
-        )
+        .post("/v1/auth/google/callback", None, &login.callback())
         .await;
     assert_eq!(
         (status, &body["error"]["code"]),
@@ -331,7 +348,7 @@ async fn a_provider_that_is_down_is_a_clear_502_not_a_hang() {
 async fn an_id_token_with_a_bad_signature_or_nonce_signs_nobody_in() {
     let stack = stack("auth_id_token").await;
     for (provider, kind) in [("kakao", "bad_signature"), ("google", "wrong_nonce")] {
-        let (code, state) = stack.authorize(provider, "intruder").await;
+        let login = stack.authorize(provider, "intruder").await;
         let response = client()
             .post(format!("{}/sandbox/oauth/faults", stack.sandbox.url))
             .json(&json!({ "provider": provider, "endpoint": "token", "kind": kind }))
@@ -343,13 +360,87 @@ async fn an_id_token_with_a_bad_signature_or_nonce_signs_nobody_in() {
             .post(
                 &format!("/v1/auth/{provider}/callback"),
                 None,
-                &json!({ "code": code, "state": state }),
+                &login.callback(),
             )
             .await;
         assert_eq!(
             (status, &body["error"]["code"]),
             (401, &json!("IDENTITY_REJECTED")),
             "{provider} {kind}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_intercepted_code_and_state_without_the_apps_verifier_sign_nobody_in() {
+    let stack = stack("auth_intercepted").await;
+    // Another app on the phone registered the redirect scheme and got the code and the state.
+    let login = stack.authorize("kakao", "victim").await;
+    let stolen = json!({ "code": login.code, "state": login.state });
+    let (status, body) = stack.post("/v1/auth/kakao/callback", None, &stolen).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("LOGIN_STATE_INVALID")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none());
+    // The state is spent: not even the rightful app can use it now; it starts again.
+    let (status, body) = stack
+        .post("/v1/auth/kakao/callback", None, &login.callback())
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("LOGIN_STATE_INVALID"))
+    );
+    // A guessed verifier fares no better.
+    let login = stack.authorize("kakao", "victim").await;
+    let guessed = json!({
+        "code": login.code, "state": login.state, "code_verifier": ClientPkce::new().verifier,
+    });
+    let (status, _) = stack.post("/v1/auth/kakao/callback", None, &guessed).await;
+    assert_eq!(status, 401);
+    // The rightful app, starting again, signs in.
+    let session = stack.login("kakao", "victim").await;
+    assert_eq!(session["user"]["is_new"], true, "nobody signed in before");
+}
+
+#[tokio::test]
+async fn a_login_start_with_the_plain_method_or_no_challenge_is_refused() {
+    let stack = stack("auth_start_challenge").await;
+    let pkce = ClientPkce::new();
+    for (query, status, code) in [
+        (
+            serde_urlencoded::to_string([
+                ("redirect_uri", E2E_REDIRECT_URI),
+                ("code_challenge", pkce.verifier.as_str()),
+                ("code_challenge_method", "plain"),
+            ])
+            .unwrap_or_default(),
+            422,
+            "VALIDATION_FAILED",
+        ),
+        (
+            format!("redirect_uri={}", urlencode(E2E_REDIRECT_URI)),
+            400,
+            "BAD_REQUEST",
+        ),
+    ] {
+        let response = browser()
+            .get(format!(
+                "{}/v1/auth/kakao/start?{query}",
+                stack.wrangler.url
+            ))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status().as_u16(), status, "{query}");
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(body["error"]["code"], code, "{query}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("code_challenge")),
+            "{body}"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! A whole challenge through the Worker under `wrangler dev`, with the test clock: creation,
-//! joins, a week of proofs (some missed, one reported and rejected, one rejected, appealed and
-//! approved), the end, the review window, and settlement — every wallet checked to the point and
-//! the ledger checker clean.
+//! joins, a week of proofs (some missed, one reported — seen on the reviewers' queue — and
+//! rejected, one rejected, appealed and approved), the end, reports closing a day before reviews,
+//! and settlement — every wallet checked to the point and the ledger checker clean.
 
 use nene_domain::time::{format_rfc3339, parse_rfc3339};
 use nene_e2e::{Core, E2E_REVIEWER, Wrangler, client, core_call, scratch_dir, token_for};
@@ -135,6 +135,7 @@ async fn a_challenge_goes_from_creation_to_settlement_through_the_edge_with_the_
     let path = format!("/v1/challenges/{id}/proofs");
     let mut dong_day_2 = String::new();
     let mut ahn_day_5 = String::new();
+    let mut choi_day_0 = String::new();
     for day in 0..7 {
         clock_to(url, &mut now, starts_at + day * DAY + 7 * 3_600).await;
         for (i, user) in users.iter().enumerate() {
@@ -151,7 +152,10 @@ async fn a_challenge_goes_from_creation_to_settlement_through_the_edge_with_the_
                     dong_day_2 = pid.clone();
                 }
                 if *user == "ahn" && day == 5 {
-                    ahn_day_5 = pid;
+                    ahn_day_5 = pid.clone();
+                }
+                if *user == "choi" && day == 0 {
+                    choi_day_0 = pid;
                 }
             }
         }
@@ -186,6 +190,21 @@ async fn a_challenge_goes_from_creation_to_settlement_through_the_edge_with_the_
     )
     .await;
     assert_eq!(status, 204);
+    // The report waits on the reviewers' queue, which only reviewers see.
+    let (status, queue) = call(url, "GET", "/v1/admin/proofs/queue", E2E_REVIEWER, None).await;
+    assert_eq!(status, 200, "{queue}");
+    assert_eq!(
+        (
+            &queue["items"][0]["kind"],
+            &queue["items"][0]["opened_by"],
+            &queue["items"][0]["proof"]["id"],
+            queue["items"].as_array().map(Vec::len),
+        ),
+        (&json!("report"), &json!("ahn"), &json!(dong_day_2), Some(1)),
+        "{queue}"
+    );
+    let (status, _) = call(url, "GET", "/v1/admin/proofs/queue", "ahn", None).await;
+    assert_eq!(status, 403, "only reviewers see the queue");
     let review = |pid: &str| format!("/v1/admin/proofs/{pid}/review");
     let (status, _) = call(
         url,
@@ -243,6 +262,27 @@ async fn a_challenge_goes_from_creation_to_settlement_through_the_edge_with_the_
     assert_eq!(
         (&mine["counted_days"], &mine["expected_refund"]),
         (&json!(4), &json!(5_714))
+    );
+
+    // Reports close a day before reviews: a day after the end.
+    assert_eq!(
+        parse_rfc3339(mine["reports_close_at"].as_str().unwrap_or_default()),
+        Some(starts_at + 8 * DAY),
+        "{mine}"
+    );
+    clock_to(url, &mut now, starts_at + 8 * DAY).await;
+    let (status, body) = call(
+        url,
+        "POST",
+        &format!("/v1/proofs/{choi_day_0}/report"),
+        "baek",
+        Some(reason.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("REPORTS_CLOSED")),
+        "{body}"
     );
 
     clock_to(url, &mut now, starts_at + 7 * DAY + 2 * DAY + 60).await;

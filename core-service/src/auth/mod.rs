@@ -8,7 +8,10 @@ pub mod users;
 
 use std::{sync::Arc, time::Duration};
 
-use nene_domain::ErrorCode;
+use nene_domain::{
+    ErrorCode,
+    pkce::{CodeChallenge, CodeVerifier, PkceError},
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
@@ -70,6 +73,12 @@ pub enum AuthError {
     RedirectUriNotAllowed,
     #[error("unknown, used or expired login state")]
     LoginState,
+    #[error("code_challenge: {0}")]
+    CodeChallenge(PkceError),
+    /// The callback did not carry the verifier of the challenge its login started with: the code
+    /// and state may have reached someone other than the client that started the login.
+    #[error("the callback's code_verifier is missing or does not answer the login's challenge")]
+    ClientNotVerified,
     #[error("provider: {0}")]
     Provider(#[from] ProviderError),
     #[error("refresh token unknown, expired or revoked")]
@@ -96,7 +105,11 @@ impl AuthError {
         match self {
             AuthError::UnknownProvider | AuthError::UnknownUser => ErrorCode::NotFound,
             AuthError::RedirectUriNotAllowed => ErrorCode::RedirectUriNotAllowed,
-            AuthError::LoginState => ErrorCode::LoginStateInvalid,
+            // The same code as an unknown state, on purpose: the remedy is the same (the state is
+            // spent; start again), and a holder of an intercepted code and state learns nothing
+            // from the answer about which of the two failed.
+            AuthError::LoginState | AuthError::ClientNotVerified => ErrorCode::LoginStateInvalid,
+            AuthError::CodeChallenge(_) => ErrorCode::ValidationFailed,
             AuthError::Provider(ProviderError::Unavailable(_)) => ErrorCode::ProviderUnavailable,
             AuthError::Provider(ProviderError::Refused(_)) => ErrorCode::LoginStateInvalid,
             AuthError::Provider(ProviderError::Rejected(_)) => ErrorCode::IdentityRejected,
@@ -139,8 +152,9 @@ async fn rate_limit(db: &PgPool, bucket: &str, limit: i32) -> Result<(), AuthErr
     Ok(())
 }
 
-/// Starts a login: checks the redirect URI, stores state, PKCE verifier and nonce, and answers
-/// the provider's authorize URL.
+/// Starts a login: checks the redirect URI, stores state, our PKCE verifier (for the provider),
+/// the nonce and the client's `code_challenge` (for the callback), and answers the provider's
+/// authorize URL.
 ///
 /// # Errors
 /// `UnknownProvider`, `RedirectUriNotAllowed`, `RateLimited`, `Database`.
@@ -148,6 +162,7 @@ pub async fn start(
     auth: &Auth,
     provider: &str,
     redirect_uri: &str,
+    code_challenge: &CodeChallenge,
     client_ip: &str,
 ) -> Result<String, AuthError> {
     let client = auth.client(provider)?;
@@ -167,14 +182,16 @@ pub async fn start(
     .await?;
     let secrets = LoginSecrets::generate();
     sqlx::query(
-        "INSERT INTO auth_states (state, provider, redirect_uri, code_verifier, nonce, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
+        "INSERT INTO auth_states \
+             (state, provider, redirect_uri, code_verifier, nonce, client_code_challenge, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
     )
     .bind(&secrets.state)
     .bind(client.provider)
     .bind(redirect_uri)
     .bind(&secrets.code_verifier)
     .bind(&secrets.nonce)
+    .bind(code_challenge.as_base64url())
     .bind(LOGIN_STATE_TTL.as_secs_f64())
     .execute(&auth.db)
     .await?;
@@ -191,17 +208,24 @@ pub struct Session {
     pub refresh_expires_in: u64,
 }
 
-/// Finishes a login: consumes the state (once, before it expires), exchanges the code, verifies
-/// the identity, finds or creates the user, and opens a refresh family.
+/// Finishes a login: consumes the state (once, before it expires), checks the client's
+/// `code_verifier` against the challenge the login started with, exchanges the code, verifies the
+/// identity, finds or creates the user, and opens a refresh family.
+///
+/// The order is the point: the state is spent first, so a wrong verifier burns it (no second
+/// guess with the same code and state), and the provider is called only for the client that
+/// started the login.
 ///
 /// # Errors
-/// `LoginState`, `Provider` (unavailable → 502, refused, or rejected identity), `RateLimited`.
-#[tracing::instrument(skip(auth, code, state))]
+/// `LoginState`, `ClientNotVerified` (a missing, malformed or wrong verifier), `Provider`
+/// (unavailable → 502, refused, or rejected identity), `RateLimited`.
+#[tracing::instrument(skip(auth, code, state, client_verifier))]
 pub async fn callback(
     auth: &Auth,
     provider: &str,
     code: &str,
     state: &str,
+    client_verifier: Option<&str>,
     client_ip: &str,
 ) -> Result<Session, AuthError> {
     let client = auth.client(provider)?;
@@ -211,16 +235,32 @@ pub async fn callback(
         LOGINS_PER_IP_PER_MINUTE,
     )
     .await?;
-    let consumed: Option<(String, String, String)> = sqlx::query_as(
+    let consumed: Option<(String, String, String, String)> = sqlx::query_as(
         "UPDATE auth_states SET used_at = now() \
          WHERE state = $1 AND provider = $2 AND used_at IS NULL AND expires_at > now() \
-         RETURNING redirect_uri, code_verifier, nonce",
+         RETURNING redirect_uri, code_verifier, nonce, client_code_challenge",
     )
     .bind(state)
     .bind(client.provider)
     .fetch_optional(&auth.db)
     .await?;
-    let (redirect_uri, code_verifier, nonce) = consumed.ok_or(AuthError::LoginState)?;
+    let (redirect_uri, code_verifier, nonce, client_challenge) =
+        consumed.ok_or(AuthError::LoginState)?;
+    // A stored challenge that does not parse (the schema's CHECK keeps its shape) answers no
+    // verifier: refused, like a wrong one.
+    let client_verified = CodeChallenge::parse_s256(&client_challenge)
+        .ok()
+        .zip(client_verifier.and_then(|raw| CodeVerifier::parse(raw).ok()))
+        .is_some_and(|(challenge, verifier)| challenge.is_answered_by(&verifier));
+    if !client_verified {
+        // Never the verifier itself: only that the binding failed.
+        tracing::warn!(
+            provider = client.provider.as_str(),
+            verifier_sent = client_verifier.is_some(),
+            "login callback refused: the client's code_verifier does not answer the challenge"
+        );
+        return Err(AuthError::ClientNotVerified);
+    }
     let secrets = LoginSecrets {
         state: state.to_owned(),
         code_verifier,

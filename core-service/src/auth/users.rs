@@ -1,7 +1,7 @@
 //! Users: one per provider identity, a unique nickname picked at first login, the profile
 //! (`GET/PATCH /v1/me`) and push devices.
 
-use nene_domain::users::{Bio, Nickname};
+use nene_domain::users::{Bio, Nickname, default_nickname};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -95,12 +95,6 @@ async fn find_in_tx(
         nickname,
         is_new: false,
     }))
-}
-
-/// "네네" and six digits from `random`: readable, Korean, and rarely taken.
-#[must_use]
-pub fn default_nickname(random: u128) -> String {
-    format!("네네{:06}", random % 1_000_000)
 }
 
 /// The profile of API.md.
@@ -220,17 +214,4 @@ pub async fn delete_device(db: &PgPool, user: &str, device_id: &str) -> Result<(
         .execute(db)
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_nicknames_are_valid_nicknames() {
-        for random in [0, 42, u128::MAX] {
-            let nickname = default_nickname(random);
-            assert!(Nickname::parse(&nickname).is_ok(), "{nickname}");
-        }
-    }
 }

@@ -12,6 +12,8 @@ use axum::{
 };
 use serde::Deserialize;
 
+use nene_domain::pkce::CodeChallenge;
+
 use super::{CoreJson, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
@@ -47,6 +49,8 @@ impl From<AuthError> for CoreApiError {
 #[derive(Debug, Deserialize)]
 struct Start {
     redirect_uri: String,
+    /// The client's S256 challenge (the edge has refused any other method).
+    code_challenge: String,
     client_ip: String,
 }
 
@@ -55,7 +59,16 @@ async fn start(
     Path(provider): Path<String>,
     CoreJson(body): CoreJson<Start>,
 ) -> Result<Json<serde_json::Value>, CoreApiError> {
-    let url = auth::start(&state.auth, &provider, &body.redirect_uri, &body.client_ip).await?;
+    let challenge =
+        CodeChallenge::parse_s256(&body.code_challenge).map_err(AuthError::CodeChallenge)?;
+    let url = auth::start(
+        &state.auth,
+        &provider,
+        &body.redirect_uri,
+        &challenge,
+        &body.client_ip,
+    )
+    .await?;
     Ok(Json(serde_json::json!({ "authorize_url": url })))
 }
 
@@ -63,6 +76,9 @@ async fn start(
 struct Callback {
     code: String,
     state: String,
+    /// Absent when the client sent none: the core still spends the state, then refuses.
+    #[serde(default)]
+    code_verifier: Option<String>,
     client_ip: String,
 }
 
@@ -77,6 +93,7 @@ async fn callback(
             &provider,
             &body.code,
             &body.state,
+            body.code_verifier.as_deref(),
             &body.client_ip,
         )
         .await?,

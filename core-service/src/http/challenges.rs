@@ -1,13 +1,13 @@
 //! The challenges' internal HTTP API: creation with validated rules, browsing, detail, the join
 //! (correct on its own, for the Spin edge and the `ChallengeRoom` alike), proofs with reports,
-//! reviews and appeals, a participant's standing, and (dev mode only) the test clock. The acting
-//! user is the one the edge's signature vouches for.
+//! reviews and appeals, the reviewers' queue, a participant's standing, and (dev mode only) the
+//! test clock. The acting user is the one the edge's signature vouches for.
 
 use std::sync::Arc;
 
 use axum::{
     Extension, Json, Router,
-    extract::State,
+    extract::{RawQuery, State},
     http::StatusCode,
     routing::{get, post},
 };
@@ -22,7 +22,7 @@ use super::{
 use crate::{
     AppState,
     challenges::{self, Browse, Challenge, JoinError, NewChallenge, NewChallengeWire, Page, Seat},
-    proofs::{self, MyStanding, NewProof, Proof, ProofError, Reason, Review},
+    proofs::{self, MyStanding, NewProof, Proof, ProofError, QueuePage, Reason, Review},
 };
 
 pub fn routes(dev_mode: bool) -> Router<Arc<AppState>> {
@@ -37,7 +37,8 @@ pub fn routes(dev_mode: bool) -> Router<Arc<AppState>> {
         .route("/internal/v1/challenges/{id}/me", get(my_standing))
         .route("/internal/v1/proofs/{id}/report", post(report))
         .route("/internal/v1/proofs/{id}/appeal", post(appeal))
-        .route("/internal/v1/admin/proofs/{id}/review", post(review));
+        .route("/internal/v1/admin/proofs/{id}/review", post(review))
+        .route("/internal/v1/admin/proofs/queue", get(review_queue));
     if dev_mode {
         routes.route("/internal/v1/dev/clock", post(advance_clock))
     } else {
@@ -197,6 +198,52 @@ async fn review(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// The queue's query, parsed: a cursor this API handed out (else 400) and a limit of 1 to 100
+/// (else 422), as every list.
+fn parse_queue_query(raw: Option<&str>) -> Result<(Option<uuid::Uuid>, i64), CoreApiError> {
+    let query: QueueQuery = serde_urlencoded::from_str(raw.unwrap_or_default())
+        .map_err(|_| CoreApiError::Client(ErrorCode::BadRequest))?;
+    let cursor = match query.cursor.filter(|cursor| !cursor.is_empty()) {
+        None => None,
+        Some(cursor) => Some(
+            proofs::parse_queue_cursor(&cursor)
+                .ok_or(CoreApiError::Client(ErrorCode::BadRequest))?,
+        ),
+    };
+    let limit = match query.limit.filter(|limit| !limit.is_empty()) {
+        None => proofs::QUEUE_PAGE_DEFAULT,
+        Some(limit) => limit
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=proofs::PROOF_PAGE_MAX).contains(limit))
+            .ok_or(CoreApiError::Client(ErrorCode::ValidationFailed))?,
+    };
+    Ok((cursor, limit))
+}
+
+/// `GET /internal/v1/admin/proofs/queue?cursor=&limit=`: open reports and appeals, oldest first,
+/// for reviewers only (403 before the query is even read).
+async fn review_queue(
+    State(state): State<Arc<AppState>>,
+    SignedIn(user): SignedIn,
+    RawQuery(query): RawQuery,
+) -> Result<Json<QueuePage>, CoreApiError> {
+    if !proofs::is_reviewer(&state.reviewers, &user) {
+        return Err(ProofError::NotAReviewer.into());
+    }
+    let (cursor, limit) = parse_queue_query(query.as_deref())?;
+    Ok(Json(
+        proofs::review_queue(&state.db, &state.reviewers, &user, cursor, limit).await?,
+    ))
+}
+
 /// The longest step of the test clock at once: a whole challenge (8 weeks, reviews) and more.
 const CLOCK_ADVANCE_SECONDS_MAX: i64 = 366 * 86_400;
 
@@ -232,4 +279,28 @@ async fn advance_clock(
         "offset_seconds": offset,
         "now": nene_domain::time::format_rfc3339(now),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(raw: &str) -> Option<ErrorCode> {
+        match parse_queue_query(Some(raw)) {
+            Err(CoreApiError::Client(code)) => Some(code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_queues_limit_out_of_range_is_422_and_a_foreign_cursor_or_parameter_is_400() {
+        assert_eq!(code("limit=101"), Some(ErrorCode::ValidationFailed));
+        assert_eq!(code("limit=0"), Some(ErrorCode::ValidationFailed));
+        assert_eq!(code("limit=ten"), Some(ErrorCode::ValidationFailed));
+        assert_eq!(code("cursor=abc"), Some(ErrorCode::BadRequest));
+        assert_eq!(code("challenge=1"), Some(ErrorCode::BadRequest));
+        assert!(parse_queue_query(Some("limit=100&cursor=")).is_ok());
+        assert!(parse_queue_query(Some("cursor=0190f5a27c1e7a4b9c3d1e2f3a4b5c6d")).is_ok());
+        assert!(parse_queue_query(None).is_ok());
+    }
 }

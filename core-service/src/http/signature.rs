@@ -17,6 +17,7 @@ use nene_domain::{
         HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignatureError, SignedParts,
         parse_timestamp,
     },
+    text::{contains_encoded_nul, json_nul_field, query_nul_parameter},
 };
 
 use super::error::CoreApiError;
@@ -92,6 +93,7 @@ pub async fn require_edge_signature(
     })();
     match verdict {
         Ok(user) => {
+            refuse_unstorable_text(&parts, &body)?;
             parts.extensions.insert(Caller {
                 user: (!user.is_empty()).then_some(user),
             });
@@ -101,5 +103,27 @@ pub async fn require_edge_signature(
             tracing::warn!(%error, path = %parts.uri.path(), "refused an unsigned or badly signed request");
             Err(CoreApiError::Client(ErrorCode::SignatureInvalid))
         }
+    }
+}
+
+/// Text Postgres cannot store (a NUL character) is refused here, for every signed route at once,
+/// with a 422 naming the field — not found by the database later and answered as its failure.
+/// The edge refuses it first; this is the core's own line for any other caller.
+fn refuse_unstorable_text(parts: &Parts, body: &[u8]) -> Result<(), CoreApiError> {
+    if let Some(name) = parts.uri.query().and_then(query_nul_parameter) {
+        return Err(CoreApiError::Input {
+            code: ErrorCode::ValidationFailed,
+            message: format!("the query parameter `{name}` contains a NUL character"),
+        });
+    }
+    if contains_encoded_nul(parts.uri.path()) {
+        return Err(CoreApiError::Client(ErrorCode::NotFound));
+    }
+    match json_nul_field(body) {
+        Some(at) => Err(CoreApiError::Input {
+            code: ErrorCode::ValidationFailed,
+            message: at.to_string(),
+        }),
+        None => Ok(()),
     }
 }

@@ -1,0 +1,79 @@
+//! The public API's guard against input the stores cannot keep, for every route at once: it runs
+//! before routing, so a new route cannot forget it.
+//!
+//! - a NUL character (`%00`) in the path → 404 (no resource has such a name);
+//! - a NUL in a query parameter → 422 naming the parameter;
+//! - a JSON body (by content type) over [`REQUEST_BODY_BYTES_MAX`] → 413, and one carrying a NUL
+//!   anywhere (a value or a key) → 422 naming the field.
+//!
+//! Without it, text with a NUL reached Postgres, which refuses it, and the client was told the
+//! core was unavailable (503) — on the public webhook route too.
+
+use axum::{
+    body::Body,
+    extract::Request,
+    http::{HeaderMap, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use nene_domain::{
+    ErrorCode,
+    limits::REQUEST_BODY_BYTES_MAX,
+    text::{contains_encoded_nul, json_nul_field, query_nul_parameter},
+};
+
+use crate::error::ApiError;
+
+/// Middleware: refuses unstorable input before any handler (or the router's 404) sees it.
+pub(crate) async fn refuse_unstorable_input(request: Request, next: Next) -> Response {
+    match checked(request).await {
+        Ok(request) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn checked(request: Request) -> Result<Request, ApiError> {
+    if contains_encoded_nul(request.uri().path()) {
+        return Err(ApiError::new(ErrorCode::NotFound));
+    }
+    if let Some(name) = request.uri().query().and_then(query_nul_parameter) {
+        return Err(ApiError::with_message(
+            ErrorCode::ValidationFailed,
+            format!("the query parameter `{name}` contains a NUL character"),
+        ));
+    }
+    if !is_json(request.headers()) {
+        // Bodies of other types are refused by the handlers' extractors (415) or are not text.
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match Limited::new(body, REQUEST_BODY_BYTES_MAX).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(ApiError::new(ErrorCode::PayloadTooLarge));
+        }
+        // The client went away or sent a broken stream: nothing to read, nothing to answer well.
+        Err(_) => return Err(ApiError::new(ErrorCode::BadRequest)),
+    };
+    if let Some(at) = json_nul_field(&bytes) {
+        return Err(ApiError::with_message(
+            ErrorCode::ValidationFailed,
+            at.to_string(),
+        ));
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// `application/json` or any `+json` type, as axum's `Json` extractor accepts.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|mime| mime.trim().to_ascii_lowercase())
+        .is_some_and(|mime| {
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+}
