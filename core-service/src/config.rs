@@ -29,6 +29,7 @@ use crate::payments::{
     PaymentSettings,
     toss::{TOSS_API_URL_DEFAULT, TOSS_TIMEOUT_DEFAULT, TossConfig},
 };
+use crate::shutdown::{DRAIN_TIMEOUT_MS_DEFAULT, DRAIN_TIMEOUT_MS_MAX, DRAIN_TIMEOUT_MS_MIN};
 
 /// Toss's public documentation test key: in dev mode (against the sandbox) it is the default, so
 /// a fresh clone runs without secrets. Outside dev mode the key must be configured.
@@ -59,6 +60,7 @@ pub const VAR_NOTIFY_REDIS_PREFIX: &str = "NOTIFY_REDIS_PREFIX";
 pub const VAR_DB_POOL_CONNECTIONS: &str = "DB_POOL_CONNECTIONS";
 pub const VAR_DB_ACQUIRE_TIMEOUT_MS: &str = "DB_ACQUIRE_TIMEOUT_MS";
 pub const VAR_DB_STATEMENT_TIMEOUT_MS: &str = "DB_STATEMENT_TIMEOUT_MS";
+pub const VAR_SHUTDOWN_DRAIN_TIMEOUT_MS: &str = "SHUTDOWN_DRAIN_TIMEOUT_MS";
 
 /// Every variable that points a real service at the sandbox. A sandbox stands in for Toss, FCM or
 /// a login provider in dev mode only: outside it, any of these being set is refused. (A test
@@ -185,6 +187,9 @@ pub struct CoreConfig {
     /// Where the edge listens, for pushes into its Durable Objects (optional).
     pub edge_url: Option<String>,
     pub db: DbSettings,
+    /// After SIGTERM, how long requests in flight and the background loops' items in hand may
+    /// take (`crate::shutdown`).
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -401,8 +406,15 @@ impl CoreConfig {
             .map(str::to_owned)
             .collect();
         let db = db_settings(&lookup)?;
+        let drain_timeout = Duration::from_millis(bounded(
+            &lookup,
+            VAR_SHUTDOWN_DRAIN_TIMEOUT_MS,
+            DRAIN_TIMEOUT_MS_DEFAULT,
+            (DRAIN_TIMEOUT_MS_MIN, DRAIN_TIMEOUT_MS_MAX, "ms"),
+        )?);
         Ok(CoreConfig {
             db,
+            drain_timeout,
             edge_url: lookup(VAR_EDGE_URL).filter(|url| !url.is_empty()),
             notifications,
             reviewers,
@@ -823,6 +835,41 @@ mod tests {
             error(&[(VAR_DB_POOL_CONNECTIONS, Some("many"))]),
             ConfigError::Number(VAR_DB_POOL_CONNECTIONS)
         );
+    }
+
+    #[test]
+    fn the_drain_timeout_defaults_and_is_refused_outside_its_bounds_naming_the_variable() {
+        let drain = |value: Option<&str>| {
+            config(&[(VAR_SHUTDOWN_DRAIN_TIMEOUT_MS, value)]).map(|config| config.drain_timeout)
+        };
+        assert_eq!(
+            drain(None),
+            Ok(Duration::from_millis(DRAIN_TIMEOUT_MS_DEFAULT))
+        );
+        for edge in [DRAIN_TIMEOUT_MS_MIN, DRAIN_TIMEOUT_MS_MAX] {
+            assert_eq!(
+                drain(Some(&edge.to_string())),
+                Ok(Duration::from_millis(edge))
+            );
+        }
+        for outside in [0, DRAIN_TIMEOUT_MS_MIN - 1, DRAIN_TIMEOUT_MS_MAX + 1] {
+            let refused = error(&[(VAR_SHUTDOWN_DRAIN_TIMEOUT_MS, Some(&outside.to_string()))]);
+            assert_eq!(
+                refused,
+                ConfigError::OutOfRange {
+                    name: VAR_SHUTDOWN_DRAIN_TIMEOUT_MS,
+                    min: DRAIN_TIMEOUT_MS_MIN,
+                    max: DRAIN_TIMEOUT_MS_MAX,
+                    unit: "ms",
+                }
+            );
+            assert!(
+                refused
+                    .to_string()
+                    .starts_with(VAR_SHUTDOWN_DRAIN_TIMEOUT_MS),
+                "{refused}"
+            );
+        }
     }
 
     fn settings(dev_mode: bool, vars: &[(&str, &str)]) -> NotificationSettings {

@@ -67,7 +67,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .as_deref()
         .map(redis::Client::open)
         .transpose()?;
-    let shutdown = Shutdown::default();
+    let shutdown = Shutdown::new(config.drain_timeout);
     let force = CancellationToken::new();
     let _signals = shutdown::listen_for_signals(shutdown.clone(), force.clone())?;
     let mut loops = Loops::default();

@@ -7,7 +7,8 @@
 //! 2. the requests admitted before the signal finish, and each loop finishes the item in hand and
 //!    gives back what it claimed but did not start (payment work, notifications), or stops
 //!    between batches (the lifecycle scheduler, settlement, maintenance) — all bounded together
-//!    by [`DRAIN_TIMEOUT`];
+//!    by the drain timeout (`SHUTDOWN_DRAIN_TIMEOUT_MS`, default [`DRAIN_TIMEOUT_MS_DEFAULT`],
+//!    within [`DRAIN_TIMEOUT_MS_MIN`]`..=`[`DRAIN_TIMEOUT_MS_MAX`]);
 //! 3. the listener closes (connections already queued are still answered), every connection
 //!    finishes the answer it is writing, bounded by [`CLOSE_TIMEOUT`];
 //! 4. the runtime stops (blocking work gets [`RUNTIME_STOP_TIMEOUT`]) and the process exits 0.
@@ -36,11 +37,24 @@ use crate::{
 /// Kubernetes' default `terminationGracePeriodSeconds`: SIGKILL follows SIGTERM after this. Other
 /// orchestrators give about as much (ECS' `stopTimeout` defaults to 30 s too).
 pub const ORCHESTRATOR_GRACE: Duration = Duration::from_secs(30);
-/// How long the requests in flight and the item each loop holds may take after the signal. Long
-/// enough for a payment call in hand to end on its own with the default Toss timeout (a confirm or
-/// a reconciliation makes at most two calls: one lease), short enough to leave the close, the
-/// runtime's stop and a margin inside [`ORCHESTRATOR_GRACE`].
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long the requests in flight and the item each loop holds may take after the signal, by
+/// default (`SHUTDOWN_DRAIN_TIMEOUT_MS`). Long enough for a payment call in hand to end on its own
+/// with the default Toss timeout (a confirm or a reconciliation makes at most two calls: one
+/// lease), short enough to leave the close, the runtime's stop and a margin inside
+/// [`ORCHESTRATOR_GRACE`].
+pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 25_000;
+/// Shortest: the edge's wait for the core, so every request the edge is still waiting for when
+/// the signal comes gets its answer.
+pub const DRAIN_TIMEOUT_MS_MIN: u64 = nene_domain::limits::CORE_TIMEOUT_MS;
+/// Longest: five minutes. Every replica of a rolling deploy may take this long to go; work that
+/// takes longer is held under a lease, which comes back on its own and need not be waited for.
+pub const DRAIN_TIMEOUT_MS_MAX: u64 = 300_000;
+const _: () = assert!(
+    DRAIN_TIMEOUT_MS_MIN <= DRAIN_TIMEOUT_MS_DEFAULT
+        && DRAIN_TIMEOUT_MS_DEFAULT <= DRAIN_TIMEOUT_MS_MAX
+);
+/// [`DRAIN_TIMEOUT_MS_DEFAULT`] as a duration.
+pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_millis(DRAIN_TIMEOUT_MS_DEFAULT);
 /// After the drain: how long the connections still open get to write their last answer.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the runtime waits for blocking work (a DNS lookup) before the process exits anyway.
@@ -53,35 +67,61 @@ const fn millis(duration: Duration) -> u128 {
     duration.as_millis()
 }
 
-// Everything fits in the grace period, so the orchestrator's SIGKILL never lands mid-drain.
+// With the default drain everything fits in the default grace period, so the orchestrator's
+// SIGKILL never lands mid-drain. (A longer drain needs a longer grace period: README.)
 const _: () = assert!(
-    millis(DRAIN_TIMEOUT)
+    millis(DRAIN_TIMEOUT_DEFAULT)
         + millis(CLOSE_TIMEOUT)
         + millis(RUNTIME_STOP_TIMEOUT)
         + millis(EXIT_MARGIN)
         <= millis(ORCHESTRATOR_GRACE)
 );
-// A payment item in hand (at most two Toss calls, one lease) ends inside the drain.
+// A payment item in hand (at most two Toss calls, one lease) ends inside the default drain.
 const _: () = assert!(
-    millis(TOSS_TIMEOUT_DEFAULT) * (LEASE_TIMEOUT_MULTIPLE as u128) < millis(DRAIN_TIMEOUT)
+    millis(TOSS_TIMEOUT_DEFAULT) * (LEASE_TIMEOUT_MULTIPLE as u128) < millis(DRAIN_TIMEOUT_DEFAULT)
 );
-// A notification send in flight ends inside the drain, even one waiting for a fresh access token.
-const _: () =
-    assert!(millis(TOKEN_TIMEOUT) + millis(FCM_SEND_TIMEOUT_DEFAULT) < millis(DRAIN_TIMEOUT));
-// Every request the edge is still waiting for is answered before the drain ends.
-const _: () = assert!((nene_domain::limits::CORE_TIMEOUT_MS as u128) < millis(DRAIN_TIMEOUT));
+// A notification send in flight ends inside the default drain, even one waiting for a fresh
+// access token.
+const _: () = assert!(
+    millis(TOKEN_TIMEOUT) + millis(FCM_SEND_TIMEOUT_DEFAULT) < millis(DRAIN_TIMEOUT_DEFAULT)
+);
 
 /// The process's shutdown state: one cancellation token that every loop and the HTTP layer
-/// watch, and the count of requests admitted before it. Cheap to clone; the default is a process
-/// that is not draining.
-#[derive(Clone, Default)]
+/// watch, the count of requests admitted before it, and the bound of the drain. Cheap to clone;
+/// the default is a process that is not draining, with the default drain timeout.
+#[derive(Clone)]
 pub struct Shutdown {
     token: CancellationToken,
     requests: TaskTracker,
     began: Arc<OnceLock<Instant>>,
+    drain_timeout: Duration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new(DRAIN_TIMEOUT_DEFAULT)
+    }
 }
 
 impl Shutdown {
+    /// A process that is not draining and, once it is, waits at most `drain_timeout` (from the
+    /// signal) for its requests and loops.
+    #[must_use]
+    pub fn new(drain_timeout: Duration) -> Shutdown {
+        Shutdown {
+            token: CancellationToken::new(),
+            requests: TaskTracker::new(),
+            began: Arc::new(OnceLock::new()),
+            drain_timeout,
+        }
+    }
+
+    /// The bound of the drain, counted from the signal.
+    #[must_use]
+    pub fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+
     /// Starts the drain: readiness fails, new requests are refused, loops stop claiming.
     /// Idempotent.
     pub fn begin(&self) {
@@ -154,7 +194,7 @@ pub fn listen_for_signals(
             if received == 0 {
                 tracing::info!(
                     signal = name,
-                    drain_timeout_ms = millis(DRAIN_TIMEOUT),
+                    drain_timeout_ms = millis(shutdown.drain_timeout()),
                     "draining: readiness is 503, new requests are refused, loops stop claiming"
                 );
                 shutdown.begin();
@@ -195,9 +235,10 @@ pub struct Drained {
 }
 
 /// Waits — after [`Shutdown::begin`] — for every loop to end and every admitted request to be
-/// answered, at most until [`DRAIN_TIMEOUT`] after the signal or until `force`.
+/// answered, at most until [`Shutdown::drain_timeout`] after the signal or until `force`.
 pub async fn drain(shutdown: &Shutdown, loops: Loops, force: &CancellationToken) -> Drained {
-    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT.saturating_sub(shutdown.elapsed());
+    let deadline =
+        tokio::time::Instant::now() + shutdown.drain_timeout().saturating_sub(shutdown.elapsed());
     let mut loops_cut = Vec::new();
     for (name, mut handle) in loops.running {
         let ended = tokio::select! {
@@ -282,5 +323,29 @@ mod tests {
         // deaf one is always reported.
         assert!(drained.loops_cut.contains(&"deaf"));
         assert_eq!(drained.requests_cut, 0);
+    }
+
+    #[tokio::test]
+    async fn the_drain_ends_at_its_bound_naming_the_loop_and_counting_the_requests_still_busy() {
+        let bound = Duration::from_millis(200);
+        let shutdown = Shutdown::new(bound);
+        let mut loops = Loops::default();
+        loops.spawn("deaf", std::future::pending());
+        let busy = shutdown.admit();
+        shutdown.begin();
+        let drained = drain(&shutdown, loops, &CancellationToken::new()).await;
+        let took = shutdown.elapsed();
+        assert_eq!(
+            drained,
+            Drained {
+                loops_cut: vec!["deaf"],
+                requests_cut: 1,
+            }
+        );
+        assert!(
+            took >= bound && took < bound * 5,
+            "the drain took {took:?} for a bound of {bound:?}"
+        );
+        drop(busy);
     }
 }

@@ -17,7 +17,7 @@ use nene_core::{
     ledger::{self, Credit, IdempotencyKey, LotSource, SystemAccount, check_invariants},
     notifications::{self, NotificationKind, schedule::Keys},
     payments,
-    shutdown::{CLOSE_TIMEOUT, DRAIN_TIMEOUT, EXIT_MARGIN, RUNTIME_STOP_TIMEOUT},
+    shutdown::{CLOSE_TIMEOUT, DRAIN_TIMEOUT_DEFAULT, EXIT_MARGIN, RUNTIME_STOP_TIMEOUT},
 };
 use nene_domain::signing::{
     HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts, SigningSecret,
@@ -30,7 +30,7 @@ const SECRET: &str = "shutdown-test-secret-shutdown-test-secret";
 
 /// The process must be gone by then: the drain, the close, the runtime's stop and the margin —
 /// within the orchestrator's grace period, so its SIGKILL would never have come.
-const EXIT_BOUND: Duration = DRAIN_TIMEOUT
+const EXIT_BOUND: Duration = DRAIN_TIMEOUT_DEFAULT
     .saturating_add(CLOSE_TIMEOUT)
     .saturating_add(RUNTIME_STOP_TIMEOUT)
     .saturating_add(EXIT_MARGIN);
@@ -168,11 +168,22 @@ impl Core {
     /// Waits for the exit, which must be 0 and within [`EXIT_BOUND`] of `signalled`; returns the
     /// drain time (signal to exit).
     async fn exits_cleanly(&mut self, signalled: Instant, scenario: &str) -> Duration {
-        let left = EXIT_BOUND.saturating_sub(signalled.elapsed());
+        self.exits_cleanly_within(signalled, scenario, EXIT_BOUND)
+            .await
+    }
+
+    /// [`Core::exits_cleanly`] with another bound (a core with another drain timeout).
+    async fn exits_cleanly_within(
+        &mut self,
+        signalled: Instant,
+        scenario: &str,
+        bound: Duration,
+    ) -> Duration {
+        let left = bound.saturating_sub(signalled.elapsed());
         let status = match tokio::time::timeout(left, self.child.wait()).await {
             Ok(status) => ok(status),
             Err(_) => panic!(
-                "{scenario}: still running {EXIT_BOUND:?} after SIGTERM:\n{}",
+                "{scenario}: still running {bound:?} after SIGTERM:\n{}",
                 self.log_tail()
             ),
         };
@@ -268,7 +279,7 @@ const _: () = assert!(
     (nene_core::notifications::dispatcher::CLAIM_BATCH_MAX as u64)
         .div_ceil(nene_core::notifications::dispatcher::SENDS_PER_BATCH_IN_FLIGHT as u64)
         * FCM_LATENCY_MS
-        > DRAIN_TIMEOUT.as_millis() as u64
+        > DRAIN_TIMEOUT_DEFAULT.as_millis() as u64
 );
 /// The signal is sent once this many messages are delivered (the first round is done).
 const DELIVERED_BEFORE_SIGTERM: i64 = 100;
@@ -802,6 +813,99 @@ async fn sigterm_with_a_payment_confirm_in_flight_leaves_no_payment_without_an_o
         .await,
         0
     );
+    assert_ledger_sound(&db).await;
+}
+
+// --- a drain cut by its bound ----------------------------------------------------------------
+
+/// The drain bound of this scenario: the shortest the setting allows.
+const SHORT_DRAIN_MS: u64 = nene_core::shutdown::DRAIN_TIMEOUT_MS_MIN;
+/// A Toss timeout longer than that drain, so the call in flight outlives it.
+const LONG_TOSS_TIMEOUT_MS: u64 = 8_000;
+const _: () = assert!(LONG_TOSS_TIMEOUT_MS > SHORT_DRAIN_MS);
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_drain_cut_by_its_bound_exits_0_in_time_and_the_payment_it_held_is_settled_after_its_lease(
+    db: PgPool,
+) {
+    let sandbox = sandbox().await;
+    let http = reqwest::Client::new();
+    let database = database_url(&db).await;
+    let (drain_ms, toss_timeout_ms) =
+        (SHORT_DRAIN_MS.to_string(), LONG_TOSS_TIMEOUT_MS.to_string());
+    let env = [
+        ("TOSS_API_URL", sandbox.as_str()),
+        ("TOSS_TIMEOUT_MS", toss_timeout_ms.as_str()),
+        ("SHUTDOWN_DRAIN_TIMEOUT_MS", drain_ms.as_str()),
+    ];
+    // Toss takes the money and does not answer for longer than the drain.
+    let held = purchase(&db, &http, &sandbox, 30_000).await;
+    post_json(
+        &http,
+        &format!("{sandbox}/sandbox/toss/faults"),
+        &json!({ "operation": "confirm", "kind": "approve_then_drop" }),
+    )
+    .await;
+    let mut core = Core::start("payments-drain-cut", &database, &env).await;
+    let request = signed(
+        &http,
+        &core.url,
+        reqwest::Method::POST,
+        "/internal/v1/payments/confirm",
+        BUYER,
+        &json!({
+            "payment_key": held.payment_key,
+            "order_id": held.order_id,
+            "amount": held.amount,
+        }),
+    );
+    let answer = tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) });
+    confirm_claimed(&db, &held.order_id).await;
+    let signalled = core.sigterm();
+    let bound = Duration::from_millis(SHORT_DRAIN_MS)
+        .saturating_add(CLOSE_TIMEOUT)
+        .saturating_add(RUNTIME_STOP_TIMEOUT)
+        .saturating_add(EXIT_MARGIN);
+    let drain = core
+        .exits_cleanly_within(signalled, "drain cut by its bound", bound)
+        .await;
+    assert!(
+        drain >= Duration::from_millis(SHORT_DRAIN_MS),
+        "the drain did not wait for the request in flight: {drain:?}"
+    );
+    // The request cut off gets no answer (the edge stopped waiting for it at its own timeout)...
+    let cut = ok(answer.await);
+    assert!(
+        cut.is_err(),
+        "a request cut by the drain bound was answered: {cut:?}"
+    );
+    // ...and the payment keeps the claim the cut-off call holds, a lease that ends.
+    let lease_ms = LONG_TOSS_TIMEOUT_MS * u64::from(payments::LEASE_TIMEOUT_MULTIPLE);
+    let (state, leased): (String, bool) = ok(sqlx::query_as(
+        "SELECT state::text, updated_at > now() - make_interval(secs => $2::float8 / 1000) \
+         FROM payments WHERE order_id = $1",
+    )
+    .bind(&held.order_id)
+    .bind(lease_ms as f64)
+    .fetch_one(&db)
+    .await);
+    assert_eq!((state.as_str(), leased), ("confirming", true));
+
+    // The next core's reconciler takes it once the lease has ended and settles it with Toss.
+    let mut core = Core::start("payments-after-cut", &database, &env).await;
+    eventually(
+        "the reconciler settles the cut-off payment",
+        Duration::from_millis(lease_ms).saturating_add(Duration::from_secs(30)),
+        || async {
+            payment_state(&db, &held.order_id).await == ("done".to_owned(), "credited".to_owned())
+        },
+    )
+    .await;
+    let signalled = core.sigterm();
+    core.exits_cleanly_within(signalled, "reconciler idle, short drain", bound)
+        .await;
+    let toss = get_json(&http, &format!("{sandbox}/sandbox/toss/stats")).await;
+    assert_eq!(toss["confirms_executed"].as_i64(), Some(1), "{toss}");
     assert_ledger_sound(&db).await;
 }
 
