@@ -20,13 +20,15 @@ pub mod maintenance;
 pub mod notifications;
 pub mod payments;
 pub mod proofs;
+pub mod schema;
 pub mod scratch;
 pub mod shutdown;
+pub mod tls;
 
 use std::sync::Arc;
 
 use nene_domain::signing::SigningSecret;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -39,8 +41,6 @@ pub struct AppState {
     pub redis: Option<redis::Client>,
     pub signing_secret: SigningSecret,
     pub wall_clock: Arc<dyn clock::WallClock>,
-    /// Debits from the HTTP API go through the batcher (group commit).
-    pub debits: ledger::DebitBatcher,
     pub payments: payments::Payments,
     pub auth: auth::Auth,
     /// Dev mode (`NENE_ENV=dev`): fault-injection and test-clock routes exist.
@@ -53,25 +53,54 @@ pub struct AppState {
     pub shutdown: shutdown::Shutdown,
 }
 
-/// The migrations this binary embeds (`migrations/`): applied at start, and what `/readyz`
-/// compares the database's `_sqlx_migrations` with.
+/// The core's Postgres pool for `url` with `settings` (size, timeouts), whose `sslmode` and
+/// `sslrootcert` are honoured, trusting `trust`'s roots (see [`tls::Trust::postgres_options`]).
+/// Connects once before answering, so a refused certificate stops the core at start.
+///
+/// # Errors
+/// When `url` cannot be read or Postgres cannot be reached (TLS included).
+pub async fn connect_database(
+    url: &str,
+    settings: &config::DbSettings,
+    trust: &tls::Trust,
+) -> Result<PgPool, sqlx::Error> {
+    settings
+        .pool_options()
+        .connect_with(trust.postgres_options(url)?)
+        .await
+}
+
+/// One connection to Postgres outside the pool (the migrations at start), over TLS as the
+/// pool's are.
+///
+/// # Errors
+/// When `url` cannot be read or Postgres cannot be reached (TLS included).
+pub async fn connect_one(url: &str, trust: &tls::Trust) -> Result<PgConnection, sqlx::Error> {
+    PgConnection::connect_with(&trust.postgres_options(url)?).await
+}
+
+/// The migrations this binary embeds (`migrations/`): what `nene-core migrate` applies, and what the
+/// service (at start and in `/readyz`) checks the database's `_sqlx_migrations` against
+/// ([`schema`]).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Applies the embedded migrations.
+/// Applies the embedded migrations on one of `db`'s connections (the benches' and tests'
+/// shortcut; the service and the `migrate` subcommand use a connection of their own).
 ///
 /// # Errors
 /// When Postgres is unreachable or a migration fails.
 pub async fn migrate(db: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(db).await
+    let mut connection = db.acquire().await?;
+    schema::apply(&mut connection).await.map(drop)
 }
 
-/// Applies the embedded migrations on one connection (the core's start-up uses one outside its
-/// pool, so the pool's statement timeout does not bound a migration).
+/// Applies the embedded migrations on one connection (the core's start-up and `nene-core migrate`
+/// use one outside the pool, so the pool's statement timeout does not bound a migration).
 ///
 /// # Errors
 /// When a migration fails.
 pub async fn migrate_connection(
     connection: &mut sqlx::PgConnection,
 ) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(connection).await
+    schema::apply(connection).await.map(drop)
 }

@@ -925,6 +925,7 @@ async fn a_stopping_payment_worker_gives_back_at_once_the_claims_it_has_not_star
             base_url: sandbox.clone(),
             secret_key: "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R".to_owned(),
             timeout: settings.toss_timeout,
+            tls: nene_core::tls::Trust::public_roots(),
         },
         settings,
     ));

@@ -446,6 +446,7 @@ async fn served_with(
             }),
             transport: core,
             rooms: Some(Arc::new(FakeRooms::default())),
+            client_address: ClientAddressRule::Cloudflare,
         },
         |line| {
             logged
@@ -1697,6 +1698,7 @@ fn the_trusted_proxy_header_is_read_from_the_configuration_and_must_be_a_header_
             "CORE_SIGNING_SECRET" => Some(SECRET.to_owned()),
             "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
             "TRUSTED_CLIENT_IP_HEADER" => value.map(str::to_owned),
+            "NENE_ENV" => Some("dev".to_owned()),
             _ => None,
         })
         .map(|config| config.trusted_client_ip_header)

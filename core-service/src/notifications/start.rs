@@ -41,6 +41,8 @@ pub struct NotificationSettings {
     /// The schedule's key prefix in Redis (`NOTIFY_REDIS_PREFIX`): one per deployment sharing a
     /// Redis.
     pub redis_prefix: String,
+    /// Whom FCM's and the token endpoint's certificates must chain to.
+    pub tls: crate::tls::Trust,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +64,12 @@ fn read_key_file(path: &PathBuf) -> Result<String, StartError> {
     std::fs::read_to_string(path).map_err(|error| bad(error.to_string()))
 }
 
-async fn fetch_key(url: &str) -> Result<String, String> {
-    let response = reqwest::Client::new()
+async fn fetch_key(url: &str, tls: &crate::tls::Trust) -> Result<String, String> {
+    let response = tls
+        .http(crate::tls::HttpVersions::Http1)
+        .map_err(|error| error.to_string())?
+        .build()
+        .map_err(|error| error.to_string())?
         .get(url)
         .timeout(Duration::from_secs(5))
         .send()
@@ -86,6 +92,7 @@ fn dispatcher(
         token_url: settings.token_url.clone(),
         account: ServiceAccount::from_json(json)?,
         send_timeout: FCM_SEND_TIMEOUT_DEFAULT,
+        tls: settings.tls.clone(),
     })?;
     Ok(Dispatcher::new(
         db,
@@ -133,7 +140,7 @@ pub fn spawn(
             let (settings, url) = (settings.clone(), url.clone());
             Ok(Some(tokio::spawn(async move {
                 while !stop.is_cancelled() {
-                    match fetch_key(&url).await {
+                    match fetch_key(&url, &settings.tls).await {
                         Ok(json) => match dispatcher(&settings, &json, db.clone(), redis.clone()) {
                             Ok(dispatcher) => {
                                 tracing::info!(%url, "notification dispatcher started");

@@ -12,7 +12,7 @@ use sqlx::types::time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{PaymentError, Payments, PointsState, lock_payment, points};
+use super::{PaymentError, Payments, PointsState, lock_payment, points, toss::CancelAmount};
 use crate::{
     ledger::{self, IdempotencyKey, LotId, LotWithdrawal, Refund, SystemAccount, TransferId},
     notifications::{self, NotificationKind},
@@ -164,7 +164,7 @@ async fn ask_toss(
         .toss
         .cancel(
             payment_key,
-            refund.amount,
+            CancelAmount::Part(refund.amount),
             REFUND_REASON,
             &format!("refund:{}", refund.id),
         )
