@@ -144,6 +144,43 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM to the process alone, as an orchestrator stops a container (its group is
+    /// left alone). Returns when the signal was sent.
+    ///
+    /// # Panics
+    /// When `kill` cannot be run.
+    pub fn sigterm(&self) -> Instant {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill -TERM {}: {e}", self.name));
+        assert!(sent.success(), "kill -TERM {} failed", self.name);
+        Instant::now()
+    }
+
+    /// Waits for the process to exit on its own, at most `within`; returns its exit status.
+    ///
+    /// # Panics
+    /// When it is still running after `within` (it is then killed).
+    pub async fn exit_status(&mut self, within: Duration) -> std::process::ExitStatus {
+        let began = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.stopped = true;
+                return status;
+            }
+            if began.elapsed() > within {
+                self.stop();
+                panic!(
+                    "{} was still running {within:?} after it was told to stop:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `url` answers anything at all.
     ///
     /// # Panics
