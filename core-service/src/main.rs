@@ -20,7 +20,12 @@ const USAGE: &str = "usage: nene-core [migrate | healthcheck]";
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] => serve().await,
         ["migrate"] => migrate().await,
         ["healthcheck"] => healthcheck().await,
@@ -44,7 +49,9 @@ async fn migrate() -> ExitCode {
         let mut connection =
             tokio::time::timeout(MIGRATE_CONNECT_TIMEOUT, sqlx::PgConnection::connect(&url))
                 .await
-                .map_err(|_| format!("no connection to Postgres within {MIGRATE_CONNECT_TIMEOUT:?}"))??;
+                .map_err(|_| {
+                    format!("no connection to Postgres within {MIGRATE_CONNECT_TIMEOUT:?}")
+                })??;
         let applied = schema::apply(&mut connection).await?;
         connection.close().await?;
         Ok::<_, Box<dyn std::error::Error>>(applied)

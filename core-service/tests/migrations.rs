@@ -70,7 +70,10 @@ fn service(url: &str, bind: &str) -> Command {
     command
         .env_clear()
         .env("DATABASE_URL", url)
-        .env("CORE_SIGNING_SECRET", "migrations-test-signing-secret-0123456789")
+        .env(
+            "CORE_SIGNING_SECRET",
+            "migrations-test-signing-secret-0123456789",
+        )
         .env("CORE_BIND", bind)
         // Toss at its default address: these services hold no payment, so they never call it.
         .env("TOSS_SECRET_KEY", "test_sk_unused")
@@ -241,9 +244,7 @@ async fn a_database_a_newer_release_migrated_is_accepted_and_what_it_has_beyond_
     .execute(&db)
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let current = check_current(&db)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let current = check_current(&db).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(current.ahead, [future]);
     // But this older build must not migrate it.
     assert!(apply(&db).await.is_err());

@@ -684,7 +684,11 @@ pub async fn sign_in(edge_url: &str, provider: &str, who: &str) -> serde_json::V
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(start.status().as_u16(), 302, "start of the {provider} login");
+    assert_eq!(
+        start.status().as_u16(),
+        302,
+        "start of the {provider} login"
+    );
     let authorize = location(&start);
     let approved = browser()
         .get(format!("{authorize}&sandbox_user={who}"))
@@ -692,7 +696,10 @@ pub async fn sign_in(edge_url: &str, provider: &str, who: &str) -> serde_json::V
         .await
         .unwrap_or_else(|e| panic!("{authorize}: {e}"));
     let back = location(&approved);
-    assert!(back.starts_with(E2E_REDIRECT_URI), "{provider} sent to {back}");
+    assert!(
+        back.starts_with(E2E_REDIRECT_URI),
+        "{provider} sent to {back}"
+    );
     let body = serde_json::json!({
         "code": query_param(&back, "code"),
         "state": query_param(&back, "state"),
@@ -781,26 +788,20 @@ pub struct CoreContainer {
 
 impl CoreContainer {
     /// Starts the image in dev mode, calling Toss and the login providers and FCM at
-    /// `sandbox_url` and the edge at `edge_url`, and waits until it answers `/healthz`.
+    /// `sandbox_url`, and waits until it answers `/healthz`. No `EDGE_URL`: the scheduler's pushes
+    /// into the rooms are the lifecycle suite's, and the edge's port is best chosen only when the
+    /// Worker starts (a port chosen earlier can be taken meanwhile by anything on the machine).
     ///
     /// # Panics
     /// When it does not start.
-    pub async fn start(
-        log_dir: &Path,
-        database: Database,
-        sandbox_url: &str,
-        edge_url: &str,
-    ) -> CoreContainer {
+    pub async fn start(log_dir: &Path, database: Database, sandbox_url: &str) -> CoreContainer {
         let image = required_env("NENE_CORE_IMAGE");
         let name = format!("nene-e2e-core-{}", uuid::Uuid::new_v4().simple());
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let env = [
             ("DATABASE_URL", database.url.clone()),
-            (
-                "REDIS_URL",
-                std::env::var("REDIS_URL").unwrap_or_default(),
-            ),
+            ("REDIS_URL", std::env::var("REDIS_URL").unwrap_or_default()),
             ("CORE_SIGNING_SECRET", SIGNING_SECRET.to_owned()),
             ("CORE_BIND", format!("127.0.0.1:{port}")),
             ("CORE_MIGRATE_ON_START", "false".to_owned()),
@@ -809,7 +810,6 @@ impl CoreContainer {
             ("OAUTH_SANDBOX_URL", sandbox_url.to_owned()),
             ("FCM_SANDBOX_URL", sandbox_url.to_owned()),
             ("AUTH_REDIRECT_URIS", E2E_REDIRECT_URI.to_owned()),
-            ("EDGE_URL", edge_url.to_owned()),
         ];
         let mut command = podman();
         command
