@@ -897,16 +897,13 @@ pub struct CoreContainer {
 
 impl CoreContainer {
     /// Starts the image in dev mode, calling Toss and the login providers and FCM at
-    /// `sandbox_url` and the edge at `edge_url`, and waits until it answers `/healthz`.
+    /// `sandbox_url`, and waits until it answers `/healthz`. No `EDGE_URL`: the scheduler's pushes
+    /// into the rooms are the lifecycle suite's, and the edge's port is best chosen only when the
+    /// Worker starts (a port chosen earlier can be taken meanwhile by anything on the machine).
     ///
     /// # Panics
     /// When it does not start.
-    pub async fn start(
-        log_dir: &Path,
-        database: Database,
-        sandbox_url: &str,
-        edge_url: &str,
-    ) -> CoreContainer {
+    pub async fn start(log_dir: &Path, database: Database, sandbox_url: &str) -> CoreContainer {
         let image = required_env("NENE_CORE_IMAGE");
         let name = format!("nene-e2e-core-{}", uuid::Uuid::new_v4().simple());
         let port = free_port();
@@ -922,7 +919,6 @@ impl CoreContainer {
             ("OAUTH_SANDBOX_URL", sandbox_url.to_owned()),
             ("FCM_SANDBOX_URL", sandbox_url.to_owned()),
             ("AUTH_REDIRECT_URIS", E2E_REDIRECT_URI.to_owned()),
-            ("EDGE_URL", edge_url.to_owned()),
         ];
         let mut command = podman();
         command

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use nene_e2e::{
-    CoreContainer, Database, Sandbox, Wrangler, client, free_port, podman_output, required_env,
+    CoreContainer, Database, Sandbox, Wrangler, client, podman_output, required_env,
     run_core_image, scratch_dir, sign_in,
 };
 use serde_json::{Value, json};
@@ -57,10 +57,8 @@ async fn the_core_image_migrates_as_a_step_then_signs_in_sells_points_and_seats_
     assert!(ok, "{second}");
     assert!(second.contains("nothing to apply"), "{second}");
 
-    let edge_port = free_port();
-    let edge_url = format!("http://127.0.0.1:{edge_port}");
-    let mut core = CoreContainer::start(&dir, database, &sandbox.url, &edge_url).await;
-    let wrangler = Wrangler::start_on(edge_port, &core.url, &dir.join("state"), &dir).await;
+    let mut core = CoreContainer::start(&dir, database, &sandbox.url).await;
+    let wrangler = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
     let response = client()
         .put(format!("{}/sandbox/toss/webhook", sandbox.url))
         .json(&json!({ "url": format!("{}/webhooks/toss", wrangler.url), "retryUnitMs": 20 }))
