@@ -359,7 +359,11 @@ mod tests {
                 code.as_str()
             );
         }
-        assert_eq!(documented.len(), ALL.len(), "docs/api.md lists codes that do not exist");
+        assert_eq!(
+            documented.len(),
+            ALL.len(),
+            "docs/api.md lists codes that do not exist"
+        );
     }
 
     #[test]

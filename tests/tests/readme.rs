@@ -44,7 +44,11 @@ fn tested_blocks(markdown: &str) -> Vec<String> {
             continue;
         }
         let fence = lines.next().unwrap_or_default();
-        assert_eq!(fence.trim(), "```sh", "{MARKER} must be followed by a ```sh block");
+        assert_eq!(
+            fence.trim(),
+            "```sh",
+            "{MARKER} must be followed by a ```sh block"
+        );
         let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
         blocks.push(block.join("\n"));
     }
@@ -155,7 +159,9 @@ fn repository_path(span: &str) -> Option<&str> {
     const GENERATED: [&str; 1] = ["edge/build/"];
     let path = span.split([' ', ':', '`', ',', '(']).next()?;
     let named = TOP_LEVEL.iter().any(|top| path.starts_with(top))
-        && !GENERATED.iter().any(|generated| path.starts_with(generated))
+        && !GENERATED
+            .iter()
+            .any(|generated| path.starts_with(generated))
         && !path.contains(['*', '{', '…']);
     named.then_some(path)
 }
@@ -197,8 +203,8 @@ fn inline_code_is_found_across_lines_and_not_in_fenced_blocks() {
 fn every_path_the_documents_name_exists() {
     let mut documents = vec!["README.md".to_owned(), "ARCHITECTURE.md".to_owned()];
     for dir in ["docs", "docs/decisions"] {
-        let entries = std::fs::read_dir(repository_root().join(dir))
-            .unwrap_or_else(|e| panic!("{dir}: {e}"));
+        let entries =
+            std::fs::read_dir(repository_root().join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".md") {
@@ -216,5 +222,9 @@ fn every_path_the_documents_name_exists() {
             }
         }
     }
-    assert!(missing.is_empty(), "paths that do not exist:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "paths that do not exist:\n{}",
+        missing.join("\n")
+    );
 }
