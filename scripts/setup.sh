@@ -6,6 +6,13 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 mkdir -p "$NENE_TOOLS" "$NENE_NPM" "$NENE_RUN"
 
+# One set-up at a time per cache: two checkouts sharing it (or `./nene test` beside `./nene up`)
+# would otherwise install into the same directories at once and break each other's installs.
+if command -v flock >/dev/null; then
+    exec 9>"$NENE_CACHE/setup.lock"
+    flock 9
+fi
+
 command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
 command -v npm >/dev/null || die "npm is missing: install Node.js ≥ 20 first"
 

@@ -109,9 +109,11 @@ impl RoomPusher {
     pub fn new(
         edge_url: &str,
         secret: nene_domain::signing::SigningSecret,
-    ) -> Result<Self, reqwest::Error> {
+        tls: &crate::tls::Trust,
+    ) -> Result<Self, crate::tls::ClientError> {
         Ok(RoomPusher {
-            http: reqwest::Client::builder()
+            http: tls
+                .http(crate::tls::HttpVersions::Http1)?
                 .timeout(ROOM_PUSH_TIMEOUT)
                 .build()?,
             edge_url: edge_url.trim_end_matches('/').to_owned(),

@@ -24,20 +24,20 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = CoreConfig::from_lookup(|name| std::env::var(name).ok())?;
+    tracing::info!(
+        extra_roots = config.tls.extra_roots(),
+        "TLS trusts Mozilla's roots and the extra CA file's (EXTRA_CA_FILE)"
+    );
     // Migrations run on a connection of their own, outside the pool and its statement timeout:
     // building an index on a large table may rightly take longer than any request's statement.
-    let mut migrations = sqlx::PgConnection::connect(&config.database_url).await?;
+    let mut migrations = nene_core::connect_one(&config.database_url, &config.tls).await?;
     migrate_connection(&mut migrations).await?;
     migrations.close().await?;
-    let db = config
-        .db
-        .pool_options()
-        .connect(&config.database_url)
-        .await?;
+    let db = nene_core::connect_database(&config.database_url, &config.db, &config.tls).await?;
     let redis = config
         .redis_url
         .as_deref()
-        .map(redis::Client::open)
+        .map(|url| config.tls.redis_client(url))
         .transpose()?;
     let payments =
         nene_core::payments::Payments::new(db.clone(), &config.toss, config.payments.clone())?;
@@ -45,7 +45,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let room_pusher = config
         .edge_url
         .as_deref()
-        .map(|url| nene_core::lifecycle::RoomPusher::new(url, config.signing_secret.clone()))
+        .map(|url| {
+            nene_core::lifecycle::RoomPusher::new(url, config.signing_secret.clone(), &config.tls)
+        })
         .transpose()?;
     let state = AppState {
         auth: nene_core::auth::Auth::new(db.clone(), config.auth.clone())?,
@@ -53,7 +55,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         dev_mode: config.dev_mode,
         reviewers: config.reviewers.clone(),
         room_pusher: room_pusher.clone(),
-        debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),
         db,
         redis,
         signing_secret: config.signing_secret,

@@ -1,6 +1,7 @@
-//! The core's housekeeping loop: releases holds past their expiry and purges idempotency records
-//! past their retention. Safe with several replicas running it at once (the hold sweep skips rows
-//! another replica has locked; the purge deletes by key), so every replica simply runs it.
+//! The core's housekeeping loop: releases holds past their expiry and purges idempotency records,
+//! expired sign-in rows and processed Toss webhooks past their retention. Safe with several
+//! replicas running it at once (the hold sweep skips rows another replica has locked; the purges
+//! delete by key), so every replica simply runs it.
 
 use std::time::Duration;
 
@@ -32,6 +33,11 @@ pub async fn run_once(db: &PgPool) -> Result<(u64, u64), crate::ledger::LedgerEr
         Ok(removed) if removed > 0 => tracing::info!(removed, "expired sign-in rows purged"),
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "sign-in purge failed"),
+    }
+    match crate::payments::worker::purge_processed_webhooks(db, PURGED_RECORDS_PER_PASS).await {
+        Ok(removed) if removed > 0 => tracing::info!(removed, "processed webhooks purged"),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "webhook purge failed"),
     }
     Ok((released, purged))
 }

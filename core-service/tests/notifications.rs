@@ -90,6 +90,7 @@ impl Fixture {
                 nene_sandbox::fcm::SERVICE_ACCOUNT_JSON,
             )),
             send_timeout: Duration::from_secs(2),
+            tls: nene_core::tls::Trust::public_roots(),
         }))
     }
 
@@ -433,6 +434,7 @@ async fn the_users_list_pages_newest_first_with_status_and_attempts_for_that_use
                 base_url: "http://127.0.0.1:9".to_owned(),
                 secret_key: "test_sk_unused".to_owned(),
                 timeout: Duration::from_secs(1),
+                tls: nene_core::tls::Trust::public_roots(),
             },
             nene_core::payments::PaymentSettings::fast(),
         )),
@@ -444,9 +446,9 @@ async fn the_users_list_pages_newest_first_with_status_and_attempts_for_that_use
             nene_core::auth::AuthConfig {
                 redirect_uris: Vec::new(),
                 providers: Vec::new(),
+                tls: nene_core::tls::Trust::public_roots(),
             },
         )),
-        debits: nene_core::ledger::DebitBatcher::spawn(fixture.db.clone()),
         db: fixture.db.clone(),
         redis: None,
         signing_secret: ok(SigningSecret::parse(SECRET)),

@@ -24,14 +24,7 @@ async fn fund(core: &Arc<Core>, users: &[String], points: i64) {
             let gate = Arc::clone(&gate);
             tokio::spawn(async move {
                 let _permit = gate.acquire().await;
-                let (_, wallet) = core_call(&core, "POST", "/internal/v1/ledger/wallets", "", &json!({"owner": user})).await;
-                let credit = json!({
-                    "key": format!("charge:{user}"), "wallet": wallet["account"],
-                    "from": "00000000-0000-7000-8000-000000000001", "amount": points, "source": "charge"
-                });
-                let (status, body) = core_call(&core, "POST", "/internal/v1/ledger/credits", "", &credit).await;
-                assert_eq!(status, 200, "{body}");
-                wallet["account"].as_str().unwrap_or_default().to_owned()
+                nene_e2e::fund_user(&core, &user, points).await
             })
         })
         .collect();
@@ -104,22 +97,14 @@ async fn ledger_view(core: &Core, challenge: &Value) -> (i64, usize, i64, Value)
     )
     .await;
     let escrow = challenge["escrow"].as_str().unwrap_or_default();
-    let (_, entries) = core_call(
-        core,
-        "GET",
-        &format!("/internal/v1/ledger/accounts/{escrow}/entries?limit=100"),
-        "",
-        &Value::Null,
-    )
-    .await;
+    let entries = nene_e2e::account_entries(core, escrow, 100).await;
     let items = entries["items"].as_array().cloned().unwrap_or_default();
     assert!(
         entries["next_cursor"].is_null(),
         "more than 100 entries in escrow"
     );
     let balance: i64 = items.iter().filter_map(|e| e["amount"].as_i64()).sum();
-    let (_, violations) =
-        core_call(core, "GET", "/internal/v1/ledger/check", "", &Value::Null).await;
+    let violations = nene_e2e::ledger_violations(core).await;
     (
         detail["participants"].as_i64().unwrap_or(-1),
         items.len(),
@@ -306,8 +291,7 @@ async fn a_retried_join_with_its_idempotency_key_gets_the_first_answer_and_the_w
     let outcomes = storm(&edge.url, &first, &["retrier".to_owned()]).await;
     assert_eq!(outcomes, vec![(409, "ALREADY_JOINED".to_owned())]);
     assert_eq!(wallet().await["balance"], 2 * FEE);
-    let (_, violations) =
-        core_call(&core, "GET", "/internal/v1/ledger/check", "", &Value::Null).await;
+    let violations = nene_e2e::ledger_violations(&core).await;
     assert_eq!(violations, json!([]));
 }
 

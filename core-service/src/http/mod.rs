@@ -1,6 +1,12 @@
 //! The core's internal HTTP API. Every `/internal/…` route requires the edge's signature;
 //! `/healthz` is an unauthenticated liveness check for the container's orchestrator and says
 //! nothing about the stores.
+//!
+//! The internal routes are exactly the constants of [`nene_domain::internal_api`], mounted through
+//! [`Mounted`]: the router and the list of what it serves ([`mounted_routes`]) are one thing, and
+//! `tests/internal_routes.rs` holds that list to its callers in the edge and the Durable Objects.
+//! The ledger's operations have no routes of their own: nothing outside the core may move points
+//! except through a flow (a confirmed payment, a join, a settlement); tests call them as functions.
 
 mod auth;
 mod challenges;
@@ -18,33 +24,29 @@ use axum::{
         DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
         rejection::JsonRejection,
     },
+    handler::Handler,
     http::StatusCode,
     middleware,
-    routing::get,
+    routing::{MethodFilter, get, on},
 };
 use nene_domain::ErrorCode;
 use nene_domain::{
     health::{CoreHealth, PartStatus},
+    internal_api::{self, Audience, Method, Route},
     limits::INTERNAL_BODY_BYTES_MAX,
 };
 use serde::de::DeserializeOwned;
 
 use crate::{AppState, clock, health};
 
-/// Internal path of the health report (the edge's `GET /v1/health` calls it).
-pub const PATH_HEALTH: &str = "/internal/v1/health";
+/// The orchestrator's liveness probe: unsigned, outside `/internal/`, answers "ok" and nothing else.
+pub const PATH_LIVENESS: &str = "/healthz";
 
 pub fn router(state: AppState) -> Router {
-    let dev_mode = state.dev_mode;
     let state = Arc::new(state);
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(PATH_HEALTH, get(health_report))
-        .merge(ledger::routes())
-        .merge(auth::routes())
-        .merge(challenges::routes(dev_mode))
-        .merge(payments::routes(dev_mode))
-        .merge(notifications::routes())
+    let Mounted { router, .. } = internal_routes(state.dev_mode);
+    router
+        .route(PATH_LIVENESS, get(|| async { "ok" }))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Outside the routing, so an unsigned caller learns nothing, not even which paths exist.
@@ -55,6 +57,64 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(INTERNAL_BODY_BYTES_MAX))
         .layer(middleware::from_fn(error::request_context))
         .with_state(state)
+}
+
+/// The internal routes the router serves, in the order they were mounted: every production route
+/// of [`internal_api::ALL`], and its dev-only routes when `dev_mode`.
+#[must_use]
+pub fn mounted_routes(dev_mode: bool) -> Vec<Route> {
+    internal_routes(dev_mode).routes
+}
+
+fn internal_routes(dev_mode: bool) -> Mounted {
+    let mounted = Mounted {
+        router: Router::new(),
+        routes: Vec::new(),
+        dev_mode,
+    }
+    .at(internal_api::HEALTH, health_report);
+    let mounted = auth::mount(mounted);
+    let mounted = ledger::mount(mounted);
+    let mounted = challenges::mount(mounted);
+    let mounted = payments::mount(mounted);
+    notifications::mount(mounted)
+}
+
+/// The internal router under construction, with the list of routes mounted on it. Routes are
+/// mounted only through [`Mounted::at`], which takes an [`internal_api`] constant: no internal
+/// path is written anywhere else in the core, and a dev-only route is skipped outside dev mode.
+pub(crate) struct Mounted {
+    router: Router<Arc<AppState>>,
+    routes: Vec<Route>,
+    dev_mode: bool,
+}
+
+impl Mounted {
+    /// Mounts `handler` for `route`'s method and path (dev-only routes only in dev mode).
+    pub(crate) fn at<H, T>(mut self, route: Route, handler: H) -> Self
+    where
+        H: Handler<T, Arc<AppState>>,
+        T: 'static,
+    {
+        if route.audience == Audience::DevOnly && !self.dev_mode {
+            return self;
+        }
+        self.router = self
+            .router
+            .route(route.path, on(method_filter(route.method), handler));
+        self.routes.push(route);
+        self
+    }
+}
+
+fn method_filter(method: Method) -> MethodFilter {
+    match method {
+        Method::Get => MethodFilter::GET,
+        Method::Post => MethodFilter::POST,
+        Method::Put => MethodFilter::PUT,
+        Method::Patch => MethodFilter::PATCH,
+        Method::Delete => MethodFilter::DELETE,
+    }
 }
 
 async fn health_report(State(state): State<Arc<AppState>>) -> Json<CoreHealth> {

@@ -36,6 +36,8 @@ pub struct NotificationSettings {
     pub token_url: String,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
+    /// Whom FCM's and the token endpoint's certificates must chain to.
+    pub tls: crate::tls::Trust,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +59,12 @@ fn read_key_file(path: &PathBuf) -> Result<String, StartError> {
     std::fs::read_to_string(path).map_err(|error| bad(error.to_string()))
 }
 
-async fn fetch_key(url: &str) -> Result<String, String> {
-    let response = reqwest::Client::new()
+async fn fetch_key(url: &str, tls: &crate::tls::Trust) -> Result<String, String> {
+    let response = tls
+        .http(crate::tls::HttpVersions::Http1)
+        .map_err(|error| error.to_string())?
+        .build()
+        .map_err(|error| error.to_string())?
         .get(url)
         .timeout(Duration::from_secs(5))
         .send()
@@ -81,6 +87,7 @@ fn dispatcher(
         token_url: settings.token_url.clone(),
         account: ServiceAccount::from_json(json)?,
         send_timeout: FCM_SEND_TIMEOUT_DEFAULT,
+        tls: settings.tls.clone(),
     })?;
     Ok(Dispatcher::new(
         db,
@@ -122,7 +129,7 @@ pub fn spawn(
             let (settings, url) = (settings.clone(), url.clone());
             tokio::spawn(async move {
                 loop {
-                    match fetch_key(&url).await {
+                    match fetch_key(&url, &settings.tls).await {
                         Ok(json) => match dispatcher(&settings, &json, db.clone(), redis.clone()) {
                             Ok(dispatcher) => {
                                 tracing::info!(%url, "notification dispatcher started");

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{PaymentError, Payments, PointsState, lock_payment, points};
+use super::{PaymentError, Payments, PointsState, lock_payment, points, toss::CancelAmount};
 use crate::{
     ledger::{self, IdempotencyKey, LotId, LotWithdrawal, Refund, SystemAccount, TransferId},
     notifications::{self, NotificationKind},
@@ -162,7 +162,7 @@ async fn ask_toss(
         .toss
         .cancel(
             payment_key,
-            refund.amount,
+            CancelAmount::Part(refund.amount),
             REFUND_REASON,
             &format!("refund:{}", refund.id),
         )

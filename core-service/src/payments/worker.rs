@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use super::{
     Applied, PaymentError, PaymentRow, PaymentState, Payments, PointsState, apply_toss_state,
     confirm_key, lease_ms, lock_payment, refund, retry_delay_ms,
-    toss::{TossError, TossStatus},
+    toss::{CancelAmount, TossError, TossStatus},
 };
 use crate::{
     ledger::{self, Credit, IdempotencyKey, LotSource, SystemAccount},
@@ -276,7 +276,10 @@ async fn give_up_crediting(
     tx.commit().await
 }
 
-/// Cancels at Toss the whole of a payment whose points could never be credited, and tells the user.
+/// Cancels at Toss the whole of a payment whose points could never be credited (or that Toss
+/// approved for another amount than its order's), and tells the user. The cancel names no amount:
+/// Toss gives back whatever the payment holds, so nothing of the customer's stays charged even
+/// when Toss's amount is not ours.
 async fn compensate(payments: &Payments, id: i64, order_id: &str) -> Result<(), PaymentError> {
     let row: PaymentRow = {
         let mut tx = payments.db.begin().await?;
@@ -293,20 +296,38 @@ async fn compensate(payments: &Payments, id: i64, order_id: &str) -> Result<(), 
         tx.commit().await?;
         return Ok(());
     }
+    let amount_mismatch: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM payment_flags \
+                        WHERE order_id = $1 AND kind = 'amount_mismatch')",
+    )
+    .bind(order_id)
+    .fetch_one(&payments.db)
+    .await?;
+    let (reason, cancel_reason) = if amount_mismatch {
+        (
+            "amount_mismatch",
+            "주문 금액과 결제 금액이 달라 결제를 취소합니다 (the amount is not the order's)",
+        )
+    } else {
+        (
+            "points_could_not_be_credited",
+            "포인트 적립 실패로 결제를 취소합니다 (points could not be credited)",
+        )
+    };
     let answer = payments
         .toss
         .cancel(
             &row.payment_key,
-            row.amount,
-            "포인트 적립 실패로 결제를 취소합니다 (points could not be credited)",
+            CancelAmount::Balance,
+            cancel_reason,
             &format!("compensate:{order_id}"),
         )
         .await;
-    match answer {
-        Ok(_) => {}
-        Err(TossError::Refused { code, .. }) if code == "ALREADY_CANCELED_PAYMENT" => {}
+    let canceled_amount = match answer {
+        Ok(canceled) => canceled.canceled_amount(),
+        Err(TossError::Refused { code, .. }) if code == "ALREADY_CANCELED_PAYMENT" => row.amount,
         Err(error) => return Err(error.into()),
-    }
+    };
     let mut tx = payments.db.begin().await?;
     sqlx::query(
         "UPDATE payments SET points = 'compensated', canceled_accounted = amount, \
@@ -322,8 +343,8 @@ async fn compensate(payments: &Payments, id: i64, order_id: &str) -> Result<(), 
         NotificationKind::PaymentCanceled,
         &serde_json::json!({
             "order_id": order_id,
-            "canceled_amount": row.amount,
-            "reason": "points_could_not_be_credited",
+            "canceled_amount": canceled_amount,
+            "reason": reason,
         }),
         &format!("payment-compensated:{order_id}"),
     )
@@ -338,7 +359,7 @@ async fn compensate(payments: &Payments, id: i64, order_id: &str) -> Result<(), 
 /// Asks Toss about payments whose confirm outcome has been unknown for longer than a lease, and
 /// about virtual accounts still waiting for their deposit.
 async fn reconcile_once(payments: &Payments) -> Result<u64, PaymentError> {
-    let stale: Vec<(String, String, i32, PaymentState)> = sqlx::query_as(
+    let stale: Vec<(String, String, i64, i32, PaymentState)> = sqlx::query_as(
         "UPDATE payments SET updated_at = now() \
          WHERE order_id IN (SELECT order_id FROM payments \
              WHERE (state = 'confirming' \
@@ -346,7 +367,7 @@ async fn reconcile_once(payments: &Payments) -> Result<u64, PaymentError> {
                 OR (state = 'waiting_for_deposit' \
                     AND updated_at < now() - make_interval(secs => $3::float8)) \
              ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING order_id, payment_key, confirm_attempts, state",
+         RETURNING order_id, payment_key, amount, confirm_attempts, state",
     )
     .bind(WORK_BATCH_MAX)
     .bind(lease_ms(payments))
@@ -354,8 +375,15 @@ async fn reconcile_once(payments: &Payments) -> Result<u64, PaymentError> {
     .fetch_all(&payments.db)
     .await?;
     let mut done = 0;
-    for (order_id, payment_key, attempts, state) in stale {
-        match reconcile(payments, &order_id, &payment_key, attempts, state).await {
+    for (order_id, payment_key, amount, attempts, state) in stale {
+        let stale = Stale {
+            order_id: &order_id,
+            payment_key: &payment_key,
+            amount,
+            attempts,
+            state,
+        };
+        match reconcile(payments, &stale).await {
             Ok(true) => done += 1,
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, order_id, "reconciliation failed; will retry"),
@@ -364,13 +392,24 @@ async fn reconcile_once(payments: &Payments) -> Result<u64, PaymentError> {
     Ok(done)
 }
 
-async fn reconcile(
-    payments: &Payments,
-    order_id: &str,
-    payment_key: &str,
+/// A payment the reconciler claimed.
+struct Stale<'a> {
+    order_id: &'a str,
+    payment_key: &'a str,
+    /// The order's amount: the only amount we ever confirm.
+    amount: i64,
     attempts: i32,
     state: PaymentState,
-) -> Result<bool, PaymentError> {
+}
+
+async fn reconcile(payments: &Payments, stale: &Stale<'_>) -> Result<bool, PaymentError> {
+    let Stale {
+        order_id,
+        payment_key,
+        amount,
+        attempts,
+        state,
+    } = *stale;
     let found = payments.toss.payment_by_order(order_id).await?;
     let Some(toss_payment) = found else {
         if state == PaymentState::Confirming {
@@ -402,7 +441,14 @@ async fn reconcile(
             .await?;
             return Ok(true);
         }
-        // Our confirm never reached Toss: send it again, with the same key.
+        if toss_payment.total_amount != amount {
+            // The customer authorised another amount than the order's (the widget runs in their
+            // browser). Confirming Toss's amount would charge it for the order's points; ours
+            // would be refused. Nothing is charged until a confirm: do not confirm at all.
+            refuse_authorised_amount(payments, order_id, toss_payment.total_amount, amount).await?;
+            return Ok(true);
+        }
+        // Our confirm never reached Toss: send it again, with the same key and the order's amount.
         sqlx::query(
             "UPDATE payments SET confirm_attempts = confirm_attempts + 1 WHERE order_id = $1",
         )
@@ -411,12 +457,7 @@ async fn reconcile(
         .await?;
         let answer = payments
             .toss
-            .confirm(
-                payment_key,
-                order_id,
-                toss_payment.total_amount,
-                &confirm_key(order_id),
-            )
+            .confirm(payment_key, order_id, amount, &confirm_key(order_id))
             .await;
         return match answer {
             Ok(confirmed) => apply_locked(payments, order_id, &confirmed).await,
@@ -437,6 +478,43 @@ async fn reconcile(
     apply_locked(payments, order_id, &toss_payment).await
 }
 
+/// A payment Toss authorised for `authorised` while its order is for `ordered`: failed without a
+/// confirm (so nothing is ever charged), flagged for an operator, logged.
+async fn refuse_authorised_amount(
+    payments: &Payments,
+    order_id: &str,
+    authorised: i64,
+    ordered: i64,
+) -> Result<(), PaymentError> {
+    tracing::error!(
+        order_id,
+        authorised,
+        ordered,
+        "toss authorised another amount than the order: not confirmed, flagged"
+    );
+    let mut tx = payments.db.begin().await?;
+    let failed = sqlx::query(
+        "UPDATE payments SET state = 'failed', failure_code = 'AMOUNT_MISMATCH', \
+             updated_at = now() \
+         WHERE order_id = $1 AND state = 'confirming'",
+    )
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if failed == 1 {
+        super::flag_amount_mismatch(
+            &mut tx,
+            order_id,
+            authorised,
+            "Toss authorised another amount than the order's: not confirmed",
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Applies Toss's view under the payment's lock, then credits at once if that made it due.
 async fn apply_locked(
     payments: &Payments,
@@ -455,25 +533,50 @@ async fn apply_locked(
 
 // --- webhooks --------------------------------------------------------------------------------
 
-/// Works stored webhooks. A webhook is only a hint: the payment is re-fetched from Toss (by the
-/// payment key we recorded, never the one in the body) and Toss's answer is applied. A deposit
-/// callback must also carry the payment's secret. Forged, replayed or reordered webhooks
-/// therefore change nothing that Toss's own state does not.
+/// Webhooks make us read a payment from Toss at most once per this interval, however many name
+/// it. Toss sends a handful of events per change; a flood of replayed or forged ones (anyone who
+/// knows their own order id can send them) must not become a flood of reads, which Toss limits
+/// per merchant. A webhook's effect waits at most this long, and nobody waits on it: the confirm
+/// answers the user itself.
+pub const WEBHOOK_READ_INTERVAL: Duration = Duration::from_secs(5);
+/// Processed webhooks are kept this long for operators (longer than Toss's whole redelivery
+/// schedule of about four days), then the maintenance loop deletes them.
+pub const WEBHOOK_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+const _: () = assert!(WEBHOOK_READ_INTERVAL.as_secs() < WEBHOOK_RETENTION.as_secs());
+
+/// Works stored webhooks. A webhook is only a hint (it was checked at the door to name one of our
+/// payments, see [`super::webhook`]): the payment is read from Toss by the payment key we
+/// recorded, and Toss's answer is applied. Forged, replayed or reordered webhooks therefore change
+/// nothing that Toss's own state does not.
+///
+/// The claim takes a row only if its payment was not read for a webhook within
+/// [`WEBHOOK_READ_INTERVAL`], and records the read in the same statement: with one pending row
+/// per payment, that bounds the reads per payment across every replica.
 async fn webhooks_once(payments: &Payments) -> Result<u64, PaymentError> {
-    let rows: Vec<(i64, String, serde_json::Value, i32)> = sqlx::query_as(
-        "UPDATE toss_webhooks SET attempts = attempts + 1, \
-             next_attempt_at = now() + make_interval(secs => $2::float8 / 1000) \
-         WHERE id IN (SELECT id FROM toss_webhooks WHERE processed_at IS NULL \
-                      AND next_attempt_at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, event_type, body, attempts",
+    let rows: Vec<(i64, String, i32)> = sqlx::query_as(
+        "WITH claimed AS ( \
+             UPDATE toss_webhooks SET attempts = attempts + 1, rearmed = false, \
+                 next_attempt_at = now() + make_interval(secs => $2::float8 / 1000) \
+             WHERE id IN (SELECT w.id FROM toss_webhooks w JOIN payments p USING (order_id) \
+                          WHERE w.processed_at IS NULL AND w.next_attempt_at <= now() \
+                            AND (p.webhook_read_at IS NULL \
+                                 OR p.webhook_read_at <= now() - make_interval(secs => $3)) \
+                          ORDER BY w.id LIMIT $1 FOR UPDATE OF w SKIP LOCKED) \
+             RETURNING id, order_id, attempts), \
+         read AS ( \
+             UPDATE payments p SET webhook_read_at = now() \
+             FROM claimed WHERE p.order_id = claimed.order_id) \
+         SELECT id, order_id::text, attempts FROM claimed",
     )
     .bind(WORK_BATCH_MAX)
     .bind(lease_ms(payments))
+    .bind(WEBHOOK_READ_INTERVAL.as_secs_f64())
     .fetch_all(&payments.db)
     .await?;
     let mut done = 0;
-    for (id, event_type, body, attempts) in rows {
-        let outcome = apply_webhook(payments, &event_type, &body).await;
+    for (id, order_id, attempts) in rows {
+        let outcome = apply_webhook(payments, &order_id).await;
         let finished = match &outcome {
             Ok(WebhookOutcome::Retry(reason)) if attempts < WEBHOOK_ATTEMPTS_MAX => {
                 retry_later(payments, "toss_webhooks", id, attempts, reason).await?;
@@ -490,17 +593,38 @@ async fn webhooks_once(payments: &Payments) -> Result<u64, PaymentError> {
                 Ok(outcome) => outcome.label().to_owned(),
                 Err(error) => format!("gave up: {error}"),
             };
-            sqlx::query(
-                "UPDATE toss_webhooks SET processed_at = now(), outcome = $2 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(label)
-            .execute(&payments.db)
-            .await?;
-            done += 1;
+            if finish_webhook(&payments.db, id, &label).await? {
+                done += 1;
+            }
         }
     }
     Ok(done)
+}
+
+/// Marks a worked webhook processed, unless another event for its payment merged into it while
+/// it was worked: then it stays pending for one more read (the claim waits out the interval).
+/// Returns whether it is processed.
+async fn finish_webhook(db: &PgPool, id: i64, label: &str) -> Result<bool, sqlx::Error> {
+    let processed = sqlx::query(
+        "UPDATE toss_webhooks SET processed_at = now(), outcome = $2 WHERE id = $1 AND NOT rearmed",
+    )
+    .bind(id)
+    .bind(label)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1;
+    if !processed {
+        sqlx::query(
+            "UPDATE toss_webhooks SET attempts = 0, outcome = $2, next_attempt_at = now() \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(format!("{label}; rearmed by a later event"))
+        .execute(db)
+        .await?;
+    }
+    Ok(processed)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -523,43 +647,18 @@ impl WebhookOutcome {
 
 async fn apply_webhook(
     payments: &Payments,
-    event_type: &str,
-    body: &serde_json::Value,
+    order_id: &str,
 ) -> Result<WebhookOutcome, PaymentError> {
-    let data = &body["data"];
-    let Some(order_id) = data["orderId"].as_str() else {
-        return Ok(WebhookOutcome::Ignored("ignored: no orderId"));
-    };
-    let row: Option<PaymentRow> = sqlx::query_as(&format!(
-        "SELECT {} FROM payments WHERE order_id = $1",
-        super::PAYMENT_COLUMNS
-    ))
-    .bind(order_id)
-    .fetch_optional(&payments.db)
-    .await?;
-    let Some(row) = row else {
+    let payment_key: Option<String> =
+        sqlx::query_scalar("SELECT payment_key FROM payments WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(&payments.db)
+            .await?;
+    let Some(payment_key) = payment_key else {
         return Ok(WebhookOutcome::Ignored("ignored: unknown order"));
     };
-    match event_type {
-        "PAYMENT_STATUS_CHANGED" | "CANCEL_STATUS_CHANGED" => {
-            if data["paymentKey"]
-                .as_str()
-                .is_some_and(|key| key != row.payment_key)
-            {
-                return Ok(WebhookOutcome::Ignored("ignored: another payment key"));
-            }
-        }
-        "DEPOSIT_CALLBACK" => {
-            let secret = data["secret"].as_str().unwrap_or_default();
-            let expected = row.deposit_secret.as_deref().unwrap_or_default();
-            if expected.is_empty() || !constant_time_equal(secret, expected) {
-                return Ok(WebhookOutcome::Ignored("ignored: wrong deposit secret"));
-            }
-        }
-        _ => return Ok(WebhookOutcome::Ignored("ignored: event type")),
-    }
-    let toss_payment = payments.toss.payment(&row.payment_key).await?;
-    let Some(toss_payment) = toss_payment else {
+    // One attempt: a failure is retried with this row's backoff, which the read interval bounds.
+    let Some(toss_payment) = payments.toss.payment_read_once(&payment_key).await? else {
         return Ok(WebhookOutcome::Ignored("ignored: toss has no such payment"));
     };
     let mut tx = payments.db.begin().await?;
@@ -571,59 +670,31 @@ async fn apply_webhook(
     credit_charge_now(payments, order_id).await;
     Ok(match applied {
         Applied::Changed => WebhookOutcome::Applied,
+        Applied::AmountMismatch => {
+            WebhookOutcome::Ignored("flagged: toss's amount is not the order's")
+        }
         Applied::Nothing => WebhookOutcome::Unchanged,
         Applied::Deferred => WebhookOutcome::Retry("deferred: points not credited yet"),
         Applied::Mismatch => WebhookOutcome::Ignored("ignored: toss names another payment"),
     })
 }
 
-fn constant_time_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0_u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-/// Longest webhook body stored: Toss's Payment object is a few KB.
-pub const WEBHOOK_BODY_BYTES_MAX: usize = 64 * 1024;
-
-/// Stores a webhook for the worker (the durable hand-off), once per distinct body.
+/// Deletes up to `limit` webhooks processed more than [`WEBHOOK_RETENTION`] ago (the maintenance
+/// loop's job). Pending ones are never deleted.
 ///
 /// # Errors
-/// `Input`-like refusals are not errors here: a body that is not a Toss event is stored as
-/// ignored, so Toss stops retrying it. `Database` when Postgres fails (the edge then answers 5xx
-/// and Toss retries).
-pub async fn accept_webhook(payments: &Payments, body: &[u8]) -> Result<bool, PaymentError> {
-    use sha2::{Digest, Sha256};
-    let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
-    let event_type = parsed["eventType"].as_str().unwrap_or("UNKNOWN").to_owned();
-    let digest = Sha256::digest(body).to_vec();
-    let stored = sqlx::query(
-        "INSERT INTO toss_webhooks (body_sha256, event_type, body) VALUES ($1, $2, $3) \
-         ON CONFLICT (body_sha256) DO NOTHING",
+/// When Postgres fails.
+pub async fn purge_processed_webhooks(db: &PgPool, limit: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM toss_webhooks WHERE id IN ( \
+             SELECT id FROM toss_webhooks \
+             WHERE processed_at IS NOT NULL \
+               AND processed_at < now() - make_interval(secs => $1) \
+             ORDER BY processed_at LIMIT $2)",
     )
-    .bind(digest)
-    .bind(event_type)
-    .bind(parsed)
-    .execute(&payments.db)
+    .bind(WEBHOOK_RETENTION.as_secs_f64())
+    .bind(limit)
+    .execute(db)
     .await?
-    .rows_affected()
-        == 1;
-    if stored {
-        payments.wake.notify_one();
-    }
-    Ok(stored)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_equal_only_when_identical() {
-        assert!(constant_time_equal("abc", "abc"));
-        assert!(!constant_time_equal("abc", "abd"));
-        assert!(!constant_time_equal("abc", "abcd"));
-    }
+    .rows_affected())
 }
