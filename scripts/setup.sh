@@ -23,9 +23,32 @@ command -v python3 >/dev/null || apt_missing+=(python3)
 command -v pg_isready >/dev/null || apt_missing+=(postgresql-client)
 command -v initdb >/dev/null || [ -x "$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)/initdb" ] ||
     apt_missing+=(postgresql)
-if [ ${#apt_missing[@]} -gt 0 ]; then
-    log "apt: installing ${apt_missing[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+[ -f /etc/ssl/certs/ca-certificates.crt ] || apt_missing+=(ca-certificates)
+# The core's image (./nene image): podman with runc (its default crun fails on these hosts'
+# cgroups), and musl-gcc for the C parts of a static musl build. As root with --network host
+# podman needs none of its recommends (buildah, slirp4netns, uidmap, fuse-overlayfs).
+apt_bare=()
+command -v podman >/dev/null || apt_bare+=(podman)
+command -v runc >/dev/null || apt_bare+=(runc)
+command -v musl-gcc >/dev/null || apt_bare+=(musl-tools)
+if [ ${#apt_missing[@]} -gt 0 ] || [ ${#apt_bare[@]} -gt 0 ]; then
+    log "apt: installing ${apt_missing[*]} ${apt_bare[*]}"
+    apt-get update -qq
+    [ ${#apt_missing[@]} -eq 0 ] ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+    [ ${#apt_bare[@]} -eq 0 ] ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_bare[@]}" >/dev/null
+fi
+
+# --- the musl target (the core's static build for its FROM-scratch image) -----------------------
+# Only from rustup: Debian packages no musl std. Without it everything but `./nene image` and the
+# image's end-to-end test works; those two stop and name what is missing.
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+    if rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1; then
+        log "rustup: added x86_64-unknown-linux-musl"
+    else
+        log "rustup could not download x86_64-unknown-linux-musl: the core's image cannot be built here"
+    fi
 fi
 
 # --- wasm targets ------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ pub const VAR_FCM_TOKEN_URL: &str = "FCM_TOKEN_URL";
 pub const VAR_FCM_SANDBOX_URL: &str = "FCM_SANDBOX_URL";
 pub const VAR_NOTIFY_RETRY_BASE_MS: &str = "NOTIFY_RETRY_BASE_MS";
 pub const VAR_NOTIFY_RETRY_MAX_MS: &str = "NOTIFY_RETRY_MAX_MS";
+pub const VAR_MIGRATE_ON_START: &str = "CORE_MIGRATE_ON_START";
 pub const VAR_DB_POOL_CONNECTIONS: &str = "DB_POOL_CONNECTIONS";
 pub const VAR_DB_ACQUIRE_TIMEOUT_MS: &str = "DB_ACQUIRE_TIMEOUT_MS";
 pub const VAR_DB_STATEMENT_TIMEOUT_MS: &str = "DB_STATEMENT_TIMEOUT_MS";
@@ -185,6 +186,10 @@ pub struct CoreConfig {
     pub reviewers: Vec<String>,
     /// Where the edge listens, for pushes into its Durable Objects (optional).
     pub edge_url: Option<String>,
+    /// `CORE_MIGRATE_ON_START`: apply migrations at start (default in dev mode) or only check
+    /// that the schema is current and refuse to start otherwise (default elsewhere, where a
+    /// deploy runs `nene-core migrate` as the schema's owner first: [`crate::schema`]).
+    pub migrate_on_start: bool,
     pub db: DbSettings,
     /// Whom every TLS connection out of the core trusts: Mozilla's roots and `EXTRA_CA_FILE`'s.
     pub tls: Trust,
@@ -200,6 +205,8 @@ pub enum ConfigError {
     Secret(SignatureError),
     #[error("{0} is not a valid number")]
     Number(&'static str),
+    #[error("{0} must be `true` or `false`")]
+    Boolean(&'static str),
     #[error("{VAR_TOSS_SECRET_KEY} must be a Toss secret key (test_sk_… or live_sk_…)")]
     TossKey,
     #[error("{name} must be within {min}..={max} {unit}")]
@@ -408,7 +415,14 @@ impl CoreConfig {
             .map(str::to_owned)
             .collect();
         let db = db_settings(&lookup)?;
+        let migrate_on_start = match lookup(VAR_MIGRATE_ON_START).as_deref() {
+            None | Some("") => dev_mode,
+            Some("true") => true,
+            Some("false") => false,
+            Some(_) => return Err(ConfigError::Boolean(VAR_MIGRATE_ON_START)),
+        };
         Ok(CoreConfig {
+            migrate_on_start,
             db,
             edge_url: lookup(VAR_EDGE_URL).filter(|url| !url.is_empty()),
             notifications,
@@ -429,7 +443,12 @@ impl CoreConfig {
 /// `EXTRA_CA_FILE`: PEM, one or more certificates trusted beside Mozilla's roots. Set but
 /// missing, unreadable or without a certificate, the core refuses to start rather than fail
 /// every call later.
-fn trust(lookup: &impl Fn(&str) -> Option<String>) -> Result<Trust, ConfigError> {
+/// The roots every TLS connection of the core trusts: Mozilla's, and the `EXTRA_CA_FILE`'s if set.
+/// Also read on its own by `nene-core migrate`, which needs nothing else of the configuration.
+///
+/// # Errors
+/// When `EXTRA_CA_FILE` is set but cannot be read or holds no certificate.
+pub fn trust(lookup: &impl Fn(&str) -> Option<String>) -> Result<Trust, ConfigError> {
     match lookup(VAR_EXTRA_CA_FILE).filter(|path| !path.is_empty()) {
         None => Ok(Trust::public_roots()),
         Some(path) => {
@@ -958,5 +977,30 @@ mod tests {
             let public = config(&[(VAR_EXTRA_CA_FILE, unset)]).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(public.tls.extra_roots(), 0);
         }
+    }
+
+    #[test]
+    fn the_service_migrates_at_start_in_dev_mode_and_only_checks_elsewhere_unless_told() {
+        let migrates = |changes: &[(&str, Option<&str>)]| {
+            config(changes)
+                .unwrap_or_else(|error| panic!("{error}"))
+                .migrate_on_start
+        };
+        assert!(migrates(&[(VAR_ENVIRONMENT, Some("dev"))]));
+        assert!(!migrates(&[]));
+        assert!(!migrates(&[(VAR_ENVIRONMENT, Some("production"))]));
+        assert!(!migrates(&[
+            (VAR_ENVIRONMENT, Some("dev")),
+            (VAR_MIGRATE_ON_START, Some("false"))
+        ]));
+        assert!(migrates(&[(VAR_MIGRATE_ON_START, Some("true"))]));
+    }
+
+    #[test]
+    fn a_migrate_on_start_that_is_not_true_or_false_is_refused() {
+        assert!(matches!(
+            config(&[(VAR_MIGRATE_ON_START, Some("yes"))]),
+            Err(ConfigError::Boolean(VAR_MIGRATE_ON_START))
+        ));
     }
 }

@@ -49,3 +49,72 @@ pub async fn probe_redis(redis: Option<&redis::Client>) -> PartStatus {
         }
     }
 }
+
+/// How long the container's health probe waits for `/healthz`, which answers without touching a
+/// store: a core that takes longer is hung, not busy. Under the image's HEALTHCHECK timeout
+/// (3 s), so the probe reports its own reason instead of being killed.
+pub const SELF_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The `/healthz` URL of a core listening on `bind`: its loopback when `bind` names every
+/// interface (`0.0.0.0:8081` in the image), since nothing can connect to the wildcard address.
+///
+/// # Errors
+/// When `bind` is not a socket address.
+pub fn self_probe_url(bind: &str) -> Result<String, String> {
+    let mut addr: std::net::SocketAddr = bind
+        .parse()
+        .map_err(|_| format!("{bind:?} is not a socket address"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Ok(format!("http://{addr}/healthz"))
+}
+
+/// GETs the core's own `/healthz` on `bind`; `Ok` only for a 200 within [`SELF_PROBE_TIMEOUT`].
+///
+/// # Errors
+/// What went wrong, for the health check's log.
+pub async fn probe_self(bind: &str) -> Result<(), String> {
+    let url = self_probe_url(bind)?;
+    // No proxy: a proxy variable in the container's environment must not send the probe away.
+    let client = reqwest::Client::builder()
+        .timeout(SELF_PROBE_TIMEOUT)
+        .no_proxy()
+        .build()
+        .map_err(|error| error.to_string())?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|error| format!("{url}: {error}"))?;
+    if response.status() == reqwest::StatusCode::OK {
+        Ok(())
+    } else {
+        Err(format!("{url}: {}", response.status()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_of_a_core_bound_to_every_interface_goes_to_its_loopback() {
+        assert_eq!(
+            self_probe_url("0.0.0.0:8081").as_deref(),
+            Ok("http://127.0.0.1:8081/healthz")
+        );
+        assert_eq!(
+            self_probe_url("[::]:8081").as_deref(),
+            Ok("http://[::1]:8081/healthz")
+        );
+        assert_eq!(
+            self_probe_url("10.1.2.3:9000").as_deref(),
+            Ok("http://10.1.2.3:9000/healthz")
+        );
+        assert!(self_probe_url("localhost").is_err());
+    }
+}

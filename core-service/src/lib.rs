@@ -20,6 +20,7 @@ pub mod maintenance;
 pub mod notifications;
 pub mod payments;
 pub mod proofs;
+pub mod schema;
 pub mod scratch;
 pub mod tls;
 
@@ -72,21 +73,27 @@ pub async fn connect_one(url: &str, trust: &tls::Trust) -> Result<PgConnection, 
     PgConnection::connect_with(&trust.postgres_options(url)?).await
 }
 
-/// Applies the embedded migrations.
+/// The migrations this binary embeds (`migrations/`): what `nene-core migrate` applies and what the
+/// service checks the database's `_sqlx_migrations` against ([`schema`]).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Applies the embedded migrations on one of `db`'s connections (the benches' and tests'
+/// shortcut; the service and the `migrate` subcommand use a connection of their own).
 ///
 /// # Errors
 /// When Postgres is unreachable or a migration fails.
 pub async fn migrate(db: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("./migrations").run(db).await
+    let mut connection = db.acquire().await?;
+    schema::apply(&mut connection).await.map(drop)
 }
 
-/// Applies the embedded migrations on one connection (the core's start-up uses one outside its
-/// pool, so the pool's statement timeout does not bound a migration).
+/// Applies the embedded migrations on one connection (the core's start-up and `nene-core migrate`
+/// use one outside the pool, so the pool's statement timeout does not bound a migration).
 ///
 /// # Errors
 /// When a migration fails.
 pub async fn migrate_connection(
     connection: &mut sqlx::PgConnection,
 ) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("./migrations").run(connection).await
+    schema::apply(connection).await.map(drop)
 }

@@ -473,6 +473,20 @@ pub async fn core_call(
     user: &str,
     body: &serde_json::Value,
 ) -> (u16, serde_json::Value) {
+    signed_call(&core.url, method, path, user, body).await
+}
+
+/// [`core_call`] to the core at `core_url` (a [`CoreContainer`]'s, or any other).
+///
+/// # Panics
+/// When the core cannot be reached.
+pub async fn signed_call(
+    core_url: &str,
+    method: &str,
+    path: &str,
+    user: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
     let bytes = if body.is_null() {
         Vec::new()
     } else {
@@ -493,7 +507,7 @@ pub async fn core_call(
     let mut request = client()
         .request(
             method.parse().unwrap_or(reqwest::Method::GET),
-            format!("{}{path}", core.url),
+            format!("{core_url}{path}"),
         )
         .header(nene_domain::signing::HEADER_TIMESTAMP, now.to_string())
         .header(nene_domain::signing::HEADER_SIGNATURE, signature)
@@ -684,4 +698,246 @@ pub fn scratch_dir(test: &str) -> PathBuf {
     let dir = base.join(format!("{test}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     dir
+}
+
+/// An HTTP client that does not follow redirects: a browser's hops, one at a time.
+///
+/// # Panics
+/// When the client cannot be built (never, in practice).
+#[must_use]
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `name`'s value in the query of `url`.
+///
+/// # Panics
+/// When it is not there.
+#[must_use]
+pub fn query_param(url: &str, name: &str) -> String {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).unwrap_or_else(|e| panic!("{e}"));
+    params
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Signs `who` in with `provider` through the edge at `edge_url`, the sandbox playing the
+/// provider, as an app does: our start with the app's PKCE challenge → the provider (approves as
+/// `who`) → our redirect URI → `POST /v1/auth/{provider}/callback` with the verifier. Returns the
+/// session (`access_token`, `refresh_token`, `user`). The one place a suite outside `auth` signs
+/// in, so a change to the login's protocol is made here once.
+///
+/// # Panics
+/// When any hop answers other than a working login would.
+pub async fn sign_in(edge_url: &str, provider: &str, who: &str) -> serde_json::Value {
+    let pkce = ClientPkce::new();
+    let start = browser()
+        .get(format!(
+            "{edge_url}/v1/auth/{provider}/start?{}",
+            pkce.start_query(E2E_REDIRECT_URI)
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        start.status().as_u16(),
+        302,
+        "start of the {provider} login"
+    );
+    let authorize = location(&start);
+    let approved = browser()
+        .get(format!("{authorize}&sandbox_user={who}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{authorize}: {e}"));
+    let back = location(&approved);
+    assert!(
+        back.starts_with(E2E_REDIRECT_URI),
+        "{provider} sent to {back}"
+    );
+    let body = serde_json::json!({
+        "code": query_param(&back, "code"),
+        "state": query_param(&back, "state"),
+        "code_verifier": pkce.verifier,
+    });
+    let response = client()
+        .post(format!("{edge_url}/v1/auth/{provider}/callback"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    let session: serde_json::Value = response.json().await.unwrap_or_default();
+    assert_eq!(status, 200, "{provider} callback: {session}");
+    session
+}
+
+/// podman's global options on this machine: its default runtime (crun) fails on these hosts'
+/// cgroups, runc works.
+const PODMAN: [&str; 2] = ["--runtime", "runc"];
+
+/// What every `podman run` needs here: without explicit limits podman's setrlimit is refused.
+/// Both are at or under the machine's hard limits and far above what one core uses.
+const PODMAN_RUN_LIMITS: [&str; 4] = [
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+];
+
+fn podman() -> Command {
+    let mut command = Command::new("podman");
+    command.args(PODMAN);
+    command
+}
+
+/// `podman` with `args` to its end: (success, stdout and stderr together).
+///
+/// # Panics
+/// When podman cannot be started.
+#[must_use]
+pub fn podman_output(args: &[&str]) -> (bool, String) {
+    let output = podman()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run podman: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// `podman run` of the core's image (`NENE_CORE_IMAGE`, built by `./nene test`) on the host's
+/// network, with `env`, as a one-off command (`migrate`): (success, its output).
+///
+/// # Panics
+/// When podman cannot be started.
+#[must_use]
+pub fn run_core_image(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let image = required_env("NENE_CORE_IMAGE");
+    let mut command = vec!["run", "--rm", "--pull=never", "--network=host"];
+    command.extend(PODMAN_RUN_LIMITS);
+    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for pair in &env {
+        command.extend(["--env", pair.as_str()]);
+    }
+    command.push(&image);
+    command.extend(args);
+    podman_output(&command)
+}
+
+/// The core's image running as a container on the host's network (so it reaches the local
+/// Postgres, Redis and sandbox on loopback, as they reach it), on a database of its own, told not
+/// to migrate: the deploy's migration step is the test's to run. Dropping it removes the
+/// container, whatever state it is in.
+pub struct CoreContainer {
+    pub name: String,
+    pub url: String,
+    /// `podman run` in the foreground: its log is the container's output.
+    pub process: Process,
+    pub database: Database,
+}
+
+impl CoreContainer {
+    /// Starts the image in dev mode, calling Toss and the login providers and FCM at
+    /// `sandbox_url` and the edge at `edge_url`, and waits until it answers `/healthz`.
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub async fn start(
+        log_dir: &Path,
+        database: Database,
+        sandbox_url: &str,
+        edge_url: &str,
+    ) -> CoreContainer {
+        let image = required_env("NENE_CORE_IMAGE");
+        let name = format!("nene-e2e-core-{}", uuid::Uuid::new_v4().simple());
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let env = [
+            ("DATABASE_URL", database.url.clone()),
+            ("REDIS_URL", std::env::var("REDIS_URL").unwrap_or_default()),
+            ("CORE_SIGNING_SECRET", SIGNING_SECRET.to_owned()),
+            ("CORE_BIND", format!("127.0.0.1:{port}")),
+            ("CORE_MIGRATE_ON_START", "false".to_owned()),
+            ("NENE_ENV", "dev".to_owned()),
+            ("TOSS_API_URL", sandbox_url.to_owned()),
+            ("OAUTH_SANDBOX_URL", sandbox_url.to_owned()),
+            ("FCM_SANDBOX_URL", sandbox_url.to_owned()),
+            ("AUTH_REDIRECT_URIS", E2E_REDIRECT_URI.to_owned()),
+            ("EDGE_URL", edge_url.to_owned()),
+        ];
+        let mut command = podman();
+        command
+            .args(["run", "--pull=never", "--network=host", "--name", &name])
+            .args(PODMAN_RUN_LIMITS);
+        for (key, value) in &env {
+            command.args(["--env", &format!("{key}={value}")]);
+        }
+        command.arg(&image);
+        let mut process = Process::start("core-container", command, log_dir);
+        process
+            .wait_until_answering(&format!("{url}/healthz"))
+            .await;
+        CoreContainer {
+            name,
+            url,
+            process,
+            database,
+        }
+    }
+
+    /// The image's own HEALTHCHECK, run now (`podman healthcheck run`): `true` when healthy.
+    #[must_use]
+    pub fn healthcheck(&self) -> (bool, String) {
+        podman_output(&["healthcheck", "run", &self.name])
+    }
+
+    /// `podman stop` (SIGTERM, then SIGKILL after `seconds`) and the container's exit code.
+    ///
+    /// # Panics
+    /// When podman cannot stop or inspect it.
+    #[must_use]
+    pub fn stop(&mut self, seconds: u32) -> i64 {
+        let (ok, output) = podman_output(&["stop", "--time", &seconds.to_string(), &self.name]);
+        assert!(ok, "podman stop: {output}");
+        let (ok, code) = podman_output(&[
+            "container",
+            "inspect",
+            "--format",
+            "{{.State.ExitCode}}",
+            &self.name,
+        ]);
+        assert!(ok, "podman inspect: {code}");
+        code.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("exit code {code:?}"))
+    }
+}
+
+impl Drop for CoreContainer {
+    fn drop(&mut self) {
+        let _ = podman_output(&["rm", "--force", "--time", "0", &self.name]);
+        self.process.stop();
+    }
 }
