@@ -1,4 +1,4 @@
-//! The payment path's background work, run from Postgres at our own pace (STYLE.md §10):
+//! The payment path's background work, run from Postgres at our own pace:
 //! - the outbox: credit each done payment's points (with retries), or cancel at Toss a charge that
 //!   can never be credited;
 //! - the reconciler: ask Toss about payments whose confirm outcome is unknown;
