@@ -20,6 +20,9 @@ command -v npm >/dev/null || die "npm is missing: install Node.js ≥ 20 first"
 apt_missing=()
 command -v curl >/dev/null || apt_missing+=(curl)
 command -v python3 >/dev/null || apt_missing+=(python3)
+# The README's tested commands (tests/tests/readme.rs) use jq and openssl.
+command -v jq >/dev/null || apt_missing+=(jq)
+command -v openssl >/dev/null || apt_missing+=(openssl)
 command -v pg_isready >/dev/null || apt_missing+=(postgresql-client)
 command -v initdb >/dev/null || [ -x "$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)/initdb" ] ||
     apt_missing+=(postgresql)
