@@ -316,9 +316,13 @@ async fn challenge_detail(
         }),
     };
     let mut live = live;
-    // Seats come from the room; the proof rates from the core's proofs.
+    // Seats come from the room; the proof rates from the core's proofs, and only under `live`
+    // (moved, not copied: a detail has them nowhere else).
     for rate in ["proof_rate_today", "success_rate"] {
-        live[rate] = detail[rate].take();
+        live[rate] = detail
+            .as_object_mut()
+            .and_then(|fields| fields.remove(rate))
+            .unwrap_or(serde_json::Value::Null);
     }
     detail["live"] = live;
     Ok(axum::Json(detail))
