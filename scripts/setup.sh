@@ -20,6 +20,9 @@ command -v npm >/dev/null || die "npm is missing: install Node.js ≥ 20 first"
 apt_missing=()
 command -v curl >/dev/null || apt_missing+=(curl)
 command -v python3 >/dev/null || apt_missing+=(python3)
+# The README's tested commands (tests/tests/readme.rs) use jq and openssl.
+command -v jq >/dev/null || apt_missing+=(jq)
+command -v openssl >/dev/null || apt_missing+=(openssl)
 # Debian splits venv (and the pip it bootstraps) out of python3.
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_missing+=(python3-venv)
 command -v pg_isready >/dev/null || apt_missing+=(postgresql-client)

@@ -218,12 +218,17 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
         },
         PaymentSettings::fast(),
     )?;
-    tokio::spawn(nene_core::payments::worker::run_forever(payments.clone()));
+    tokio::spawn(nene_core::payments::worker::run(
+        payments.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
     let core = serve(http::router(AppState {
+        probe_db: db.clone(),
         db: db.clone(),
         redis: None,
         signing_secret: SigningSecret::parse(SECRET)?,
         wall_clock: Arc::new(SystemClock),
+        shutdown: nene_core::shutdown::Shutdown::default(),
         payments,
         dev_mode: false,
         reviewers: Vec::new(),

@@ -21,7 +21,7 @@ use crate::auth::{
     oauth::{Endpoints, Provider, ProviderClient},
 };
 use crate::notifications::{
-    dispatcher::{RETRY_BASE_MS_DEFAULT, RETRY_MAX_MS_DEFAULT},
+    dispatcher::{REDIS_PREFIX_DEFAULT, RETRY_BASE_MS_DEFAULT, RETRY_MAX_MS_DEFAULT},
     fcm::{FCM_API_URL_DEFAULT, GOOGLE_TOKEN_URL},
     start::{KeySource, NotificationSettings},
 };
@@ -29,6 +29,7 @@ use crate::payments::{
     PaymentSettings,
     toss::{TOSS_API_URL_DEFAULT, TOSS_TIMEOUT_DEFAULT, TossConfig},
 };
+use crate::shutdown::{DRAIN_TIMEOUT_MS_DEFAULT, DRAIN_TIMEOUT_MS_MAX, DRAIN_TIMEOUT_MS_MIN};
 use crate::tls::{Trust, TrustError};
 
 /// Toss's public documentation test key: in dev mode (against the sandbox) it is the default, so
@@ -56,11 +57,13 @@ pub const VAR_FCM_TOKEN_URL: &str = "FCM_TOKEN_URL";
 pub const VAR_FCM_SANDBOX_URL: &str = "FCM_SANDBOX_URL";
 pub const VAR_NOTIFY_RETRY_BASE_MS: &str = "NOTIFY_RETRY_BASE_MS";
 pub const VAR_NOTIFY_RETRY_MAX_MS: &str = "NOTIFY_RETRY_MAX_MS";
+pub const VAR_NOTIFY_REDIS_PREFIX: &str = "NOTIFY_REDIS_PREFIX";
 pub const VAR_MIGRATE_ON_START: &str = "CORE_MIGRATE_ON_START";
 pub const VAR_DB_POOL_CONNECTIONS: &str = "DB_POOL_CONNECTIONS";
 pub const VAR_DB_ACQUIRE_TIMEOUT_MS: &str = "DB_ACQUIRE_TIMEOUT_MS";
 pub const VAR_DB_STATEMENT_TIMEOUT_MS: &str = "DB_STATEMENT_TIMEOUT_MS";
 pub const VAR_EXTRA_CA_FILE: &str = "EXTRA_CA_FILE";
+pub const VAR_SHUTDOWN_DRAIN_TIMEOUT_MS: &str = "SHUTDOWN_DRAIN_TIMEOUT_MS";
 
 /// Every variable that points a real service at the sandbox. A sandbox stands in for Toss, FCM or
 /// a login provider in dev mode only: outside it, any of these being set is refused. (A test
@@ -191,6 +194,9 @@ pub struct CoreConfig {
     /// deploy runs `nene-core migrate` as the schema's owner first: [`crate::schema`]).
     pub migrate_on_start: bool,
     pub db: DbSettings,
+    /// After SIGTERM, how long requests in flight and the background loops' items in hand may
+    /// take (`crate::shutdown`).
+    pub drain_timeout: Duration,
     /// Whom every TLS connection out of the core trusts: Mozilla's roots and `EXTRA_CA_FILE`'s.
     pub tls: Trust,
 }
@@ -415,6 +421,12 @@ impl CoreConfig {
             .map(str::to_owned)
             .collect();
         let db = db_settings(&lookup)?;
+        let drain_timeout = Duration::from_millis(bounded(
+            &lookup,
+            VAR_SHUTDOWN_DRAIN_TIMEOUT_MS,
+            DRAIN_TIMEOUT_MS_DEFAULT,
+            (DRAIN_TIMEOUT_MS_MIN, DRAIN_TIMEOUT_MS_MAX, "ms"),
+        )?);
         let migrate_on_start = match lookup(VAR_MIGRATE_ON_START).as_deref() {
             None | Some("") => dev_mode,
             Some("true") => true,
@@ -424,6 +436,7 @@ impl CoreConfig {
         Ok(CoreConfig {
             migrate_on_start,
             db,
+            drain_timeout,
             edge_url: lookup(VAR_EDGE_URL).filter(|url| !url.is_empty()),
             notifications,
             reviewers,
@@ -489,6 +502,9 @@ fn notification_settings(
         token_url,
         retry_base_ms: number(lookup, VAR_NOTIFY_RETRY_BASE_MS, RETRY_BASE_MS_DEFAULT)?,
         retry_max_ms: number(lookup, VAR_NOTIFY_RETRY_MAX_MS, RETRY_MAX_MS_DEFAULT)?,
+        redis_prefix: lookup(VAR_NOTIFY_REDIS_PREFIX)
+            .filter(|prefix| !prefix.is_empty())
+            .unwrap_or_else(|| REDIS_PREFIX_DEFAULT.to_owned()),
         tls: tls.clone(),
     })
 }
@@ -863,6 +879,41 @@ mod tests {
             error(&[(VAR_DB_POOL_CONNECTIONS, Some("many"))]),
             ConfigError::Number(VAR_DB_POOL_CONNECTIONS)
         );
+    }
+
+    #[test]
+    fn the_drain_timeout_defaults_and_is_refused_outside_its_bounds_naming_the_variable() {
+        let drain = |value: Option<&str>| {
+            config(&[(VAR_SHUTDOWN_DRAIN_TIMEOUT_MS, value)]).map(|config| config.drain_timeout)
+        };
+        assert_eq!(
+            drain(None),
+            Ok(Duration::from_millis(DRAIN_TIMEOUT_MS_DEFAULT))
+        );
+        for edge in [DRAIN_TIMEOUT_MS_MIN, DRAIN_TIMEOUT_MS_MAX] {
+            assert_eq!(
+                drain(Some(&edge.to_string())),
+                Ok(Duration::from_millis(edge))
+            );
+        }
+        for outside in [0, DRAIN_TIMEOUT_MS_MIN - 1, DRAIN_TIMEOUT_MS_MAX + 1] {
+            let refused = error(&[(VAR_SHUTDOWN_DRAIN_TIMEOUT_MS, Some(&outside.to_string()))]);
+            assert_eq!(
+                refused,
+                ConfigError::OutOfRange {
+                    name: VAR_SHUTDOWN_DRAIN_TIMEOUT_MS,
+                    min: DRAIN_TIMEOUT_MS_MIN,
+                    max: DRAIN_TIMEOUT_MS_MAX,
+                    unit: "ms",
+                }
+            );
+            assert!(
+                refused
+                    .to_string()
+                    .starts_with(VAR_SHUTDOWN_DRAIN_TIMEOUT_MS),
+                "{refused}"
+            );
+        }
     }
 
     fn settings(dev_mode: bool, vars: &[(&str, &str)]) -> NotificationSettings {

@@ -22,6 +22,7 @@ pub mod payments;
 pub mod proofs;
 pub mod schema;
 pub mod scratch;
+pub mod shutdown;
 pub mod tls;
 
 use std::sync::Arc;
@@ -33,6 +34,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// `/readyz`'s own connection: a pool saturated by requests must not read as a database
+    /// outage, or every busy replica would leave the rotation at once and the load with them.
+    pub probe_db: PgPool,
     /// `None` when Redis is not configured: the platform runs without it.
     pub redis: Option<redis::Client>,
     pub signing_secret: SigningSecret,
@@ -45,6 +49,8 @@ pub struct AppState {
     pub reviewers: Vec<String>,
     /// Pushes closed recruitments to the edge's rooms (`EDGE_URL`), if configured.
     pub room_pusher: Option<lifecycle::RoomPusher>,
+    /// Whether the process is draining (SIGTERM), and its requests in flight.
+    pub shutdown: shutdown::Shutdown,
 }
 
 /// The core's Postgres pool for `url` with `settings` (size, timeouts), whose `sslmode` and
@@ -73,8 +79,9 @@ pub async fn connect_one(url: &str, trust: &tls::Trust) -> Result<PgConnection, 
     PgConnection::connect_with(&trust.postgres_options(url)?).await
 }
 
-/// The migrations this binary embeds (`migrations/`): what `nene-core migrate` applies and what the
-/// service checks the database's `_sqlx_migrations` against ([`schema`]).
+/// The migrations this binary embeds (`migrations/`): what `nene-core migrate` applies, and what the
+/// service (at start and in `/readyz`) checks the database's `_sqlx_migrations` against
+/// ([`schema`]).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Applies the embedded migrations on one of `db`'s connections (the benches' and tests'

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::ledger::{purge_idempotency_records, release_expired_holds_in_tx};
 
@@ -42,11 +43,15 @@ pub async fn run_once(db: &PgPool) -> Result<(u64, u64), crate::ledger::LedgerEr
     Ok((released, purged))
 }
 
-/// Runs forever, logging how each pass ended.
-pub async fn run_forever(db: PgPool) {
+/// Runs until `stop` (a pass in hand finishes: three bounded statements), logging how each pass
+/// and the loop ended.
+pub async fn run(db: PgPool, stop: CancellationToken) {
     let mut interval = tokio::time::interval(MAINTENANCE_INTERVAL);
     loop {
-        interval.tick().await;
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = interval.tick() => {}
+        }
         match run_once(&db).await {
             Ok((released, purged)) => {
                 tracing::info!(released, purged, "maintenance pass done");
@@ -54,4 +59,5 @@ pub async fn run_forever(db: PgPool) {
             Err(error) => tracing::error!(%error, "maintenance pass failed"),
         }
     }
+    tracing::info!("maintenance stopped");
 }

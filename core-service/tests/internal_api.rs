@@ -59,10 +59,12 @@ fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
             },
         )
         .unwrap_or_else(|e| panic!("{e}")),
+        probe_db: db.clone(),
         db,
         redis: redis_url.map(|url| redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"))),
         signing_secret: secret(),
         wall_clock: Arc::new(FixedClock),
+        shutdown: nene_core::shutdown::Shutdown::default(),
     }
 }
 
@@ -743,6 +745,119 @@ async fn a_list_refuses_a_query_it_cannot_read_or_a_limit_out_of_range_in_json(d
             assert!(message.contains("limit"), "{path}: {message}");
         }
     }
+}
+
+// --- the orchestrator's probes ------------------------------------------------------------------
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path)
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `(status, body as JSON)` of an unsigned `GET /readyz`.
+async fn readiness(state: AppState) -> (u16, serde_json::Value) {
+    let (status, body) = send(state, get("/readyz")).await;
+    (status, json_of(&body))
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn readiness_is_200_without_a_signature_on_a_current_database(db: PgPool) {
+    let (status, body) = readiness(state(db, None)).await;
+    assert_eq!(
+        (status, body),
+        (200, serde_json::json!({ "status": "ready" }))
+    );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn readiness_is_503_naming_the_migrations_when_the_database_is_behind_the_binary(db: PgPool) {
+    // The newest migration this binary embeds is not applied.
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .execute(&db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = readiness(state(db.clone(), None)).await;
+    assert_eq!(
+        (status, body),
+        (
+            503,
+            serde_json::json!({ "status": "not_ready", "failed": "migrations" })
+        )
+    );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn readiness_counts_a_failed_migration_as_not_applied(db: PgPool) {
+    sqlx::query("UPDATE _sqlx_migrations SET success = false WHERE version = (SELECT min(version) FROM _sqlx_migrations)")
+        .execute(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = readiness(state(db, None)).await;
+    assert_eq!((status, body["failed"].as_str()), (503, Some("migrations")));
+}
+
+#[sqlx::test(migrations = false)]
+async fn readiness_is_503_naming_the_migrations_on_an_empty_database(db: PgPool) {
+    let (status, body) = readiness(state(db, None)).await;
+    assert_eq!((status, body["failed"].as_str()), (503, Some("migrations")));
+}
+
+#[tokio::test]
+async fn readiness_is_503_naming_the_database_when_postgres_does_not_answer() {
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(300))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = readiness(state(db, None)).await;
+    assert_eq!(
+        (status, body),
+        (
+            503,
+            serde_json::json!({ "status": "not_ready", "failed": "database" })
+        )
+    );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn once_draining_readiness_is_503_liveness_200_and_other_requests_are_refused(db: PgPool) {
+    let draining = state(db, None);
+    draining.shutdown.begin();
+    let (status, body) = readiness(draining.clone()).await;
+    assert_eq!(
+        (status, body),
+        (
+            503,
+            serde_json::json!({ "status": "not_ready", "failed": "draining" })
+        )
+    );
+    let (status, body) = send(draining.clone(), get("/healthz")).await;
+    assert_eq!((status, &body[..]), (200, &b"ok"[..]));
+    // A signed request that arrives during the drain is refused before anything runs: 503, try
+    // again (elsewhere), and the connection is not kept for another.
+    let response = router(draining)
+        .oneshot(signed("GET", "/internal/v1/health", NOW, "", b""))
+        .await
+        .unwrap_or_else(|never| match never {});
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        response
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
+    assert!(response.headers().contains_key("retry-after"));
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let envelope: ErrorEnvelope = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(envelope.error.code, ErrorCode::CoreUnavailable);
 }
 
 /// Toss redelivers anything but a 200 for days: a body that is not an event about one of our

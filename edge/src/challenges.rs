@@ -1,5 +1,5 @@
 //! Browsing, proofs, reports, appeals, reviews, the reviewers' queue and a participant's standing
-//! (API.md "Challenges"), and the dev-mode test clock. The core decides everything (windows by the
+//! (docs/design.md §4), and the dev-mode test clock. The core decides everything (windows by the
 //! platform's clock, who may do what); the edge authenticates and forwards. Creation, detail and
 //! joins live in `router.rs` with the rooms.
 

@@ -1,6 +1,6 @@
-//! Sign-in and the account (API.md "Auth and account"). The core keeps login states, users and
-//! refresh families and talks to the providers; the edge mints the short-lived access tokens, whose
-//! `jti` is `{refresh family}.{random}` so that revoking a family revokes its access tokens.
+//! Sign-in and the account (docs/api.md, "Sign-in and tokens"). The core keeps login states, users
+//! and refresh families and talks to the providers; the edge mints the short-lived access tokens,
+//! whose `jti` is `{refresh family}.{random}` so that revoking a family revokes its access tokens.
 //!
 //! A login is bound to the client that starts it (PKCE, `nene_domain::pkce`): `start` takes the
 //! client's S256 `code_challenge`, and `callback` forwards the client's `code_verifier`, which the

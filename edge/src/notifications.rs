@@ -1,4 +1,4 @@
-//! The user's notifications (API.md, "Search, shop, notifications, health"):
+//! The user's notifications (docs/design.md §5; paging as docs/api.md, "Paging", says):
 //! `GET /v1/notifications?cursor=&limit=`, newest first, answered with
 //! `{items: [{id, kind, payload, status, attempts, created_at}], next_cursor}`. The edge
 //! authenticates and forwards; the list is the core's.

@@ -1,7 +1,7 @@
-//! The query of a paged list (API.md: `?cursor=&limit=`, limit ≤ 100), passed to the core rebuilt
-//! rather than copied: only `cursor` (in its list's alphabet) and `limit` (decimal digits) pass, so
-//! nothing else reaches the signed call. The core checks their meaning (a cursor it issued, a
-//! limit of 1 to 100).
+//! The query of a paged list (docs/api.md, "Paging": `?cursor=&limit=`, limit ≤ 100), passed to
+//! the core rebuilt rather than copied: only `cursor` (in its list's alphabet) and `limit` (decimal
+//! digits) pass, so nothing else reaches the signed call. The core checks their meaning (a cursor
+//! it issued, a limit of 1 to 100).
 
 use nene_domain::ErrorCode;
 

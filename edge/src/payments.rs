@@ -1,4 +1,4 @@
-//! Buying points (API.md "Wallet and payments") and Toss's webhooks. The edge only authenticates
+//! Buying points (docs/design.md §3) and Toss's webhooks. The edge only authenticates
 //! and forwards: orders, amounts and Toss are the core's business, and a webhook is handed to the
 //! core durably before Toss hears "200".
 

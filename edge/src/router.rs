@@ -378,7 +378,7 @@ async fn close_room(
     .map(axum::Json)
 }
 
-/// Longest Idempotency-Key accepted (API.md).
+/// Longest Idempotency-Key accepted (docs/api.md, "Idempotency").
 const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 
 /// The request's `Idempotency-Key`, if any: 1–255 printable ASCII characters.

@@ -1169,7 +1169,7 @@ async fn the_reviewers_queue_is_asked_of_the_core_as_the_signed_user_with_only_a
     );
 }
 
-/// The machine-readable contract (API.md keeps one; `edge/openapi.json`).
+/// The machine-readable contract, `edge/openapi.json` (with docs/api.md, the API's word).
 const OPENAPI: &str = include_str!("../openapi.json");
 
 /// `path` with every `{name}` replaced by `{}`.

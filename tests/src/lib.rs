@@ -144,6 +144,43 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM to the process alone, as an orchestrator stops a container (its group is
+    /// left alone). Returns when the signal was sent.
+    ///
+    /// # Panics
+    /// When `kill` cannot be run.
+    pub fn sigterm(&self) -> Instant {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill -TERM {}: {e}", self.name));
+        assert!(sent.success(), "kill -TERM {} failed", self.name);
+        Instant::now()
+    }
+
+    /// Waits for the process to exit on its own, at most `within`; returns its exit status.
+    ///
+    /// # Panics
+    /// When it is still running after `within` (it is then killed).
+    pub async fn exit_status(&mut self, within: Duration) -> std::process::ExitStatus {
+        let began = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.stopped = true;
+                return status;
+            }
+            if began.elapsed() > within {
+                self.stop();
+                panic!(
+                    "{} was still running {within:?} after it was told to stop:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `url` answers anything at all.
     ///
     /// # Panics
@@ -860,16 +897,13 @@ pub struct CoreContainer {
 
 impl CoreContainer {
     /// Starts the image in dev mode, calling Toss and the login providers and FCM at
-    /// `sandbox_url` and the edge at `edge_url`, and waits until it answers `/healthz`.
+    /// `sandbox_url`, and waits until it answers `/healthz`. No `EDGE_URL`: the scheduler's pushes
+    /// into the rooms are the lifecycle suite's, and the edge's port is best chosen only when the
+    /// Worker starts (a port chosen earlier can be taken meanwhile by anything on the machine).
     ///
     /// # Panics
     /// When it does not start.
-    pub async fn start(
-        log_dir: &Path,
-        database: Database,
-        sandbox_url: &str,
-        edge_url: &str,
-    ) -> CoreContainer {
+    pub async fn start(log_dir: &Path, database: Database, sandbox_url: &str) -> CoreContainer {
         let image = required_env("NENE_CORE_IMAGE");
         let name = format!("nene-e2e-core-{}", uuid::Uuid::new_v4().simple());
         let port = free_port();
@@ -885,7 +919,6 @@ impl CoreContainer {
             ("OAUTH_SANDBOX_URL", sandbox_url.to_owned()),
             ("FCM_SANDBOX_URL", sandbox_url.to_owned()),
             ("AUTH_REDIRECT_URIS", E2E_REDIRECT_URI.to_owned()),
-            ("EDGE_URL", edge_url.to_owned()),
         ];
         let mut command = podman();
         command

@@ -108,10 +108,12 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
                 tls: nene_core::tls::Trust::public_roots(),
             },
         )?,
+        probe_db: db.clone(),
         db: db.clone(),
         redis: None,
         signing_secret: SigningSecret::parse(SECRET)?,
         wall_clock: Arc::new(SystemClock),
+        shutdown: nene_core::shutdown::Shutdown::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;

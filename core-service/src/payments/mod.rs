@@ -1,4 +1,4 @@
-//! Buying points through Toss Payments (DESIGN.md §3): orders, confirm, the charge outbox,
+//! Buying points through Toss Payments (docs/design.md §3): orders, confirm, the charge outbox,
 //! reconciliation of unknown outcomes, webhooks, refunds of unused points.
 //!
 //! The rule everything here keeps: points exist for a payment exactly while Toss holds its money.

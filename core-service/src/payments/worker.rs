@@ -1,4 +1,4 @@
-//! The payment path's background work, run from Postgres at our own pace (STYLE.md §10):
+//! The payment path's background work, run from Postgres at our own pace:
 //! - the outbox: credit each done payment's points (with retries), or cancel at Toss a charge that
 //!   can never be credited;
 //! - the reconciler: ask Toss about payments whose confirm outcome is unknown;
@@ -9,10 +9,16 @@
 //! moved past the lease) and committed in its own transaction, so several core instances can run
 //! this loop at once: each row is worked by one of them at a time, and a crashed claimant's rows
 //! come back when the lease ends.
+//!
+//! Stopping (SIGTERM): the loop claims nothing more, finishes the item in hand, and gives back at
+//! once the rows of its batch it has not started (their lease and attempt undone), so another
+//! replica takes them without waiting for the lease. An item whose Toss call was under way when
+//! the process had to go keeps its lease: only the lease's end guarantees that call is over.
 
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{PgPool, types::time::OffsetDateTime};
+use tokio_util::sync::CancellationToken;
 
 use super::{
     Applied, PaymentError, PaymentRow, PaymentState, Payments, PointsState, apply_toss_state,
@@ -38,16 +44,23 @@ pub const CONFIRM_ATTEMPTS_MAX: i32 = 10;
 /// callback never arrives.
 pub const DEPOSIT_POLL_INTERVAL: Duration = Duration::from_secs(600);
 
-/// Runs the payment work forever, logging each pass that did something or failed.
-pub async fn run_forever(payments: Payments) {
-    loop {
-        match run_once(&payments).await {
+/// Runs the payment work until `stop`, logging each pass that did something or failed, and how
+/// the loop ended.
+pub async fn run(payments: Payments, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        match run_once_until(&payments, &stop).await {
             Ok(done) if done > 0 => tracing::info!(done, "payment work pass"),
             Ok(_) => {}
             Err(error) => tracing::error!(%error, "payment work pass failed"),
         }
-        let _ = tokio::time::timeout(WORKER_INTERVAL, payments.wake.notified()).await;
+        tokio::select! {
+            () = stop.cancelled() => {}
+            _ = tokio::time::timeout(WORKER_INTERVAL, payments.wake.notified()) => {}
+        }
     }
+    tracing::info!(
+        "payment worker stopped: its item in hand finished, unstarted claims given back"
+    );
 }
 
 /// One pass of every kind of work. Returns how many items it finished.
@@ -55,11 +68,119 @@ pub async fn run_forever(payments: Payments) {
 /// # Errors
 /// When Postgres fails.
 pub async fn run_once(payments: &Payments) -> Result<u64, PaymentError> {
-    let mut done = outbox_once(payments).await?;
-    done += webhooks_once(payments).await?;
-    done += reconcile_once(payments).await?;
-    done += refund::resolve_once(payments).await?;
+    run_once_until(payments, &CancellationToken::new()).await
+}
+
+/// [`run_once`], stopping between items once `stop` is cancelled: the item in hand finishes, the
+/// rest of each claimed batch is given back ([`give_back`]) and no further kind is claimed.
+///
+/// # Errors
+/// When Postgres fails.
+pub async fn run_once_until(
+    payments: &Payments,
+    stop: &CancellationToken,
+) -> Result<u64, PaymentError> {
+    let mut done = outbox_once(payments, stop).await?;
+    if !stop.is_cancelled() {
+        done += webhooks_once(payments, stop).await?;
+    }
+    if !stop.is_cancelled() {
+        done += reconcile_once(payments, stop).await?;
+    }
+    if !stop.is_cancelled() {
+        done += refund::resolve_once(payments, stop).await?;
+    }
     Ok(done)
+}
+
+/// Claimed work a stopping worker never started.
+#[derive(Debug)]
+pub(crate) enum Unstarted<'a> {
+    /// Outbox rows: their claim counted an attempt, which is undone.
+    Outbox(&'a [i64]),
+    /// Stored webhooks: likewise.
+    Webhooks(&'a [i64]),
+    /// Refunds whose Toss answer was lost (the claim counts no attempt).
+    Refunds(&'a [uuid::Uuid]),
+    /// Payments the reconciler took, with the `updated_at` each had before (its claim).
+    Reconciliations(&'a [(String, OffsetDateTime)]),
+}
+
+/// Gives back rows that one claim (`claimed_until`: the lease it set, one value for the whole
+/// batch) took and the worker never started: due at once, as before the claim. A row whose lease
+/// is no longer `claimed_until` was taken over or worked since, and is left alone.
+///
+/// # Errors
+/// When Postgres fails (the rows then come back when their lease ends).
+pub(crate) async fn give_back(
+    db: &PgPool,
+    unstarted: Unstarted<'_>,
+    claimed_until: OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    let given = match unstarted {
+        Unstarted::Outbox(ids) => sqlx::query(
+            "UPDATE payment_outbox SET attempts = attempts - 1, next_attempt_at = now() \
+                 WHERE id = ANY($1) AND completed_at IS NULL AND next_attempt_at = $2",
+        )
+        .bind(ids)
+        .bind(claimed_until)
+        .execute(db)
+        .await?
+        .rows_affected(),
+        Unstarted::Webhooks(ids) => sqlx::query(
+            "UPDATE toss_webhooks SET attempts = attempts - 1, next_attempt_at = now() \
+                 WHERE id = ANY($1) AND processed_at IS NULL AND next_attempt_at = $2",
+        )
+        .bind(ids)
+        .bind(claimed_until)
+        .execute(db)
+        .await?
+        .rows_affected(),
+        Unstarted::Refunds(ids) => sqlx::query(
+            "UPDATE payment_refunds SET next_attempt_at = now() \
+                 WHERE id = ANY($1) AND state = 'requested' AND next_attempt_at = $2",
+        )
+        .bind(ids)
+        .bind(claimed_until)
+        .execute(db)
+        .await?
+        .rows_affected(),
+        Unstarted::Reconciliations(rows) => {
+            let (orders, before): (Vec<&str>, Vec<OffsetDateTime>) = rows
+                .iter()
+                .map(|(order, before)| (order.as_str(), *before))
+                .unzip();
+            sqlx::query(
+                "UPDATE payments p SET updated_at = g.prior \
+                 FROM UNNEST($1::text[], $2::timestamptz[]) AS g(order_id, prior) \
+                 WHERE p.order_id = g.order_id AND p.updated_at = $3",
+            )
+            .bind(&orders)
+            .bind(&before)
+            .bind(claimed_until)
+            .execute(db)
+            .await?
+            .rows_affected()
+        }
+    };
+    Ok(given)
+}
+
+/// Called when `stop` interrupted a batch: gives back what was not started and logs it.
+pub(crate) async fn give_back_logged(
+    db: &PgPool,
+    unstarted: Unstarted<'_>,
+    claimed_until: OffsetDateTime,
+) {
+    let what = format!("{unstarted:?}");
+    match give_back(db, unstarted, claimed_until).await {
+        Ok(given) => tracing::info!(given, "stopping: unstarted payment work given back"),
+        Err(error) => tracing::warn!(
+            %error,
+            what,
+            "stopping: could not give back unstarted payment work; it returns when its lease ends"
+        ),
+    }
 }
 
 // --- outbox ----------------------------------------------------------------------------------
@@ -95,22 +216,27 @@ pub async fn credit_charge_now(payments: &Payments, order_id: &str) {
     }
 }
 
-async fn outbox_once(payments: &Payments) -> Result<u64, PaymentError> {
-    let rows: Vec<(i64, String, OutboxKind, i32)> = sqlx::query_as(
+async fn outbox_once(payments: &Payments, stop: &CancellationToken) -> Result<u64, PaymentError> {
+    let rows: Vec<(i64, String, OutboxKind, i32, OffsetDateTime)> = sqlx::query_as(
         "UPDATE payment_outbox SET attempts = attempts + 1, \
              next_attempt_at = now() + make_interval(secs => $2::float8 / 1000) \
          WHERE id IN (SELECT id FROM payment_outbox WHERE completed_at IS NULL \
                       AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 \
                       FOR UPDATE SKIP LOCKED) \
-         RETURNING id, order_id, kind, attempts",
+         RETURNING id, order_id, kind, attempts, next_attempt_at",
     )
     .bind(WORK_BATCH_MAX)
     .bind(lease_ms(payments))
     .fetch_all(&payments.db)
     .await?;
     let mut done = 0;
-    for (id, order_id, kind, attempts) in rows {
-        if work_outbox_row(payments, id, &order_id, kind, attempts).await {
+    for (index, (id, order_id, kind, attempts, _)) in rows.iter().enumerate() {
+        if stop.is_cancelled() {
+            let ids: Vec<i64> = rows[index..].iter().map(|row| row.0).collect();
+            give_back_logged(&payments.db, Unstarted::Outbox(&ids), rows[index].4).await;
+            break;
+        }
+        if work_outbox_row(payments, *id, order_id, *kind, *attempts).await {
             done += 1;
         }
     }
@@ -358,16 +484,23 @@ async fn compensate(payments: &Payments, id: i64, order_id: &str) -> Result<(), 
 
 /// Asks Toss about payments whose confirm outcome has been unknown for longer than a lease, and
 /// about virtual accounts still waiting for their deposit.
-async fn reconcile_once(payments: &Payments) -> Result<u64, PaymentError> {
-    let stale: Vec<(String, String, i64, i32, PaymentState)> = sqlx::query_as(
-        "UPDATE payments SET updated_at = now() \
-         WHERE order_id IN (SELECT order_id FROM payments \
-             WHERE (state = 'confirming' \
-                    AND updated_at < now() - make_interval(secs => $2::float8 / 1000)) \
-                OR (state = 'waiting_for_deposit' \
-                    AND updated_at < now() - make_interval(secs => $3::float8)) \
-             ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING order_id, payment_key, amount, confirm_attempts, state",
+async fn reconcile_once(
+    payments: &Payments,
+    stop: &CancellationToken,
+) -> Result<u64, PaymentError> {
+    // The claim is `updated_at = now()`; the value before it is kept, to be restored if a stopping
+    // worker gives the row back unstarted.
+    let stale: Vec<ClaimedStale> = sqlx::query_as(
+        "UPDATE payments p SET updated_at = now() \
+             FROM (SELECT order_id, updated_at FROM payments \
+                 WHERE (state = 'confirming' \
+                        AND updated_at < now() - make_interval(secs => $2::float8 / 1000)) \
+                    OR (state = 'waiting_for_deposit' \
+                        AND updated_at < now() - make_interval(secs => $3::float8)) \
+                 ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED) AS prior \
+             WHERE p.order_id = prior.order_id \
+             RETURNING p.order_id, p.payment_key, p.amount, p.confirm_attempts, p.state, \
+                 prior.updated_at, p.updated_at",
     )
     .bind(WORK_BATCH_MAX)
     .bind(lease_ms(payments))
@@ -375,13 +508,27 @@ async fn reconcile_once(payments: &Payments) -> Result<u64, PaymentError> {
     .fetch_all(&payments.db)
     .await?;
     let mut done = 0;
-    for (order_id, payment_key, amount, attempts, state) in stale {
+    for (index, (order_id, payment_key, amount, attempts, state, _, _)) in stale.iter().enumerate()
+    {
+        if stop.is_cancelled() {
+            let rows: Vec<(String, OffsetDateTime)> = stale[index..]
+                .iter()
+                .map(|row| (row.0.clone(), row.5))
+                .collect();
+            give_back_logged(
+                &payments.db,
+                Unstarted::Reconciliations(&rows),
+                stale[index].6,
+            )
+            .await;
+            break;
+        }
         let stale = Stale {
-            order_id: &order_id,
-            payment_key: &payment_key,
-            amount,
-            attempts,
-            state,
+            order_id,
+            payment_key,
+            amount: *amount,
+            attempts: *attempts,
+            state: *state,
         };
         match reconcile(payments, &stale).await {
             Ok(true) => done += 1,
@@ -391,6 +538,18 @@ async fn reconcile_once(payments: &Payments) -> Result<u64, PaymentError> {
     }
     Ok(done)
 }
+
+/// A row of the reconciler's claim: order, payment key, amount, confirm attempts, state, the
+/// `updated_at` before the claim and the one the claim set (its lease).
+type ClaimedStale = (
+    String,
+    String,
+    i64,
+    i32,
+    PaymentState,
+    OffsetDateTime,
+    OffsetDateTime,
+);
 
 /// A payment the reconciler claimed.
 struct Stale<'a> {
@@ -553,8 +712,8 @@ const _: () = assert!(WEBHOOK_READ_INTERVAL.as_secs() < WEBHOOK_RETENTION.as_sec
 /// The claim takes a row only if its payment was not read for a webhook within
 /// [`WEBHOOK_READ_INTERVAL`], and records the read in the same statement: with one pending row
 /// per payment, that bounds the reads per payment across every replica.
-async fn webhooks_once(payments: &Payments) -> Result<u64, PaymentError> {
-    let rows: Vec<(i64, String, i32)> = sqlx::query_as(
+async fn webhooks_once(payments: &Payments, stop: &CancellationToken) -> Result<u64, PaymentError> {
+    let rows: Vec<(i64, String, i32, OffsetDateTime)> = sqlx::query_as(
         "WITH claimed AS ( \
              UPDATE toss_webhooks SET attempts = attempts + 1, rearmed = false, \
                  next_attempt_at = now() + make_interval(secs => $2::float8 / 1000) \
@@ -563,11 +722,11 @@ async fn webhooks_once(payments: &Payments) -> Result<u64, PaymentError> {
                             AND (p.webhook_read_at IS NULL \
                                  OR p.webhook_read_at <= now() - make_interval(secs => $3)) \
                           ORDER BY w.id LIMIT $1 FOR UPDATE OF w SKIP LOCKED) \
-             RETURNING id, order_id, attempts), \
+             RETURNING id, order_id, attempts, next_attempt_at), \
          read AS ( \
              UPDATE payments p SET webhook_read_at = now() \
              FROM claimed WHERE p.order_id = claimed.order_id) \
-         SELECT id, order_id::text, attempts FROM claimed",
+         SELECT id, order_id::text, attempts, next_attempt_at FROM claimed",
     )
     .bind(WORK_BATCH_MAX)
     .bind(lease_ms(payments))
@@ -575,8 +734,16 @@ async fn webhooks_once(payments: &Payments) -> Result<u64, PaymentError> {
     .fetch_all(&payments.db)
     .await?;
     let mut done = 0;
-    for (id, order_id, attempts) in rows {
-        let outcome = apply_webhook(payments, &order_id).await;
+    for (index, (id, order_id, attempts, _)) in rows.iter().enumerate() {
+        if stop.is_cancelled() {
+            // The payment's read is counted as done (`webhook_read_at`): the next claim of these
+            // waits out WEBHOOK_READ_INTERVAL at most, far less than the lease.
+            let ids: Vec<i64> = rows[index..].iter().map(|row| row.0).collect();
+            give_back_logged(&payments.db, Unstarted::Webhooks(&ids), rows[index].3).await;
+            break;
+        }
+        let (id, attempts) = (*id, *attempts);
+        let outcome = apply_webhook(payments, order_id).await;
         let finished = match &outcome {
             Ok(WebhookOutcome::Retry(reason)) if attempts < WEBHOOK_ATTEMPTS_MAX => {
                 retry_later(payments, "toss_webhooks", id, attempts, reason).await?;
@@ -697,4 +864,99 @@ pub async fn purge_processed_webhooks(db: &PgPool, limit: i64) -> Result<u64, sq
     .execute(db)
     .await?
     .rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payments::{PaymentSettings, toss::TossConfig};
+
+    fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
+        result.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn payments(db: PgPool) -> Payments {
+        ok(Payments::new(
+            db,
+            &TossConfig {
+                // Nothing listens on the discard port: nothing here may reach Toss.
+                base_url: "http://127.0.0.1:9".to_owned(),
+                secret_key: "test_sk_unused".to_owned(),
+                timeout: Duration::from_secs(1),
+                tls: crate::tls::Trust::public_roots(),
+            },
+            PaymentSettings::fast(),
+        ))
+    }
+
+    /// A payment whose confirm has been unknown for an hour; returns its `updated_at`.
+    async fn payment_confirming_since_an_hour(
+        db: &PgPool,
+        order_id: &str,
+    ) -> Result<OffsetDateTime, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO payment_orders (order_id, user_id, amount, order_name) \
+             VALUES ($1, 'u', 10000, 'points')",
+        )
+        .bind(order_id)
+        .execute(db)
+        .await?;
+        sqlx::query_scalar(
+            "INSERT INTO payments (order_id, user_id, payment_key, amount, updated_at) \
+             VALUES ($1, 'u', 'key_' || $1, 10000, now() - interval '1 hour') \
+             RETURNING updated_at",
+        )
+        .bind(order_id)
+        .fetch_one(db)
+        .await
+    }
+
+    fn stopped() -> CancellationToken {
+        let stop = CancellationToken::new();
+        stop.cancel();
+        stop
+    }
+
+    #[sqlx::test(migrations = "./migrations")]
+    async fn a_stopping_reconciler_gives_a_payment_back_with_its_old_updated_at(db: PgPool) {
+        let before = ok(payment_confirming_since_an_hour(&db, "order_stale_1").await);
+        let payments = payments(db.clone());
+        assert_eq!(ok(reconcile_once(&payments, &stopped()).await), 0);
+        let after: OffsetDateTime = ok(sqlx::query_scalar(
+            "SELECT updated_at FROM payments WHERE order_id = 'order_stale_1'",
+        )
+        .fetch_one(&db)
+        .await);
+        assert_eq!(
+            after, before,
+            "due for the next reconciler at once, as before the claim"
+        );
+    }
+
+    #[sqlx::test(migrations = "./migrations")]
+    async fn a_stopping_worker_gives_a_webhook_back_unless_someone_else_holds_it(db: PgPool) {
+        ok(payment_confirming_since_an_hour(&db, "order_hooked_1").await);
+        ok(sqlx::query(
+            "INSERT INTO toss_webhooks (order_id, event_type, body) \
+             VALUES ('order_hooked_1', 'PAYMENT_STATUS_CHANGED', '{}')",
+        )
+        .execute(&db)
+        .await);
+        let payments = payments(db.clone());
+        assert_eq!(ok(webhooks_once(&payments, &stopped()).await), 0);
+        let (attempts, due): (i32, bool) = ok(sqlx::query_as(
+            "SELECT attempts, next_attempt_at <= now() FROM toss_webhooks",
+        )
+        .fetch_one(&db)
+        .await);
+        assert_eq!((attempts, due), (0, true));
+        // A give-back naming another lease than the row's (the row was taken over since) does
+        // nothing.
+        let id: i64 = ok(sqlx::query_scalar("SELECT id FROM toss_webhooks")
+            .fetch_one(&db)
+            .await);
+        let another_lease = OffsetDateTime::UNIX_EPOCH;
+        let given = ok(give_back(&db, Unstarted::Webhooks(&[id]), another_lease).await);
+        assert_eq!(given, 0);
+    }
 }
