@@ -334,15 +334,16 @@ async fn schemathesis_finds_no_server_error_no_undocumented_answer_and_no_hang()
         runs.push((name, run));
     }
     let requests: u64 = runs.iter().map(|(_, run)| run.requests).sum();
-    println!(
-        "schemathesis sent {requests} requests in {:.0?} ({}): {}",
+    let summary = format!(
+        "api_fuzz: schemathesis sent {requests} requests in {:.0?} ({})\n",
         began.elapsed(),
         runs.iter()
             .map(|(name, run)| format!("{name} {}", run.requests))
             .collect::<Vec<_>>()
             .join(", "),
-        dir.display()
     );
+    // Straight to stderr, past the test harness's capture: `./nene test` shows the count.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), summary.as_bytes());
     for (name, run) in &runs {
         assert!(
             !run.findings,
