@@ -9,6 +9,7 @@ NENE_CACHE=${NENE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nene}
 NENE_TOOLS=$NENE_CACHE/tools          # cargo install --root
 NENE_NPM=$NENE_CACHE/npm              # node_modules of tools/npm
 NENE_RUN=$NENE_CACHE/run              # throwaway Postgres clusters, wrangler state
+NENE_PY=$NENE_CACHE/py                # venv of tools/python (schemathesis)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$NENE_CACHE/target}
 export PATH=$NENE_TOOLS/bin:$PATH
 

@@ -6,6 +6,13 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 mkdir -p "$NENE_TOOLS" "$NENE_NPM" "$NENE_RUN"
 
+# One set-up at a time per cache: two checkouts sharing it (or `./nene test` beside `./nene up`)
+# would otherwise install into the same directories at once and break each other's installs.
+if command -v flock >/dev/null; then
+    exec 9>"$NENE_CACHE/setup.lock"
+    flock 9
+fi
+
 command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
 command -v npm >/dev/null || die "npm is missing: install Node.js ≥ 20 first"
 
@@ -13,6 +20,11 @@ command -v npm >/dev/null || die "npm is missing: install Node.js ≥ 20 first"
 apt_missing=()
 command -v curl >/dev/null || apt_missing+=(curl)
 command -v python3 >/dev/null || apt_missing+=(python3)
+# The README's tested commands (tests/tests/readme.rs) use jq and openssl.
+command -v jq >/dev/null || apt_missing+=(jq)
+command -v openssl >/dev/null || apt_missing+=(openssl)
+# Debian splits venv (and the pip it bootstraps) out of python3.
+python3 -c 'import ensurepip, venv' 2>/dev/null || apt_missing+=(python3-venv)
 command -v pg_isready >/dev/null || apt_missing+=(postgresql-client)
 command -v initdb >/dev/null || [ -x "$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)/initdb" ] ||
     apt_missing+=(postgresql)
@@ -115,4 +127,19 @@ if [ "$(cat "$NENE_NPM/.lock-sum" 2>/dev/null)" != "$lock_sum" ]; then
     cp "$NENE_ROOT/tools/npm/package.json" "$NENE_ROOT/tools/npm/package-lock.json" "$NENE_NPM/"
     (cd "$NENE_NPM" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     echo "$lock_sum" >"$NENE_NPM/.lock-sum"
+fi
+
+# --- Python: schemathesis for the api_fuzz suite, pinned by tools/python/requirements.txt -----
+# A venv under the cache; built again only when the requirements change. --no-deps: the file
+# lists every package at its exact version, so nothing unpinned is ever resolved.
+py_sum=$(sha256sum "$NENE_ROOT/tools/python/requirements.txt" | cut -d' ' -f1)
+if [ "$(cat "$NENE_PY/.requirements-sum" 2>/dev/null)" != "$py_sum" ] || [ ! -x "$NENE_PY/bin/schemathesis" ]; then
+    log "pip: schemathesis into $NENE_PY"
+    rm -rf "$NENE_PY"
+    python3 -m venv "$NENE_PY"
+    "$NENE_PY/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+        -r "$NENE_ROOT/tools/python/requirements.txt"
+    "$NENE_PY/bin/pip" check --disable-pip-version-check >/dev/null ||
+        die "tools/python/requirements.txt is inconsistent: $("$NENE_PY/bin/pip" check)"
+    echo "$py_sum" >"$NENE_PY/.requirements-sum"
 fi

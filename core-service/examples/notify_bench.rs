@@ -324,6 +324,7 @@ async fn run(database_url: &str, redis_url: &str, knobs: &Knobs) -> Result<(), E
         token_url: format!("{sandbox}/fcm/token"),
         account: ServiceAccount::from_json(nene_sandbox::fcm::SERVICE_ACCOUNT_JSON)?,
         send_timeout: FCM_SEND_TIMEOUT_DEFAULT,
+        tls: nene_core::tls::Trust::public_roots(),
     })?;
     let settings = &knobs.settings;
     let concurrency = settings.batches_in_flight * settings.sends_per_batch_in_flight;

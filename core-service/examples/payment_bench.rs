@@ -20,7 +20,7 @@ use nene_core::{
     AppState,
     clock::SystemClock,
     http,
-    ledger::{DebitBatcher, check_invariants},
+    ledger::check_invariants,
     migrate,
     payments::{PaymentSettings, Payments, toss::TossConfig},
 };
@@ -157,7 +157,7 @@ async fn prepare(
         let order: Value = signed(
             client,
             core,
-            "/internal/v1/payments/orders",
+            nene_domain::internal_api::PAYMENT_ORDER.path,
             &user,
             &json!({ "amount": AMOUNT }),
         )
@@ -214,16 +214,21 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
             base_url: sandbox.clone(),
             secret_key: TOSS_KEY.to_owned(),
             timeout: Duration::from_secs(10),
+            tls: nene_core::tls::Trust::public_roots(),
         },
         PaymentSettings::fast(),
     )?;
-    tokio::spawn(nene_core::payments::worker::run_forever(payments.clone()));
+    tokio::spawn(nene_core::payments::worker::run(
+        payments.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
     let core = serve(http::router(AppState {
-        debits: DebitBatcher::spawn(db.clone()),
+        probe_db: db.clone(),
         db: db.clone(),
         redis: None,
         signing_secret: SigningSecret::parse(SECRET)?,
         wall_clock: Arc::new(SystemClock),
+        shutdown: nene_core::shutdown::Shutdown::default(),
         payments,
         dev_mode: false,
         reviewers: Vec::new(),
@@ -233,6 +238,7 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
             nene_core::auth::AuthConfig {
                 redirect_uris: Vec::new(),
                 providers: Vec::new(),
+                tls: nene_core::tls::Trust::public_roots(),
             },
         )?,
     }))
@@ -279,7 +285,7 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
                 let answer = signed(
                     &client,
                     &core,
-                    "/internal/v1/payments/confirm",
+                    nene_domain::internal_api::PAYMENT_CONFIRM.path,
                     &payment.user,
                     &body,
                 )

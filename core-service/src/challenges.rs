@@ -28,7 +28,7 @@ pub const CATEGORY_CHARS_MAX: usize = 30;
 /// then a reviewers' day (`proofs::REPORTS_CLOSE_BEFORE_REVIEWS_SECONDS`, checked there), short
 /// enough that payouts come "the Monday after" as users expect.
 pub const REVIEW_WINDOW_SECONDS: i64 = 2 * 86_400;
-/// Longest page of a challenge list (API.md: limit ≤ 100).
+/// Longest page of a challenge list (docs/api.md, "Paging": limit ≤ 100).
 pub const LIST_LIMIT_MAX: i64 = 100;
 /// Longest search text.
 pub const QUERY_CHARS_MAX: usize = 100;
@@ -448,7 +448,7 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// Browse filters (API.md `GET /v1/challenges?state=&category=&q=&cursor=&limit=`).
+/// Browse filters (`GET /v1/challenges?state=&category=&q=&cursor=&limit=`, edge/openapi.json).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Browse {
     pub state: Option<String>,

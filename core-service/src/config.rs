@@ -21,7 +21,7 @@ use crate::auth::{
     oauth::{Endpoints, Provider, ProviderClient},
 };
 use crate::notifications::{
-    dispatcher::{RETRY_BASE_MS_DEFAULT, RETRY_MAX_MS_DEFAULT},
+    dispatcher::{REDIS_PREFIX_DEFAULT, RETRY_BASE_MS_DEFAULT, RETRY_MAX_MS_DEFAULT},
     fcm::{FCM_API_URL_DEFAULT, GOOGLE_TOKEN_URL},
     start::{KeySource, NotificationSettings},
 };
@@ -29,6 +29,8 @@ use crate::payments::{
     PaymentSettings,
     toss::{TOSS_API_URL_DEFAULT, TOSS_TIMEOUT_DEFAULT, TossConfig},
 };
+use crate::shutdown::{DRAIN_TIMEOUT_MS_DEFAULT, DRAIN_TIMEOUT_MS_MAX, DRAIN_TIMEOUT_MS_MIN};
+use crate::tls::{Trust, TrustError};
 
 /// Toss's public documentation test key: in dev mode (against the sandbox) it is the default, so
 /// a fresh clone runs without secrets. Outside dev mode the key must be configured.
@@ -55,10 +57,13 @@ pub const VAR_FCM_TOKEN_URL: &str = "FCM_TOKEN_URL";
 pub const VAR_FCM_SANDBOX_URL: &str = "FCM_SANDBOX_URL";
 pub const VAR_NOTIFY_RETRY_BASE_MS: &str = "NOTIFY_RETRY_BASE_MS";
 pub const VAR_NOTIFY_RETRY_MAX_MS: &str = "NOTIFY_RETRY_MAX_MS";
+pub const VAR_NOTIFY_REDIS_PREFIX: &str = "NOTIFY_REDIS_PREFIX";
 pub const VAR_MIGRATE_ON_START: &str = "CORE_MIGRATE_ON_START";
 pub const VAR_DB_POOL_CONNECTIONS: &str = "DB_POOL_CONNECTIONS";
 pub const VAR_DB_ACQUIRE_TIMEOUT_MS: &str = "DB_ACQUIRE_TIMEOUT_MS";
 pub const VAR_DB_STATEMENT_TIMEOUT_MS: &str = "DB_STATEMENT_TIMEOUT_MS";
+pub const VAR_EXTRA_CA_FILE: &str = "EXTRA_CA_FILE";
+pub const VAR_SHUTDOWN_DRAIN_TIMEOUT_MS: &str = "SHUTDOWN_DRAIN_TIMEOUT_MS";
 
 /// Every variable that points a real service at the sandbox. A sandbox stands in for Toss, FCM or
 /// a login provider in dev mode only: outside it, any of these being set is refused. (A test
@@ -189,6 +194,11 @@ pub struct CoreConfig {
     /// deploy runs `nene-core migrate` as the schema's owner first: [`crate::schema`]).
     pub migrate_on_start: bool,
     pub db: DbSettings,
+    /// After SIGTERM, how long requests in flight and the background loops' items in hand may
+    /// take (`crate::shutdown`).
+    pub drain_timeout: Duration,
+    /// Whom every TLS connection out of the core trusts: Mozilla's roots and `EXTRA_CA_FILE`'s.
+    pub tls: Trust,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -229,6 +239,8 @@ pub enum ConfigError {
         "{VAR_AUTH_REDIRECT_URIS} is empty while login providers are on ({0}): no login could return anywhere"
     )]
     NoRedirectUris(String),
+    #[error("{VAR_EXTRA_CA_FILE}: {0}")]
+    ExtraCa(TrustError),
 }
 
 fn number<T: std::str::FromStr>(
@@ -357,6 +369,7 @@ impl CoreConfig {
         }
         let bind = lookup(VAR_BIND).unwrap_or_else(|| BIND_DEFAULT.to_owned());
         let bind = bind.parse().map_err(|_| ConfigError::Bind(bind))?;
+        let tls = trust(&lookup)?;
         // Outside dev mode the key is required and may not be the docs' published test key. Any
         // other test key is allowed: a staging deployment runs outside dev mode against Toss's
         // test environment with a test key of its own, and a test key cannot move real money.
@@ -378,6 +391,7 @@ impl CoreConfig {
             base_url: lookup(VAR_TOSS_API_URL).unwrap_or_else(|| TOSS_API_URL_DEFAULT.to_owned()),
             secret_key,
             timeout,
+            tls: tls.clone(),
         };
         let payments = PaymentSettings {
             retry_delay_base: Duration::from_millis(number(
@@ -397,8 +411,8 @@ impl CoreConfig {
             )?,
             toss_timeout: timeout,
         };
-        let auth = auth_config(&lookup, dev_mode)?;
-        let notifications = notification_settings(&lookup, dev_mode)?;
+        let auth = auth_config(&lookup, dev_mode, &tls)?;
+        let notifications = notification_settings(&lookup, dev_mode, &tls)?;
         let reviewers = lookup(VAR_CHALLENGE_REVIEWERS)
             .unwrap_or_default()
             .split(',')
@@ -407,6 +421,12 @@ impl CoreConfig {
             .map(str::to_owned)
             .collect();
         let db = db_settings(&lookup)?;
+        let drain_timeout = Duration::from_millis(bounded(
+            &lookup,
+            VAR_SHUTDOWN_DRAIN_TIMEOUT_MS,
+            DRAIN_TIMEOUT_MS_DEFAULT,
+            (DRAIN_TIMEOUT_MS_MIN, DRAIN_TIMEOUT_MS_MAX, "ms"),
+        )?);
         let migrate_on_start = match lookup(VAR_MIGRATE_ON_START).as_deref() {
             None | Some("") => dev_mode,
             Some("true") => true,
@@ -416,6 +436,7 @@ impl CoreConfig {
         Ok(CoreConfig {
             migrate_on_start,
             db,
+            drain_timeout,
             edge_url: lookup(VAR_EDGE_URL).filter(|url| !url.is_empty()),
             notifications,
             reviewers,
@@ -427,7 +448,25 @@ impl CoreConfig {
             dev_mode,
             toss,
             payments,
+            tls,
         })
+    }
+}
+
+/// `EXTRA_CA_FILE`: PEM, one or more certificates trusted beside Mozilla's roots. Set but
+/// missing, unreadable or without a certificate, the core refuses to start rather than fail
+/// every call later.
+/// The roots every TLS connection of the core trusts: Mozilla's, and the `EXTRA_CA_FILE`'s if set.
+/// Also read on its own by `nene-core migrate`, which needs nothing else of the configuration.
+///
+/// # Errors
+/// When `EXTRA_CA_FILE` is set but cannot be read or holds no certificate.
+pub fn trust(lookup: &impl Fn(&str) -> Option<String>) -> Result<Trust, ConfigError> {
+    match lookup(VAR_EXTRA_CA_FILE).filter(|path| !path.is_empty()) {
+        None => Ok(Trust::public_roots()),
+        Some(path) => {
+            Trust::with_extra_file(std::path::Path::new(&path)).map_err(ConfigError::ExtraCa)
+        }
     }
 }
 
@@ -438,6 +477,7 @@ impl CoreConfig {
 fn notification_settings(
     lookup: &impl Fn(&str) -> Option<String>,
     dev_mode: bool,
+    tls: &Trust,
 ) -> Result<NotificationSettings, ConfigError> {
     let sandbox = lookup(VAR_FCM_SANDBOX_URL)
         .filter(|url| dev_mode && !url.is_empty())
@@ -462,6 +502,10 @@ fn notification_settings(
         token_url,
         retry_base_ms: number(lookup, VAR_NOTIFY_RETRY_BASE_MS, RETRY_BASE_MS_DEFAULT)?,
         retry_max_ms: number(lookup, VAR_NOTIFY_RETRY_MAX_MS, RETRY_MAX_MS_DEFAULT)?,
+        redis_prefix: lookup(VAR_NOTIFY_REDIS_PREFIX)
+            .filter(|prefix| !prefix.is_empty())
+            .unwrap_or_else(|| REDIS_PREFIX_DEFAULT.to_owned()),
+        tls: tls.clone(),
     })
 }
 
@@ -474,6 +518,7 @@ fn notification_settings(
 fn auth_config(
     lookup: &impl Fn(&str) -> Option<String>,
     dev_mode: bool,
+    tls: &Trust,
 ) -> Result<AuthConfig, ConfigError> {
     let redirect_uris: Vec<String> = lookup(VAR_AUTH_REDIRECT_URIS)
         .or_else(|| dev_mode.then(|| AUTH_REDIRECT_URIS_DEV.to_owned()))
@@ -527,6 +572,7 @@ fn auth_config(
     Ok(AuthConfig {
         redirect_uris,
         providers,
+        tls: tls.clone(),
     })
 }
 
@@ -835,13 +881,49 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_drain_timeout_defaults_and_is_refused_outside_its_bounds_naming_the_variable() {
+        let drain = |value: Option<&str>| {
+            config(&[(VAR_SHUTDOWN_DRAIN_TIMEOUT_MS, value)]).map(|config| config.drain_timeout)
+        };
+        assert_eq!(
+            drain(None),
+            Ok(Duration::from_millis(DRAIN_TIMEOUT_MS_DEFAULT))
+        );
+        for edge in [DRAIN_TIMEOUT_MS_MIN, DRAIN_TIMEOUT_MS_MAX] {
+            assert_eq!(
+                drain(Some(&edge.to_string())),
+                Ok(Duration::from_millis(edge))
+            );
+        }
+        for outside in [0, DRAIN_TIMEOUT_MS_MIN - 1, DRAIN_TIMEOUT_MS_MAX + 1] {
+            let refused = error(&[(VAR_SHUTDOWN_DRAIN_TIMEOUT_MS, Some(&outside.to_string()))]);
+            assert_eq!(
+                refused,
+                ConfigError::OutOfRange {
+                    name: VAR_SHUTDOWN_DRAIN_TIMEOUT_MS,
+                    min: DRAIN_TIMEOUT_MS_MIN,
+                    max: DRAIN_TIMEOUT_MS_MAX,
+                    unit: "ms",
+                }
+            );
+            assert!(
+                refused
+                    .to_string()
+                    .starts_with(VAR_SHUTDOWN_DRAIN_TIMEOUT_MS),
+                "{refused}"
+            );
+        }
+    }
+
     fn settings(dev_mode: bool, vars: &[(&str, &str)]) -> NotificationSettings {
         let lookup = |name: &str| {
             vars.iter()
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| (*value).to_owned())
         };
-        notification_settings(&lookup, dev_mode).unwrap_or_else(|error| panic!("{error}"))
+        notification_settings(&lookup, dev_mode, &Trust::public_roots())
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
     #[test]
@@ -881,7 +963,71 @@ mod tests {
     #[test]
     fn a_retry_delay_that_is_not_a_number_is_refused() {
         let lookup = |name: &str| (name == VAR_NOTIFY_RETRY_BASE_MS).then(|| "soon".to_owned());
-        assert!(notification_settings(&lookup, false).is_err());
+        assert!(notification_settings(&lookup, false, &Trust::public_roots()).is_err());
+    }
+
+    #[test]
+    fn an_extra_ca_file_that_is_missing_or_holds_no_certificate_stops_the_core_naming_it() {
+        let missing = error(&[(VAR_EXTRA_CA_FILE, Some("/nonexistent/nene-extra-ca.pem"))]);
+        assert!(
+            matches!(&missing, ConfigError::ExtraCa(TrustError::Unreadable { path, .. })
+                if path == "/nonexistent/nene-extra-ca.pem"),
+            "{missing}"
+        );
+        assert!(
+            missing
+                .to_string()
+                .starts_with("EXTRA_CA_FILE: /nonexistent/nene-extra-ca.pem: "),
+            "{missing}"
+        );
+        let dir = std::env::temp_dir();
+        let junk = dir.join(format!(
+            "nene-junk-ca-{}.pem",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&junk, "not a certificate\n").unwrap_or_else(|e| panic!("{e}"));
+        let junk_path = junk.display().to_string();
+        let no_certificate = error(&[(VAR_EXTRA_CA_FILE, Some(junk_path.as_str()))]);
+        let _ = std::fs::remove_file(&junk);
+        assert_eq!(
+            no_certificate,
+            ConfigError::ExtraCa(TrustError::NoCertificate)
+        );
+        assert_eq!(
+            no_certificate.to_string(),
+            "EXTRA_CA_FILE: no PEM certificate in it"
+        );
+    }
+
+    #[test]
+    fn an_extra_ca_file_with_a_certificate_adds_it_to_every_client_and_unset_adds_none() {
+        let ca_key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params
+            .self_signed(&ca_key)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let file =
+            std::env::temp_dir().join(format!("nene-ca-{}.pem", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&file, ca.pem()).unwrap_or_else(|e| panic!("{e}"));
+        let path = file.display().to_string();
+        let trusting = config(&[(VAR_EXTRA_CA_FILE, Some(path.as_str()))]);
+        let _ = std::fs::remove_file(&file);
+        let trusting = trusting.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(trusting.tls.extra_roots(), 1);
+        for tls in [
+            &trusting.toss.tls,
+            &trusting.auth.tls,
+            &trusting.notifications.tls,
+        ] {
+            assert_eq!(tls, &trusting.tls);
+        }
+        // Unset or empty: Mozilla's roots only.
+        for unset in [None, Some("")] {
+            let public = config(&[(VAR_EXTRA_CA_FILE, unset)]).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(public.tls.extra_roots(), 0);
+        }
     }
 
     #[test]

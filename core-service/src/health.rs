@@ -6,7 +6,75 @@ use std::time::Duration;
 use nene_domain::{health::PartStatus, limits::HEALTH_PROBE_TIMEOUT_MS};
 use sqlx::PgPool;
 
+use crate::{
+    schema::{self, SchemaError},
+    shutdown::Shutdown,
+};
+
 const PROBE_TIMEOUT: Duration = Duration::from_millis(HEALTH_PROBE_TIMEOUT_MS);
+
+/// How long `/readyz` waits for Postgres. Kubernetes gives a probe 1 s by default
+/// (`timeoutSeconds`); answering 503 within half of it means a slow database is reported as
+/// "not ready" rather than as a probe that timed out.
+pub const READINESS_DATABASE_TIMEOUT: Duration = Duration::from_millis(500);
+const _: () = assert!(READINESS_DATABASE_TIMEOUT.as_millis() < 1_000);
+
+/// The readiness check that failed; its name is all `/readyz` says (no internal detail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// The process received SIGTERM: it finishes what it has and takes nothing new.
+    Draining,
+    /// Postgres did not answer within [`READINESS_DATABASE_TIMEOUT`].
+    Database,
+    /// The schema is not this build's: a migration it embeds is missing, failed part-way or
+    /// differs from its copy.
+    Migrations,
+}
+
+impl NotReady {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NotReady::Draining => "draining",
+            NotReady::Database => "database",
+            NotReady::Migrations => "migrations",
+        }
+    }
+}
+
+/// Whether this process should receive traffic: not draining, Postgres answering, and the schema
+/// current — the same check the core makes at start when it does not migrate
+/// ([`crate::schema::check_current`]: every migration this build embeds applied, whole and
+/// unchanged). A database *ahead* of the binary (a newer release migrated it during a rolling
+/// deploy) is ready: migrations keep working for the release before them.
+///
+/// # Errors
+/// The first check that failed.
+#[tracing::instrument(skip_all)]
+pub async fn readiness(db: &PgPool, shutdown: &Shutdown) -> Result<(), NotReady> {
+    if shutdown.is_draining() {
+        return Err(NotReady::Draining);
+    }
+    let check = async {
+        let mut connection = db.acquire().await.map_err(SchemaError::Database)?;
+        schema::check_current(&mut connection).await
+    };
+    match tokio::time::timeout(READINESS_DATABASE_TIMEOUT, check).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(SchemaError::Database(error))) => {
+            tracing::warn!(%error, "readiness: the database did not answer");
+            Err(NotReady::Database)
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: the schema is not this build's");
+            Err(NotReady::Migrations)
+        }
+        Err(_) => {
+            tracing::warn!("readiness: the database timed out");
+            Err(NotReady::Database)
+        }
+    }
+}
 
 #[tracing::instrument(skip_all)]
 pub async fn probe_database(db: &PgPool) -> PartStatus {

@@ -22,22 +22,25 @@ pub mod payments;
 pub mod proofs;
 pub mod schema;
 pub mod scratch;
+pub mod shutdown;
+pub mod tls;
 
 use std::sync::Arc;
 
 use nene_domain::signing::SigningSecret;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// `/readyz`'s own connection: a pool saturated by requests must not read as a database
+    /// outage, or every busy replica would leave the rotation at once and the load with them.
+    pub probe_db: PgPool,
     /// `None` when Redis is not configured: the platform runs without it.
     pub redis: Option<redis::Client>,
     pub signing_secret: SigningSecret,
     pub wall_clock: Arc<dyn clock::WallClock>,
-    /// Debits from the HTTP API go through the batcher (group commit).
-    pub debits: ledger::DebitBatcher,
     pub payments: payments::Payments,
     pub auth: auth::Auth,
     /// Dev mode (`NENE_ENV=dev`): fault-injection and test-clock routes exist.
@@ -46,10 +49,39 @@ pub struct AppState {
     pub reviewers: Vec<String>,
     /// Pushes closed recruitments to the edge's rooms (`EDGE_URL`), if configured.
     pub room_pusher: Option<lifecycle::RoomPusher>,
+    /// Whether the process is draining (SIGTERM), and its requests in flight.
+    pub shutdown: shutdown::Shutdown,
 }
 
-/// The migrations this binary embeds (`migrations/`): what `nene-core migrate` applies and what the
-/// service checks the database's `_sqlx_migrations` against ([`schema`]).
+/// The core's Postgres pool for `url` with `settings` (size, timeouts), whose `sslmode` and
+/// `sslrootcert` are honoured, trusting `trust`'s roots (see [`tls::Trust::postgres_options`]).
+/// Connects once before answering, so a refused certificate stops the core at start.
+///
+/// # Errors
+/// When `url` cannot be read or Postgres cannot be reached (TLS included).
+pub async fn connect_database(
+    url: &str,
+    settings: &config::DbSettings,
+    trust: &tls::Trust,
+) -> Result<PgPool, sqlx::Error> {
+    settings
+        .pool_options()
+        .connect_with(trust.postgres_options(url)?)
+        .await
+}
+
+/// One connection to Postgres outside the pool (the migrations at start), over TLS as the
+/// pool's are.
+///
+/// # Errors
+/// When `url` cannot be read or Postgres cannot be reached (TLS included).
+pub async fn connect_one(url: &str, trust: &tls::Trust) -> Result<PgConnection, sqlx::Error> {
+    PgConnection::connect_with(&trust.postgres_options(url)?).await
+}
+
+/// The migrations this binary embeds (`migrations/`): what `nene-core migrate` applies, and what the
+/// service (at start and in `/readyz`) checks the database's `_sqlx_migrations` against
+/// ([`schema`]).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Applies the embedded migrations on one of `db`'s connections (the benches' and tests'

@@ -10,6 +10,9 @@
 //!   payout rows), then posts them in batches (bulk credits, `posted_at` and the notifications in
 //!   one transaction per batch), then moves the house's share and marks the challenge settled.
 //!   Killed at any moment and rerun, it continues where it stopped and the ledger ends the same.
+//!
+//! Told to stop (SIGTERM), the scheduler finishes the transaction in hand and stops between
+//! batches and steps: what is left is due work that the next pass (on any replica) picks up.
 
 use std::time::Duration;
 
@@ -19,6 +22,7 @@ use nene_domain::{
     settlement::{Participant, settle},
 };
 use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
@@ -109,9 +113,11 @@ impl RoomPusher {
     pub fn new(
         edge_url: &str,
         secret: nene_domain::signing::SigningSecret,
-    ) -> Result<Self, reqwest::Error> {
+        tls: &crate::tls::Trust,
+    ) -> Result<Self, crate::tls::ClientError> {
         Ok(RoomPusher {
-            http: reqwest::Client::builder()
+            http: tls
+                .http(crate::tls::HttpVersions::Http1)?
                 .timeout(ROOM_PUSH_TIMEOUT)
                 .build()?,
             edge_url: edge_url.trim_end_matches('/').to_owned(),
@@ -149,17 +155,21 @@ impl RoomPusher {
     }
 }
 
-/// Runs the scheduler forever.
-pub async fn run_forever(db: PgPool, rooms: Option<RoomPusher>) {
+/// Runs the scheduler until `stop`, which it obeys between batches.
+pub async fn run(db: PgPool, rooms: Option<RoomPusher>, stop: CancellationToken) {
     let mut interval = tokio::time::interval(SCHEDULER_INTERVAL);
     loop {
-        interval.tick().await;
-        match run_once_with(&db, rooms.as_ref()).await {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        match run_once_until(&db, rooms.as_ref(), &stop).await {
             Ok(pass) if pass != Pass::default() => tracing::info!(?pass, "lifecycle pass"),
             Ok(_) => {}
             Err(error) => tracing::error!(%error, "lifecycle pass failed"),
         }
     }
+    tracing::info!("lifecycle scheduler stopped between batches; the next pass resumes");
 }
 
 /// One pass of every transition and money step that is due.
@@ -177,6 +187,19 @@ pub async fn run_once(db: &PgPool) -> Result<Pass, LifecycleError> {
 pub async fn run_once_with(
     db: &PgPool,
     rooms: Option<&RoomPusher>,
+) -> Result<Pass, LifecycleError> {
+    run_once_until(db, rooms, &CancellationToken::new()).await
+}
+
+/// [`run_once_with`], returning early between steps and batches once `stop` is cancelled (what
+/// it leaves is still due, for the next pass).
+///
+/// # Errors
+/// As [`run_once`].
+pub async fn run_once_until(
+    db: &PgPool,
+    rooms: Option<&RoomPusher>,
+    stop: &CancellationToken,
 ) -> Result<Pass, LifecycleError> {
     let mut pass = Pass::default();
     let closed: Vec<(Uuid, String)> = sqlx::query_as(
@@ -196,9 +219,13 @@ pub async fn run_once_with(
         } else {
             pass.closed += 1;
         }
-        if let Some(rooms) = rooms {
+        // Best effort, and a few seconds each: not worth holding the shutdown for.
+        if let Some(rooms) = rooms.filter(|_| !stop.is_cancelled()) {
             rooms.close(*challenge).await;
         }
+    }
+    if stop.is_cancelled() {
+        return Ok(pass);
     }
     pass.started = transition(db, "ready", "in_progress", "starts_at").await?;
     pass.ended = transition(db, "in_progress", "ended", "ends_at").await?;
@@ -211,9 +238,12 @@ pub async fn run_once_with(
     .fetch_all(db)
     .await?;
     for challenge in canceled {
-        pass.refunded += refund_stakes(db, challenge).await?;
+        pass.refunded += refund_stakes(db, challenge, stop).await?;
+        if stop.is_cancelled() {
+            return Ok(pass);
+        }
     }
-    pass.reminded = remind(db).await?;
+    pass.reminded = remind(db, stop).await?;
     let due: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM challenges WHERE state = 'ended' AND review_ends_at <= platform_now() \
          ORDER BY review_ends_at LIMIT $1",
@@ -222,7 +252,10 @@ pub async fn run_once_with(
     .fetch_all(db)
     .await?;
     for challenge in due {
-        if settle_challenge(db, challenge).await? {
+        if stop.is_cancelled() {
+            break;
+        }
+        if settle_challenge_until(db, challenge, stop).await? {
             pass.settled += 1;
         }
     }
@@ -232,7 +265,7 @@ pub async fn run_once_with(
 /// Queues today's proof reminder for every participant of a running challenge who has not proved
 /// today, once the reminder is due (see [`reminder_at`]) and while the window is open. One per
 /// participant and day (the dedup key), however often the scheduler runs.
-async fn remind(db: &PgPool) -> Result<u64, LifecycleError> {
+async fn remind(db: &PgPool, stop: &CancellationToken) -> Result<u64, LifecycleError> {
     let running: Vec<(Uuid, sqlx::types::Json<RawRules>, i64)> = sqlx::query_as(
         "SELECT id, rules, floor(extract(epoch FROM platform_now()))::int8 FROM challenges \
          WHERE state = 'in_progress' AND rules IS NOT NULL LIMIT $1",
@@ -242,6 +275,9 @@ async fn remind(db: &PgPool) -> Result<u64, LifecycleError> {
     .await?;
     let mut queued = 0;
     for (challenge, rules, now) in running {
+        if stop.is_cancelled() {
+            break;
+        }
         let Ok(rules) = nene_domain::rules::ChallengeRules::parse(&rules.0) else {
             continue;
         };
@@ -304,14 +340,18 @@ async fn transition(
     Ok(moved)
 }
 
-/// Gives every stake of a canceled challenge back to the lots it was paid from, in batches.
-/// Returns how many it refunded.
+/// Gives every stake of a canceled challenge back to the lots it was paid from, in batches,
+/// stopping between batches once `stop` is cancelled. Returns how many it refunded.
 ///
 /// # Errors
 /// Postgres or ledger failures; committed batches stay.
-pub async fn refund_stakes(db: &PgPool, challenge: Uuid) -> Result<u64, LifecycleError> {
+pub async fn refund_stakes(
+    db: &PgPool,
+    challenge: Uuid,
+    stop: &CancellationToken,
+) -> Result<u64, LifecycleError> {
     let mut refunded = 0;
-    loop {
+    while !stop.is_cancelled() {
         let mut tx = db.begin().await?;
         let batch: Vec<(String, Uuid, i64)> = sqlx::query_as(
             "SELECT p.user_id, p.join_transfer_id, t.amount FROM challenge_participants p \
@@ -357,6 +397,7 @@ pub async fn refund_stakes(db: &PgPool, challenge: Uuid) -> Result<u64, Lifecycl
         tx.commit().await?;
         refunded += u64::try_from(batch.len()).unwrap_or(0);
     }
+    Ok(refunded)
 }
 
 fn points(amount: i64) -> Result<Points, LedgerError> {
@@ -368,10 +409,27 @@ fn points(amount: i64) -> Result<Points, LedgerError> {
 /// # Errors
 /// Postgres or ledger failures; committed steps stay and a rerun continues.
 pub async fn settle_challenge(db: &PgPool, challenge: Uuid) -> Result<bool, LifecycleError> {
+    settle_challenge_until(db, challenge, &CancellationToken::new()).await
+}
+
+/// [`settle_challenge`], stopping between payout batches once `stop` is cancelled (not finished:
+/// `false`; the next pass continues where it stopped).
+///
+/// # Errors
+/// As [`settle_challenge`].
+pub async fn settle_challenge_until(
+    db: &PgPool,
+    challenge: Uuid,
+    stop: &CancellationToken,
+) -> Result<bool, LifecycleError> {
     let Some(escrow) = compute_payouts(db, challenge).await? else {
         return Ok(false);
     };
-    while post_payout_batch(db, challenge, escrow).await? > 0 {}
+    while post_payout_batch(db, challenge, escrow).await? > 0 {
+        if stop.is_cancelled() {
+            return Ok(false);
+        }
+    }
     finish(db, challenge, escrow).await
 }
 

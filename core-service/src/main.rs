@@ -1,5 +1,6 @@
-//! `nene-core`: serves the internal API until SIGINT or SIGTERM (applying the migrations first in
-//! dev mode, checking that they are applied elsewhere).
+//! `nene-core`: serves the internal API until SIGTERM or SIGINT (applying the migrations first in
+//! dev mode, checking that they are applied elsewhere), then drains (`nene_core::shutdown`) and
+//! exits 0.
 //!
 //!   nene-core               serve
 //!   nene-core migrate       apply the migrations the database lacks, print them, exit
@@ -8,8 +9,17 @@
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
-use nene_core::{AppState, clock::SystemClock, config::CoreConfig, http, schema};
-use sqlx::Connection;
+use nene_core::{
+    AppState,
+    clock::SystemClock,
+    config::CoreConfig,
+    health::READINESS_DATABASE_TIMEOUT,
+    http::{self, server::Server},
+    schema,
+    shutdown::{self, CLOSE_TIMEOUT, Loops, RUNTIME_STOP_TIMEOUT, Shutdown},
+};
+use sqlx::{Connection, postgres::PgPoolOptions};
+use tokio_util::sync::CancellationToken;
 
 /// How long `nene-core migrate` waits to connect to Postgres before giving up: a deploy step that
 /// cannot reach the database should fail and say so, not hang the deploy.
@@ -17,23 +27,36 @@ const MIGRATE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "usage: nene-core [migrate | healthcheck]";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("nene-core could not start its runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match args
         .iter()
         .map(String::as_str)
         .collect::<Vec<_>>()
         .as_slice()
     {
-        [] => serve().await,
-        ["migrate"] => migrate().await,
-        ["healthcheck"] => healthcheck().await,
+        [] => runtime.block_on(serve()),
+        ["migrate"] => runtime.block_on(migrate()),
+        ["healthcheck"] => runtime.block_on(healthcheck()),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
-    }
+    };
+    // Whatever outlived the drain (a request or a loop past its bound) is dropped here; blocking
+    // work (a DNS lookup) gets a bounded wait, so the exit never hangs on it.
+    runtime.shutdown_timeout(RUNTIME_STOP_TIMEOUT);
+    code
 }
 
 /// `nene-core migrate`: the deploy's migration step. Reads only `DATABASE_URL` (the schema
@@ -46,12 +69,14 @@ async fn migrate() -> ExitCode {
     let outcome = async {
         // One connection: the migrations run one after another on it, under its advisory lock,
         // and without the service pool's statement timeout.
-        let mut connection =
-            tokio::time::timeout(MIGRATE_CONNECT_TIMEOUT, sqlx::PgConnection::connect(&url))
-                .await
-                .map_err(|_| {
-                    format!("no connection to Postgres within {MIGRATE_CONNECT_TIMEOUT:?}")
-                })??;
+        // Over TLS as the service's own connections are (`sslmode`, `EXTRA_CA_FILE`).
+        let trust = nene_core::config::trust(&|name| std::env::var(name).ok())?;
+        let mut connection = tokio::time::timeout(
+            MIGRATE_CONNECT_TIMEOUT,
+            nene_core::connect_one(&url, &trust),
+        )
+        .await
+        .map_err(|_| format!("no connection to Postgres within {MIGRATE_CONNECT_TIMEOUT:?}"))??;
         let applied = schema::apply(&mut connection).await?;
         connection.close().await?;
         Ok::<_, Box<dyn std::error::Error>>(applied)
@@ -112,10 +137,14 @@ async fn serve() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = CoreConfig::from_lookup(|name| std::env::var(name).ok())?;
+    tracing::info!(
+        extra_roots = config.tls.extra_roots(),
+        "TLS trusts Mozilla's roots and the extra CA file's (EXTRA_CA_FILE)"
+    );
     // Migrations (or the check that they are applied) run on a connection of their own, outside
     // the pool and its statement timeout: building an index on a large table may rightly take
     // longer than any request's statement.
-    let mut migrations = sqlx::PgConnection::connect(&config.database_url).await?;
+    let mut migrations = nene_core::connect_one(&config.database_url, &config.tls).await?;
     if config.migrate_on_start {
         for migration in schema::apply(&mut migrations).await? {
             tracing::info!(%migration, "migration applied");
@@ -130,23 +159,33 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     migrations.close().await?;
-    let db = config
-        .db
-        .pool_options()
-        .connect(&config.database_url)
-        .await?;
+    let db = nene_core::connect_database(&config.database_url, &config.db, &config.tls).await?;
+    // One connection, apart from the requests' pool, for `/readyz`; over TLS as the pool's.
+    let probe_db = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(READINESS_DATABASE_TIMEOUT)
+        .connect_lazy_with(config.tls.postgres_options(&config.database_url)?);
     let redis = config
         .redis_url
         .as_deref()
-        .map(redis::Client::open)
+        .map(|url| config.tls.redis_client(url))
         .transpose()?;
+    let shutdown = Shutdown::new(config.drain_timeout);
+    let force = CancellationToken::new();
+    let _signals = shutdown::listen_for_signals(shutdown.clone(), force.clone())?;
+    let mut loops = Loops::default();
     let payments =
         nene_core::payments::Payments::new(db.clone(), &config.toss, config.payments.clone())?;
-    tokio::spawn(nene_core::payments::worker::run_forever(payments.clone()));
+    loops.spawn(
+        "payments",
+        nene_core::payments::worker::run(payments.clone(), shutdown.token()),
+    );
     let room_pusher = config
         .edge_url
         .as_deref()
-        .map(|url| nene_core::lifecycle::RoomPusher::new(url, config.signing_secret.clone()))
+        .map(|url| {
+            nene_core::lifecycle::RoomPusher::new(url, config.signing_secret.clone(), &config.tls)
+        })
         .transpose()?;
     let state = AppState {
         auth: nene_core::auth::Auth::new(db.clone(), config.auth.clone())?,
@@ -154,43 +193,41 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         dev_mode: config.dev_mode,
         reviewers: config.reviewers.clone(),
         room_pusher: room_pusher.clone(),
-        debits: nene_core::ledger::DebitBatcher::spawn(db.clone()),
         db,
+        probe_db,
         redis,
         signing_secret: config.signing_secret,
         wall_clock: Arc::new(SystemClock),
+        shutdown: shutdown.clone(),
     };
-    tokio::spawn(nene_core::maintenance::run_forever(state.db.clone()));
-    nene_core::notifications::start::spawn(
+    loops.spawn(
+        "maintenance",
+        nene_core::maintenance::run(state.db.clone(), shutdown.token()),
+    );
+    if let Some(dispatcher) = nene_core::notifications::start::spawn(
         &config.notifications,
         state.db.clone(),
         state.redis.clone(),
-    )?;
-    tokio::spawn(nene_core::lifecycle::run_forever(
-        state.db.clone(),
-        room_pusher,
-    ));
+        shutdown.token(),
+    )? {
+        loops.add("notifications", dispatcher);
+    }
+    loops.spawn(
+        "lifecycle",
+        nene_core::lifecycle::run(state.db.clone(), room_pusher, shutdown.token()),
+    );
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "nene-core listening");
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    tracing::info!("nene-core stopped cleanly");
+    let server = Server::start(listener, http::router(state));
+    shutdown.draining().await;
+    let drained = shutdown::drain(&shutdown, loops, &force).await;
+    let connections_cut = server.close(CLOSE_TIMEOUT).await;
+    tracing::info!(
+        drain_ms = shutdown.elapsed().as_millis(),
+        loops_cut = ?drained.loops_cut,
+        requests_cut = drained.requests_cut,
+        connections_cut,
+        "nene-core stopped"
+    );
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = interrupt => {},
-        () = terminate => {},
-    }
 }

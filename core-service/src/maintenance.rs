@@ -1,10 +1,12 @@
-//! The core's housekeeping loop: releases holds past their expiry and purges idempotency records
-//! past their retention. Safe with several replicas running it at once (the hold sweep skips rows
-//! another replica has locked; the purge deletes by key), so every replica simply runs it.
+//! The core's housekeeping loop: releases holds past their expiry and purges idempotency records,
+//! expired sign-in rows and processed Toss webhooks past their retention. Safe with several
+//! replicas running it at once (the hold sweep skips rows another replica has locked; the purges
+//! delete by key), so every replica simply runs it.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::ledger::{purge_idempotency_records, release_expired_holds_in_tx};
 
@@ -33,14 +35,23 @@ pub async fn run_once(db: &PgPool) -> Result<(u64, u64), crate::ledger::LedgerEr
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "sign-in purge failed"),
     }
+    match crate::payments::worker::purge_processed_webhooks(db, PURGED_RECORDS_PER_PASS).await {
+        Ok(removed) if removed > 0 => tracing::info!(removed, "processed webhooks purged"),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "webhook purge failed"),
+    }
     Ok((released, purged))
 }
 
-/// Runs forever, logging how each pass ended.
-pub async fn run_forever(db: PgPool) {
+/// Runs until `stop` (a pass in hand finishes: three bounded statements), logging how each pass
+/// and the loop ended.
+pub async fn run(db: PgPool, stop: CancellationToken) {
     let mut interval = tokio::time::interval(MAINTENANCE_INTERVAL);
     loop {
-        interval.tick().await;
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = interval.tick() => {}
+        }
         match run_once(&db).await {
             Ok((released, purged)) => {
                 tracing::info!(released, purged, "maintenance pass done");
@@ -48,4 +59,5 @@ pub async fn run_forever(db: PgPool) {
             Err(error) => tracing::error!(%error, "maintenance pass failed"),
         }
     }
+    tracing::info!("maintenance stopped");
 }

@@ -1,5 +1,5 @@
 //! Notifications as rows: written in the same transaction as the event that causes them, so an
-//! event and its notification exist together or not at all (DESIGN.md §5). Postgres holds every
+//! event and its notification exist together or not at all (docs/design.md §5). Postgres has every
 //! notification and its history (PENDING → SENT, or FAILED after retries); Redis holds only the
 //! schedule, and losing it loses nothing (docs/decisions/0009-notifications.md).
 //!

@@ -36,6 +36,9 @@ pub const REASON_CHARS_MAX: usize = 500;
 pub const REASON_CODE_LEN_MAX: usize = 50;
 /// Longest page of proofs (and of the reviewers' queue).
 pub const PROOF_PAGE_MAX: i64 = 100;
+/// A page of proofs when the client names no limit.
+pub const PROOF_PAGE_DEFAULT: i64 = 50;
+const _: () = assert!(PROOF_PAGE_DEFAULT >= 1 && PROOF_PAGE_DEFAULT <= PROOF_PAGE_MAX);
 /// A page of the reviewers' queue when the client names no limit.
 pub const QUEUE_PAGE_DEFAULT: i64 = 50;
 const _: () = assert!(QUEUE_PAGE_DEFAULT >= 1 && QUEUE_PAGE_DEFAULT <= PROOF_PAGE_MAX);
@@ -277,10 +280,12 @@ pub async fn submit(
     inserted.ok_or(ProofError::AlreadySubmitted)
 }
 
-/// The participants' proofs of a challenge, newest first.
+/// The participants' proofs of a challenge, newest first, `limit` (1 to [`PROOF_PAGE_MAX`],
+/// default 50) at a time.
 ///
 /// # Errors
-/// `Invalid` cursor, `Database`.
+/// `Invalid` cursor or a limit out of range (refused, as every list of the API does, not quietly
+/// clamped); `Database`.
 pub async fn list(
     db: &PgPool,
     challenge: Uuid,
@@ -291,7 +296,10 @@ pub async fn list(
         .map(Uuid::parse_str)
         .transpose()
         .map_err(|_| ProofError::Invalid)?;
-    let limit = limit.unwrap_or(50).clamp(1, PROOF_PAGE_MAX);
+    let limit = limit.unwrap_or(PROOF_PAGE_DEFAULT);
+    if !(1..=PROOF_PAGE_MAX).contains(&limit) {
+        return Err(ProofError::Invalid);
+    }
     let mut rows: Vec<Proof> = sqlx::query_as(&format!(
         "SELECT {PROOF_COLUMNS} FROM proofs WHERE challenge_id = $1 \
          AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"

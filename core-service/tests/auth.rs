@@ -69,6 +69,7 @@ async fn fixture(db: PgPool) -> Fixture {
         AuthConfig {
             redirect_uris: vec![REDIRECT.to_owned()],
             providers,
+            tls: nene_core::tls::Trust::public_roots(),
         },
     ));
     let browser = ok(reqwest::Client::builder()

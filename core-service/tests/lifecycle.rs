@@ -1088,3 +1088,20 @@ async fn a_review_that_waits_on_settlement_is_refused_once_the_payouts_are_count
     );
     assert_eq!(proof_state(&db, ids[0]).await, "submitted");
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_page_of_proofs_outside_one_to_a_hundred_is_refused_not_clamped(db: PgPool) {
+    let challenge = Uuid::now_v7();
+    for limit in [0, -1, proofs::PROOF_PAGE_MAX + 1, i64::MAX] {
+        let page = proofs::list(&db, challenge, None, Some(limit)).await;
+        assert!(
+            matches!(page, Err(ProofError::Invalid)),
+            "limit {limit}: {:?}",
+            page.map(|(items, _)| items.len())
+        );
+    }
+    for limit in [None, Some(1), Some(proofs::PROOF_PAGE_MAX)] {
+        let (items, next) = ok(proofs::list(&db, challenge, None, limit).await);
+        assert!(items.is_empty() && next.is_none());
+    }
+}

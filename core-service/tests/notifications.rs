@@ -90,6 +90,7 @@ impl Fixture {
                 nene_sandbox::fcm::SERVICE_ACCOUNT_JSON,
             )),
             send_timeout: Duration::from_secs(2),
+            tls: nene_core::tls::Trust::public_roots(),
         }))
     }
 
@@ -433,6 +434,7 @@ async fn the_users_list_pages_newest_first_with_status_and_attempts_for_that_use
                 base_url: "http://127.0.0.1:9".to_owned(),
                 secret_key: "test_sk_unused".to_owned(),
                 timeout: Duration::from_secs(1),
+                tls: nene_core::tls::Trust::public_roots(),
             },
             nene_core::payments::PaymentSettings::fast(),
         )),
@@ -444,13 +446,15 @@ async fn the_users_list_pages_newest_first_with_status_and_attempts_for_that_use
             nene_core::auth::AuthConfig {
                 redirect_uris: Vec::new(),
                 providers: Vec::new(),
+                tls: nene_core::tls::Trust::public_roots(),
             },
         )),
-        debits: nene_core::ledger::DebitBatcher::spawn(fixture.db.clone()),
+        probe_db: fixture.db.clone(),
         db: fixture.db.clone(),
         redis: None,
         signing_secret: ok(SigningSecret::parse(SECRET)),
         wall_clock: Arc::new(SystemClock),
+        shutdown: nene_core::shutdown::Shutdown::default(),
     };
     let get = |path: String| {
         let state = state.clone();
@@ -1127,5 +1131,95 @@ async fn feeding_leaves_claimed_ids_to_their_claimant_and_moves_due_ones_to_the_
     assert_eq!(later.len(), 6);
     assert!(later.iter().all(|id| !claimed.contains(id)));
     assert_eq!(ok(schedule.schedule(&[]).await), Some(0));
+    fixture.forget_redis_keys().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_worker_stopped_mid_batch_finishes_the_send_in_flight_and_gives_back_the_rest_at_once(
+    db: PgPool,
+) {
+    let fixture = fixture(db).await;
+    fixture
+        .user(
+            "user_three_phones",
+            &[
+                ("a", "android", "token_a"),
+                ("b", "android", "token_b"),
+                ("c", "android", "token_c"),
+            ],
+        )
+        .await;
+    let ids = fixture.enqueue(["user_three_phones".to_owned()]).await;
+    // One send at a time, so the stop lands between the first device and the others.
+    let dispatcher = fixture.dispatcher(
+        Some(&redis_url()),
+        DispatcherSettings {
+            sends_per_batch_in_flight: 1,
+            ..settings(&fixture.prefix)
+        },
+    );
+    fixture.fed(&dispatcher).await;
+    fixture
+        .fault(json!({ "kind": "latency", "latencyMs": 500 }))
+        .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = {
+        let (dispatcher, stop) = (dispatcher.clone(), stop.clone());
+        tokio::spawn(async move { dispatcher.work_once_until(&stop).await })
+    };
+    // The latency rule is used up when the first send reaches the sandbox: it is in flight now.
+    fixture
+        .wait_until(
+            Duration::from_secs(10),
+            "the first send in flight",
+            || async {
+                fixture.sandbox_get("/sandbox/fcm/faults").await["rules"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+            },
+        )
+        .await;
+    stop.cancel();
+    let pass = ok(ok(worker.await));
+    assert_eq!((pass.claimed, pass.given_back), (1, 1));
+
+    // The send in flight finished and is recorded; the attempt is not counted; the id is back in
+    // Redis' `due` at once, not held in flight until a visibility deadline.
+    let (state, attempts, _) = fixture.row(ids[0]).await;
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    let reached: Vec<String> = ok(sqlx::query_scalar(
+        "SELECT delivered_devices FROM notifications WHERE id = $1",
+    )
+    .bind(ids[0])
+    .fetch_one(&fixture.db)
+    .await);
+    assert_eq!(reached, ["a"]);
+    let mut redis = ok(ok(redis::Client::open(redis_url()))
+        .get_multiplexed_async_connection()
+        .await);
+    let keys = nene_core::notifications::schedule::Keys::new(&fixture.prefix);
+    let inflight: u64 = ok(redis::cmd("ZCARD")
+        .arg(&keys.inflight)
+        .query_async(&mut redis)
+        .await);
+    let due: Option<f64> = ok(redis::cmd("ZSCORE")
+        .arg(&keys.due)
+        .arg(ids[0].to_string())
+        .query_async(&mut redis)
+        .await);
+    assert_eq!((inflight, due.is_some()), (0, true));
+
+    // The next pass (any replica's) sends to the two devices left, and only to them.
+    fixture.drain(&dispatcher, Duration::from_secs(10)).await;
+    let mut tokens: Vec<String> = fixture
+        .deliveries()
+        .await
+        .iter()
+        .map(|delivery| delivery["token"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    tokens.sort();
+    assert_eq!(tokens, ["token_a", "token_b", "token_c"]);
+    let (state, attempts, _) = fixture.row(ids[0]).await;
+    assert_eq!((state.as_str(), attempts), ("sent", 1));
     fixture.forget_redis_keys().await;
 }

@@ -11,6 +11,7 @@ use nene_core::{
         Payments, PointsState,
         refund::{self, RefundState},
         toss::TossConfig,
+        webhook::{self, Accepted},
         worker,
     },
 };
@@ -44,6 +45,7 @@ async fn fixture(db: PgPool) -> Fixture {
             base_url: sandbox.clone(),
             secret_key: "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R".to_owned(),
             timeout: Duration::from_millis(1_000),
+            tls: nene_core::tls::Trust::public_roots(),
         },
         PaymentSettings {
             toss_timeout: Duration::from_millis(1_000),
@@ -182,8 +184,34 @@ impl Fixture {
         .await);
     }
 
-    async fn webhook(&self, body: &Value) {
-        ok(worker::accept_webhook(&self.payments, &ok(serde_json::to_vec(body))).await);
+    async fn webhook(&self, body: &Value) -> Accepted {
+        ok(webhook::accept(&self.payments, &ok(serde_json::to_vec(body))).await)
+    }
+
+    async fn reads(&self) -> i64 {
+        self.sandbox_get("/sandbox/toss/stats").await["reads"]
+            .as_i64()
+            .unwrap_or(-1)
+    }
+
+    async fn webhook_rows(&self, pending_only: bool) -> i64 {
+        ok(sqlx::query_scalar(
+            "SELECT count(*) FROM toss_webhooks WHERE NOT $1 OR processed_at IS NULL",
+        )
+        .bind(pending_only)
+        .fetch_one(&self.payments.db)
+        .await)
+    }
+
+    /// The amount-mismatch flag of an order: (reason, amount), if flagged.
+    async fn amount_flag(&self, order: &Order) -> Option<(String, i64)> {
+        ok(sqlx::query_as(
+            "SELECT reason, amount FROM payment_flags \
+             WHERE order_id = $1 AND kind = 'amount_mismatch'",
+        )
+        .bind(order.order_id.as_str())
+        .fetch_optional(&self.payments.db)
+        .await)
     }
 
     async fn notifications(&self, user: &str, kind: &str) -> i64 {
@@ -198,27 +226,38 @@ impl Fixture {
 
     /// The ledger's invariants, and for every payment: the money Toss still holds equals the
     /// points we gave for it and did not take back, less what was flagged (canceled at Toss
-    /// after those points were spent: a loss an operator must see).
+    /// after those points were spent: a loss an operator must see). A payment Toss approved for
+    /// another amount than its order's earned nothing and holds nothing once compensated.
     async fn assert_sound(&self) {
         let mut conn = ok(self.payments.db.acquire().await);
         let violations = ok(check_invariants(&mut conn).await);
         assert!(violations.is_empty(), "ledger invariants: {violations:#?}");
-        let rows: Vec<(String, String, i64, String, i64, i64)> = ok(sqlx::query_as(
+        let rows: Vec<(String, String, i64, String, i64, i64, bool)> = ok(sqlx::query_as(
             "SELECT p.order_id, p.payment_key, p.amount, p.points::text, \
                  COALESCE(l.amount - (SELECT COALESCE(sum(a.amount), 0) \
                      FROM ledger_lot_allocations a JOIN ledger_transfers t ON t.id = a.transfer_id \
                      WHERE a.lot_id = l.id AND $1 IN (t.to_account_id, t.from_account_id)), 0)::int8, \
                  (SELECT COALESCE(sum(amount), 0) FROM payment_flags f \
-                     WHERE f.order_id = p.order_id)::int8 \
+                     WHERE f.order_id = p.order_id AND f.kind = 'canceled_after_spent')::int8, \
+                 EXISTS (SELECT 1 FROM payment_flags f \
+                     WHERE f.order_id = p.order_id AND f.kind = 'amount_mismatch') \
              FROM payments p LEFT JOIN ledger_lots l ON l.id = p.charge_lot_id \
              WHERE p.state = 'done'",
         )
         .bind(ledger::system_account(ledger::SystemAccount::PaymentClearing))
         .fetch_all(&mut *conn)
         .await);
-        for (order_id, payment_key, amount, points, net_points, flagged) in rows {
+        for (order_id, payment_key, amount, points, net_points, flagged, mismatch) in rows {
             let toss = self.toss_payment(&payment_key).await;
             let toss_balance = toss["balanceAmount"].as_i64().unwrap_or(-1);
+            if mismatch {
+                assert_ne!(
+                    points, "credited",
+                    "{order_id}: another amount was credited"
+                );
+                assert_eq!(toss_balance, 0, "{order_id}: another amount left charged");
+                continue;
+            }
             assert_eq!(toss["totalAmount"].as_i64(), Some(amount), "{order_id}");
             if points == "credited" {
                 assert_eq!(
@@ -648,17 +687,27 @@ async fn a_forged_webhook_changes_nothing(db: PgPool) {
     let mut forged = f.toss_payment(&key).await;
     forged["status"] = json!("CANCELED");
     forged["balanceAmount"] = json!(0);
-    f.webhook(&status_changed(&forged)).await;
-    // Another payment key for our order, and an order we never made.
+    // Our order and key: stored (a hint), and Toss's own answer decides.
+    assert_eq!(f.webhook(&status_changed(&forged)).await, Accepted::Stored);
+    // Another payment key for our order, an order we never made, and a deposit secret that is
+    // not the payment's: not even stored.
     let mut other_key = forged.clone();
     other_key["paymentKey"] = json!("forged_key_123");
-    f.webhook(&status_changed(&other_key)).await;
     let mut unknown = forged.clone();
     unknown["orderId"] = json!("nene_not_ours_1");
-    f.webhook(&status_changed(&unknown)).await;
-    f.webhook(&json!({ "eventType": "DEPOSIT_CALLBACK",
-        "data": { "orderId": order.order_id.as_str(), "secret": "guess", "status": "DONE" } }))
-        .await;
+    let wrong_secret = json!({ "eventType": "DEPOSIT_CALLBACK",
+        "data": { "orderId": order.order_id.as_str(), "secret": "guess", "status": "DONE" } });
+    for ignored in [
+        status_changed(&other_key),
+        status_changed(&unknown),
+        wrong_secret,
+    ] {
+        assert!(
+            matches!(f.webhook(&ignored).await, Accepted::Ignored(_)),
+            "{ignored}"
+        );
+    }
+    assert_eq!(f.webhook_rows(false).await, 1);
     f.work_until("processed", async |f| {
         let left: i64 = ok(sqlx::query_scalar(
             "SELECT count(*) FROM toss_webhooks WHERE processed_at IS NULL",
@@ -800,4 +849,277 @@ async fn a_refund_whose_answer_is_lost_is_asked_again_and_done_once(db: PgPool) 
         "one cancel"
     );
     f.assert_sound().await;
+}
+
+// --- a wrong amount is given back in full (issue: partial compensation) -----------------------
+
+/// The widget runs in the customer's browser: it can authorise another amount than the order's.
+async fn pay_amount(f: &Fixture, order: &Order, amount: i64) -> String {
+    let paid = f
+        .sandbox_post(
+            "/sandbox/toss/pay",
+            &json!({ "orderId": order.order_id.as_str(), "amount": amount }),
+        )
+        .await;
+    paid["paymentKey"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no paymentKey in {paid}"))
+        .to_owned()
+}
+
+/// Toss approves 50,000 for a 1,000 order and the confirm's answer is lost: the reconciler finds
+/// a payment of another amount. It used to cancel the order's 1,000 only, leaving 49,000 charged.
+#[sqlx::test(migrations = "./migrations")]
+async fn another_amount_approved_behind_a_lost_answer_is_canceled_in_full_and_flagged(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 1_000).await;
+    let key = pay_amount(&f, &order, 50_000).await;
+    f.fault(json!({ "operation": "confirm", "kind": "approve_authorised_amount_then_drop" }))
+        .await;
+    let view = ok(f.confirm(USER, &order, &key, 1_000).await);
+    assert_eq!(view.status, PaymentState::Confirming, "the answer was lost");
+    assert_eq!(f.toss_payment(&key).await["totalAmount"], 50_000);
+    f.work_until("given back", async |f| {
+        f.view(USER, &order).await.points == PointsState::Compensated
+    })
+    .await;
+    let toss = f.toss_payment(&key).await;
+    assert_eq!(
+        (toss["status"].as_str(), toss["balanceAmount"].as_i64()),
+        (Some("CANCELED"), Some(0)),
+        "nothing of the customer's stays charged"
+    );
+    assert_eq!(f.balance(USER).await, 0, "no points for it");
+    let (reason, flagged) = f
+        .amount_flag(&order)
+        .await
+        .unwrap_or_else(|| panic!("the order is flagged"));
+    assert_eq!(flagged, 50_000, "{reason}");
+    assert_eq!(f.notifications(USER, "points_credited").await, 0);
+    assert_eq!(f.notifications(USER, "payment_canceled").await, 1);
+    // Toss's webhook about the cancel changes nothing more.
+    f.webhook(&status_changed(&toss)).await;
+    f.work_until("webhook processed", async |f| {
+        f.webhook_rows(true).await == 0
+    })
+    .await;
+    assert_eq!(f.balance(USER).await, 0);
+    f.assert_sound().await;
+}
+
+/// The confirm itself may hear Toss approve another amount (not only the reconciler): it refuses
+/// it, credits nothing, and the payment goes back in full.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_confirm_answered_with_another_amount_is_refused_and_canceled_in_full(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 1_000).await;
+    let key = pay_amount(&f, &order, 50_000).await;
+    f.fault(json!({ "operation": "confirm", "kind": "approve_authorised_amount" }))
+        .await;
+    let refused = f.confirm(USER, &order, &key, 1_000).await;
+    assert!(
+        matches!(refused, Err(PaymentError::AmountMismatch)),
+        "{refused:?}"
+    );
+    assert_eq!(f.view(USER, &order).await.points, PointsState::None);
+    assert!(f.amount_flag(&order).await.is_some(), "flagged at once");
+    f.work_until("given back", async |f| {
+        f.view(USER, &order).await.points == PointsState::Compensated
+    })
+    .await;
+    assert_eq!(f.toss_payment(&key).await["balanceAmount"], 0);
+    assert_eq!(f.balance(USER).await, 0);
+    // Asking again changes nothing: no second cancel, no points.
+    let again = f.confirm(USER, &order, &key, 1_000).await;
+    assert!(again.is_ok_and(|view| view.points == PointsState::Compensated));
+    assert_eq!(
+        f.toss_payment(&key).await["cancels"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    f.assert_sound().await;
+}
+
+/// The customer authorised 50,000 for a 1,000 order and our confirm's answer was lost (Toss
+/// refused it: the amounts differ). The reconciler used to confirm again with Toss's amount,
+/// charging 50,000 for 1,000 points. It confirms only the order's amount: here, not at all.
+#[sqlx::test(migrations = "./migrations")]
+async fn the_reconciler_never_confirms_an_amount_other_than_the_orders(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 1_000).await;
+    let key = pay_amount(&f, &order, 50_000).await;
+    f.fault(json!({ "operation": "confirm", "kind": "approve_then_drop" }))
+        .await;
+    let view = ok(f.confirm(USER, &order, &key, 1_000).await);
+    assert_eq!(view.status, PaymentState::Confirming);
+    f.work_until("settled", async |f| {
+        f.view(USER, &order).await.status == PaymentState::Failed
+    })
+    .await;
+    assert_eq!(f.confirms_executed().await, 0, "nothing was ever charged");
+    assert_ne!(f.toss_payment(&key).await["status"], "DONE");
+    assert!(
+        f.amount_flag(&order).await.is_some(),
+        "flagged for an operator"
+    );
+    assert_eq!(f.balance(USER).await, 0);
+    f.assert_sound().await;
+}
+
+// --- the public webhook endpoint stores only what names our payments (issue: stores anything) --
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_thousand_distinct_junk_webhooks_store_nothing_and_read_nothing(db: PgPool) {
+    let f = fixture(db).await;
+    let (order, key) = f.bought(USER, 10_000).await;
+    let real = f.toss_payment(&key).await;
+    let reads_before = f.reads().await;
+    for i in 0..1_000 {
+        let junk: Vec<u8> = match i % 8 {
+            0 => format!("not json {i}").into_bytes(),
+            1 => ok(serde_json::to_vec(&json!({ "hello": i }))),
+            2 => {
+                let mut unknown = real.clone();
+                unknown["orderId"] = json!(format!("nene_unknown_{i}"));
+                ok(serde_json::to_vec(&status_changed(&unknown)))
+            }
+            3 => {
+                let mut other_key = real.clone();
+                other_key["paymentKey"] = json!(format!("tsb_forged_{i}"));
+                ok(serde_json::to_vec(&status_changed(&other_key)))
+            }
+            4 => ok(serde_json::to_vec(
+                &json!({ "eventType": "DEPOSIT_CALLBACK",
+                "data": { "orderId": order.order_id.as_str(), "secret": format!("guess{i}"),
+                          "status": "DONE" } }),
+            )),
+            5 => ok(serde_json::to_vec(
+                &json!({ "eventType": "PAYOUT_STATUS_CHANGED",
+                "createdAt": i, "data": real }),
+            )),
+            6 => ok(serde_json::to_vec(
+                &json!({ "eventType": "PAYMENT_STATUS_CHANGED",
+                "createdAt": i, "data": { "orderId": order.order_id.as_str() } }),
+            )),
+            _ => {
+                let mut huge = ok(serde_json::to_vec(&status_changed(&real)));
+                huge.extend(std::iter::repeat_n(b' ', webhook::WEBHOOK_BODY_BYTES_MAX));
+                huge.extend(i.to_string().bytes());
+                huge
+            }
+        };
+        let accepted = ok(webhook::accept(&f.payments, &junk).await);
+        assert!(
+            matches!(accepted, Accepted::Ignored(_)),
+            "{i}: {accepted:?}"
+        );
+    }
+    assert_eq!(f.webhook_rows(false).await, 0, "nothing stored");
+    ok(worker::run_once(&f.payments).await);
+    assert_eq!(f.reads().await, reads_before, "no Toss read for junk");
+    assert_eq!(f.balance(USER).await, 10_000);
+    f.assert_sound().await;
+}
+
+/// Toss took the money but our confirm's answer was lost; then 1,000 distinct events name the
+/// payment (Toss's redeliveries, or someone replaying them). One pending row takes them all, Toss
+/// is read at most once per interval, and the points are credited once.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_thousand_webhooks_naming_one_payment_read_toss_a_bounded_number_of_times_and_credit_once(
+    db: PgPool,
+) {
+    const EVENTS: usize = 1_000;
+    let f = fixture(db).await;
+    let order = f.order(USER, 20_000).await;
+    let key = f.pay(&order).await;
+    f.fault(json!({ "operation": "confirm", "kind": "approve_then_drop" }))
+        .await;
+    let view = ok(f.confirm(USER, &order, &key, 20_000).await);
+    assert_eq!(view.status, PaymentState::Confirming);
+    let done = f.toss_payment(&key).await;
+    let reads_before = f.reads().await;
+    let started = std::time::Instant::now();
+    let mut stored = 0;
+    for i in 0..EVENTS {
+        let mut event = status_changed(&done);
+        event["createdAt"] = json!(format!("2026-11-29T12:00:00.{i:06}"));
+        if f.webhook(&event).await == Accepted::Stored {
+            stored += 1;
+        }
+        if i % 100 == 99 {
+            ok(worker::run_once(&f.payments).await);
+        }
+    }
+    f.work_until("credited", async |f| {
+        f.view(USER, &order).await.points == PointsState::Credited
+    })
+    .await;
+    f.work_until("every webhook processed", async |f| {
+        f.webhook_rows(true).await == 0
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let reads = f.reads().await - reads_before;
+    // One read per interval that passed (and one for the interval under way), plus at most one
+    // by the reconciler, which looks at confirms left unknown past their lease.
+    let intervals = elapsed.as_millis() / worker::WEBHOOK_READ_INTERVAL.as_millis();
+    let bound = i64::try_from(intervals).unwrap_or(i64::MAX) + 2;
+    eprintln!("{EVENTS} events: {reads} Toss reads, {stored} rows stored, in {elapsed:?}");
+    assert!(
+        (1..=bound).contains(&reads),
+        "{reads} Toss reads for {EVENTS} events in {elapsed:?} (at most {bound})"
+    );
+    assert!(
+        (1..=reads).contains(&stored),
+        "{stored} rows stored for {EVENTS} events"
+    );
+    assert_eq!(f.confirms_executed().await, 1);
+    assert_eq!(f.balance(USER).await, 20_000, "credited exactly once");
+    assert_eq!(f.notifications(USER, "points_credited").await, 1);
+
+    // Toss was just read for this payment: a further event waits out the interval.
+    let reads_now = f.reads().await;
+    assert_eq!(f.webhook(&status_changed(&done)).await, Accepted::Stored);
+    for _ in 0..3 {
+        ok(worker::run_once(&f.payments).await);
+    }
+    assert_eq!(f.reads().await, reads_now, "no read within the interval");
+    assert_eq!(f.webhook_rows(true).await, 1, "still pending, not lost");
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn processed_webhooks_are_purged_after_thirty_days_and_newer_or_pending_ones_kept(
+    db: PgPool,
+) {
+    let f = fixture(db).await;
+    let (order, _) = f.bought(USER, 10_000).await;
+    let retention_days = worker::WEBHOOK_RETENTION.as_secs() / 86_400;
+    assert_eq!(retention_days, 30);
+    for (outcome, processed_days_ago, received_days_ago) in [
+        ("old", Some(31_i32), 31_i32),
+        ("recent", Some(29), 31),
+        ("pending", None, 40),
+    ] {
+        ok(sqlx::query(
+            "INSERT INTO toss_webhooks (order_id, event_type, body, received_at, processed_at, \
+                                        outcome) \
+             VALUES ($1, 'PAYMENT_STATUS_CHANGED', '{}', now() - make_interval(days => $3), \
+                     now() - make_interval(days => $2), $4)",
+        )
+        .bind(order.order_id.as_str())
+        .bind(processed_days_ago)
+        .bind(received_days_ago)
+        .bind(outcome)
+        .execute(&f.payments.db)
+        .await);
+    }
+    ok(nene_core::maintenance::run_once(&f.payments.db).await);
+    let kept: Vec<String> = ok(sqlx::query_scalar(
+        "SELECT outcome FROM toss_webhooks ORDER BY outcome",
+    )
+    .fetch_all(&f.payments.db)
+    .await);
+    assert_eq!(kept, ["pending", "recent"]);
 }

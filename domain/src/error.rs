@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A stable error code of API.md. The serialized form is the SCREAMING_SNAKE_CASE name.
+/// A stable error code of the public API (docs/api.md, "Errors"). The serialized form is the
+/// SCREAMING_SNAKE_CASE name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -326,6 +327,43 @@ mod tests {
             let json = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    /// The error table of `docs/api.md`: rows `` | `CODE` | status | meaning | ``.
+    fn documented_codes() -> Vec<(String, u16)> {
+        include_str!("../../docs/api.md")
+            .lines()
+            .filter_map(|line| {
+                let (code, rest) = line.strip_prefix("| `")?.split_once("` | ")?;
+                let status = rest.split_once(" |")?.0.parse().ok()?;
+                code.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'_')
+                    .then(|| (code.to_owned(), status))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_api_document_lists_every_code_once_with_its_status() {
+        let documented = documented_codes();
+        for code in ALL {
+            let rows: Vec<u16> = documented
+                .iter()
+                .filter(|(name, _)| name == code.as_str())
+                .map(|(_, status)| *status)
+                .collect();
+            assert_eq!(
+                rows,
+                vec![code.http_status()],
+                "docs/api.md's row for {}",
+                code.as_str()
+            );
+        }
+        assert_eq!(
+            documented.len(),
+            ALL.len(),
+            "docs/api.md lists codes that do not exist"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod deployment;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod internal_api;
 pub mod limits;
 pub mod lots;
 pub mod payments;

@@ -1,5 +1,5 @@
-//! Settlement arithmetic (DESIGN.md §4): from each participant's stake and counted proof days to
-//! their refund and prize, and the house's share, exactly and to the point.
+//! Settlement arithmetic (docs/design.md §4): from each participant's stake and counted proof days
+//! to their refund and prize, and the house's share, exactly and to the point.
 //!
 //! Rules, with achievement `r = counted / required`:
 //! - `r = 100%`: the stake back, plus a prize;

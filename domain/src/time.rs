@@ -1,5 +1,6 @@
-//! RFC 3339 timestamps, as API.md writes every time, to and from unix seconds — without a date
-//! library, so the pure crate stays small for wasm. Proleptic Gregorian calendar, years 1970–9999.
+//! RFC 3339 timestamps, as the API writes every time (docs/api.md), to and from unix seconds —
+//! without a date library, so the pure crate stays small for wasm. Proleptic Gregorian calendar,
+//! years 1970–9999.
 
 /// Unix seconds of 9999-12-31T23:59:59Z: the last instant RFC 3339's four-digit year can write.
 pub const UNIX_SECONDS_MAX: i64 = 253_402_300_799;

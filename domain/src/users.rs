@@ -4,11 +4,11 @@ use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-/// API.md: a nickname is 2–20 characters (Korean counts one per syllable), counted in the stored
-/// (NFC) form, so a syllable typed as two or three jamo counts once.
+/// `PATCH /v1/me`: a nickname is 2–20 characters (Korean counts one per syllable), counted in the
+/// stored (NFC) form, so a syllable typed as two or three jamo counts once.
 pub const NICKNAME_CHARS_MIN: usize = 2;
 pub const NICKNAME_CHARS_MAX: usize = 20;
-/// API.md: a bio is at most 300 characters.
+/// `PATCH /v1/me`: a bio is at most 300 characters.
 pub const BIO_CHARS_MAX: usize = 300;
 
 /// The Hangul fillers: letters by category (Lo), so a rule of "letters and digits" lets them in,

@@ -1,8 +1,11 @@
-//! `ChallengeRoom`: one per challenge. It will serialize joins and hold the roster and live
-//! counts; today it holds the plumbing probe that proves its storage survives requests and restarts.
+//! The storage probe inside every `ChallengeRoom`, for development only: a counter kept in the
+//! room's SQLite, read and added to through `GET|POST /v1/dev/rooms/{id}/probe` (dev mode), which
+//! proves a room's storage survives requests and restarts. This is not the room: its joins, seats
+//! and roster are [`crate::join`], and its `#[durable_object]` wrapper is `ChallengeRoom` in
+//! `workers.rs`.
 //!
-//! The edge talks to a room over HTTP-shaped requests (`RoomCall`): the paths and bodies below are
-//! that internal protocol.
+//! The probe's path and bodies below are part of the internal protocol between the edge and a
+//! room (`RoomCall`).
 
 use serde::{Deserialize, Serialize};
 

@@ -13,6 +13,7 @@ use futures::future::{Either, select};
 use nene_domain::{
     ErrorCode,
     error::ErrorEnvelope,
+    internal_api,
     limits::CORE_TIMEOUT_MS,
     signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts, SigningSecret},
 };
@@ -234,15 +235,16 @@ fn core_link(env: &Env) -> Option<(String, SigningSecret)> {
     Some((url.trim_end_matches('/').to_owned(), secret))
 }
 
-/// A signed call to the core as `user`; `None` when it did not answer in time or could not be
-/// reached.
+/// A signed call to the core (one of its [`internal_api`] routes) as `user`; `None` when it did
+/// not answer in time or could not be reached.
 async fn core_call(
     env: &Env,
-    method: &str,
-    path: &str,
+    call: &internal_api::Call,
     user: &str,
     body: &[u8],
 ) -> Option<(u16, Vec<u8>)> {
+    let method = call.method().as_str();
+    let path = call.path_and_query();
     let (base, secret) = core_link(env)?;
     let timestamp = now_ms() / 1_000;
     let signature = secret.sign(&SignedParts {
@@ -294,8 +296,8 @@ async fn fetch_rules(env: &Env, challenge: &str) -> Result<RoomRules, ErrorCode>
         capacity: u32,
         state: String,
     }
-    let path = format!("/internal/v1/challenges/{challenge}");
-    match core_call(env, "GET", &path, "", b"").await {
+    let call = internal_api::CHALLENGE_DETAIL.call(&[challenge]);
+    match core_call(env, &call, "", b"").await {
         Some((200, body)) => serde_json::from_slice::<Detail>(&body)
             .map(|detail| RoomRules {
                 capacity: detail.capacity,
@@ -317,26 +319,16 @@ impl ChallengeRoom {
         self.state.id().name()
     }
 
-    async fn core_call(
-        &self,
-        method: &str,
-        path: &str,
-        user: &str,
-        body: &[u8],
-    ) -> Option<(u16, Vec<u8>)> {
-        core_call(&self.env, method, path, user, body).await
-    }
-
     /// Forwards a join to the core, signed as the user, and reads the verdict. `session` is the
     /// access token id the user joined with (the core refuses a revoked one); the alarm's retries
     /// send the one stored with the seat, so a session revoked after the first call is refused
     /// too.
     async fn core_join(&self, challenge: &str, user: &str, session: Option<&str>) -> Verdict {
-        let path = format!("/internal/v1/challenges/{challenge}/join");
+        let call = internal_api::CHALLENGE_JOIN.call(&[challenge]);
         let body = session
             .and_then(|session| serde_json::to_vec(&serde_json::json!({ "session": session })).ok())
             .unwrap_or_default();
-        match self.core_call("POST", &path, user, &body).await {
+        match core_call(&self.env, &call, user, &body).await {
             Some((201, _)) => Verdict::Joined,
             Some((status, body)) if (400..500).contains(&status) => {
                 match serde_json::from_slice::<ErrorEnvelope>(&body).map(|e| e.error.code) {
@@ -842,7 +834,7 @@ impl Wallet {
         if let Ok(Some(body)) = self.logic().balance(now_ms()) {
             return json_response(200, &body);
         }
-        match core_call(&self.env, "GET", "/internal/v1/me/wallet", user, b"").await {
+        match core_call(&self.env, &internal_api::WALLET.call(&[]), user, b"").await {
             Some((200, body)) => {
                 let body = String::from_utf8_lossy(&body).into_owned();
                 if let Err(error) = self.logic().cache_balance(&body, now_ms()) {

@@ -19,7 +19,7 @@ use std::{
 };
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use nene_domain::{ErrorCode, access_token::AccessClaims};
+use nene_domain::{ErrorCode, access_token::AccessClaims, internal_api};
 
 use crate::{core_client, error::ApiError, platform::Platform};
 
@@ -28,8 +28,6 @@ pub const REVOCATION_CACHE_SECONDS: i64 = 60;
 /// Tokens remembered per isolate; past it the cache starts over (a bound, not an eviction policy:
 /// a busy isolate asks a little more often).
 pub const REVOCATION_CACHE_ENTRIES_MAX: usize = 10_000;
-/// The core's revocation check.
-pub const CORE_PATH_REVOKED: &str = "/internal/v1/auth/revoked";
 
 /// The authenticated user's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,8 +91,7 @@ pub async fn ensure_not_revoked(
     let body = core_client::json_body(&serde_json::json!({ "jti": claims.jti }))?;
     let answer: serde_json::Value = core_client::call_json(
         platform,
-        http::Method::POST,
-        CORE_PATH_REVOKED,
+        &internal_api::AUTH_REVOKED.call(&[]),
         Some(&claims.sub),
         body,
         &request_id,

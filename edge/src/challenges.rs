@@ -1,5 +1,5 @@
 //! Browsing, proofs, reports, appeals, reviews, the reviewers' queue and a participant's standing
-//! (API.md "Challenges"), and the dev-mode test clock. The core decides everything (windows by the
+//! (docs/design.md §4), and the dev-mode test clock. The core decides everything (windows by the
 //! platform's clock, who may do what); the edge authenticates and forwards. Creation, detail and
 //! joins live in `router.rs` with the rooms.
 
@@ -10,14 +10,13 @@ use axum::{
     routing::{get, post},
 };
 use bytes::Bytes;
-use http::Method;
-use nene_domain::ErrorCode;
+use nene_domain::{ErrorCode, internal_api};
 
 use crate::{
     auth::User,
     core_client::{Core, Forwarded, json_body},
     error::{ApiError, ApiJson},
-    paging::{HEX_ID_CURSOR, core_path},
+    paging::{HEX_ID_CURSOR, core_query},
     router::{AppState, uuid_segment},
 };
 
@@ -25,9 +24,9 @@ pub fn routes(dev_mode: bool) -> Router<AppState> {
     let routes = Router::new()
         .route("/v1/challenges/{id}/proofs", post(submit_proof).get(proofs))
         .route("/v1/challenges/{id}/me", get(me))
-        .route("/v1/proofs/{id}/report", post(proof_step))
-        .route("/v1/proofs/{id}/appeal", post(proof_step))
-        .route("/v1/admin/proofs/{id}/review", post(proof_step))
+        .route("/v1/proofs/{id}/report", post(report))
+        .route("/v1/proofs/{id}/appeal", post(appeal))
+        .route("/v1/admin/proofs/{id}/review", post(review))
         .route("/v1/admin/proofs/queue", get(review_queue));
     if dev_mode {
         routes.route("/v1/dev/clock", post(advance_clock))
@@ -39,11 +38,12 @@ pub fn routes(dev_mode: bool) -> Router<AppState> {
 /// Longest query string forwarded (cursor, limit, filters, a search text).
 const QUERY_LEN_MAX: usize = 512;
 
-fn query_suffix(query: Option<String>) -> Result<String, ApiError> {
+/// The query to forward (without its `?`; empty for none), refused past [`QUERY_LEN_MAX`].
+fn forwarded_query(query: Option<String>) -> Result<String, ApiError> {
     match query {
         Some(q) if q.len() > QUERY_LEN_MAX => Err(ApiError::new(ErrorCode::BadRequest)),
-        Some(q) if !q.is_empty() => Ok(format!("?{q}")),
-        _ => Ok(String::new()),
+        Some(q) => Ok(q),
+        None => Ok(String::new()),
     }
 }
 
@@ -53,9 +53,10 @@ pub async fn browse(
     User(user): User,
     RawQuery(query): RawQuery,
 ) -> Result<Forwarded, ApiError> {
-    let path = format!("/internal/v1/challenges{}", query_suffix(query)?);
-    core.forward(Method::GET, &path, Some(&user), Bytes::new())
-        .await
+    let call = internal_api::CHALLENGE_BROWSE
+        .call(&[])
+        .with_query(&forwarded_query(query)?);
+    core.forward(call, Some(&user), Bytes::new()).await
 }
 
 async fn submit_proof(
@@ -64,9 +65,8 @@ async fn submit_proof(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Forwarded, ApiError> {
-    let path = format!("/internal/v1/challenges/{}/proofs", uuid_segment(&id)?);
-    core.forward(Method::POST, &path, Some(&user), json_body(&body)?)
-        .await
+    let call = internal_api::PROOF_SUBMIT.call(&[uuid_segment(&id)?]);
+    core.forward(call, Some(&user), json_body(&body)?).await
 }
 
 async fn proofs(
@@ -75,33 +75,57 @@ async fn proofs(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Forwarded, ApiError> {
-    let path = format!(
-        "/internal/v1/challenges/{}/proofs{}",
-        uuid_segment(&id)?,
-        query_suffix(query)?
-    );
-    core.forward(Method::GET, &path, Some(&user), Bytes::new())
-        .await
+    let call = internal_api::PROOF_LIST
+        .call(&[uuid_segment(&id)?])
+        .with_query(&forwarded_query(query)?);
+    core.forward(call, Some(&user), Bytes::new()).await
 }
 
 async fn me(core: Core, User(user): User, Path(id): Path<String>) -> Result<Forwarded, ApiError> {
-    let path = format!("/internal/v1/challenges/{}/me", uuid_segment(&id)?);
-    core.forward(Method::GET, &path, Some(&user), Bytes::new())
-        .await
+    let call = internal_api::CHALLENGE_STANDING.call(&[uuid_segment(&id)?]);
+    core.forward(call, Some(&user), Bytes::new()).await
 }
 
-/// `POST /v1/proofs/{id}/report`, `…/appeal` and `POST /v1/admin/proofs/{id}/review`: the same
-/// step to the core's matching path, 204 when it is taken.
+/// `POST /v1/proofs/{id}/report`.
+async fn report(
+    core: Core,
+    user: User,
+    Path(id): Path<String>,
+    body: ApiJson<serde_json::Value>,
+) -> Result<StatusCode, ApiError> {
+    proof_step(core, internal_api::PROOF_REPORT, user, &id, body).await
+}
+
+/// `POST /v1/proofs/{id}/appeal`.
+async fn appeal(
+    core: Core,
+    user: User,
+    Path(id): Path<String>,
+    body: ApiJson<serde_json::Value>,
+) -> Result<StatusCode, ApiError> {
+    proof_step(core, internal_api::PROOF_APPEAL, user, &id, body).await
+}
+
+/// `POST /v1/admin/proofs/{id}/review`.
+async fn review(
+    core: Core,
+    user: User,
+    Path(id): Path<String>,
+    body: ApiJson<serde_json::Value>,
+) -> Result<StatusCode, ApiError> {
+    proof_step(core, internal_api::PROOF_REVIEW, user, &id, body).await
+}
+
+/// A step on a proof: the same step to the core's matching route, 204 when it is taken.
 async fn proof_step(
     core: Core,
+    route: internal_api::Route,
     User(user): User,
-    Path(id): Path<String>,
-    uri: http::Uri,
+    id: &str,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<StatusCode, ApiError> {
-    uuid_segment(&id)?;
-    let path = format!("/internal{}", uri.path());
-    core.forward(Method::POST, &path, Some(&user), json_body(&body)?)
+    let call = route.call(&[uuid_segment(id)?]);
+    core.forward(call, Some(&user), json_body(&body)?)
         .await
         .map(|_| StatusCode::NO_CONTENT)
 }
@@ -113,13 +137,11 @@ async fn review_queue(
     User(user): User,
     RawQuery(query): RawQuery,
 ) -> Result<Forwarded, ApiError> {
-    let path = core_path(
-        "/internal/v1/admin/proofs/queue",
-        query.as_deref(),
-        HEX_ID_CURSOR,
-    )?;
-    core.forward(Method::GET, &path, Some(&user), Bytes::new())
-        .await
+    let query = core_query(query.as_deref(), HEX_ID_CURSOR)?;
+    let call = internal_api::PROOF_REVIEW_QUEUE
+        .call(&[])
+        .with_query(&query);
+    core.forward(call, Some(&user), Bytes::new()).await
 }
 
 /// `POST /v1/dev/clock {advance_seconds}` (dev mode only; no token: the local stack's tool).
@@ -127,11 +149,6 @@ async fn advance_clock(
     core: Core,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Forwarded, ApiError> {
-    core.forward(
-        Method::POST,
-        "/internal/v1/dev/clock",
-        None,
-        json_body(&body)?,
-    )
-    .await
+    let call = internal_api::DEV_CLOCK.call(&[]);
+    core.forward(call, None, json_body(&body)?).await
 }

@@ -8,6 +8,7 @@ use http::request::Parts;
 use nene_domain::{
     ErrorCode,
     error::ErrorEnvelope,
+    internal_api::{Call, Method},
     limits::CORE_TIMEOUT_MS,
     signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts},
 };
@@ -21,9 +22,6 @@ use crate::{
 
 /// Header that carries the edge's request id to the core, so one id names a request in both logs.
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
-
-/// Internal path of the core's health report.
-pub const CORE_PATH_HEALTH: &str = "/internal/v1/health";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CoreError {
@@ -63,16 +61,29 @@ impl From<CoreError> for ApiError {
     }
 }
 
-/// Builds the signed request for `method path` with `body`, as `user` (or anonymously).
+/// An internal route's method as `http` names it.
+fn http_method(method: Method) -> http::Method {
+    match method {
+        Method::Get => http::Method::GET,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Patch => http::Method::PATCH,
+        Method::Delete => http::Method::DELETE,
+    }
+}
+
+/// Builds the signed request for `call` (one of the core's [`nene_domain::internal_api`] routes)
+/// with `body`, as `user` (or anonymously).
 #[must_use]
 pub fn signed_request(
     platform: &Platform,
-    method: http::Method,
-    path_and_query: &str,
+    call: &Call,
     user: Option<&str>,
     body: Bytes,
     request_id: &str,
 ) -> OutboundRequest {
+    let method = http_method(call.method());
+    let path_and_query = call.path_and_query();
     let timestamp = platform.host.now_unix_seconds();
     let user = user.unwrap_or("");
     let signature = platform.config.signing_secret.sign(&SignedParts {
@@ -107,13 +118,12 @@ pub fn signed_request(
 /// that is not the expected JSON.
 pub async fn call_json<T: DeserializeOwned>(
     platform: &Platform,
-    method: http::Method,
-    path_and_query: &str,
+    call: &Call,
     user: Option<&str>,
     body: Bytes,
     request_id: &str,
 ) -> Result<T, CoreError> {
-    call_json_with_status(platform, method, path_and_query, user, body, request_id)
+    call_json_with_status(platform, call, user, body, request_id)
         .await
         .map(|(_, value)| value)
 }
@@ -124,13 +134,12 @@ pub async fn call_json<T: DeserializeOwned>(
 /// As [`call_json`].
 pub async fn call_json_with_status<T: DeserializeOwned>(
     platform: &Platform,
-    method: http::Method,
-    path_and_query: &str,
+    call: &Call,
     user: Option<&str>,
     body: Bytes,
     request_id: &str,
 ) -> Result<(u16, T), CoreError> {
-    let request = signed_request(platform, method, path_and_query, user, body, request_id);
+    let request = signed_request(platform, call, user, body, request_id);
     let response = platform
         .transport
         .send(request)
@@ -166,7 +175,8 @@ pub async fn call_json_with_status<T: DeserializeOwned>(
 }
 
 /// The core as a handler calls it: the platform and the request's id are filled in (extracted
-/// with the request), so a handler says only what differs: method, path, as whom, and body.
+/// with the request), so a handler says only what differs: which route (an
+/// [`nene_domain::internal_api`] call), as whom, and body.
 pub struct Core {
     platform: Arc<Platform>,
     request_id: String,
@@ -196,18 +206,17 @@ impl FromRequestParts<Arc<Platform>> for Core {
 }
 
 impl Core {
-    /// The core's JSON answer to `method path`, as `user` (or anonymously), with `body`.
+    /// The core's JSON answer to `call`, as `user` (or anonymously), with `body`.
     ///
     /// # Errors
     /// The client's error for a [`CoreError`].
     pub async fn json<T: DeserializeOwned>(
         &self,
-        method: http::Method,
-        path_and_query: &str,
+        call: Call,
         user: Option<&str>,
         body: Bytes,
     ) -> Result<T, ApiError> {
-        let (_, value) = self.call(method, path_and_query, user, body).await?;
+        let (_, value) = self.call(&call, user, body).await?;
         Ok(value)
     }
 
@@ -217,12 +226,11 @@ impl Core {
     /// As [`Core::json`].
     pub async fn forward(
         &self,
-        method: http::Method,
-        path_and_query: &str,
+        call: Call,
         user: Option<&str>,
         body: Bytes,
     ) -> Result<Forwarded, ApiError> {
-        let (status, value) = self.call(method, path_and_query, user, body).await?;
+        let (status, value) = self.call(&call, user, body).await?;
         Ok((
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             axum::Json(value),
@@ -231,14 +239,13 @@ impl Core {
 
     async fn call<T: DeserializeOwned>(
         &self,
-        method: http::Method,
-        path_and_query: &str,
+        call: &Call,
         user: Option<&str>,
         body: Bytes,
     ) -> Result<(u16, T), ApiError> {
         let platform = &self.platform;
         let request_id = &self.request_id;
-        Ok(call_json_with_status(platform, method, path_and_query, user, body, request_id).await?)
+        Ok(call_json_with_status(platform, call, user, body, request_id).await?)
     }
 }
 

@@ -1,6 +1,6 @@
-//! Sign-in and the account (API.md "Auth and account"). The core keeps login states, users and
-//! refresh families and talks to the providers; the edge mints the short-lived access tokens, whose
-//! `jti` is `{refresh family}.{random}` so that revoking a family revokes its access tokens.
+//! Sign-in and the account (docs/api.md, "Sign-in and tokens"). The core keeps login states, users
+//! and refresh families and talks to the providers; the edge mints the short-lived access tokens,
+//! whose `jti` is `{refresh family}.{random}` so that revoking a family revokes its access tokens.
 //!
 //! A login is bound to the client that starts it (PKCE, `nene_domain::pkce`): `start` takes the
 //! client's S256 `code_challenge`, and `callback` forwards the client's `code_verifier`, which the
@@ -15,8 +15,9 @@ use axum::{
     routing::{get, post, put},
 };
 use bytes::Bytes;
-use http::Method;
-use nene_domain::{ErrorCode, access_token::ACCESS_TOKEN_TTL_SECONDS, pkce::CodeChallenge};
+use nene_domain::{
+    ErrorCode, access_token::ACCESS_TOKEN_TTL_SECONDS, internal_api, pkce::CodeChallenge,
+};
 use serde::Deserialize;
 
 use crate::{
@@ -87,10 +88,8 @@ async fn start(
         "code_challenge": challenge.as_base64url(),
         "client_ip": client_ip,
     });
-    let path = format!("/internal/v1/auth/{provider}/start");
-    let started: serde_json::Value = core
-        .json(Method::POST, &path, None, json_body(&body)?)
-        .await?;
+    let call = internal_api::AUTH_START.call(&[provider]);
+    let started: serde_json::Value = core.json(call, None, json_body(&body)?).await?;
     let location = started["authorize_url"]
         .as_str()
         .and_then(|url| HeaderValue::from_str(url).ok())
@@ -140,10 +139,8 @@ async fn callback(
         "code_verifier": body.code_verifier,
         "client_ip": client_ip,
     });
-    let path = format!("/internal/v1/auth/{provider}/callback");
-    let session: serde_json::Value = core
-        .json(Method::POST, &path, None, json_body(&request)?)
-        .await?;
+    let call = internal_api::AUTH_CALLBACK.call(&[provider]);
+    let session: serde_json::Value = core.json(call, None, json_body(&request)?).await?;
     let user = session["user"]["id"].as_str().unwrap_or_default();
     let family = session["family"].as_str().unwrap_or_default();
     if user.is_empty() || family.is_empty() {
@@ -170,10 +167,8 @@ async fn refresh(
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let request = serde_json::json!({ "refresh_token": body.refresh_token });
-    let path = "/internal/v1/auth/refresh";
-    let rotated: serde_json::Value = core
-        .json(Method::POST, path, None, json_body(&request)?)
-        .await?;
+    let call = internal_api::AUTH_REFRESH.call(&[]);
+    let rotated: serde_json::Value = core.json(call, None, json_body(&request)?).await?;
     let user = rotated["user_id"].as_str().unwrap_or_default();
     let family = rotated["family"].as_str().unwrap_or_default();
     Ok(axum::Json(serde_json::json!({
@@ -187,9 +182,9 @@ async fn refresh(
 /// `POST /v1/auth/logout` → 204; this access token and its refresh family stop working.
 async fn logout(core: Core, Session(claims): Session) -> Result<StatusCode, ApiError> {
     let request = serde_json::json!({ "jti": claims.jti, "expires_at": claims.exp });
-    let path = "/internal/v1/auth/logout";
+    let call = internal_api::AUTH_LOGOUT.call(&[]);
     let _: serde_json::Value = core
-        .json(Method::POST, path, Some(&claims.sub), json_body(&request)?)
+        .json(call, Some(&claims.sub), json_body(&request)?)
         .await?;
     crate::auth::forget_family(&claims.jti);
     Ok(StatusCode::NO_CONTENT)
@@ -197,7 +192,7 @@ async fn logout(core: Core, Session(claims): Session) -> Result<StatusCode, ApiE
 
 async fn me(core: Core, User(user): User) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let me = core
-        .json(Method::GET, "/internal/v1/me", Some(&user), Bytes::new())
+        .json(internal_api::ME.call(&[]), Some(&user), Bytes::new())
         .await?;
     Ok(axum::Json(me))
 }
@@ -209,8 +204,7 @@ async fn change_me(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let me = core
         .json(
-            Method::PATCH,
-            "/internal/v1/me",
+            internal_api::ME_CHANGE.call(&[]),
             Some(&user),
             json_body(&body)?,
         )
@@ -224,9 +218,8 @@ async fn put_device(
     Path(device_id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Forwarded, ApiError> {
-    let path = format!("/internal/v1/me/devices/{}", segment(&device_id)?);
-    core.forward(Method::PUT, &path, Some(&user), json_body(&body)?)
-        .await
+    let call = internal_api::DEVICE_PUT.call(&[segment(&device_id)?]);
+    core.forward(call, Some(&user), json_body(&body)?).await
 }
 
 async fn delete_device(
@@ -234,9 +227,7 @@ async fn delete_device(
     User(user): User,
     Path(device_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let path = format!("/internal/v1/me/devices/{}", segment(&device_id)?);
-    let _: serde_json::Value = core
-        .json(Method::DELETE, &path, Some(&user), Bytes::new())
-        .await?;
+    let call = internal_api::DEVICE_DELETE.call(&[segment(&device_id)?]);
+    let _: serde_json::Value = core.json(call, Some(&user), Bytes::new()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

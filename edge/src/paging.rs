@@ -1,7 +1,7 @@
-//! The query of a paged list (API.md: `?cursor=&limit=`, limit ≤ 100), passed to the core rebuilt
-//! rather than copied: only `cursor` (in its list's alphabet) and `limit` (decimal digits) pass, so
-//! nothing else reaches the signed call. The core checks their meaning (a cursor it issued, a
-//! limit of 1 to 100).
+//! The query of a paged list (docs/api.md, "Paging": `?cursor=&limit=`, limit ≤ 100), passed to
+//! the core rebuilt rather than copied: only `cursor` (in its list's alphabet) and `limit` (decimal
+//! digits) pass, so nothing else reaches the signed call. The core checks their meaning (a cursor
+//! it issued, a limit of 1 to 100).
 
 use nene_domain::ErrorCode;
 
@@ -29,11 +29,11 @@ pub const SEQUENCE_CURSOR: CursorShape = CursorShape {
     char_ok: u8::is_ascii_digit,
 };
 
-/// `base` with the client's `cursor` and `limit`, if any.
+/// The query to send the core (without its `?`): the client's `cursor` and `limit`, if any.
 ///
 /// # Errors
 /// `BAD_REQUEST` for any other parameter, a repeated one, or a value of the wrong shape.
-pub fn core_path(base: &str, query: Option<&str>, cursor: CursorShape) -> Result<String, ApiError> {
+pub fn core_query(query: Option<&str>, cursor: CursorShape) -> Result<String, ApiError> {
     let bad = || ApiError::new(ErrorCode::BadRequest);
     let mut cursor_value: Option<&str> = None;
     let mut limit: Option<&str> = None;
@@ -57,11 +57,7 @@ pub fn core_path(base: &str, query: Option<&str>, cursor: CursorShape) -> Result
         .into_iter()
         .filter_map(|(name, value)| value.map(|value| format!("{name}={value}")))
         .collect();
-    Ok(if parameters.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", parameters.join("&"))
-    })
+    Ok(parameters.join("&"))
 }
 
 #[cfg(test)]
@@ -72,29 +68,21 @@ mod tests {
     fn only_a_cursor_of_the_lists_shape_and_a_numeric_limit_are_forwarded() {
         let cursor = "0190f5a27c1e7a4b9c3d1e2f3a4b5c6d";
         assert_eq!(
-            core_path(
-                "/n",
-                Some(&format!("limit=50&cursor={cursor}")),
-                HEX_ID_CURSOR
-            )
-            .ok(),
-            Some(format!("/n?cursor={cursor}&limit=50"))
+            core_query(Some(&format!("limit=50&cursor={cursor}")), HEX_ID_CURSOR).ok(),
+            Some(format!("cursor={cursor}&limit=50"))
         );
+        assert_eq!(core_query(None, HEX_ID_CURSOR).ok().as_deref(), Some(""));
         assert_eq!(
-            core_path("/n", None, HEX_ID_CURSOR).ok().as_deref(),
-            Some("/n")
-        );
-        assert_eq!(
-            core_path("/n", Some("cursor=&limit="), HEX_ID_CURSOR)
+            core_query(Some("cursor=&limit="), HEX_ID_CURSOR)
                 .ok()
                 .as_deref(),
-            Some("/n")
+            Some("")
         );
         assert_eq!(
-            core_path("/e", Some("cursor=1234&limit=7"), SEQUENCE_CURSOR)
+            core_query(Some("cursor=1234&limit=7"), SEQUENCE_CURSOR)
                 .ok()
                 .as_deref(),
-            Some("/e?cursor=1234&limit=7")
+            Some("cursor=1234&limit=7")
         );
         for bad in [
             "user=someone-else",
@@ -104,10 +92,10 @@ mod tests {
             "cursor=%30",
             "limit=1&limit=2",
         ] {
-            assert!(core_path("/n", Some(bad), HEX_ID_CURSOR).is_err(), "{bad}");
+            assert!(core_query(Some(bad), HEX_ID_CURSOR).is_err(), "{bad}");
         }
         // A hex cursor is not a sequence number, and a sequence number has at most 19 digits.
-        assert!(core_path("/e", Some("cursor=abc"), SEQUENCE_CURSOR).is_err());
-        assert!(core_path("/e", Some("cursor=12345678901234567890"), SEQUENCE_CURSOR).is_err());
+        assert!(core_query(Some("cursor=abc"), SEQUENCE_CURSOR).is_err());
+        assert!(core_query(Some("cursor=12345678901234567890"), SEQUENCE_CURSOR).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! Buying points (API.md "Wallet and payments") and Toss's webhooks. The edge only authenticates
+//! Buying points (docs/design.md §3) and Toss's webhooks. The edge only authenticates
 //! and forwards: orders, amounts and Toss are the core's business, and a webhook is handed to the
 //! core durably before Toss hears "200".
 
@@ -8,8 +8,7 @@ use axum::{
     routing::{get, post},
 };
 use bytes::Bytes;
-use http::Method;
-use nene_domain::{ErrorCode, payments::OrderId};
+use nene_domain::{ErrorCode, internal_api, payments::OrderId};
 
 use crate::{
     auth::{PayingUser, User},
@@ -21,8 +20,6 @@ use crate::{
 
 /// Public path Toss posts its webhooks to.
 pub const PATH_TOSS_WEBHOOK: &str = "/webhooks/toss";
-/// The core's path for the webhook hand-off.
-const CORE_PATH_TOSS_WEBHOOK: &str = "/internal/v1/webhooks/toss";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -58,9 +55,8 @@ async fn create_order(
     PayingUser(user): PayingUser,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Forwarded, ApiError> {
-    let path = "/internal/v1/payments/orders";
-    core.forward(Method::POST, path, Some(&user), json_body(&body)?)
-        .await
+    let call = internal_api::PAYMENT_ORDER.call(&[]);
+    core.forward(call, Some(&user), json_body(&body)?).await
 }
 
 /// `POST /v1/payments/confirm {payment_key, order_id, amount}` → 200 when Toss's answer is in,
@@ -71,10 +67,8 @@ async fn confirm(
     PayingUser(user): PayingUser,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Forwarded, ApiError> {
-    let path = "/internal/v1/payments/confirm";
-    let confirmed = core
-        .forward(Method::POST, path, Some(&user), json_body(&body)?)
-        .await?;
+    let call = internal_api::PAYMENT_CONFIRM.call(&[]);
+    let confirmed = core.forward(call, Some(&user), json_body(&body)?).await?;
     forget_cached_balance(&state, &user).await;
     Ok(confirmed)
 }
@@ -85,10 +79,9 @@ async fn payment(
     User(user): User,
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let path = format!("/internal/v1/payments/{}", parse_order_id(&order_id)?);
-    let payment = core
-        .json(Method::GET, &path, Some(&user), Bytes::new())
-        .await?;
+    let order_id = parse_order_id(&order_id)?;
+    let call = internal_api::PAYMENT.call(&[order_id.as_str()]);
+    let payment = core.json(call, Some(&user), Bytes::new()).await?;
     Ok(axum::Json(payment))
 }
 
@@ -100,25 +93,21 @@ async fn refund(
     Path(order_id): Path<String>,
     headers: http::HeaderMap,
 ) -> Result<Forwarded, ApiError> {
-    let path = format!(
-        "/internal/v1/payments/{}/refund",
-        parse_order_id(&order_id)?
-    );
+    let order_id = parse_order_id(&order_id)?;
+    let call = internal_api::PAYMENT_REFUND.call(&[order_id.as_str()]);
     // The key travels in the signed body, so nothing between us and the core can change it.
     let body = serde_json::json!({ "idempotency_key": idempotency_key(&headers)? });
-    let refunded = core
-        .forward(Method::POST, &path, Some(&user), json_body(&body)?)
-        .await?;
+    let refunded = core.forward(call, Some(&user), json_body(&body)?).await?;
     forget_cached_balance(&state, &user).await;
     Ok(refunded)
 }
 
 /// `POST /webhooks/toss` (public): hands the raw body to the core, which stores it before
-/// answering; then 200. The webhook is not trusted — the core re-fetches the payment from Toss
-/// before acting. If the hand-off fails, Toss hears an error and delivers again later.
+/// answering if it is a Toss event naming one of our payments (and forgets anything else); then
+/// 200. The webhook is not trusted — the core re-reads the payment from Toss before acting. If the
+/// hand-off fails, Toss hears an error and delivers again later.
 async fn toss_webhook(core: Core, body: Bytes) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let _: serde_json::Value = core
-        .json(Method::POST, CORE_PATH_TOSS_WEBHOOK, None, body)
-        .await?;
+    let call = internal_api::TOSS_WEBHOOK.call(&[]);
+    let _: serde_json::Value = core.json(call, None, body).await?;
     Ok(axum::Json(serde_json::json!({ "received": true })))
 }

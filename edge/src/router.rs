@@ -14,6 +14,7 @@ use bytes::Bytes;
 use nene_domain::{
     ChallengeId, ErrorCode,
     health::{CoreHealth, PartStatus, PlatformHealth},
+    internal_api,
     limits::{CORE_TIMEOUT_MS, REQUEST_BODY_BYTES_MAX},
 };
 use nene_durable::{
@@ -24,7 +25,7 @@ use nene_durable::{
 use crate::{
     auth::{TokenHolder, User},
     config::EdgeConfig,
-    core_client::{CORE_PATH_HEALTH, Core, HEADER_REQUEST_ID, json_body},
+    core_client::{Core, HEADER_REQUEST_ID, json_body},
     error::{ApiError, ApiJson, render_pending_error},
     platform::{ObjectName, OutboundRequest, Platform},
     rosters::{self, Lookup},
@@ -122,7 +123,7 @@ async fn method_not_allowed() -> ApiError {
 /// up; 503 with the same body when one is down; 503 `CORE_UNAVAILABLE` when the core is unreachable.
 async fn health(State(state): State<AppState>, core: Core) -> Result<Response, ApiError> {
     let core: CoreHealth = core
-        .json(http::Method::GET, CORE_PATH_HEALTH, None, Bytes::new())
+        .json(internal_api::HEALTH.call(&[]), None, Bytes::new())
         .await?;
     let report = PlatformHealth::from_core(state.host.runtime(), &core);
     let status = if report.status == PartStatus::Ok {
@@ -237,10 +238,8 @@ async fn create_challenge(
     User(user): User,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
-    let path = "/internal/v1/challenges";
-    let created: serde_json::Value = core
-        .json(http::Method::POST, path, Some(&user), json_body(&body)?)
-        .await?;
+    let call = internal_api::CHALLENGE_CREATE.call(&[]);
+    let created: serde_json::Value = core.json(call, Some(&user), json_body(&body)?).await?;
     Ok((StatusCode::CREATED, axum::Json(created)))
 }
 
@@ -297,10 +296,8 @@ async fn challenge_detail(
     Path(challenge_id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let challenge_id = parse_challenge_id(&challenge_id)?;
-    let path = format!("/internal/v1/challenges/{challenge_id}");
-    let mut detail: serde_json::Value = core
-        .json(http::Method::GET, &path, Some(&user), Bytes::new())
-        .await?;
+    let call = internal_api::CHALLENGE_DETAIL.call(&[challenge_id.as_str()]);
+    let mut detail: serde_json::Value = core.json(call, Some(&user), Bytes::new()).await?;
     let live = match &state.rooms {
         Some(rooms) => {
             let path = format!("/counts?challenge={challenge_id}");
@@ -319,9 +316,13 @@ async fn challenge_detail(
         }),
     };
     let mut live = live;
-    // Seats come from the room; the proof rates from the core's proofs.
+    // Seats come from the room; the proof rates from the core's proofs, and only under `live`
+    // (moved, not copied: a detail has them nowhere else).
     for rate in ["proof_rate_today", "success_rate"] {
-        live[rate] = detail[rate].take();
+        live[rate] = detail
+            .as_object_mut()
+            .and_then(|fields| fields.remove(rate))
+            .unwrap_or(serde_json::Value::Null);
     }
     detail["live"] = live;
     Ok(axum::Json(detail))
@@ -377,7 +378,7 @@ async fn close_room(
     .map(axum::Json)
 }
 
-/// Longest Idempotency-Key accepted (API.md).
+/// Longest Idempotency-Key accepted (docs/api.md, "Idempotency").
 const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 
 /// The request's `Idempotency-Key`, if any: 1–255 printable ASCII characters.
@@ -419,10 +420,8 @@ async fn join_challenge(
     let user = claims.sub.clone();
     let Some(objects) = &state.rooms else {
         let body = json_body(&serde_json::json!({ "session": claims.jti }))?;
-        let path = format!("/internal/v1/challenges/{challenge_id}/join");
-        let joined = core
-            .json(http::Method::POST, &path, Some(&user), body)
-            .await?;
+        let call = internal_api::CHALLENGE_JOIN.call(&[challenge_id.as_str()]);
+        let joined = core.json(call, Some(&user), body).await?;
         return Ok((StatusCode::CREATED, axum::Json(joined)));
     };
     refuse_from_roster(&state, objects.as_ref(), &challenge_id, &user).await?;
@@ -529,14 +528,9 @@ async fn wallet_entries(
     User(user): User,
     RawQuery(query): RawQuery,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let path = crate::paging::core_path(
-        "/internal/v1/me/wallet/entries",
-        query.as_deref(),
-        crate::paging::SEQUENCE_CURSOR,
-    )?;
-    let page = core
-        .json(http::Method::GET, &path, Some(&user), Bytes::new())
-        .await?;
+    let query = crate::paging::core_query(query.as_deref(), crate::paging::SEQUENCE_CURSOR)?;
+    let call = internal_api::WALLET_ENTRIES.call(&[]).with_query(&query);
+    let page = core.json(call, Some(&user), Bytes::new()).await?;
     Ok(axum::Json(page))
 }
 
@@ -560,13 +554,8 @@ async fn wallet(
             .await?
         }
         None => {
-            core.json(
-                http::Method::GET,
-                "/internal/v1/me/wallet",
-                Some(&user),
-                Bytes::new(),
-            )
-            .await?
+            core.json(internal_api::WALLET.call(&[]), Some(&user), Bytes::new())
+                .await?
         }
     };
     Ok(axum::Json(balance))

@@ -134,6 +134,14 @@ impl Rooms for FakeRooms {
                 })
             });
         }
+        if path.starts_with("/counts?") {
+            return Box::pin(async {
+                Ok(OutboundResponse {
+                    status: 200,
+                    body: Bytes::from_static(b"{\"participants\":1,\"pending\":0,\"capacity\":2}"),
+                })
+            });
+        }
         if path == nene_durable::join::PATH_ROSTER {
             self.roster_calls.fetch_add(1, Ordering::Relaxed);
             let body = self
@@ -1161,7 +1169,7 @@ async fn the_reviewers_queue_is_asked_of_the_core_as_the_signed_user_with_only_a
     );
 }
 
-/// The machine-readable contract (API.md keeps one; `edge/openapi.json`).
+/// The machine-readable contract, `edge/openapi.json` (with docs/api.md, the API's word).
 const OPENAPI: &str = include_str!("../openapi.json");
 
 /// `path` with every `{name}` replaced by `{}`.
@@ -1413,6 +1421,75 @@ async fn an_oversized_webhook_body_is_a_json_413_whatever_its_content_type() {
         let envelope = error_of(&answer);
         assert_eq!(envelope.error.code, ErrorCode::PayloadTooLarge);
         assert_eq!(envelope.error.request_id, request_id);
+    }
+}
+
+#[tokio::test]
+async fn a_challenges_detail_carries_its_proof_rates_under_live_and_nowhere_else() {
+    let id = "0190f5a2-0000-7000-8000-000000000009";
+    let detail = format!(
+        r#"{{"id":"{id}","participants":1,"capacity":2,"proof_rate_today":5000,"success_rate":10000}}"#
+    );
+    for with_rooms in [true, false] {
+        let mut platform = platform(core_answering(Ok((200, detail.clone()))), false);
+        if !with_rooms {
+            platform.rooms = None;
+        }
+        let request = authorized(get(&format!("/v1/challenges/{id}")), "user-1");
+        let (status, _, body) = send(platform, request).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let answer: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer["live"]["proof_rate_today"], 5000, "{answer}");
+        assert_eq!(answer["live"]["success_rate"], 10000, "{answer}");
+        assert_eq!(answer["live"]["participants"], 1, "{answer}");
+        for rate in ["proof_rate_today", "success_rate"] {
+            assert!(answer.get(rate).is_none(), "rooms {with_rooms}: {answer}");
+        }
+    }
+}
+
+/// A request body that records whether it was read to its end.
+fn tracked_body(consumed: &Arc<std::sync::atomic::AtomicBool>) -> Body {
+    use futures::StreamExt;
+    let flag = Arc::clone(consumed);
+    let chunks = futures::stream::iter([
+        Ok::<_, std::io::Error>(Bytes::from_static(b"{\"refresh_token\":")),
+        Ok(Bytes::from_static(b"\"t\"}")),
+    ])
+    .chain(futures::stream::poll_fn(move |_| {
+        flag.store(true, Ordering::SeqCst);
+        std::task::Poll::Ready(None)
+    }));
+    Body::from_stream(chunks)
+}
+
+#[tokio::test]
+async fn every_body_is_read_to_its_end_before_any_answer() {
+    // An answer over an unread body left it on the keep-alive connection, and under wrangler
+    // dev the next request there sometimes failed with a 500.
+    let cases = [
+        ("POST", "/v1/auth/refresh", "text/plain", 415),
+        ("GET", "/v1/wallet", "text/plain", 401),
+        ("DELETE", "/v1/wallet", "application/octet-stream", 405),
+        ("POST", "/v1/nowhere%00", "text/plain", 404),
+        ("GET", "/v1/notifications?q=%00", "text/plain", 422),
+    ];
+    for (method, path, content_type, expected) in cases {
+        let consumed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", content_type)
+            .body(tracked_body(&consumed))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (status, _, body) = send(platform(healthy_core(), false), request).await;
+        assert_eq!(status, expected, "{method} {path}");
+        error_of(&body);
+        assert!(
+            consumed.load(Ordering::SeqCst),
+            "{method} {path}: answered {status} over an unread body"
+        );
     }
 }
 

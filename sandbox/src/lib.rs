@@ -11,6 +11,7 @@
 pub mod faults;
 pub mod fcm;
 pub mod oauth;
+pub mod tls;
 pub mod toss;
 
 use axum::{Json, Router, routing::get};

@@ -166,7 +166,8 @@ async fn a_paid_order_is_confirmed_then_found_by_key_and_by_order_then_partially
 
     assert_eq!(
         stats(&app).await,
-        json!({"confirms_executed": 1, "cancels_executed": 1, "console_cancels_executed": 0, "payments": 1})
+        json!({"confirms_executed": 1, "cancels_executed": 1, "console_cancels_executed": 0,
+               "reads": 3, "payments": 1})
     );
 }
 
@@ -810,4 +811,37 @@ async fn a_confirm_without_faults_takes_well_under_a_millisecond_of_sandbox_time
     let each = started.elapsed() / orders;
     // Generous for a debug build on a busy machine; a stray sleep would blow it.
     assert!(each < Duration::from_millis(5), "{each:?} per confirm");
+}
+
+#[tokio::test]
+async fn an_amount_fault_approves_what_the_customer_authorised_whatever_the_confirm_names() {
+    let app = app();
+    let key = pay(&app, "order-amount-1", 50_000, "CARD").await;
+    // Toss itself refuses a confirm whose amount is not the authorised one.
+    let body = confirm_body(&key, "order-amount-1", 1_000);
+    let (status, refused) = toss(
+        &app,
+        "POST",
+        "/v1/payments/confirm",
+        &[],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    add_fault(
+        &app,
+        json!({"operation": "confirm", "kind": "approve_authorised_amount"}),
+    )
+    .await;
+    let (status, approved) = toss(&app, "POST", "/v1/payments/confirm", &[], Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    assert_eq!(
+        (&approved["status"], &approved["totalAmount"]),
+        (&json!("DONE"), &json!(50_000))
+    );
+    // The fault is used up: the next confirm is checked again (and finds it confirmed).
+    let again = confirm_body(&key, "order-amount-1", 1_000);
+    let (status, _) = toss(&app, "POST", "/v1/payments/confirm", &[], Some(again)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(stats(&app).await["confirms_executed"], 1);
 }

@@ -144,6 +144,43 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM to the process alone, as an orchestrator stops a container (its group is
+    /// left alone). Returns when the signal was sent.
+    ///
+    /// # Panics
+    /// When `kill` cannot be run.
+    pub fn sigterm(&self) -> Instant {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill -TERM {}: {e}", self.name));
+        assert!(sent.success(), "kill -TERM {} failed", self.name);
+        Instant::now()
+    }
+
+    /// Waits for the process to exit on its own, at most `within`; returns its exit status.
+    ///
+    /// # Panics
+    /// When it is still running after `within` (it is then killed).
+    pub async fn exit_status(&mut self, within: Duration) -> std::process::ExitStatus {
+        let began = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.stopped = true;
+                return status;
+            }
+            if began.elapsed() > within {
+                self.stop();
+                panic!(
+                    "{} was still running {within:?} after it was told to stop:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `url` answers anything at all.
     ///
     /// # Panics
@@ -321,6 +358,8 @@ pub struct Core {
     pub database: Database,
     toss_url: String,
     edge_url: Option<String>,
+    /// The tests' own connections to the core's database, opened on first use.
+    pool: tokio::sync::OnceCell<sqlx::PgPool>,
 }
 
 impl Core {
@@ -361,6 +400,7 @@ impl Core {
             database,
             toss_url,
             edge_url,
+            pool: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -383,6 +423,24 @@ impl Core {
             "core-restarted",
         )
         .await;
+    }
+
+    /// A pool on the core's database, for reaching the core's ledger as a library: funding wallets
+    /// and checking invariants have no HTTP route (a route would let a leaked signing secret
+    /// mint points).
+    ///
+    /// # Panics
+    /// When Postgres does not answer.
+    pub async fn db(&self) -> &sqlx::PgPool {
+        self.pool
+            .get_or_init(|| async {
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(LEDGER_POOL_CONNECTIONS_MAX)
+                    .connect(&self.database.url)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot connect to the core's database: {e}"))
+            })
+            .await
     }
 
     async fn spawn(
@@ -503,23 +561,74 @@ pub async fn signed_call(
     )
 }
 
-/// Gives `user` a wallet holding `points` (a charge lot), through the core's ledger API.
+/// The tests' connections to a core's database: enough for a test's parallel funding, few enough
+/// to leave the core its own pool.
+const LEDGER_POOL_CONNECTIONS_MAX: u32 = 8;
+
+/// Gives `user` a wallet holding `points` (a charge lot, key `charge:{user}`) through the core's
+/// ledger functions, and returns the wallet's account id.
 ///
 /// # Panics
-/// When the core refuses.
-pub async fn fund_user(core: &Core, user: &str, points: i64) {
-    let (_, wallet) = core_call(
-        core,
-        "POST",
-        "/internal/v1/ledger/wallets",
-        "",
-        &serde_json::json!({ "owner": user }),
+/// When the ledger refuses.
+pub async fn fund_user(core: &Core, user: &str, points: i64) -> String {
+    use nene_core::ledger::{self, Credit, IdempotencyKey, LotSource, SystemAccount};
+    let db = core.db().await;
+    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let wallet = ledger::ensure_wallet_in_tx(&mut conn, user)
+        .await
+        .unwrap_or_else(|e| panic!("wallet of {user}: {e}"));
+    drop(conn);
+    let credit = Credit {
+        key: IdempotencyKey::parse(&format!("charge:{user}")).unwrap_or_else(|e| panic!("{e}")),
+        wallet,
+        from: ledger::system_account(SystemAccount::PaymentClearing),
+        amount: nene_domain::Points::new(points).unwrap_or_else(|e| panic!("{e}")),
+        source: LotSource::Charge,
+    };
+    ledger::credit(db, &credit)
+        .await
+        .unwrap_or_else(|e| panic!("credit of {user}: {e}"));
+    wallet.0.to_string()
+}
+
+/// The ledger's invariant violations on the core's database (`[]` when sound), as JSON.
+///
+/// # Panics
+/// When Postgres fails.
+pub async fn ledger_violations(core: &Core) -> serde_json::Value {
+    let mut conn = core
+        .db()
+        .await
+        .acquire()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let violations = nene_core::ledger::check_invariants(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    serde_json::to_value(violations).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The newest `limit` entries of an account (an escrow, say) and whether there are more.
+///
+/// # Panics
+/// When the account id is not a UUID or Postgres fails.
+pub async fn account_entries(core: &Core, account: &str, limit: u32) -> serde_json::Value {
+    let account = uuid::Uuid::parse_str(account).unwrap_or_else(|e| panic!("{account}: {e}"));
+    let mut conn = core
+        .db()
+        .await
+        .acquire()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let page = nene_core::ledger::history(
+        &mut conn,
+        nene_core::ledger::AccountId(account),
+        None,
+        limit,
     )
-    .await;
-    let credit = serde_json::json!({"key": format!("charge:{user}"), "wallet": wallet["account"],
-        "from": "00000000-0000-7000-8000-000000000001", "amount": points, "source": "charge"});
-    let (status, body) = core_call(core, "POST", "/internal/v1/ledger/credits", "", &credit).await;
-    assert_eq!(status, 200, "{body}");
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    serde_json::to_value(page).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The edge Worker and its Durable Objects under `wrangler dev` (workerd).

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use nene_e2e::{
     CoreContainer, Database, Sandbox, Wrangler, client, podman_output, required_env,
-    run_core_image, scratch_dir, sign_in, signed_call,
+    run_core_image, scratch_dir, sign_in,
 };
 use serde_json::{Value, json};
 
@@ -130,15 +130,17 @@ async fn the_core_image_migrates_as_a_step_then_signs_in_sells_points_and_seats_
     assert_eq!(status, 201, "{joined}");
     let (_, balance) = edge("GET", &wallet, token, None).await;
     assert_eq!(balance["balance"], 0, "{balance}");
-    let (_, violations) = signed_call(
-        &core.url,
-        "GET",
-        "/internal/v1/ledger/check",
-        "",
-        &Value::Null,
-    )
-    .await;
-    assert_eq!(violations, json!([]), "the ledger checker");
+    // The ledger's invariant checker on the container's database.
+    let checked = sqlx::PgPool::connect(&core.database.url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = checked.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let violations = nene_core::ledger::check_invariants(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(violations.is_empty(), "the ledger checker: {violations:?}");
+    drop(conn);
+    checked.close().await;
 
     // SIGTERM: the core drains and exits 0, well before podman would SIGKILL it (137).
     let code = core.stop(STOP_SECONDS);

@@ -24,14 +24,7 @@ async fn fund(core: &Arc<Core>, users: &[String], points: i64) {
             let gate = Arc::clone(&gate);
             tokio::spawn(async move {
                 let _permit = gate.acquire().await;
-                let (_, wallet) = core_call(&core, "POST", "/internal/v1/ledger/wallets", "", &json!({"owner": user})).await;
-                let credit = json!({
-                    "key": format!("charge:{user}"), "wallet": wallet["account"],
-                    "from": "00000000-0000-7000-8000-000000000001", "amount": points, "source": "charge"
-                });
-                let (status, body) = core_call(&core, "POST", "/internal/v1/ledger/credits", "", &credit).await;
-                assert_eq!(status, 200, "{body}");
-                wallet["account"].as_str().unwrap_or_default().to_owned()
+                nene_e2e::fund_user(&core, &user, points).await
             })
         })
         .collect();
@@ -104,22 +97,14 @@ async fn ledger_view(core: &Core, challenge: &Value) -> (i64, usize, i64, Value)
     )
     .await;
     let escrow = challenge["escrow"].as_str().unwrap_or_default();
-    let (_, entries) = core_call(
-        core,
-        "GET",
-        &format!("/internal/v1/ledger/accounts/{escrow}/entries?limit=100"),
-        "",
-        &Value::Null,
-    )
-    .await;
+    let entries = nene_e2e::account_entries(core, escrow, 100).await;
     let items = entries["items"].as_array().cloned().unwrap_or_default();
     assert!(
         entries["next_cursor"].is_null(),
         "more than 100 entries in escrow"
     );
     let balance: i64 = items.iter().filter_map(|e| e["amount"].as_i64()).sum();
-    let (_, violations) =
-        core_call(core, "GET", "/internal/v1/ledger/check", "", &Value::Null).await;
+    let violations = nene_e2e::ledger_violations(core).await;
     (
         detail["participants"].as_i64().unwrap_or(-1),
         items.len(),
@@ -306,8 +291,7 @@ async fn a_retried_join_with_its_idempotency_key_gets_the_first_answer_and_the_w
     let outcomes = storm(&edge.url, &first, &["retrier".to_owned()]).await;
     assert_eq!(outcomes, vec![(409, "ALREADY_JOINED".to_owned())]);
     assert_eq!(wallet().await["balance"], 2 * FEE);
-    let (_, violations) =
-        core_call(&core, "GET", "/internal/v1/ledger/check", "", &Value::Null).await;
+    let violations = nene_e2e::ledger_violations(&core).await;
     assert_eq!(violations, json!([]));
 }
 
@@ -368,5 +352,168 @@ async fn a_join_the_core_could_not_answer_is_finished_by_the_rooms_alarm_after_a
     assert_eq!(again, vec![(409, "ALREADY_JOINED".to_owned())]);
     let (seats, debits, escrow, violations) = ledger_view(&core, &challenge).await;
     assert_eq!((seats, debits, escrow), (2, 2, 2 * FEE), "one charge each");
+    assert_eq!(violations, json!([]));
+}
+
+/// What an orchestrator waits after SIGTERM before it kills (Kubernetes' default grace period):
+/// the core's default drain and close fit inside it.
+const GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A user's join until its answer is definite: `REQUEST_IN_PROGRESS` (the room still holds the
+/// seat pending, its alarm retrying) is asked again.
+async fn definite_join(edge_url: &str, challenge: &str, user: &str) -> (u16, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let outcome = storm(edge_url, challenge, &[user.to_owned()])
+            .await
+            .remove(0);
+        let pending = outcome == (409, "REQUEST_IN_PROGRESS".to_owned())
+            || outcome == (503, "CORE_UNAVAILABLE".to_owned());
+        if !pending {
+            return outcome;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{user}'s join is still not definite: {outcome:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_to_the_core_during_a_burst_of_joins_through_workerd_answers_every_request_and_charges_each_seat_once()
+ {
+    const SEATS: i32 = 50;
+    let dir = scratch_dir("join_sigterm_workers");
+    let core = Arc::new(Core::start(&dir).await);
+    let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
+    let challenge = create_challenge(&edge.url, SEATS).await;
+    let id = challenge["id"].as_str().unwrap_or_default().to_owned();
+    let users: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
+    fund(&core, &users, FEE).await;
+    let mut core = Arc::into_inner(core).unwrap_or_else(|| panic!("the core is still shared"));
+    // A first join teaches the room its rules while the core is up.
+    assert_eq!(
+        storm(&edge.url, &id, &users[..1]).await,
+        vec![(201, String::new())]
+    );
+
+    // The challenge's row is held, so the joins the room forwards pile up inside the core.
+    let connect = || async {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&core.database.url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let mut blocker = connect().await;
+    // Another connection watches: inside the blocker's transaction `pg_stat_activity` would
+    // show the same snapshot throughout.
+    let mut watcher = connect().await;
+    sqlx::query("BEGIN")
+        .execute(&mut blocker)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("SELECT 1 FROM challenges WHERE id = $1::uuid FOR UPDATE")
+        .bind(&id)
+        .execute(&mut blocker)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let burst = {
+        let (url, id, users) = (edge.url.clone(), id.clone(), users[1..].to_vec());
+        tokio::spawn(async move { storm(&url, &id, &users).await })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        // A few are enough: the signal must come well inside the room's 5 s wait for the
+        // core, or the room gives up on them and nothing is in flight any more.
+        if waiting >= 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the joins did not reach the core"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // SIGTERM with the joins in flight: the core stops being ready at once, then lets them finish.
+    core.process.sigterm();
+    let probe = client();
+    let mut readiness = None;
+    for _ in 0..100 {
+        let response = probe
+            .get(format!("{}/readyz", core.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if response.status() == 503 {
+            readiness = Some(response.json::<Value>().await.unwrap_or(Value::Null));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        readiness,
+        Some(json!({ "status": "not_ready", "failed": "draining" }))
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let outcomes = burst.await.unwrap_or_else(|e| panic!("{e}"));
+    let status = core.process.exit_status(GRACE_PERIOD).await;
+    assert!(status.success(), "the core exited with {status}");
+
+    // Every request has an answer (the storm panics on a request without one): a seat, full, or
+    // "try again" for those that found the core draining or gone.
+    let unexpected: Vec<_> = outcomes
+        .iter()
+        .filter(|outcome| {
+            ![
+                (201, ""),
+                (409, "CHALLENGE_FULL"),
+                (503, "CORE_UNAVAILABLE"),
+            ]
+            .contains(&(outcome.0, outcome.1.as_str()))
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    assert!(
+        count(&outcomes, 201, "") > 0,
+        "no join in flight at the signal was finished: {:?}",
+        &outcomes[..5]
+    );
+
+    // The core comes back; the rooms' alarms finish what was pending. Everyone told to try again
+    // does, and each user's definite answer agrees with the ledger: one seat, one fee.
+    core.restart(&dir).await;
+    let mut seated = 1 + count(&outcomes, 201, "");
+    for (user, outcome) in users[1..].iter().zip(&outcomes) {
+        if *outcome == (503, "CORE_UNAVAILABLE".to_owned()) {
+            let answer = definite_join(&edge.url, &id, user).await;
+            match (answer.0, answer.1.as_str()) {
+                (201, "") | (409, "ALREADY_JOINED") => seated += 1,
+                (409, "CHALLENGE_FULL") => {}
+                other => panic!("{user}: {other:?}"),
+            }
+        }
+    }
+    let (seats, debits, escrow, violations) = ledger_view(&core, &challenge).await;
+    assert_eq!(
+        (seats, debits, escrow),
+        (
+            i64::try_from(seated).unwrap_or(-1),
+            seated,
+            i64::try_from(seated).unwrap_or(-1) * FEE
+        )
+    );
+    assert!(seats <= i64::from(SEATS));
     assert_eq!(violations, json!([]));
 }

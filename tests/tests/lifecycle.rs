@@ -306,7 +306,6 @@ async fn a_challenge_goes_from_creation_to_settlement_through_the_edge_with_the_
             "{user}"
         );
     }
-    let (_, violations) =
-        core_call(&core, "GET", "/internal/v1/ledger/check", "", &Value::Null).await;
+    let violations = nene_e2e::ledger_violations(&core).await;
     assert_eq!(violations, json!([]));
 }

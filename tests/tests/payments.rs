@@ -218,7 +218,7 @@ impl Stack {
                      WHERE a.lot_id = l.id AND '00000000-0000-7000-8000-000000000001'::uuid \
                            IN (t.to_account_id, t.from_account_id)), 0) \
                   - (SELECT COALESCE(sum(amount), 0) FROM payment_flags f \
-                     WHERE f.order_id = p.order_id))::int8 \
+                     WHERE f.order_id = p.order_id AND f.kind = 'canceled_after_spent'))::int8 \
              FROM payments p LEFT JOIN ledger_lots l ON l.id = p.charge_lot_id \
              WHERE p.state = 'done'",
         )

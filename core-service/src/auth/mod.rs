@@ -38,6 +38,8 @@ pub struct AuthConfig {
     /// Exactly the `redirect_uri`s a login may return to: no open redirect.
     pub redirect_uris: Vec<String>,
     pub providers: Vec<ProviderClient>,
+    /// Whom the calls to the providers trust over HTTPS.
+    pub tls: crate::tls::Trust,
 }
 
 /// What sign-in needs at run time.
@@ -52,14 +54,17 @@ pub struct Auth {
 impl Auth {
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(db: PgPool, config: AuthConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(db: PgPool, config: AuthConfig) -> Result<Self, crate::tls::ClientError> {
+        let http = config
+            .tls
+            .http(crate::tls::HttpVersions::Http1)?
+            .timeout(oauth::PROVIDER_CALL_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         Ok(Auth {
             db,
             config,
-            http: reqwest::Client::builder()
-                .timeout(oauth::PROVIDER_CALL_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()?,
+            http,
             jwks: Arc::default(),
         })
     }

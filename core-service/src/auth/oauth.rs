@@ -476,13 +476,17 @@ async fn naver_user_id(
     }
 }
 
+/// The kind of failure, in words safe to log. A TLS failure (a certificate we do not trust) is
+/// logged as an error: it will not pass by itself.
 fn transport(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".to_owned()
-    } else if error.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        "transport failed".to_owned()
+    match crate::tls::TransportFailure::of(error) {
+        failure @ crate::tls::TransportFailure::Tls(_) => {
+            tracing::error!(%failure, "the TLS handshake with a login provider failed");
+            failure.to_string()
+        }
+        // reqwest's own words may carry the URL; the kind is enough.
+        crate::tls::TransportFailure::Other(_) => "transport failed".to_owned(),
+        failure => failure.to_string(),
     }
 }
 

@@ -97,7 +97,7 @@ async fn find_in_tx(
     }))
 }
 
-/// The profile of API.md.
+/// The profile of `GET /v1/me` (edge/openapi.json).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Me {
     pub id: String,

@@ -93,6 +93,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
                 base_url: "http://127.0.0.1:9".to_owned(),
                 secret_key: "test_sk_unused".to_owned(),
                 timeout: Duration::from_secs(1),
+                tls: nene_core::tls::Trust::public_roots(),
             },
             nene_core::payments::PaymentSettings::fast(),
         )?,
@@ -104,13 +105,15 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
             nene_core::auth::AuthConfig {
                 redirect_uris: Vec::new(),
                 providers: Vec::new(),
+                tls: nene_core::tls::Trust::public_roots(),
             },
         )?,
-        debits: DebitBatcher::spawn(db.clone()),
+        probe_db: db.clone(),
         db: db.clone(),
         redis: None,
         signing_secret: SigningSecret::parse(SECRET)?,
         wall_clock: Arc::new(SystemClock),
+        shutdown: nene_core::shutdown::Shutdown::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
@@ -123,7 +126,11 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         .timeout(Duration::from_secs(60))
         .build()?;
     let secret = Arc::new(SigningSecret::parse(SECRET)?);
-    let path = format!("/internal/v1/challenges/{}/join", challenge.id);
+    let id = challenge.id.to_string();
+    let path = nene_domain::internal_api::CHALLENGE_JOIN
+        .call(&[&id])
+        .path_and_query()
+        .to_owned();
     eprintln!("storm: {users} concurrent joins for {capacity} seats …");
     let started = Instant::now();
     let tasks: Vec<_> = (0..users)

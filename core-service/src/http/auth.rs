@@ -5,16 +5,16 @@
 use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::StatusCode,
-    routing::{get, post, put},
 };
+use nene_domain::internal_api as api;
 use serde::Deserialize;
 
 use nene_domain::pkce::CodeChallenge;
 
-use super::{CoreJson, error::CoreApiError, signature::SignedIn};
+use super::{CoreJson, Mounted, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     auth::{
@@ -23,18 +23,17 @@ use crate::{
     },
 };
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/internal/v1/auth/{provider}/start", post(start))
-        .route("/internal/v1/auth/{provider}/callback", post(callback))
-        .route("/internal/v1/auth/refresh", post(refresh))
-        .route("/internal/v1/auth/logout", post(logout))
-        .route("/internal/v1/auth/revoked", post(revoked))
-        .route("/internal/v1/me", get(me).patch(change_me))
-        .route(
-            "/internal/v1/me/devices/{device_id}",
-            put(put_device).delete(delete_device),
-        )
+pub(super) fn mount(mounted: Mounted) -> Mounted {
+    mounted
+        .at(api::AUTH_START, start)
+        .at(api::AUTH_CALLBACK, callback)
+        .at(api::AUTH_REFRESH, refresh)
+        .at(api::AUTH_LOGOUT, logout)
+        .at(api::AUTH_REVOKED, revoked)
+        .at(api::ME, me)
+        .at(api::ME_CHANGE, change_me)
+        .at(api::DEVICE_PUT, put_device)
+        .at(api::DEVICE_DELETE, delete_device)
 }
 
 impl From<AuthError> for CoreApiError {

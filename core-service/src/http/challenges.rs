@@ -6,16 +6,15 @@
 use std::sync::Arc;
 
 use axum::{
-    Extension, Json, Router,
+    Extension, Json,
     extract::{RawQuery, State},
     http::StatusCode,
-    routing::{get, post},
 };
-use nene_domain::ErrorCode;
+use nene_domain::{ErrorCode, internal_api as api};
 use serde::Deserialize;
 
 use super::{
-    CoreJson, CorePath, CoreQuery,
+    CoreJson, CorePath, CoreQuery, Mounted,
     error::CoreApiError,
     signature::{Caller, SignedIn},
 };
@@ -25,25 +24,21 @@ use crate::{
     proofs::{self, MyStanding, NewProof, Proof, ProofError, QueuePage, Reason, Review},
 };
 
-pub fn routes(dev_mode: bool) -> Router<Arc<AppState>> {
-    let routes = Router::new()
-        .route("/internal/v1/challenges", post(create).get(browse))
-        .route("/internal/v1/challenges/{id}", get(detail))
-        .route("/internal/v1/challenges/{id}/join", post(join))
-        .route(
-            "/internal/v1/challenges/{id}/proofs",
-            post(submit_proof).get(list_proofs),
-        )
-        .route("/internal/v1/challenges/{id}/me", get(my_standing))
-        .route("/internal/v1/proofs/{id}/report", post(report))
-        .route("/internal/v1/proofs/{id}/appeal", post(appeal))
-        .route("/internal/v1/admin/proofs/{id}/review", post(review))
-        .route("/internal/v1/admin/proofs/queue", get(review_queue));
-    if dev_mode {
-        routes.route("/internal/v1/dev/clock", post(advance_clock))
-    } else {
-        routes
-    }
+pub(super) fn mount(mounted: Mounted) -> Mounted {
+    mounted
+        .at(api::CHALLENGE_CREATE, create)
+        .at(api::CHALLENGE_BROWSE, browse)
+        .at(api::CHALLENGE_DETAIL, detail)
+        .at(api::CHALLENGE_JOIN, join)
+        .at(api::PROOF_SUBMIT, submit_proof)
+        .at(api::PROOF_LIST, list_proofs)
+        .at(api::CHALLENGE_STANDING, my_standing)
+        .at(api::PROOF_REPORT, report)
+        .at(api::PROOF_APPEAL, appeal)
+        .at(api::PROOF_REVIEW, review)
+        .at(api::PROOF_REVIEW_QUEUE, review_queue)
+        // Dev only (skipped outside dev mode).
+        .at(api::DEV_CLOCK, advance_clock)
 }
 
 impl From<JoinError> for CoreApiError {

@@ -4,24 +4,20 @@
 use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{RawQuery, State},
-    routing::get,
 };
-use nene_domain::ErrorCode;
+use nene_domain::{ErrorCode, internal_api as api};
 use serde::Deserialize;
 
-use super::{error::CoreApiError, signature::SignedIn};
+use super::{Mounted, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     notifications::history::{self, Cursor, NotificationPage, PageLimit},
 };
 
-/// Internal path of the user's notification list.
-pub const PATH_NOTIFICATIONS: &str = "/internal/v1/notifications";
-
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route(PATH_NOTIFICATIONS, get(list))
+pub(super) fn mount(mounted: Mounted) -> Mounted {
+    mounted.at(api::NOTIFICATIONS, list)
 }
 
 #[derive(Debug, Deserialize)]

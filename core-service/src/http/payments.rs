@@ -4,40 +4,33 @@
 use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Json,
     body::Bytes,
     extract::{Path, State},
     http::StatusCode,
-    routing::{get, post},
 };
-use nene_domain::ErrorCode;
+use nene_domain::{ErrorCode, internal_api as api};
 use serde::Deserialize;
 
-use super::{CoreJson, error::CoreApiError, signature::SignedIn};
+use super::{CoreJson, Mounted, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     payments::{
         self, ConfirmRequest, Order, PaymentError, PaymentState, PaymentView,
         refund::{RefundState, RefundView},
-        worker,
+        webhook::{self, Accepted},
     },
 };
 
-/// Internal path the edge hands Toss's webhooks to.
-pub const PATH_TOSS_WEBHOOK: &str = "/internal/v1/webhooks/toss";
-
-pub fn routes(dev_mode: bool) -> Router<Arc<AppState>> {
-    let routes = Router::new()
-        .route("/internal/v1/payments/orders", post(create_order))
-        .route("/internal/v1/payments/confirm", post(confirm))
-        .route("/internal/v1/payments/{order_id}", get(payment))
-        .route("/internal/v1/payments/{order_id}/refund", post(refund))
-        .route(PATH_TOSS_WEBHOOK, post(webhook));
-    if dev_mode {
-        routes.route("/internal/v1/dev/faults", post(set_faults))
-    } else {
-        routes
-    }
+pub(super) fn mount(mounted: Mounted) -> Mounted {
+    mounted
+        .at(api::PAYMENT_ORDER, create_order)
+        .at(api::PAYMENT_CONFIRM, confirm)
+        .at(api::PAYMENT, payment)
+        .at(api::PAYMENT_REFUND, refund)
+        .at(api::TOSS_WEBHOOK, webhook)
+        // Dev only (skipped outside dev mode).
+        .at(api::DEV_FAULTS, set_faults)
 }
 
 impl From<PaymentError> for CoreApiError {
@@ -123,18 +116,24 @@ async fn refund(
     Ok((status, Json(view)))
 }
 
-/// Stores the webhook and answers; the worker verifies and applies it.
+/// Stores the webhook if it names one of our payments, and answers 200 either way (Toss
+/// redelivers anything else for days); the worker reads Toss and applies what it says. Only a
+/// failure to store is an error, so that Toss does deliver again.
 async fn webhook(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, CoreApiError> {
-    if body.len() > worker::WEBHOOK_BODY_BYTES_MAX {
-        return Err(CoreApiError::Client(ErrorCode::PayloadTooLarge));
-    }
-    let stored = worker::accept_webhook(&state.payments, &body).await?;
-    Ok(Json(
-        serde_json::json!({ "accepted": true, "duplicate": !stored }),
-    ))
+    let answer = match webhook::accept(&state.payments, &body).await? {
+        Accepted::Stored => serde_json::json!({ "accepted": true, "stored": true }),
+        Accepted::Merged => {
+            serde_json::json!({ "accepted": true, "stored": false, "merged": true })
+        }
+        Accepted::Ignored(reason) => {
+            tracing::debug!(reason, "webhook not stored");
+            serde_json::json!({ "accepted": true, "stored": false, "ignored": reason })
+        }
+    };
+    Ok(Json(answer))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,4 +1,4 @@
-//! The invariant checker: DESIGN.md invariants 1–6 as one SQL function
+//! The invariant checker: invariants 1, 2, 4 and 6 of docs/design.md §2 as one SQL function
 //! (`ledger_check_invariants`, migration 0002). Tests call it after every scenario.
 
 use serde::Serialize;

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 
 use super::types::{IdempotencyKey, LedgerError};
 
-/// How long records are kept before `purge_idempotency_records` may remove them. API.md promises
+/// How long records are kept before `purge_idempotency_records` may remove them. The API promises
 /// at least 24 hours; a week covers a client that retries after a long outage.
 pub const IDEMPOTENCY_RETENTION_SECONDS: i64 = 7 * 24 * 3_600;
 const _: () = assert!(IDEMPOTENCY_RETENTION_SECONDS >= 24 * 3_600);

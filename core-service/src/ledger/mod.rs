@@ -1,4 +1,4 @@
-//! The points ledger (DESIGN.md §2): double-entry, append-only, FIFO lots, holds, idempotency.
+//! The points ledger (docs/design.md §2): double-entry, append-only, FIFO lots, holds, idempotency.
 //!
 //! Every operation is atomic and idempotent by a caller-chosen key, and has an `_in_tx` form so
 //! payments, joins, settlement and the shop can compose it into their own transaction. The

@@ -1039,7 +1039,7 @@ async fn apply_withdrawal(
 
 // --- reads -----------------------------------------------------------------------------------
 
-/// RFC 3339 in UTC, as API.md wants times.
+/// RFC 3339 in UTC, as the API writes times (docs/api.md, "Requests").
 const RFC3339_UTC: &str = r#"YYYY-MM-DD"T"HH24:MI:SS.US"Z""#;
 
 /// A wallet's balance, holds and non-empty lots (oldest first).

@@ -29,7 +29,7 @@ pub struct LotId(pub Uuid);
 #[serde(try_from = "String", into = "String")]
 pub struct IdempotencyKey(String);
 
-/// Longest key we accept: API.md lets clients send up to 255 characters, and our own keys are
+/// Longest key we accept: docs/api.md lets clients send up to 255 characters, and our own keys are
 /// prefixes plus two UUIDs.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 
@@ -263,7 +263,7 @@ pub struct EntryPage {
     pub next_cursor: Option<String>,
 }
 
-/// Largest page of history: API.md's list limit.
+/// Largest page of history: the API's list limit (docs/api.md, "Paging").
 pub const HISTORY_PAGE_LIMIT_MAX: u32 = 100;
 
 #[derive(Debug, thiserror::Error)]

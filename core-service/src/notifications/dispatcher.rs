@@ -22,6 +22,13 @@
 //! At least once: a worker that dies after FCM accepted a message and before its commit leaves
 //! the row PENDING, and the message goes again. The notification's id travels in `data` (and in
 //! each platform's collapse key), so the app shows it once.
+//!
+//! - **Stopping.** Told to stop (SIGTERM), workers claim nothing more; a batch in hand starts no
+//!   new send, lets the sends in flight finish, records them, and gives back every notification
+//!   it did not finish: PENDING as before (the attempt not counted, the devices it did reach
+//!   recorded so they are not sent again), back in Redis' `due` at its time by the
+//!   acknowledgement, or freed by the commit in the fallback — for another replica at once, not
+//!   after a visibility deadline.
 
 use std::{
     future::Future,
@@ -32,6 +39,7 @@ use std::{
 use futures::StreamExt;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
@@ -143,6 +151,8 @@ pub struct Pass {
     pub claimed: usize,
     /// Notifications attempted (sent to their devices).
     pub attempted: usize,
+    /// Notifications given back unfinished because the worker was stopping.
+    pub given_back: usize,
 }
 
 fn now_ms() -> i64 {
@@ -269,11 +279,21 @@ static LOCK_DUE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// What comes of one notification's attempt.
+#[derive(Debug)]
+enum Verdict {
+    /// Every device was tried: what the rules decide.
+    Decided(Decision),
+    /// The worker stopped before trying every device: PENDING as before, due at `due_ms` (the
+    /// attempt is not counted; the devices reached are recorded).
+    GivenBack { due_ms: i64 },
+}
+
 /// One notification's result, ready to be written.
 #[derive(Debug)]
 struct Written {
     id: Uuid,
-    decision: Decision,
+    verdict: Verdict,
     /// Devices that got it in this attempt.
     delivered_now: Vec<String>,
     /// (user, device, token) whose token FCM called dead.
@@ -322,22 +342,35 @@ impl Dispatcher {
     }
 
     /// Runs the feeder and the workers until `stop` completes; then returns once the batches in
-    /// hand are recorded (a batch is never cut off between its sends and its commit).
+    /// hand have finished their sends in flight, recorded them and given back the rest (a batch
+    /// is never cut off between its sends and its commit).
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) {
-        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let stopped = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         if self.inner.schedule.is_some() {
             let (dispatcher, stopped) = (self.clone(), stopped.clone());
-            tasks.spawn(async move { dispatcher.feed_forever(stopped).await });
+            tasks.spawn(async move {
+                dispatcher.feed_forever(stopped).await;
+                0
+            });
         }
         for _ in 0..self.inner.settings.batches_in_flight {
             let (dispatcher, stopped) = (self.clone(), stopped.clone());
             tasks.spawn(async move { dispatcher.work_forever(stopped).await });
         }
         stop.await;
-        let _ = stopping.send(true);
-        while tasks.join_next().await.is_some() {}
-        tracing::info!("notification dispatcher stopped");
+        stopped.cancel();
+        let mut given_back = 0;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(given) => given_back += given,
+                Err(error) => tracing::error!(%error, "a notification worker failed"),
+            }
+        }
+        tracing::info!(
+            given_back,
+            "notification dispatcher stopped: sends in flight recorded, unfinished ones given back"
+        );
     }
 
     /// Runs until the process ends.
@@ -345,27 +378,30 @@ impl Dispatcher {
         self.run_until(std::future::pending()).await;
     }
 
-    async fn pause(&self, stopped: &mut tokio::sync::watch::Receiver<bool>) {
-        let _ = tokio::time::timeout(self.inner.settings.idle_interval, stopped.changed()).await;
+    async fn pause(&self, stopped: &CancellationToken) {
+        let _ = tokio::time::timeout(self.inner.settings.idle_interval, stopped.cancelled()).await;
     }
 
-    async fn work_forever(self, mut stopped: tokio::sync::watch::Receiver<bool>) {
-        while !*stopped.borrow() {
-            match self.work_once().await {
+    /// Works batches until `stopped`; returns how many notifications it gave back.
+    async fn work_forever(self, stopped: CancellationToken) -> usize {
+        let mut given_back = 0;
+        while !stopped.is_cancelled() {
+            match self.work_once_until(&stopped).await {
                 // Work found: there may be more; look again at once.
-                Ok(pass) if pass.claimed > 0 => {}
-                Ok(_) => self.pause(&mut stopped).await,
+                Ok(pass) if pass.claimed > 0 => given_back += pass.given_back,
+                Ok(_) => self.pause(&stopped).await,
                 Err(error) => {
                     tracing::error!(%error, "notification worker pass failed");
-                    self.pause(&mut stopped).await;
+                    self.pause(&stopped).await;
                 }
             }
         }
+        given_back
     }
 
-    async fn feed_forever(self, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    async fn feed_forever(self, stopped: CancellationToken) {
         let mut last_sweep = Instant::now();
-        while !*stopped.borrow() {
+        while !stopped.is_cancelled() {
             if last_sweep.elapsed() >= ORPHAN_SWEEP_INTERVAL {
                 last_sweep = Instant::now();
                 match self.sweep_overdue().await {
@@ -376,11 +412,11 @@ impl Dispatcher {
             }
             match self.feed_once().await {
                 Ok(count) if count >= FEED_BATCH_MAX => {}
-                Ok(_) => self.pause(&mut stopped).await,
-                Err(DispatchError::Schedule(_)) => self.pause(&mut stopped).await,
+                Ok(_) => self.pause(&stopped).await,
+                Err(DispatchError::Schedule(_)) => self.pause(&stopped).await,
                 Err(error) => {
                     tracing::error!(%error, "notification feed pass failed");
-                    self.pause(&mut stopped).await;
+                    self.pause(&stopped).await;
                 }
             }
         }
@@ -490,6 +526,15 @@ impl Dispatcher {
     /// Postgres failed (the batch's rows stay PENDING and are claimed again).
     #[tracing::instrument(skip_all)]
     pub async fn work_once(&self) -> Result<Pass, DispatchError> {
+        self.work_once_until(&CancellationToken::new()).await
+    }
+
+    /// [`Dispatcher::work_once`] for a worker that may be told to stop mid-batch: once `stop` is
+    /// cancelled the batch starts no new send and gives back what it did not finish.
+    ///
+    /// # Errors
+    /// As [`Dispatcher::work_once`].
+    pub async fn work_once_until(&self, stop: &CancellationToken) -> Result<Pass, DispatchError> {
         if let Some(schedule) = &self.inner.schedule
             && !schedule.is_resting()
         {
@@ -509,7 +554,7 @@ impl Dispatcher {
                     self.inner.metrics.claim_latency.record_micros(
                         u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX),
                     );
-                    return self.work_claimed(schedule, &ids).await;
+                    return self.work_claimed(schedule, &ids, stop).await;
                 }
                 Ok(Claim::NotBuilt) => {
                     self.rebuild(schedule).await?;
@@ -517,13 +562,14 @@ impl Dispatcher {
                         source: Source::Redis,
                         claimed: 0,
                         attempted: 0,
+                        given_back: 0,
                     });
                 }
                 // The schedule logged it and rests; this pass works from Postgres.
                 Err(_) => {}
             }
         }
-        self.work_from_postgres().await
+        self.work_from_postgres(stop).await
     }
 
     /// Works ids claimed from Redis: locks their rows, sends the due PENDING ones, records, then
@@ -533,11 +579,13 @@ impl Dispatcher {
         &self,
         schedule: &RedisSchedule,
         ids: &[Uuid],
+        stop: &CancellationToken,
     ) -> Result<Pass, DispatchError> {
         let mut pass = Pass {
             source: Source::Redis,
             claimed: ids.len(),
             attempted: 0,
+            given_back: 0,
         };
         if ids.is_empty() {
             return Ok(pass);
@@ -583,18 +631,25 @@ impl Dispatcher {
             done.extend(missing.into_iter().filter(|id| !existing.contains(id)));
         }
         pass.attempted = due.len();
-        let written = self.attempt(&due).await;
+        let written = self.attempt(&due, stop).await;
         record(&mut tx, &written).await?;
         tx.commit().await?;
         for row in &written {
-            match row.decision {
-                Decision::Retry { delay_ms, .. } => {
+            match row.verdict {
+                Verdict::Decided(Decision::Retry { delay_ms, .. }) => {
                     later.push((
                         row.id,
                         now.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
                     ));
                 }
-                Decision::Sent { .. } | Decision::Failed { .. } => done.push(row.id),
+                Verdict::Decided(Decision::Sent { .. } | Decision::Failed { .. }) => {
+                    done.push(row.id);
+                }
+                // Back in `due` at its own time (already past): the next claim takes it.
+                Verdict::GivenBack { due_ms } => {
+                    pass.given_back += 1;
+                    later.push((row.id, due_ms));
+                }
             }
         }
         self.count(&written);
@@ -608,32 +663,40 @@ impl Dispatcher {
 
     /// Works a batch of due rows claimed from Postgres (Redis is not there).
     #[tracing::instrument(skip_all)]
-    async fn work_from_postgres(&self) -> Result<Pass, DispatchError> {
+    async fn work_from_postgres(&self, stop: &CancellationToken) -> Result<Pass, DispatchError> {
         let mut tx = begin_batch(&self.inner.db).await?;
         let rows: Vec<LockedRow> = sqlx::query_as(&LOCK_DUE)
             .bind(i64::try_from(self.inner.settings.claim_batch_max).unwrap_or(i64::MAX))
             .fetch_all(&mut *tx)
             .await?;
         let due: Vec<Locked> = rows.into_iter().map(Locked::from).collect();
-        let pass = Pass {
+        let mut pass = Pass {
             source: Source::Postgres,
             claimed: due.len(),
             attempted: due.len(),
+            given_back: 0,
         };
         if due.is_empty() {
             return Ok(pass);
         }
         Metrics::add(&self.inner.metrics.fallback_batches, 1);
-        let written = self.attempt(&due).await;
+        let written = self.attempt(&due, stop).await;
         record(&mut tx, &written).await?;
+        // The commit frees the rows given back; they are due, and the next claim takes them.
         tx.commit().await?;
+        pass.given_back = written
+            .iter()
+            .filter(|row| matches!(row.verdict, Verdict::GivenBack { .. }))
+            .count();
         self.count(&written);
         Ok(pass)
     }
 
     /// Sends every due notification to each of its user's devices not served before, with
-    /// bounded concurrency, and decides each one's next state.
-    async fn attempt(&self, due: &[Locked]) -> Vec<Written> {
+    /// bounded concurrency, and decides each one's next state. Once `stop` is cancelled no new
+    /// send starts; the sends in flight finish, and a notification with a device left untried is
+    /// given back.
+    async fn attempt(&self, due: &[Locked], stop: &CancellationToken) -> Vec<Written> {
         let rendered: Vec<message::Rendered> = due
             .iter()
             .map(|row| message::render(&row.kind, &row.payload))
@@ -662,8 +725,15 @@ impl Dispatcher {
                 }
             }
         }
+        let mut untried: Vec<usize> = vec![0; due.len()];
+        for (row, _, _) in &jobs {
+            untried[*row] += 1;
+        }
         let fcm = self.inner.fcm.clone();
+        let stopping = stop.clone();
         let results: Vec<(usize, usize, DeviceOutcome)> = futures::stream::iter(jobs)
+            // Checked as each send is about to start: after `stop`, none does.
+            .take_while(move |_| futures::future::ready(!stopping.is_cancelled()))
             .map(move |(row, device, body)| {
                 let fcm = fcm.clone();
                 async move { (row, device, fcm.send(body).await) }
@@ -677,14 +747,16 @@ impl Dispatcher {
             .iter()
             .map(|row| Written {
                 id: row.id,
-                decision: Decision::Sent {
-                    delivered: 0,
-                    last_error: None,
+                verdict: Verdict::GivenBack {
+                    due_ms: row.next_attempt_ms,
                 },
                 delivered_now: Vec::new(),
                 dead: Vec::new(),
             })
             .collect();
+        for (row, _, _) in &results {
+            untried[*row] -= 1;
+        }
         for (row, device, outcome) in results.into_iter().chain(refused) {
             let device = &due[row].devices[device];
             match &outcome {
@@ -701,16 +773,19 @@ impl Dispatcher {
             outcomes[row].push((device.device_id.clone(), outcome));
         }
         for (index, row) in due.iter().enumerate() {
+            if untried[index] > 0 {
+                continue;
+            }
             let attempt = u32::try_from(row.attempts)
                 .unwrap_or(ATTEMPTS_MAX)
                 .saturating_add(1);
-            written[index].decision = outcome::decide(
+            written[index].verdict = Verdict::Decided(outcome::decide(
                 attempt,
                 row.delivered.len(),
                 &outcomes[index],
                 self.inner.settings.backoff,
                 Uuid::new_v4().as_u64_pair().0,
-            );
+            ));
         }
         written
     }
@@ -721,10 +796,13 @@ impl Dispatcher {
         for row in written {
             Metrics::add(&metrics.messages_delivered, row.delivered_now.len());
             Metrics::add(&metrics.tokens_deleted, row.dead.len());
-            match &row.decision {
-                Decision::Sent { .. } => Metrics::add(&metrics.sent, 1),
-                Decision::Retry { .. } => Metrics::add(&metrics.retried, 1),
-                Decision::Failed { last_error } => failed.push((row.id, last_error)),
+            match &row.verdict {
+                Verdict::Decided(Decision::Sent { .. }) => Metrics::add(&metrics.sent, 1),
+                Verdict::Decided(Decision::Retry { .. }) => Metrics::add(&metrics.retried, 1),
+                Verdict::Decided(Decision::Failed { last_error }) => {
+                    failed.push((row.id, last_error));
+                }
+                Verdict::GivenBack { .. } => {}
             }
         }
         if let Some((first, last_error)) = failed.first() {
@@ -783,35 +861,44 @@ async fn begin_batch(
 /// Writes every attempted notification's outcome (one statement) and deletes dead tokens (only
 /// the token FCM refused: a device that re-registered meanwhile keeps its new one). A retried row
 /// gets its next attempt here; in Redis the acknowledgement puts it back at that time, and after
-/// the fallback the id Redis may still hold is bounced to that time when claimed.
+/// the fallback the id Redis may still hold is bounced to that time when claimed. A row given back
+/// by a stopping worker keeps its attempts and its time; only the devices it reached are written.
 #[tracing::instrument(skip_all, fields(rows = written.len()))]
 async fn record(conn: &mut PgConnection, written: &[Written]) -> Result<(), sqlx::Error> {
-    if written.is_empty() {
-        return Ok(());
-    }
     let now = now_ms();
     let mut ids = Vec::with_capacity(written.len());
     let mut states = Vec::with_capacity(written.len());
     let mut errors: Vec<Option<String>> = Vec::with_capacity(written.len());
     let mut next: Vec<Option<i64>> = Vec::with_capacity(written.len());
     let mut delivered = Vec::with_capacity(written.len());
+    let mut counted = Vec::with_capacity(written.len());
     let mut dead_users = Vec::new();
     let mut dead_devices = Vec::new();
     let mut dead_tokens = Vec::new();
     for row in written {
-        ids.push(row.id);
-        let (state, error, at) = match &row.decision {
-            Decision::Sent { last_error, .. } => ("sent", last_error.clone(), None),
-            Decision::Retry {
+        let (state, error, at) = match &row.verdict {
+            Verdict::Decided(Decision::Sent { last_error, .. }) => {
+                ("sent", last_error.clone(), None)
+            }
+            Verdict::Decided(Decision::Retry {
                 delay_ms,
                 last_error,
-            } => (
+            }) => (
                 "pending",
                 Some(last_error.clone()),
                 Some(now.saturating_add(i64::try_from(*delay_ms).unwrap_or(i64::MAX))),
             ),
-            Decision::Failed { last_error } => ("failed", Some(last_error.clone()), None),
+            Verdict::Decided(Decision::Failed { last_error }) => {
+                ("failed", Some(last_error.clone()), None)
+            }
+            // Nothing to write unless some device got it (or lost its token) before the stop.
+            Verdict::GivenBack { .. } if row.delivered_now.is_empty() && row.dead.is_empty() => {
+                continue;
+            }
+            Verdict::GivenBack { .. } => ("pending", None, None),
         };
+        ids.push(row.id);
+        counted.push(matches!(row.verdict, Verdict::Decided(_)));
         states.push(state);
         errors.push(error);
         next.push(at);
@@ -823,18 +910,22 @@ async fn record(conn: &mut PgConnection, written: &[Written]) -> Result<(), sqlx
             dead_tokens.push(token.as_str());
         }
     }
+    if ids.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "UPDATE notifications AS n SET \
              state = u.state::notification_state, \
-             attempts = n.attempts + 1, \
+             attempts = n.attempts + CASE WHEN u.counted THEN 1 ELSE 0 END, \
              last_error = COALESCE(u.last_error, n.last_error), \
              next_attempt_at = COALESCE(to_timestamp(u.next_ms / 1000.0), n.next_attempt_at), \
              sent_at = CASE WHEN u.state = 'sent' THEN now() END, \
              delivered_devices = n.delivered_devices \
                  || ARRAY(SELECT jsonb_array_elements_text(u.delivered::jsonb)), \
              updated_at = now() \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[]) \
-             AS u(id, state, last_error, next_ms, delivered) \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], \
+                     $6::bool[]) \
+             AS u(id, state, last_error, next_ms, delivered, counted) \
          WHERE n.id = u.id AND n.state = 'pending'",
     )
     .bind(&ids)
@@ -842,6 +933,7 @@ async fn record(conn: &mut PgConnection, written: &[Written]) -> Result<(), sqlx
     .bind(&errors)
     .bind(&next)
     .bind(&delivered)
+    .bind(&counted)
     .execute(&mut *conn)
     .await?;
     if !dead_tokens.is_empty() {

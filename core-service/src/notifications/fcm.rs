@@ -40,8 +40,15 @@ pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const TOKEN_FAILURE_HOLD: Duration = Duration::from_secs(1);
 /// Answers are read up to this size: FCM's errors are a few hundred bytes.
 pub const ANSWER_BYTES_MAX: usize = 64 * 1024;
-/// Idle connections kept to FCM: as many as sends may be in flight (dispatcher bound).
+/// Idle connections kept to FCM: as many as sends may be in flight (dispatcher bound). Over
+/// HTTP/2 (production FCM) the sends share one connection and this only matters for HTTP/1.1.
 pub const IDLE_CONNECTIONS_MAX: usize = 1024;
+/// An HTTP/2 connection to FCM is pinged after this long without frames, and dropped when the
+/// ping is not answered within [`H2_KEEPALIVE_TIMEOUT`]: every send in flight shares it, so a
+/// silently dead connection must be found faster than each send's timeout would.
+pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const _: () = assert!(H2_KEEPALIVE_TIMEOUT.as_millis() < H2_KEEPALIVE_INTERVAL.as_millis());
 
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +56,7 @@ pub enum CredentialsError {
     #[error("service account key file: {0}")]
     KeyFile(String),
     #[error("http client: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(#[from] crate::tls::ClientError),
 }
 
 /// The fields of Google's service-account key file that the client uses.
@@ -165,6 +172,8 @@ pub struct FcmConfig {
     pub token_url: String,
     pub account: ServiceAccount,
     pub send_timeout: Duration,
+    /// Whom the client trusts over HTTPS.
+    pub tls: crate::tls::Trust,
 }
 
 /// How long a token of `expires_in` may be used before it is replaced: its lifetime (bounded)
@@ -242,11 +251,16 @@ impl FcmClient {
     /// # Errors
     /// The HTTP client cannot be built.
     pub fn new(config: FcmConfig) -> Result<Self, CredentialsError> {
-        let http = reqwest::Client::builder()
+        let http = config
+            .tls
+            .http(crate::tls::HttpVersions::Http2Preferred)?
             .timeout(config.send_timeout)
             .pool_max_idle_per_host(IDLE_CONNECTIONS_MAX)
             .tcp_nodelay(true)
-            .build()?;
+            .http2_keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+            .http2_keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+            .build()
+            .map_err(crate::tls::ClientError::from)?;
         let api_url = config.api_url.trim_end_matches('/');
         Ok(Self {
             inner: Arc::new(Inner {
@@ -373,7 +387,7 @@ impl FcmClient {
             ])
             .send()
             .await
-            .map_err(|error| format!("token endpoint: {error}"))?;
+            .map_err(|error| format!("token endpoint: {}", transport(&error)))?;
         let status = response.status();
         let body = bounded_body(response)
             .await
@@ -434,7 +448,7 @@ impl FcmClient {
             Ok(response) => response,
             Err(error) => {
                 return DeviceOutcome::Retry {
-                    error: outcome::cut(&format!("transport: {error}")),
+                    error: outcome::cut(&transport(&error)),
                     retry_after_ms: None,
                 };
             }
@@ -456,6 +470,16 @@ impl FcmClient {
             },
         }
     }
+}
+
+/// A failed call in words for `last_error` and the logs. A TLS failure (a certificate we do not
+/// trust) is logged as an error: it will not pass by itself, though the send is retried.
+fn transport(error: &reqwest::Error) -> String {
+    let failure = crate::tls::TransportFailure::of(error);
+    if failure.is_tls() {
+        tracing::error!(%failure, "the TLS handshake with FCM failed");
+    }
+    failure.to_string()
 }
 
 #[cfg(test)]

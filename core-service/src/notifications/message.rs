@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value, json};
 
-/// FCM refuses a message whose JSON is longer than this (protocols.md, "FCM HTTP v1").
+/// FCM refuses a message whose JSON is longer than this (FCM HTTP v1's documented limit).
 pub const FCM_MESSAGE_BYTES_MAX: usize = 4096;
 /// The Android notification channel every message is posted to; the app creates it at start.
 pub const ANDROID_CHANNEL_ID: &str = "nene_default";

@@ -1,5 +1,7 @@
-//! The dispatcher's counters and its claim-latency histogram: what an operator graphs and alerts
-//! on (FAILED notifications above all), and what the tests and the benchmark read.
+//! The dispatcher's counters and its claim-latency histogram, kept in the process: the tests and
+//! the benchmark read them. Nothing exports them yet (the core has no metrics endpoint); until it
+//! does, the operator's alert on FAILED notifications is the dispatcher's `error!` log line
+//! (`alert = "notifications_failed"`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

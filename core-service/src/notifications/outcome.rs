@@ -1,8 +1,8 @@
 //! What an FCM answer means and what happens to a notification next, as pure functions.
 //!
-//! [`classify`] reads one `messages:send` answer as protocols.md ("FCM HTTP v1") says to act on
-//! it; [`decide`] turns the outcomes for all of a user's devices into the notification's next
-//! state. What SENT means when a user has several devices:
+//! [`classify`] reads one `messages:send` answer as FCM's documentation of its error codes says
+//! to act on it; [`decide`] turns the outcomes for all of a user's devices into the notification's
+//! next state. What SENT means when a user has several devices:
 //!
 //! - A notification goes to every device the user has registered when it is attempted. A device
 //!   FCM accepted it for is remembered (`delivered_devices`) and skipped by later attempts.
@@ -19,7 +19,7 @@
 
 use serde::Deserialize;
 
-/// A notification is tried once and then retried this many times at most (DESIGN.md §5).
+/// A notification is tried once and then retried this many times at most (docs/design.md §5).
 pub const RETRIES_MAX: u32 = 3;
 /// First attempt plus retries; the schema's `CHECK (attempts <= 4)` holds the same number.
 pub const ATTEMPTS_MAX: u32 = 1 + RETRIES_MAX;
@@ -302,7 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn every_fcm_error_code_is_classified_as_protocols_md_says() {
+    fn every_fcm_error_code_is_classified_as_fcm_documents_it() {
         let class = |status, code| classify(status, None, &fcm_error(status, code));
         assert!(matches!(
             class(404, "UNREGISTERED"),

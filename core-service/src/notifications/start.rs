@@ -4,6 +4,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     dispatcher::{Dispatcher, DispatcherSettings},
@@ -36,6 +38,11 @@ pub struct NotificationSettings {
     pub token_url: String,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
+    /// The schedule's key prefix in Redis (`NOTIFY_REDIS_PREFIX`): one per deployment sharing a
+    /// Redis.
+    pub redis_prefix: String,
+    /// Whom FCM's and the token endpoint's certificates must chain to.
+    pub tls: crate::tls::Trust,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +64,12 @@ fn read_key_file(path: &PathBuf) -> Result<String, StartError> {
     std::fs::read_to_string(path).map_err(|error| bad(error.to_string()))
 }
 
-async fn fetch_key(url: &str) -> Result<String, String> {
-    let response = reqwest::Client::new()
+async fn fetch_key(url: &str, tls: &crate::tls::Trust) -> Result<String, String> {
+    let response = tls
+        .http(crate::tls::HttpVersions::Http1)
+        .map_err(|error| error.to_string())?
+        .build()
+        .map_err(|error| error.to_string())?
         .get(url)
         .timeout(Duration::from_secs(5))
         .send()
@@ -81,6 +92,7 @@ fn dispatcher(
         token_url: settings.token_url.clone(),
         account: ServiceAccount::from_json(json)?,
         send_timeout: FCM_SEND_TIMEOUT_DEFAULT,
+        tls: settings.tls.clone(),
     })?;
     Ok(Dispatcher::new(
         db,
@@ -91,12 +103,14 @@ fn dispatcher(
                 base_ms: settings.retry_base_ms,
                 max_ms: settings.retry_max_ms,
             },
+            redis_prefix: settings.redis_prefix.clone(),
             ..DispatcherSettings::default()
         },
     ))
 }
 
-/// Starts the dispatcher in the background, if FCM is configured.
+/// Starts the dispatcher in the background, if FCM is configured, until `stop`: the returned task
+/// ends once the dispatcher has finished its sends in flight and given back the rest.
 ///
 /// # Errors
 /// The key file cannot be read or is not a service account's key: a misconfigured production
@@ -105,28 +119,32 @@ pub fn spawn(
     settings: &NotificationSettings,
     db: PgPool,
     redis: Option<redis::Client>,
-) -> Result<(), StartError> {
+    stop: CancellationToken,
+) -> Result<Option<JoinHandle<()>>, StartError> {
     match &settings.key {
         None => {
             tracing::warn!(
                 "FCM is not configured (FCM_SERVICE_ACCOUNT_FILE): notifications stay pending"
             );
+            Ok(None)
         }
         Some(KeySource::File(path)) => {
             let json = read_key_file(path)?;
             let dispatcher = dispatcher(settings, &json, db, redis)?;
             tracing::info!(key = %path.display(), "notification dispatcher started");
-            tokio::spawn(dispatcher.run_forever());
+            Ok(Some(tokio::spawn(
+                dispatcher.run_until(stop.cancelled_owned()),
+            )))
         }
         Some(KeySource::Url(url)) => {
             let (settings, url) = (settings.clone(), url.clone());
-            tokio::spawn(async move {
-                loop {
-                    match fetch_key(&url).await {
+            Ok(Some(tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    match fetch_key(&url, &settings.tls).await {
                         Ok(json) => match dispatcher(&settings, &json, db.clone(), redis.clone()) {
                             Ok(dispatcher) => {
                                 tracing::info!(%url, "notification dispatcher started");
-                                dispatcher.run_forever().await;
+                                dispatcher.run_until(stop.cancelled_owned()).await;
                                 return;
                             }
                             Err(error) => {
@@ -136,12 +154,15 @@ pub fn spawn(
                         },
                         Err(error) => {
                             tracing::warn!(%error, %url, "the sandbox's FCM key is not there yet");
-                            tokio::time::sleep(SANDBOX_KEY_RETRY_INTERVAL).await;
+                            tokio::select! {
+                                () = stop.cancelled() => {}
+                                () = tokio::time::sleep(SANDBOX_KEY_RETRY_INTERVAL) => {}
+                            }
                         }
                     }
                 }
-            });
+                tracing::info!("stopped before the sandbox's FCM key arrived");
+            })))
         }
     }
-    Ok(())
 }

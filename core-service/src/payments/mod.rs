@@ -1,4 +1,4 @@
-//! Buying points through Toss Payments (DESIGN.md §3): orders, confirm, the charge outbox,
+//! Buying points through Toss Payments (docs/design.md §3): orders, confirm, the charge outbox,
 //! reconciliation of unknown outcomes, webhooks, refunds of unused points.
 //!
 //! The rule everything here keeps: points exist for a payment exactly while Toss holds its money.
@@ -14,6 +14,7 @@
 
 pub mod refund;
 pub mod toss;
+pub mod webhook;
 pub mod worker;
 
 use std::{sync::Arc, time::Duration};
@@ -93,7 +94,7 @@ impl Payments {
         db: PgPool,
         toss: &toss::TossConfig,
         settings: PaymentSettings,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, crate::tls::ClientError> {
         Ok(Payments {
             db,
             toss: TossClient::new(toss)?,
@@ -409,7 +410,13 @@ pub async fn confirm(
     let row = lock_payment(&mut tx, order_id)
         .await?
         .ok_or(PaymentError::OrderNotFound)?;
-    apply_toss_state(&mut tx, &row, &toss_payment).await?;
+    if apply_toss_state(&mut tx, &row, &toss_payment).await? == Applied::AmountMismatch {
+        // Toss answered with another amount than the order's (and than we asked for): refused.
+        // The order is flagged and the outbox cancels the whole payment at Toss.
+        tx.commit().await?;
+        payments.wake.notify_one();
+        return Err(PaymentError::AmountMismatch);
+    }
     // Credit in the same commit, so the usual answer is "credited" after two commits in all (the
     // claim, this). A failing credit rolls back only its savepoint: the payment stays recorded as
     // done with its outbox row, and the worker retries the credit.
@@ -495,6 +502,9 @@ pub enum Applied {
     Deferred,
     /// Toss's payment is not this payment (another order or key): ignored.
     Mismatch,
+    /// Toss holds this payment for another amount than its order's: no points, the order
+    /// flagged, and the whole payment given back at Toss (the outbox's `compensate`).
+    AmountMismatch,
 }
 
 /// Brings our record of a payment in line with Toss's, acting only on the difference. The caller
@@ -520,22 +530,27 @@ pub async fn apply_toss_state(
         row.state,
         PaymentState::Confirming | PaymentState::WaitingForDeposit
     );
+    let approved = matches!(
+        toss_payment.status,
+        TossStatus::Done | TossStatus::PartialCanceled | TossStatus::Canceled
+    );
+    if approved && toss_payment.total_amount != row.amount {
+        // Toss took another amount than the order's. We never credit it, and our amounts (the
+        // order's) say nothing about Toss's cancels, so nothing else applies either. Until the
+        // money is back (`points` becomes `compensated`), seeing it again changes nothing more.
+        if row.points == PointsState::None {
+            give_back_another_amount(conn, row, toss_payment.total_amount).await?;
+        }
+        return Ok(Applied::AmountMismatch);
+    }
     match toss_payment.status {
         TossStatus::Done | TossStatus::PartialCanceled | TossStatus::Canceled => {
             let mut applied = Applied::Nothing;
             let mut row = row.clone();
             if open {
-                if toss_payment.total_amount == row.amount {
-                    record_done(conn, &row.order_id).await?;
-                    row.state = PaymentState::Done;
-                    row.points = PointsState::Pending;
-                } else {
-                    // Toss took another amount than the order's: no points for it; give it back.
-                    tracing::error!(order_id = %row.order_id, toss = toss_payment.total_amount,
-                        ours = row.amount, "toss charged another amount than the order");
-                    record_done_without_points(conn, &row.order_id).await?;
-                    row.state = PaymentState::Done;
-                }
+                record_done(conn, &row.order_id).await?;
+                row.state = PaymentState::Done;
+                row.points = PointsState::Pending;
                 applied = Applied::Changed;
             }
             let canceled = apply_cancellations(conn, &row, toss_payment.canceled_amount()).await?;
@@ -586,19 +601,53 @@ async fn record_done(conn: &mut PgConnection, order_id: &str) -> Result<(), sqlx
     Ok(())
 }
 
-async fn record_done_without_points(
+/// Toss approved `toss_amount` for a payment whose order is for another amount: the payment is
+/// done at Toss but earns nothing; it is flagged, logged, and canceled in full by the outbox.
+async fn give_back_another_amount(
     conn: &mut PgConnection,
-    order_id: &str,
+    row: &PaymentRow,
+    toss_amount: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE payments SET state = 'done' WHERE order_id = $1")
-        .bind(order_id)
+    tracing::error!(order_id = %row.order_id, toss = toss_amount, ours = row.amount,
+        "toss approved another amount than the order: flagged, canceled in full");
+    sqlx::query("UPDATE payments SET state = 'done', updated_at = now() WHERE order_id = $1")
+        .bind(&row.order_id)
         .execute(&mut *conn)
         .await?;
+    flag_amount_mismatch(
+        conn,
+        &row.order_id,
+        toss_amount,
+        "Toss approved another amount than the order's: canceled in full, no points",
+    )
+    .await?;
     sqlx::query(
         "INSERT INTO payment_outbox (order_id, kind) VALUES ($1, 'compensate') \
          ON CONFLICT ON CONSTRAINT payment_outbox_once DO NOTHING",
     )
+    .bind(&row.order_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Flags an order whose payment Toss holds (or was asked to hold) for `toss_amount`, not the
+/// order's amount: a `payment_flags` row of kind `amount_mismatch` (one per order), which is where
+/// an operator looks.
+pub(crate) async fn flag_amount_mismatch(
+    conn: &mut PgConnection,
+    order_id: &str,
+    toss_amount: i64,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payment_flags (order_id, kind, reason, amount) \
+         VALUES ($1, 'amount_mismatch', $2, $3) \
+         ON CONFLICT (order_id) WHERE kind = 'amount_mismatch' DO NOTHING",
+    )
     .bind(order_id)
+    .bind(reason)
+    .bind(toss_amount)
     .execute(conn)
     .await?;
     Ok(())
@@ -642,8 +691,9 @@ async fn apply_cancellations(
                 tracing::error!(order_id = %row.order_id, spent,
                     "canceled at toss after its points were spent: flagged for an operator");
                 sqlx::query(
-                    "INSERT INTO payment_flags (order_id, reason, amount) \
-                     VALUES ($1, 'canceled at Toss after the points were spent', $2)",
+                    "INSERT INTO payment_flags (order_id, kind, reason, amount) \
+                     VALUES ($1, 'canceled_after_spent', \
+                             'canceled at Toss after the points were spent', $2)",
                 )
                 .bind(&row.order_id)
                 .bind(spent)

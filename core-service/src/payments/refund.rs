@@ -8,9 +8,11 @@
 //! way back, and never loses points whose money stayed.
 
 use serde::{Deserialize, Serialize};
+use sqlx::types::time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{PaymentError, Payments, PointsState, lock_payment, points};
+use super::{PaymentError, Payments, PointsState, lock_payment, points, toss::CancelAmount};
 use crate::{
     ledger::{self, IdempotencyKey, LotId, LotWithdrawal, Refund, SystemAccount, TransferId},
     notifications::{self, NotificationKind},
@@ -162,7 +164,7 @@ async fn ask_toss(
         .toss
         .cancel(
             payment_key,
-            refund.amount,
+            CancelAmount::Part(refund.amount),
             REFUND_REASON,
             &format!("refund:{}", refund.id),
         )
@@ -260,8 +262,11 @@ async fn undo(payments: &Payments, refund: &RefundRow, code: &str) -> Result<(),
 ///
 /// # Errors
 /// When Postgres fails.
-pub async fn resolve_once(payments: &Payments) -> Result<u64, PaymentError> {
-    let due: Vec<(Uuid, String, String, String, i64, Uuid)> = sqlx::query_as(
+pub async fn resolve_once(
+    payments: &Payments,
+    stop: &CancellationToken,
+) -> Result<u64, PaymentError> {
+    let due: Vec<(Uuid, String, String, String, i64, Uuid, OffsetDateTime)> = sqlx::query_as(
         "UPDATE payment_refunds r SET next_attempt_at = now() + make_interval(secs => $2::float8 / 1000) \
          FROM payments p \
          WHERE r.id IN (SELECT id FROM payment_refunds WHERE state = 'requested' \
@@ -269,14 +274,25 @@ pub async fn resolve_once(payments: &Payments) -> Result<u64, PaymentError> {
                         FOR UPDATE SKIP LOCKED) \
            AND p.order_id = r.order_id \
          RETURNING r.id, r.order_id, p.payment_key, p.user_id, r.amount, \
-                   r.withdrawal_transfer_id",
+                   r.withdrawal_transfer_id, r.next_attempt_at",
     )
     .bind(super::worker::WORK_BATCH_MAX)
     .bind(super::lease_ms(payments))
     .fetch_all(&payments.db)
     .await?;
     let mut done = 0;
-    for (id, order_id, payment_key, user, amount, withdrawal_transfer_id) in due {
+    for (index, row) in due.iter().enumerate() {
+        if stop.is_cancelled() {
+            let ids: Vec<Uuid> = due[index..].iter().map(|row| row.0).collect();
+            super::worker::give_back_logged(
+                &payments.db,
+                super::worker::Unstarted::Refunds(&ids),
+                row.6,
+            )
+            .await;
+            break;
+        }
+        let (id, order_id, payment_key, user, amount, withdrawal_transfer_id, _) = row.clone();
         let refund = RefundRow {
             id,
             order_id,

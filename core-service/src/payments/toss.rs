@@ -8,6 +8,8 @@ use std::time::Duration;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::{Deserialize, Serialize};
 
+use crate::tls::{ClientError, HttpVersions, TransportFailure, Trust};
+
 /// Toss's production base URL. Tests and the local stack point at the sandbox instead.
 pub const TOSS_API_URL_DEFAULT: &str = "https://api.tosspayments.com";
 /// How long one call may take before its outcome counts as unknown. Toss answers confirms in
@@ -89,7 +91,18 @@ struct ConfirmBody<'a> {
 #[serde(rename_all = "camelCase")]
 struct CancelBody<'a> {
     cancel_reason: &'a str,
-    cancel_amount: i64,
+    /// Left out, Toss cancels the whole balance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel_amount: Option<i64>,
+}
+
+/// How much a cancel takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelAmount {
+    /// This much (a partial cancel when less than the balance).
+    Part(i64),
+    /// Whatever the payment still holds at Toss, whatever it was approved for.
+    Balance,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +170,8 @@ pub struct TossConfig {
     pub base_url: String,
     pub secret_key: String,
     pub timeout: Duration,
+    /// Whom the client trusts over HTTPS.
+    pub tls: Trust,
 }
 
 impl std::fmt::Debug for TossConfig {
@@ -164,6 +179,7 @@ impl std::fmt::Debug for TossConfig {
         f.debug_struct("TossConfig")
             .field("base_url", &self.base_url)
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -187,8 +203,10 @@ impl std::fmt::Debug for TossClient {
 impl TossClient {
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(config: &TossConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    pub fn new(config: &TossConfig) -> Result<Self, ClientError> {
+        let http = config
+            .tls
+            .http(HttpVersions::Http1)?
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .build()?;
@@ -224,8 +242,8 @@ impl TossClient {
             .await
     }
 
-    /// `POST /v1/payments/{paymentKey}/cancel` for `amount` (a partial cancel when less than the
-    /// balance). Safe to repeat with the same `idempotency_key`.
+    /// `POST /v1/payments/{paymentKey}/cancel` for `amount`. Safe to repeat with the same
+    /// `idempotency_key`.
     ///
     /// # Errors
     /// [`TossError`].
@@ -233,13 +251,16 @@ impl TossClient {
     pub async fn cancel(
         &self,
         payment_key: &str,
-        amount: i64,
+        amount: CancelAmount,
         reason: &str,
         idempotency_key: &str,
     ) -> Result<TossPayment, TossError> {
         let body = CancelBody {
             cancel_reason: reason,
-            cancel_amount: amount,
+            cancel_amount: match amount {
+                CancelAmount::Part(amount) => Some(amount),
+                CancelAmount::Balance => None,
+            },
         };
         let path = format!("/v1/payments/{}/cancel", path_segment(payment_key));
         self.post(&path, &body, idempotency_key).await
@@ -250,8 +271,11 @@ impl TossClient {
     /// # Errors
     /// [`TossError`] after [`TOSS_READ_ATTEMPTS_MAX`] attempts.
     pub async fn payment_by_order(&self, order_id: &str) -> Result<Option<TossPayment>, TossError> {
-        self.get(&format!("/v1/payments/orders/{}", path_segment(order_id)))
-            .await
+        self.get(
+            &format!("/v1/payments/orders/{}", path_segment(order_id)),
+            TOSS_READ_ATTEMPTS_MAX,
+        )
+        .await
     }
 
     /// `GET /v1/payments/{paymentKey}`; `Ok(None)` when Toss has no such payment.
@@ -259,11 +283,27 @@ impl TossClient {
     /// # Errors
     /// [`TossError`] after [`TOSS_READ_ATTEMPTS_MAX`] attempts.
     pub async fn payment(&self, payment_key: &str) -> Result<Option<TossPayment>, TossError> {
-        self.get(&format!("/v1/payments/{}", path_segment(payment_key)))
+        self.get(
+            &format!("/v1/payments/{}", path_segment(payment_key)),
+            TOSS_READ_ATTEMPTS_MAX,
+        )
+        .await
+    }
+
+    /// [`TossClient::payment`] with one attempt only: for callers that retry on their own
+    /// schedule and promise at most one read per interval (the webhook worker).
+    ///
+    /// # Errors
+    /// [`TossError`].
+    pub async fn payment_read_once(
+        &self,
+        payment_key: &str,
+    ) -> Result<Option<TossPayment>, TossError> {
+        self.get(&format!("/v1/payments/{}", path_segment(payment_key)), 1)
             .await
     }
 
-    async fn get(&self, path: &str) -> Result<Option<TossPayment>, TossError> {
+    async fn get(&self, path: &str, attempts: u32) -> Result<Option<TossPayment>, TossError> {
         let mut attempt = 1;
         loop {
             let outcome = self
@@ -271,7 +311,7 @@ impl TossClient {
                 .await;
             match outcome {
                 Err(TossError::Refused { status: 404, .. }) => return Ok(None),
-                Err(TossError::Unknown(reason)) if attempt < TOSS_READ_ATTEMPTS_MAX => {
+                Err(TossError::Unknown(reason)) if attempt < attempts => {
                     tracing::warn!(%reason, attempt, path, "toss read failed; retrying");
                     attempt += 1;
                     tokio::time::sleep(TOSS_READ_RETRY_DELAY).await;
@@ -302,12 +342,12 @@ impl TossClient {
             .header(reqwest::header::ACCEPT_LANGUAGE, "en-US")
             .send()
             .await
-            .map_err(|error| TossError::Unknown(transport_reason(&error)))?;
+            .map_err(|error| transport_failed(&error))?;
         let status = response.status().as_u16();
         let body = response
             .bytes()
             .await
-            .map_err(|error| TossError::Unknown(transport_reason(&error)))?;
+            .map_err(|error| transport_failed(&error))?;
         if (200..300).contains(&status) {
             serde_json::from_slice(&body)
                 .map_err(|error| TossError::Unknown(format!("unreadable payment: {error}")))
@@ -317,14 +357,16 @@ impl TossClient {
     }
 }
 
-fn transport_reason(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".to_owned()
-    } else if error.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        format!("transport: {error}")
+/// A call that got no answer: its outcome is unknown. A TLS failure means the request never left,
+/// but it is still left to the reconciler like any other unknown outcome (one rule, no guessing);
+/// it is logged as an error because it will not pass by itself: the certificate Toss presented
+/// is not one we trust (`EXTRA_CA_FILE`, a proxy, the clock?).
+fn transport_failed(error: &reqwest::Error) -> TossError {
+    let failure = TransportFailure::of(error);
+    if failure.is_tls() {
+        tracing::error!(%failure, "the TLS handshake with Toss failed");
     }
+    TossError::Unknown(failure.to_string())
 }
 
 /// Keys and order ids are `[A-Za-z0-9_-]`-like; anything else is percent-encoded so it cannot

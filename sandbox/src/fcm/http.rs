@@ -11,7 +11,7 @@ use axum::{
     Json,
     body::{Body, Bytes},
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -32,11 +32,12 @@ use crate::toss::clock;
 const JSON_UTF8: &str = "application/json; charset=UTF-8";
 
 /// The URLs a client may have addressed the sandbox's token endpoint by: its own base URL, as the
-/// `Host` header names it.
-fn own_token_urls(headers: &HeaderMap) -> Vec<String> {
+/// `Host` header names it (HTTP/1.1), or the request's authority (HTTP/2 has no `Host`).
+fn own_token_urls(headers: &HeaderMap, uri: &Uri) -> Vec<String> {
     let Some(host) = headers
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
+        .or_else(|| uri.authority().map(|authority| authority.as_str()))
     else {
         return Vec::new();
     };
@@ -47,7 +48,12 @@ fn own_token_urls(headers: &HeaderMap) -> Vec<String> {
 }
 
 /// `POST /fcm/token`: a service account's assertion for an access token.
-pub(super) async fn token(State(fcm): State<Fcm>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn token(
+    State(fcm): State<Fcm>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let registry = match Registry::embedded() {
         Ok(registry) => registry,
         Err(error) => {
@@ -57,7 +63,7 @@ pub(super) async fn token(State(fcm): State<Fcm>, headers: HeaderMap, body: Byte
             return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
         }
     };
-    let own_urls = own_token_urls(&headers);
+    let own_urls = own_token_urls(&headers, &uri);
     let audiences: Vec<&str> = std::iter::once(GOOGLE_TOKEN_URL)
         .chain(own_urls.iter().map(String::as_str))
         .collect();
@@ -169,16 +175,25 @@ mod tests {
     }
 
     #[test]
-    fn the_sandboxs_own_token_url_follows_the_host_header() {
+    fn the_sandboxs_own_token_url_follows_the_host_header_or_the_http2_authority() {
         let mut with_host = HeaderMap::new();
         with_host.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8090"));
+        let path_only = Uri::from_static("/fcm/token");
         assert_eq!(
-            own_token_urls(&with_host),
+            own_token_urls(&with_host, &path_only),
             [
                 "http://127.0.0.1:8090/fcm/token",
                 "https://127.0.0.1:8090/fcm/token"
             ]
         );
-        assert!(own_token_urls(&HeaderMap::new()).is_empty());
+        assert!(own_token_urls(&HeaderMap::new(), &path_only).is_empty());
+        let http2 = Uri::from_static("https://localhost:8443/fcm/token");
+        assert_eq!(
+            own_token_urls(&HeaderMap::new(), &http2),
+            [
+                "http://localhost:8443/fcm/token",
+                "https://localhost:8443/fcm/token"
+            ]
+        );
     }
 }

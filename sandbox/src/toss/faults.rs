@@ -48,6 +48,11 @@ pub enum FaultKind {
     Hang,
     /// Execute (state, webhook, idempotency record), then never answer.
     ApproveThenDrop,
+    /// Confirm only: approve the amount the customer authorised in the widget even when the
+    /// request names another (the real Toss refuses such a confirm), then answer, or never answer
+    /// when `drop_reply`. What a client must survive if Toss ever holds another amount than the
+    /// order's.
+    ApproveAuthorisedAmount { drop_reply: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +88,12 @@ impl Rule for FaultRule {
             }
             FaultKind::Hang => json["kind"] = json!("hang"),
             FaultKind::ApproveThenDrop => json["kind"] = json!("approve_then_drop"),
+            FaultKind::ApproveAuthorisedAmount { drop_reply: false } => {
+                json["kind"] = json!("approve_authorised_amount");
+            }
+            FaultKind::ApproveAuthorisedAmount { drop_reply: true } => {
+                json["kind"] = json!("approve_authorised_amount_then_drop");
+            }
         }
         json
     }
@@ -112,9 +123,18 @@ impl FaultSpec {
             "error" => FaultKind::Error(injected_error(self.status, self.code.as_deref())?),
             "hang" => FaultKind::Hang,
             "approve_then_drop" => FaultKind::ApproveThenDrop,
+            "approve_authorised_amount" | "approve_authorised_amount_then_drop" => {
+                if self.operation != Operation::Confirm {
+                    return Err(format!("{} applies to confirm only", self.kind));
+                }
+                FaultKind::ApproveAuthorisedAmount {
+                    drop_reply: self.kind.ends_with("_then_drop"),
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown kind {other:?}: latency, error, hang or approve_then_drop"
+                    "unknown kind {other:?}: latency, error, hang, approve_then_drop, \
+                     approve_authorised_amount or approve_authorised_amount_then_drop"
                 ));
             }
         };
@@ -230,6 +250,25 @@ mod tests {
     }
 
     #[test]
+    fn a_confirm_may_be_made_to_approve_the_authorised_amount_and_to_drop_its_answer() {
+        let answering = rule(json!({"operation": "confirm", "kind": "approve_authorised_amount"}));
+        assert_eq!(
+            answering.rule.kind,
+            FaultKind::ApproveAuthorisedAmount { drop_reply: false }
+        );
+        let dropping =
+            rule(json!({"operation": "confirm", "kind": "approve_authorised_amount_then_drop"}));
+        assert_eq!(
+            dropping.rule.kind,
+            FaultKind::ApproveAuthorisedAmount { drop_reply: true }
+        );
+        assert_eq!(
+            dropping.rule.to_json()["kind"],
+            "approve_authorised_amount_then_drop"
+        );
+    }
+
+    #[test]
     fn malformed_rules_are_refused_with_a_reason() {
         for bad in [
             json!({"operation": "confirm", "kind": "latency"}),
@@ -237,6 +276,8 @@ mod tests {
             json!({"operation": "confirm", "kind": "error", "status": 200}),
             json!({"operation": "confirm", "kind": "explode"}),
             json!({"operation": "confirm", "kind": "hang", "count": 0}),
+            json!({"operation": "cancel", "kind": "approve_authorised_amount"}),
+            json!({"operation": "any", "kind": "approve_authorised_amount_then_drop"}),
         ] {
             let spec = serde_json::from_value::<FaultSpec>(bad.clone());
             assert!(

@@ -21,7 +21,7 @@ use super::{
     idempotency::{
         Begin, IDEMPOTENCY_KEY_CHARS_MAX, IdempotencyStore, Scope, StoredResponse, Ticket,
     },
-    payment::{CancelOrigin, CancelRequest, Confirmation, Payment},
+    payment::{AmountCheck, CancelOrigin, CancelRequest, Confirmation, Payment},
     payment_json, webhooks_after,
 };
 
@@ -58,8 +58,10 @@ pub(super) async fn confirm(State(toss): State<Toss>, headers: HeaderMap, body: 
         Confirmation::parse(&body.payment_key, &body.order_id, body.amount).map_err(TossError::from)
     });
     let path = "/v1/payments/confirm".to_owned();
-    toss.post(&headers, path, Operation::Confirm, move |core, now_ms| {
-        let payment = core.ledger.confirm(&request?, now_ms)?;
+    toss.post(&headers, path, Operation::Confirm, move |core, run| {
+        let payment = core
+            .ledger
+            .confirm_checking(&request?, run.now_ms, run.amount_check)?;
         Ok((payment, Change::Approved))
     })
     .await
@@ -83,10 +85,10 @@ pub(super) async fn cancel(
         .map_err(TossError::from)
     });
     let path = format!("/v1/payments/{payment_key}/cancel");
-    toss.post(&headers, path, Operation::Cancel, move |core, now_ms| {
+    toss.post(&headers, path, Operation::Cancel, move |core, run| {
         let payment = core
             .ledger
-            .cancel(&payment_key, request?, CancelOrigin::Api, now_ms)?;
+            .cancel(&payment_key, request?, CancelOrigin::Api, run.now_ms)?;
         Ok((payment, Change::Canceled))
     })
     .await
@@ -145,6 +147,10 @@ enum Proceed {
     Normally,
     /// Execute, then never answer.
     ThenDrop,
+    /// Execute without the confirm's amount check, then answer unless `drop_reply`.
+    SkippingAmountCheck {
+        drop_reply: bool,
+    },
     /// Answer this without executing.
     Stop(Response),
     /// Never answer, without executing.
@@ -175,6 +181,14 @@ impl Drop for Claim {
     }
 }
 
+/// How one execution of a state-changing call runs.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    now_ms: i64,
+    /// Toss always enforces it; only a fault skips it.
+    amount_check: AmountCheck,
+}
+
 async fn hang() -> Response {
     tokio::time::sleep(HANG_DURATION).await;
     TossError::from(error::FAILED_INTERNAL_SYSTEM_PROCESSING).into_response()
@@ -192,6 +206,9 @@ impl Toss {
             Some(FaultKind::Error(error)) => Proceed::Stop(error.into_response()),
             Some(FaultKind::Hang) => Proceed::Hang,
             Some(FaultKind::ApproveThenDrop) => Proceed::ThenDrop,
+            Some(FaultKind::ApproveAuthorisedAmount { drop_reply }) => {
+                Proceed::SkippingAmountCheck { drop_reply }
+            }
         }
     }
 
@@ -202,7 +219,7 @@ impl Toss {
         headers: &HeaderMap,
         path: String,
         operation: Operation,
-        execute: impl FnOnce(&mut Core, i64) -> Result<(Payment, Change), TossError>,
+        execute: impl FnOnce(&mut Core, Run) -> Result<(Payment, Change), TossError>,
     ) -> Response {
         let secret_key = match authenticate(headers) {
             Ok(secret_key) => secret_key,
@@ -241,9 +258,10 @@ impl Toss {
                 }
             }
         }
-        let drop_reply = match self.consult_faults(operation).await {
-            Proceed::Normally => false,
-            Proceed::ThenDrop => true,
+        let (drop_reply, amount_check) = match self.consult_faults(operation).await {
+            Proceed::Normally => (false, AmountCheck::Enforced),
+            Proceed::ThenDrop => (true, AmountCheck::Enforced),
+            Proceed::SkippingAmountCheck { drop_reply } => (drop_reply, AmountCheck::Skipped),
             Proceed::Stop(response) => return response,
             Proceed::Hang => {
                 drop(claim);
@@ -253,7 +271,11 @@ impl Toss {
         let (response, events) = {
             let mut core = self.lock();
             let now_ms = clock::now_ms();
-            let outcome = execute(&mut core, now_ms).and_then(|(payment, change)| {
+            let run = Run {
+                now_ms,
+                amount_check,
+            };
+            let outcome = execute(&mut core, run).and_then(|(payment, change)| {
                 let data = payment_json(&payment)?;
                 let events = webhooks_after(change, &payment, &data, now_ms);
                 Ok((data, events))
@@ -295,12 +317,16 @@ impl Toss {
             return error.into_response();
         }
         let drop_reply = match self.consult_faults(Operation::Get).await {
-            Proceed::Normally => false,
+            Proceed::Normally | Proceed::SkippingAmountCheck { .. } => false,
             Proceed::ThenDrop => true,
             Proceed::Stop(response) => return response,
             Proceed::Hang => return hang().await,
         };
-        let payment = lookup(&self.lock());
+        let payment = {
+            let mut core = self.lock();
+            core.ledger.count_read();
+            lookup(&core)
+        };
         if drop_reply {
             return hang().await;
         }

@@ -35,10 +35,15 @@
 //! - `GET /sandbox/toss/webhook/deliveries` → `[{eventType, orderId, status, attempt, at}]`, one
 //!   per attempt, oldest first (`status` null when the receiver was unreachable or slow).
 //! - `POST /sandbox/toss/faults` `{operation: "confirm"|"cancel"|"get"|"any", kind:
-//!   "latency"|"error"|"hang"|"approve_then_drop", latencyMs?, status?, code?, count? (default 1)}`
+//!   "latency"|"error"|"hang"|"approve_then_drop"|"approve_authorised_amount"|
+//!   "approve_authorised_amount_then_drop", latencyMs?, status?, code?, count? (default 1)}`
 //!   → `201 {rules: [...]}`; `GET` lists the rules; `DELETE` clears them (`204`).
+//!   `approve_then_drop` executes the call and never answers. The `approve_authorised_amount`
+//!   kinds (confirm only) approve the amount the customer authorised in the widget whatever the
+//!   confirm names — the real Toss refuses that, the sandbox does it so a client can prove it
+//!   never keeps another amount than its order's — and answer (or, `…_then_drop`, never answer).
 //! - `GET /sandbox/toss/stats` → `{confirms_executed, cancels_executed, console_cancels_executed,
-//!   payments}`.
+//!   reads, payments}` (`reads`: payment reads answered, `GET /v1/payments/…`).
 //! - `POST /sandbox/toss/reset` → `204`: forgets payments, idempotency records, faults, the
 //!   delivery log and pending retries; keeps the webhook configuration.
 //!

@@ -380,6 +380,14 @@ impl CancelRequest {
     }
 }
 
+/// Whether a confirm compares its `amount` with the authorised one (Toss always does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountCheck {
+    Enforced,
+    /// Approve the authorised amount whatever the request names (a fault, never Toss).
+    Skipped,
+}
+
 /// Who cancels: the merchant's server through the API, or a person in Toss's console. Only API
 /// cancels are subject to the one-second consecutive-request rule (and counted as such).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,6 +405,9 @@ pub struct Stats {
     pub cancels_executed: u64,
     /// Cancels made through the console stand-in.
     pub console_cancels_executed: u64,
+    /// Reads answered (`GET /v1/payments/{paymentKey}` and `…/orders/{orderId}`, found or not):
+    /// what a client's polling costs.
+    pub reads: u64,
     /// Payments in the ledger.
     pub payments: usize,
 }
@@ -532,6 +543,21 @@ impl Ledger {
         request: &Confirmation,
         now_ms: i64,
     ) -> Result<Payment, PaymentError> {
+        self.confirm_checking(request, now_ms, AmountCheck::Enforced)
+    }
+
+    /// [`Ledger::confirm`], with the amount check as `check` says: a fault can make the sandbox
+    /// approve what the customer authorised whatever the request names, which the real Toss
+    /// refuses to do, so that a client's defence against it can be tested.
+    ///
+    /// # Errors
+    /// As [`Ledger::confirm`].
+    pub fn confirm_checking(
+        &mut self,
+        request: &Confirmation,
+        now_ms: i64,
+        check: AmountCheck,
+    ) -> Result<Payment, PaymentError> {
         let entry = self
             .entries
             .get_mut(request.payment_key.as_str())
@@ -556,7 +582,7 @@ impl Ledger {
                 "주문번호(orderId)가 결제 요청 정보와 일치하지 않습니다.",
             ));
         }
-        if payment.total_amount != request.amount {
+        if check == AmountCheck::Enforced && payment.total_amount != request.amount {
             return Err(invalid(
                 "결제 금액(amount)이 결제 요청 정보와 일치하지 않습니다.",
             ));
@@ -716,6 +742,11 @@ impl Ledger {
         self.latest_by_order
             .get(order_id)
             .and_then(|key| self.get(key))
+    }
+
+    /// Counts one answered read.
+    pub fn count_read(&mut self) {
+        self.stats.reads = self.stats.reads.saturating_add(1);
     }
 
     pub fn stats(&self) -> Stats {

@@ -186,11 +186,7 @@ async fn main() -> std::process::ExitCode {
     for i in 0..users {
         let core = Arc::clone(&core);
         funding.push(tokio::spawn(async move {
-            let user = format!("user-{i}");
-            let wallet = core_json(&core, reqwest::Method::POST, "/internal/v1/ledger/wallets", "", &json!({"owner": user})).await;
-            let credit = json!({"key": format!("charge:{user}"), "wallet": wallet["account"],
-                "from": "00000000-0000-7000-8000-000000000001", "amount": 2 * FEE, "source": "charge"});
-            core_json(&core, reqwest::Method::POST, "/internal/v1/ledger/credits", "", &credit).await;
+            nene_e2e::fund_user(&core, &format!("user-{i}"), 2 * FEE).await;
         }));
         if funding.len() >= 256 {
             for task in funding.drain(..) {
@@ -253,14 +249,7 @@ async fn main() -> std::process::ExitCode {
     )
     .await;
 
-    let violations = core_json(
-        &core,
-        reqwest::Method::GET,
-        "/internal/v1/ledger/check",
-        "",
-        &Value::Null,
-    )
-    .await;
+    let violations = nene_e2e::ledger_violations(&core).await;
     let seats_edge = core_json(
         &core,
         reqwest::Method::GET,
