@@ -33,25 +33,8 @@ pub const LIST_LIMIT_MAX: i64 = 100;
 /// Longest search text.
 pub const QUERY_CHARS_MAX: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
-#[sqlx(type_name = "challenge_state", rename_all = "snake_case")]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ChallengeState {
-    Recruiting,
-    Ready,
-    InProgress,
-    Ended,
-    Settled,
-    Canceled,
-}
-
-impl ChallengeState {
-    /// Parses the API's name (`RECRUITING`, …).
-    #[must_use]
-    pub fn parse(raw: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(raw.to_owned())).ok()
-    }
-}
+/// A challenge's state: one definition for the core, the rooms and the API.
+pub use nene_domain::states::ChallengeState;
 
 /// The proof rules as the API writes them.
 pub use nene_domain::rules::RawProofRules;
@@ -253,6 +236,13 @@ impl From<LedgerError> for JoinError {
             LedgerError::InsufficientPoints => JoinError::InsufficientPoints,
             other => JoinError::Ledger(other),
         }
+    }
+}
+
+/// Our own idempotency keys are built from ids: one that is not a key is a ledger request error.
+impl From<crate::ledger::InvalidIdempotencyKey> for JoinError {
+    fn from(error: crate::ledger::InvalidIdempotencyKey) -> Self {
+        LedgerError::from(error).into()
     }
 }
 

@@ -54,6 +54,13 @@ pub enum LifecycleError {
     Settlement(String),
 }
 
+/// Our own idempotency keys are built from ids: one that is not a key is a ledger request error.
+impl From<crate::ledger::InvalidIdempotencyKey> for LifecycleError {
+    fn from(error: crate::ledger::InvalidIdempotencyKey) -> Self {
+        crate::ledger::LedgerError::from(error).into()
+    }
+}
+
 /// Proof reminders go out this long before a day's window closes.
 pub const REMINDER_LEAD_SECONDS: i64 = 3_600;
 /// Quiet hours, local time, in minutes of the day: no reminder from 22:00 until 08:00; a
@@ -127,7 +134,7 @@ impl RoomPusher {
 
     async fn close(&self, challenge: Uuid) {
         use nene_domain::signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedParts};
-        let path = format!("/internal/rooms/{challenge}/close");
+        let path = nene_domain::internal_api::edge_room_close(&challenge.to_string());
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));

@@ -205,6 +205,38 @@ routes! {
     DEV_FAULTS = DevOnly Post "/internal/v1/dev/faults";
 }
 
+/// The edge's one internal route, the other way round: the core's push when a challenge's
+/// recruitment closes, so its `ChallengeRoom` stops admitting at once. Signed by the core like its
+/// own inbound calls (no user); the edge mounts it, the core's lifecycle calls it.
+pub const EDGE_ROOM_CLOSE: &str = "/internal/rooms/{challenge_id}/close";
+
+/// [`EDGE_ROOM_CLOSE`] for one challenge.
+#[must_use]
+pub fn edge_room_close(challenge: &str) -> String {
+    EDGE_ROOM_CLOSE.replace("{challenge_id}", challenge)
+}
+
+/// Longest session id (an access token's `jti`) a join may name.
+pub const SESSION_ID_LEN_MAX: usize = 128;
+
+/// Optional body of [`CHALLENGE_JOIN`]: the session (access token id) the user joins with. The
+/// edge (on Spin) and the room (on Workers) send it instead of asking about revocation themselves,
+/// so that a join the room refuses alone never costs a call to the core, and the check happens
+/// where the money moves. An empty body is a join without one (a room's retry of a seat stored
+/// before rooms kept the session).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinBody {
+    pub session: Option<String>,
+}
+
+/// What a room reads of a [`CHALLENGE_DETAIL`] answer: its seats and whether it still recruits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct ChallengeSeats {
+    pub capacity: u32,
+    pub state: crate::states::ChallengeState,
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

@@ -43,6 +43,25 @@ pub enum SeatState {
     Confirmed,
 }
 
+impl SeatState {
+    /// The name a room's storage keeps (`seats.state`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SeatState::Pending => "pending",
+            SeatState::Confirmed => "confirmed",
+        }
+    }
+
+    /// Reads a stored name; `None` for anything else.
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        [SeatState::Pending, SeatState::Confirmed]
+            .into_iter()
+            .find(|state| state.as_str() == raw)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seat {
     pub user: String,
@@ -172,10 +191,7 @@ pub struct SealedRoster {
     pub participants: Vec<String>,
 }
 
-/// Path of the room's roster (`GET`), answered with a [`RosterAnswer`].
-pub const PATH_ROSTER: &str = "/roster";
-
-/// The room's answer to `GET /roster`: the sealed roster, or `None` while answers may still change.
+/// The room's answer to `GET /roster` (`protocol::RoomRoute::Roster`): the sealed roster, or `None` while answers may still change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RosterAnswer {
     pub sealed: Option<SealedRoster>,

@@ -13,7 +13,7 @@
 //! from before that write; writes made elsewhere (a charge by Toss) show within
 //! [`BALANCE_CACHE_TTL_MS`].
 
-use nene_domain::limits::CORE_TIMEOUT_MS;
+use nene_domain::{idempotency::IdempotencyKey, limits::CORE_TIMEOUT_MS};
 use serde::{Deserialize, Serialize};
 
 /// How long a cached balance is served without asking the core. Short: it only spares the core
@@ -21,8 +21,6 @@ use serde::{Deserialize, Serialize};
 pub const BALANCE_CACHE_TTL_MS: i64 = 2_000;
 /// How long a remembered response is kept: the API promises at least 24 hours.
 pub const REPLY_RETENTION_MS: i64 = 24 * 3_600 * 1_000;
-/// Longest Idempotency-Key accepted.
-pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 
 /// Core calls a join makes inside the wallet's turn, one after the other: the room reads its
 /// rules from the core on first use, then forwards the join. Each is bounded by the core timeout.
@@ -122,11 +120,11 @@ impl<S: WalletStore> WalletLogic<S> {
     /// When the store fails.
     pub fn begin(
         &mut self,
-        key: Option<&str>,
+        key: Option<&IdempotencyKey>,
         request_hash: &str,
         now_ms: i64,
     ) -> Result<Begin, WalletStoreError> {
-        let Some(key) = key else {
+        let Some(key) = key.map(IdempotencyKey::as_str) else {
             return Ok(Begin::Run);
         };
         match self.store.remembered(key)? {
@@ -173,7 +171,7 @@ impl<S: WalletStore> WalletLogic<S> {
     /// When the store fails.
     pub fn finish(
         &mut self,
-        key: Option<&str>,
+        key: Option<&IdempotencyKey>,
         request_hash: &str,
         status: u16,
         body: &str,
@@ -182,7 +180,7 @@ impl<S: WalletStore> WalletLogic<S> {
         if self.store.cached_balance()?.is_some() {
             self.store.set_cached_balance(None)?;
         }
-        let Some(key) = key else {
+        let Some(key) = key.map(IdempotencyKey::as_str) else {
             return Ok(());
         };
         if is_definite(status) {
@@ -270,6 +268,10 @@ mod tests {
 
     const NOW: i64 = 1_790_000_000_000;
 
+    fn key() -> IdempotencyKey {
+        IdempotencyKey::parse("k").unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn wallet() -> WalletLogic<MemoryWalletStore> {
         WalletLogic::new(MemoryWalletStore::default())
     }
@@ -277,11 +279,11 @@ mod tests {
     #[test]
     fn the_same_key_and_request_replays_the_first_response() {
         let mut w = wallet();
-        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
-        w.finish(Some("k"), "join:a", 201, "{\"seat\":1}", NOW)
+        assert_eq!(w.begin(Some(&key()), "join:a", NOW), Ok(Begin::Run));
+        w.finish(Some(&key()), "join:a", 201, "{\"seat\":1}", NOW)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            w.begin(Some("k"), "join:a", NOW + 1),
+            w.begin(Some(&key()), "join:a", NOW + 1),
             Ok(Begin::Replay {
                 status: 201,
                 body: "{\"seat\":1}".into()
@@ -292,10 +294,10 @@ mod tests {
     #[test]
     fn a_refusal_is_remembered_too_because_a_retry_would_get_it_again() {
         let mut w = wallet();
-        w.begin(Some("k"), "join:a", NOW).ok();
-        w.finish(Some("k"), "join:a", 402, "{}", NOW).ok();
+        w.begin(Some(&key()), "join:a", NOW).ok();
+        w.finish(Some(&key()), "join:a", 402, "{}", NOW).ok();
         assert!(matches!(
-            w.begin(Some("k"), "join:a", NOW),
+            w.begin(Some(&key()), "join:a", NOW),
             Ok(Begin::Replay { status: 402, .. })
         ));
     }
@@ -303,42 +305,42 @@ mod tests {
     #[test]
     fn the_same_key_with_another_request_is_refused() {
         let mut w = wallet();
-        w.begin(Some("k"), "join:a", NOW).ok();
-        assert_eq!(w.begin(Some("k"), "join:b", NOW), Ok(Begin::KeyReused));
-        w.finish(Some("k"), "join:a", 201, "{}", NOW).ok();
-        assert_eq!(w.begin(Some("k"), "join:b", NOW), Ok(Begin::KeyReused));
+        w.begin(Some(&key()), "join:a", NOW).ok();
+        assert_eq!(w.begin(Some(&key()), "join:b", NOW), Ok(Begin::KeyReused));
+        w.finish(Some(&key()), "join:a", 201, "{}", NOW).ok();
+        assert_eq!(w.begin(Some(&key()), "join:b", NOW), Ok(Begin::KeyReused));
     }
 
     #[test]
     fn a_retry_while_the_first_runs_is_in_progress() {
         let mut w = wallet();
-        w.begin(Some("k"), "join:a", NOW).ok();
-        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::InProgress));
+        w.begin(Some(&key()), "join:a", NOW).ok();
+        assert_eq!(w.begin(Some(&key()), "join:a", NOW), Ok(Begin::InProgress));
     }
 
     #[test]
     fn an_indefinite_answer_frees_the_key_for_a_retry() {
         let mut w = wallet();
-        w.begin(Some("k"), "join:a", NOW).ok();
-        w.finish(Some("k"), "join:a", 503, "{}", NOW).ok();
-        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
+        w.begin(Some(&key()), "join:a", NOW).ok();
+        w.finish(Some(&key()), "join:a", 503, "{}", NOW).ok();
+        assert_eq!(w.begin(Some(&key()), "join:a", NOW), Ok(Begin::Run));
     }
 
     #[test]
     fn a_refused_session_frees_the_key_for_the_same_request_signed_in_again() {
         let mut w = wallet();
-        w.begin(Some("k"), "join:a", NOW).ok();
-        w.finish(Some("k"), "join:a", 401, "{}", NOW).ok();
-        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
+        w.begin(Some(&key()), "join:a", NOW).ok();
+        w.finish(Some(&key()), "join:a", 401, "{}", NOW).ok();
+        assert_eq!(w.begin(Some(&key()), "join:a", NOW), Ok(Begin::Run));
     }
 
     #[test]
     fn a_remembered_response_expires_after_its_retention() {
         let mut w = wallet();
-        w.begin(Some("k"), "join:a", NOW).ok();
-        w.finish(Some("k"), "join:a", 201, "{}", NOW).ok();
+        w.begin(Some(&key()), "join:a", NOW).ok();
+        w.finish(Some(&key()), "join:a", 201, "{}", NOW).ok();
         assert_eq!(
-            w.begin(Some("k"), "join:a", NOW + REPLY_RETENTION_MS),
+            w.begin(Some(&key()), "join:a", NOW + REPLY_RETENTION_MS),
             Ok(Begin::Run)
         );
     }
@@ -346,33 +348,39 @@ mod tests {
     #[test]
     fn a_key_left_in_flight_by_a_reset_wallet_runs_again_once_its_request_has_certainly_ended() {
         let mut w = wallet();
-        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
+        assert_eq!(w.begin(Some(&key()), "join:a", NOW), Ok(Begin::Run));
         // The object is reset before `finish`: a new instance starts from the same storage.
         let mut restarted = WalletLogic::new(w.store.clone());
         assert_eq!(
-            restarted.begin(Some("k"), "join:a", NOW + IN_FLIGHT_MS_MAX - 1),
+            restarted.begin(Some(&key()), "join:a", NOW + IN_FLIGHT_MS_MAX - 1),
             Ok(Begin::InProgress),
             "within the bound the first request may still be running"
         );
         assert_eq!(
-            restarted.begin(Some("k"), "join:b", NOW + IN_FLIGHT_MS_MAX - 1),
+            restarted.begin(Some(&key()), "join:b", NOW + IN_FLIGHT_MS_MAX - 1),
             Ok(Begin::KeyReused)
         );
         assert_eq!(
-            restarted.begin(Some("k"), "join:a", NOW + IN_FLIGHT_MS_MAX),
+            restarted.begin(Some(&key()), "join:a", NOW + IN_FLIGHT_MS_MAX),
             Ok(Begin::Run),
             "past the bound the key is no longer stuck"
         );
         // And it is in flight again, for this new request, from now on.
         assert_eq!(
-            restarted.begin(Some("k"), "join:a", NOW + IN_FLIGHT_MS_MAX + 1),
+            restarted.begin(Some(&key()), "join:a", NOW + IN_FLIGHT_MS_MAX + 1),
             Ok(Begin::InProgress)
         );
         restarted
-            .finish(Some("k"), "join:a", 201, "{}", NOW + IN_FLIGHT_MS_MAX + 2)
+            .finish(
+                Some(&key()),
+                "join:a",
+                201,
+                "{}",
+                NOW + IN_FLIGHT_MS_MAX + 2,
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(
-            restarted.begin(Some("k"), "join:a", NOW + 2 * IN_FLIGHT_MS_MAX),
+            restarted.begin(Some(&key()), "join:a", NOW + 2 * IN_FLIGHT_MS_MAX),
             Ok(Begin::Replay { status: 201, .. })
         ));
     }
@@ -383,7 +391,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let mut w = wallet();
         w.store.replies.insert("k".into(), stored);
-        assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
+        assert_eq!(w.begin(Some(&key()), "join:a", NOW), Ok(Begin::Run));
     }
 
     #[test]

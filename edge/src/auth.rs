@@ -12,13 +12,20 @@
 //!   and isolate (a Workers isolate keeps the answer in memory; a Spin instance lives for one
 //!   request and always asks), so a revoked token stops working within 60 seconds — at once in
 //!   the isolate that handled the logout, which forgets its answers for the whole family.
+//!
+//! The edge's one internal route is called by the core, not a user: [`SignedByCore`] holds it to
+//! the shared secret's signature, as the core's own extractor holds the edge's calls.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, OnceLock},
 };
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use axum::{
+    extract::{FromRequest, FromRequestParts, Request},
+    http::request::Parts,
+};
+use bytes::Bytes;
 use nene_domain::{ErrorCode, access_token::AccessClaims, internal_api};
 
 use crate::{core_client, error::ApiError, platform::Platform};
@@ -181,5 +188,44 @@ impl FromRequestParts<Arc<Platform>> for Session {
         platform: &Arc<Platform>,
     ) -> Result<Self, Self::Rejection> {
         Ok(Session(authenticate(parts, platform, true).await?))
+    }
+}
+
+/// A request the core signed (method, path, timestamp, body; no user), fresh by the signature's
+/// window: the body, verified.
+#[derive(Debug, Clone)]
+pub struct SignedByCore(pub Bytes);
+
+impl FromRequest<Arc<Platform>> for SignedByCore {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, platform: &Arc<Platform>) -> Result<Self, ApiError> {
+        use nene_domain::signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedParts};
+        let invalid = || ApiError::new(ErrorCode::SignatureInvalid);
+        let (parts, body) = request.into_parts();
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let timestamp = header(HEADER_TIMESTAMP)
+            .and_then(|t| t.parse::<i64>().ok())
+            .ok_or_else(invalid)?;
+        let signature = header(HEADER_SIGNATURE).ok_or_else(invalid)?;
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), platform)
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::BadRequest))?;
+        platform
+            .config
+            .signing_secret
+            .verify(
+                &SignedParts {
+                    method: parts.method.as_str(),
+                    path_and_query: parts.uri.path(),
+                    timestamp_unix_seconds: timestamp,
+                    user: "",
+                    body: &body,
+                },
+                signature,
+                platform.host.now_unix_seconds(),
+            )
+            .map_err(|_| invalid())?;
+        Ok(SignedByCore(body))
     }
 }

@@ -1,27 +1,32 @@
-//! Browsing, proofs, reports, appeals, reviews, the reviewers' queue and a participant's standing
-//! (docs/design.md §4), and the dev-mode test clock. The core decides everything (windows by the
-//! platform's clock, who may do what); the edge authenticates and forwards. Creation, detail and
-//! joins live in `router.rs` with the rooms.
+//! Challenges: creation, browsing, the detail with live seats, proofs, reports, appeals, reviews,
+//! the reviewers' queue and a participant's standing (docs/design.md §4), and the dev-mode test
+//! clock. The core decides everything (windows by the platform's clock, who may do what); the edge
+//! authenticates and forwards. Joins live in `joins.rs` with the rooms.
 
 use axum::{
     Router,
-    extract::{Path, RawQuery},
+    extract::{Path, RawQuery, State},
     http::StatusCode,
     routing::{get, post},
 };
 use bytes::Bytes;
 use nene_domain::{ErrorCode, internal_api};
+use nene_durable::protocol::RoomRoute;
 
 use crate::{
     auth::User,
     core_client::{Core, Forwarded, json_body},
     error::{ApiError, ApiJson},
+    input::{challenge_id, uuid_segment},
+    objects::call_object,
     paging::{HEX_ID_CURSOR, core_query},
-    router::{AppState, uuid_segment},
+    platform::{AppState, ObjectName},
 };
 
 pub fn routes(dev_mode: bool) -> Router<AppState> {
     let routes = Router::new()
+        .route("/v1/challenges", post(create).get(browse))
+        .route("/v1/challenges/{id}", get(detail))
         .route("/v1/challenges/{id}/proofs", post(submit_proof).get(proofs))
         .route("/v1/challenges/{id}/me", get(me))
         .route("/v1/proofs/{id}/report", post(report))
@@ -33,6 +38,56 @@ pub fn routes(dev_mode: bool) -> Router<AppState> {
     } else {
         routes
     }
+}
+
+/// `POST /v1/challenges`: the core validates the rules and answers 422 outside their bounds.
+async fn create(
+    core: Core,
+    User(user): User,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+    let call = internal_api::CHALLENGE_CREATE.call(&[]);
+    let created: serde_json::Value = core.json(call, Some(&user), json_body(&body)?).await?;
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}
+
+/// `GET /v1/challenges/{id}`: the challenge, with live counts from its room where the host has
+/// rooms (Workers) and from the core otherwise (Spin).
+async fn detail(
+    State(state): State<AppState>,
+    core: Core,
+    User(user): User,
+    Path(challenge): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let challenge = challenge_id(&challenge)?;
+    let call = internal_api::CHALLENGE_DETAIL.call(&[challenge.as_str()]);
+    let mut detail: serde_json::Value = core.json(call, Some(&user), Bytes::new()).await?;
+    let mut live = match &state.rooms {
+        Some(rooms) => {
+            call_object(
+                rooms.as_ref(),
+                ObjectName::Room(&challenge),
+                RoomRoute::Counts.method(),
+                &RoomRoute::counts_of(&challenge),
+                Bytes::new(),
+            )
+            .await?
+        }
+        None => serde_json::json!({
+            "participants": detail["participants"],
+            "capacity": detail["capacity"],
+        }),
+    };
+    // Seats come from the room; the proof rates from the core's proofs, and only under `live`
+    // (moved, not copied: a detail has them nowhere else).
+    for rate in ["proof_rate_today", "success_rate"] {
+        live[rate] = detail
+            .as_object_mut()
+            .and_then(|fields| fields.remove(rate))
+            .unwrap_or(serde_json::Value::Null);
+    }
+    detail["live"] = live;
+    Ok(axum::Json(detail))
 }
 
 /// Longest query string forwarded (cursor, limit, filters, a search text).
@@ -48,7 +103,7 @@ fn forwarded_query(query: Option<String>) -> Result<String, ApiError> {
 }
 
 /// `GET /v1/challenges?state=&category=&q=&cursor=&limit=`.
-pub async fn browse(
+async fn browse(
     core: Core,
     User(user): User,
     RawQuery(query): RawQuery,

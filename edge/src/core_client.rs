@@ -16,8 +16,8 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     error::ApiError,
+    middleware::RequestId,
     platform::{OutboundRequest, Platform, TransportError},
-    router::RequestId,
 };
 
 /// Header that carries the edge's request id to the core, so one id names a request in both logs.
@@ -62,7 +62,7 @@ impl From<CoreError> for ApiError {
 }
 
 /// An internal route's method as `http` names it.
-fn http_method(method: Method) -> http::Method {
+pub(crate) fn http_method(method: Method) -> http::Method {
     match method {
         Method::Get => http::Method::GET,
         Method::Post => http::Method::POST,

@@ -15,6 +15,10 @@
 //! keep-alive connection, and under `wrangler dev` about one request in a hundred after such an
 //! answer on the same connection failed with a 500 "Network connection lost" (schemathesis found
 //! it); the bound makes reading it cheap.
+//!
+//! And the parsers of what a handler reads from a request before anything is asked of the core:
+//! ids in paths ([`uuid_segment`], [`challenge_id`]) and the Idempotency-Key header
+//! ([`idempotency_key`]).
 
 use axum::{
     body::Body,
@@ -25,7 +29,8 @@ use axum::{
 };
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use nene_domain::{
-    ErrorCode,
+    ChallengeId, ErrorCode,
+    idempotency::IdempotencyKey,
     limits::REQUEST_BODY_BYTES_MAX,
     text::{contains_encoded_nul, json_nul_field, query_nul_parameter},
 };
@@ -82,5 +87,67 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| {
             mime == "application/json"
                 || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+}
+
+/// Length of a UUID's hyphenated text form.
+const UUID_TEXT_LEN: usize = 36;
+
+/// A path segment that must name something the core identifies by UUID (a challenge, a proof):
+/// the hyphenated form (`8-4-4-4-12` hex digits), else a 404 before anything is asked. Without
+/// this, a malformed id reached the core, whose refusal to parse it came back as a 500 (detail)
+/// or, through the room's read of its rules, a 503 (join).
+///
+/// # Errors
+/// `NOT_FOUND` for anything else.
+pub(crate) fn uuid_segment(raw: &str) -> Result<&str, ApiError> {
+    let well_formed = raw.len() == UUID_TEXT_LEN
+        && raw.bytes().enumerate().all(|(at, b)| match at {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+    if well_formed {
+        Ok(raw)
+    } else {
+        Err(ApiError::new(ErrorCode::NotFound))
+    }
+}
+
+/// A challenge's id in a public path: a UUID (see [`uuid_segment`]).
+///
+/// # Errors
+/// `NOT_FOUND` for anything else.
+pub(crate) fn challenge_id(raw: &str) -> Result<ChallengeId, ApiError> {
+    object_name(uuid_segment(raw)?)
+}
+
+/// A room's name in a dev probe path: any well-formed object name (the probe is plumbing, not a
+/// challenge).
+///
+/// # Errors
+/// `NOT_FOUND` for a name no object can have.
+pub(crate) fn object_name(raw: &str) -> Result<ChallengeId, ApiError> {
+    ChallengeId::parse(raw).map_err(|_| ApiError::new(ErrorCode::NotFound))
+}
+
+/// The request's `Idempotency-Key`, if any ([`IdempotencyKey`] says what a key is).
+///
+/// # Errors
+/// `BAD_REQUEST` for a header that is not a key, with the rule as its message.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(IdempotencyKey::parse)
+        .and_then(Result::ok)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::with_message(
+                ErrorCode::BadRequest,
+                nene_domain::idempotency::InvalidIdempotencyKey.to_string(),
+            )
         })
 }

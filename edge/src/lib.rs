@@ -13,14 +13,20 @@ pub mod client_address;
 pub mod config;
 pub mod core_client;
 pub mod error;
+pub mod health;
 mod input;
+pub mod joins;
 pub mod login;
+pub mod middleware;
 pub mod notifications;
+mod objects;
 pub mod paging;
 pub mod payments;
 pub mod platform;
+pub mod probe;
 pub mod rosters;
 pub mod router;
+pub mod wallet;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod workers;

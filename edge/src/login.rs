@@ -25,7 +25,7 @@ use crate::{
     client_address::ClientIp,
     core_client::{Core, Forwarded, json_body},
     error::{ApiError, ApiJson},
-    router::AppState,
+    platform::AppState,
 };
 
 pub fn routes() -> Router<AppState> {

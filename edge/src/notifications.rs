@@ -7,7 +7,7 @@ use axum::{Router, extract::RawQuery, routing::get};
 use bytes::Bytes;
 use nene_domain::internal_api;
 
-use crate::{auth::User, core_client::Core, error::ApiError, paging, router::AppState};
+use crate::{auth::User, core_client::Core, error::ApiError, paging, platform::AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/notifications", get(list))

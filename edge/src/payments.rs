@@ -9,13 +9,15 @@ use axum::{
 };
 use bytes::Bytes;
 use nene_domain::{ErrorCode, internal_api, payments::OrderId};
+use nene_durable::protocol::WalletRoute;
 
 use crate::{
     auth::{PayingUser, User},
     core_client::{Core, Forwarded, json_body},
     error::{ApiError, ApiJson},
-    platform::ObjectName,
-    router::{AppState, idempotency_key},
+    input::idempotency_key,
+    objects::object_request,
+    platform::{AppState, ObjectName},
 };
 
 /// Public path Toss posts its webhooks to.
@@ -37,13 +39,9 @@ fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
 /// The user's cached balance is stale once points moved outside their `Wallet` object.
 async fn forget_cached_balance(state: &AppState, user: &str) {
     if let Some(objects) = &state.rooms {
-        let request = crate::platform::OutboundRequest {
-            method: http::Method::POST,
-            url: "https://wallet/balance/forget".to_owned(),
-            headers: Vec::new(),
-            body: Bytes::new(),
-            timeout_ms: nene_domain::limits::CORE_TIMEOUT_MS,
-        };
+        let route = WalletRoute::ForgetBalance;
+        let mut request = object_request(route.method(), route.path(), Bytes::new());
+        request.timeout_ms = nene_domain::limits::CORE_TIMEOUT_MS;
         // Best effort: the cache also expires on its own within seconds.
         let _ = objects.send(ObjectName::Wallet(user), request).await;
     }

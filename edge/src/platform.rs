@@ -72,6 +72,9 @@ pub trait Host: Send + Sync {
     fn random_id(&self) -> String;
 }
 
+/// The router's state: the platform, shared by every handler.
+pub type AppState = Arc<Platform>;
+
 /// Everything the router runs on.
 #[derive(Clone)]
 pub struct Platform {

@@ -15,6 +15,7 @@ use nene_domain::{
     limits::REQUEST_BODY_BYTES_MAX,
     signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedParts, SigningSecret},
 };
+use nene_durable::protocol::{RoomRoute, WalletRoute};
 use nene_edge::{
     client_address::ClientAddressRule,
     config::EdgeConfig,
@@ -105,8 +106,11 @@ impl Rooms for FakeRooms {
         _object: nene_edge::platform::ObjectName<'_>,
         request: OutboundRequest,
     ) -> BoxFuture<Result<OutboundResponse, TransportError>> {
-        let path = request.url.trim_start_matches("https://room").to_owned();
-        if path == "/close" {
+        let path = request
+            .url
+            .trim_start_matches(nene_durable::protocol::OBJECT_URL_BASE)
+            .to_owned();
+        if path == RoomRoute::Close.path() {
             self.joins
                 .lock()
                 .map(|mut joins| joins.push(serde_json::json!({"closed": true})))
@@ -118,7 +122,7 @@ impl Rooms for FakeRooms {
                 })
             });
         }
-        if path == "/join" {
+        if path == WalletRoute::Join.path() {
             let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
             self.joins.lock().map(|mut joins| joins.push(body)).ok();
             let (status, body) = self
@@ -134,7 +138,7 @@ impl Rooms for FakeRooms {
                 })
             });
         }
-        if path.starts_with("/counts?") {
+        if path.starts_with(&format!("{}?", RoomRoute::Counts.path())) {
             return Box::pin(async {
                 Ok(OutboundResponse {
                     status: 200,
@@ -142,7 +146,7 @@ impl Rooms for FakeRooms {
                 })
             });
         }
-        if path == nene_durable::join::PATH_ROSTER {
+        if path == RoomRoute::Roster.path() {
             self.roster_calls.fetch_add(1, Ordering::Relaxed);
             let body = self
                 .roster_reply
@@ -158,14 +162,14 @@ impl Rooms for FakeRooms {
             });
         }
         let call =
-            nene_durable::room::RoomCall::parse(request.method.as_str(), &path, &request.body);
+            nene_durable::probe::ProbeCall::parse(request.method.as_str(), &path, &request.body);
         let answer = match call {
-            Ok(nene_durable::room::RoomCall::AddToProbe(add)) => {
+            Ok(nene_durable::probe::ProbeCall::AddToProbe(add)) => {
                 let mut value = self.value.lock().unwrap_or_else(|e| e.into_inner());
                 *value += add.add;
                 (200, format!("{{\"value\":{}}}", *value))
             }
-            Ok(nene_durable::room::RoomCall::ReadProbe) => {
+            Ok(nene_durable::probe::ProbeCall::ReadProbe) => {
                 let value = self.value.lock().unwrap_or_else(|e| e.into_inner());
                 (200, format!("{{\"value\":{}}}", *value))
             }

@@ -86,32 +86,20 @@ async fn detail(
     Ok(Json(challenges::get(&state.db, id).await?))
 }
 
-/// Longest session id (an access token's `jti`) a join may name.
-const SESSION_ID_LEN_MAX: usize = 128;
-
-/// Optional body of a join: the session (access token id) the user joins with. The edge sends it
-/// instead of asking about revocation itself, so that a join the room refuses alone never costs a
-/// call to the core, and the check happens where the money moves. Absent on a room's retry of a
-/// join it forwarded before (checked then).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JoinBody {
-    session: Option<String>,
-}
-
+/// A join (`api::CHALLENGE_JOIN`), with its optional [`api::JoinBody`].
 async fn join(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
     CorePath(id): CorePath<uuid::Uuid>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Seat>), CoreApiError> {
-    let body: JoinBody = if body.is_empty() {
-        JoinBody::default()
+    let body: api::JoinBody = if body.is_empty() {
+        api::JoinBody::default()
     } else {
         serde_json::from_slice(&body).map_err(|_| CoreApiError::Client(ErrorCode::BadRequest))?
     };
     if let Some(session) = &body.session {
-        if session.is_empty() || session.len() > SESSION_ID_LEN_MAX {
+        if session.is_empty() || session.len() > api::SESSION_ID_LEN_MAX {
             return Err(CoreApiError::Client(ErrorCode::BadRequest));
         }
         if crate::auth::is_revoked(&state.db, session).await? {

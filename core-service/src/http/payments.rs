@@ -92,7 +92,7 @@ async fn payment(
 struct RefundBody {
     /// The client's Idempotency-Key, carried in the signed body.
     #[serde(default)]
-    idempotency_key: Option<String>,
+    idempotency_key: Option<nene_domain::idempotency::IdempotencyKey>,
 }
 
 async fn refund(
@@ -105,7 +105,7 @@ async fn refund(
         &state.payments,
         &user,
         &order_id,
-        body.idempotency_key.as_deref(),
+        body.idempotency_key.as_ref().map(|key| key.as_str()),
     )
     .await?;
     let status = if view.state == RefundState::Requested {

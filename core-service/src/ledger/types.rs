@@ -24,44 +24,15 @@ pub struct HoldId(pub Uuid);
 #[sqlx(transparent)]
 pub struct LotId(pub Uuid);
 
-/// A caller-chosen idempotency key (`join:{challenge}:{user}`, `charge:{paymentKey}`, …).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct IdempotencyKey(String);
+/// A caller-chosen idempotency key (`join:{challenge}:{user}`, `charge:{orderId}`, …): the one
+/// rule for keys, shared with the edge and the `Wallet` object.
+pub use nene_domain::idempotency::{
+    IDEMPOTENCY_KEY_LEN_MAX, IdempotencyKey, InvalidIdempotencyKey,
+};
 
-/// Longest key we accept: docs/api.md lets clients send up to 255 characters, and our own keys are
-/// prefixes plus two UUIDs.
-pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
-
-impl IdempotencyKey {
-    /// # Errors
-    /// [`LedgerError::InvalidRequest`] for an empty, over-long or non-printable key.
-    pub fn parse(raw: &str) -> Result<Self, LedgerError> {
-        let printable = raw.bytes().all(|b| b.is_ascii_graphic());
-        if raw.is_empty() || raw.len() > IDEMPOTENCY_KEY_LEN_MAX || !printable {
-            return Err(LedgerError::InvalidRequest(
-                "an idempotency key is 1–255 printable ASCII characters",
-            ));
-        }
-        Ok(IdempotencyKey(raw.to_owned()))
-    }
-
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for IdempotencyKey {
-    type Error = LedgerError;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        IdempotencyKey::parse(&raw)
-    }
-}
-
-impl From<IdempotencyKey> for String {
-    fn from(key: IdempotencyKey) -> String {
-        key.0
+impl From<InvalidIdempotencyKey> for LedgerError {
+    fn from(_: InvalidIdempotencyKey) -> Self {
+        LedgerError::InvalidRequest("an idempotency key is 1–255 printable ASCII characters")
     }
 }
 
@@ -312,19 +283,5 @@ impl LedgerError {
             | LedgerError::StoredResponse(_)
             | LedgerError::Inconsistent(_) => ErrorCode::Internal,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_of_printable_ascii_are_accepted_and_others_refused() {
-        assert!(IdempotencyKey::parse("bench:0:3:17").is_ok());
-        assert!(IdempotencyKey::parse("join:0190a5f2-7c3e:user_1").is_ok());
-        assert!(IdempotencyKey::parse("").is_err());
-        assert!(IdempotencyKey::parse("has space").is_err());
-        assert!(IdempotencyKey::parse(&"k".repeat(IDEMPOTENCY_KEY_LEN_MAX + 1)).is_err());
     }
 }

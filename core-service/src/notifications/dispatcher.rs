@@ -37,6 +37,7 @@ use std::{
 };
 
 use futures::StreamExt;
+use nene_domain::states::NotificationState;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -197,7 +198,7 @@ struct Locked {
     user_id: String,
     kind: String,
     payload: Value,
-    state: String,
+    state: NotificationState,
     attempts: i32,
     next_attempt_ms: i64,
     delivered: Vec<String>,
@@ -212,7 +213,7 @@ struct LockedRow {
     user_id: String,
     kind: String,
     payload: Value,
-    state: String,
+    state: NotificationState,
     attempts: i32,
     next_attempt_ms: i64,
     delivered_devices: Vec<String>,
@@ -254,7 +255,7 @@ impl From<LockedRow> for Locked {
 fn lock_and_load(claim: &str) -> String {
     format!(
         "WITH claimed AS MATERIALIZED ({claim}) \
-         SELECT c.id, c.user_id, c.kind, c.payload, c.state::text AS state, c.attempts, \
+         SELECT c.id, c.user_id, c.kind, c.payload, c.state, c.attempts, \
              (extract(epoch FROM c.next_attempt_at) * 1000)::int8 AS next_attempt_ms, \
              c.delivered_devices, coalesce(d.device_ids, '{{}}') AS device_ids, \
              coalesce(d.platforms, '{{}}') AS platforms, coalesce(d.tokens, '{{}}') AS tokens \
@@ -601,7 +602,7 @@ impl Dispatcher {
         let mut later: Vec<(Uuid, i64)> = Vec::new();
         let mut due: Vec<Locked> = Vec::with_capacity(locked.len());
         for row in locked.into_iter().map(Locked::from) {
-            if row.state != "pending" {
+            if row.state != NotificationState::Pending {
                 done.push(row.id);
             } else if row.next_attempt_ms > now.saturating_add(CLOCK_SKEW_TOLERANCE_MS) {
                 later.push((row.id, row.next_attempt_ms));
@@ -878,24 +879,24 @@ async fn record(conn: &mut PgConnection, written: &[Written]) -> Result<(), sqlx
     for row in written {
         let (state, error, at) = match &row.verdict {
             Verdict::Decided(Decision::Sent { last_error, .. }) => {
-                ("sent", last_error.clone(), None)
+                (NotificationState::Sent, last_error.clone(), None)
             }
             Verdict::Decided(Decision::Retry {
                 delay_ms,
                 last_error,
             }) => (
-                "pending",
+                NotificationState::Pending,
                 Some(last_error.clone()),
                 Some(now.saturating_add(i64::try_from(*delay_ms).unwrap_or(i64::MAX))),
             ),
             Verdict::Decided(Decision::Failed { last_error }) => {
-                ("failed", Some(last_error.clone()), None)
+                (NotificationState::Failed, Some(last_error.clone()), None)
             }
             // Nothing to write unless some device got it (or lost its token) before the stop.
             Verdict::GivenBack { .. } if row.delivered_now.is_empty() && row.dead.is_empty() => {
                 continue;
             }
-            Verdict::GivenBack { .. } => ("pending", None, None),
+            Verdict::GivenBack { .. } => (NotificationState::Pending, None, None),
         };
         ids.push(row.id);
         counted.push(matches!(row.verdict, Verdict::Decided(_)));
@@ -915,7 +916,7 @@ async fn record(conn: &mut PgConnection, written: &[Written]) -> Result<(), sqlx
     }
     sqlx::query(
         "UPDATE notifications AS n SET \
-             state = u.state::notification_state, \
+             state = u.state, \
              attempts = n.attempts + CASE WHEN u.counted THEN 1 ELSE 0 END, \
              last_error = COALESCE(u.last_error, n.last_error), \
              next_attempt_at = COALESCE(to_timestamp(u.next_ms / 1000.0), n.next_attempt_at), \
@@ -923,7 +924,7 @@ async fn record(conn: &mut PgConnection, written: &[Written]) -> Result<(), sqlx
              delivered_devices = n.delivered_devices \
                  || ARRAY(SELECT jsonb_array_elements_text(u.delivered::jsonb)), \
              updated_at = now() \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], \
+         FROM UNNEST($1::uuid[], $2::notification_state[], $3::text[], $4::int8[], $5::text[], \
                      $6::bool[]) \
              AS u(id, state, last_error, next_ms, delivered, counted) \
          WHERE n.id = u.id AND n.state = 'pending'",

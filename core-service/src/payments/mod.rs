@@ -144,6 +144,13 @@ pub enum PaymentError {
     Ledger(#[from] LedgerError),
 }
 
+/// Our own idempotency keys are built from ids: one that is not a key is a ledger request error.
+impl From<crate::ledger::InvalidIdempotencyKey> for PaymentError {
+    fn from(error: crate::ledger::InvalidIdempotencyKey) -> Self {
+        crate::ledger::LedgerError::from(error).into()
+    }
+}
+
 impl PaymentError {
     /// The public error code.
     #[must_use]

@@ -1,33 +1,20 @@
-//! The `#[durable_object]` wrappers: read the request, run the state machine over SQLite, answer.
-//!
-//! `ChallengeRoom` paths (the edge is the only caller):
-//! - `GET|POST /probe` — the plumbing probe;
-//! - `POST /join {challenge, user}` — admit, forward to the core holding a pending seat, settle;
-//! - `GET /counts?challenge=` — live counts, syncing the rules from the core on first use.
-//!
-//! `alarm()` retries the pending seats whose outcome is unknown, with the same key, until definite.
+//! `ChallengeRoom`: one per challenge (named after it), serializing its joins. Its calls are
+//! `protocol::RoomRoute`; `alarm()` retries the pending seats whose outcome is unknown, with the
+//! same key, until definite.
 
 use std::time::Duration;
 
-use futures::future::{Either, select};
-use nene_domain::{
-    ErrorCode,
-    error::ErrorEnvelope,
-    internal_api,
-    limits::CORE_TIMEOUT_MS,
-    signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts, SigningSecret},
-};
-use serde::{Deserialize, Serialize};
-use worker::{
-    AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response,
-    SqlStorage, SqlStorageValue, State, durable_object,
-};
+use nene_domain::{ErrorCode, error::ErrorEnvelope, internal_api, states::ChallengeState};
+use serde::Deserialize;
+use worker::{Env, Request, Response, SqlStorage, SqlStorageValue, State, durable_object};
 
+use super::{core::core_call, ensure_schema, error_response, now_ms};
 use crate::{
     join::{
         Admission, JoinRoom, Outcome, RoomRules, Seat, SeatState, SeatStore, StoreError, Verdict,
     },
-    room::{Room, RoomCall, RoomError, RoomStore},
+    probe::{Probe, ProbeCall, ProbeError, ProbeStore},
+    protocol::{QUERY_CHALLENGE, RoomClosed, RoomJoin, RoomJoined, RoomRoute, RosterAnswer},
     single_flight::SingleFlight,
 };
 
@@ -69,63 +56,6 @@ pub struct ChallengeRoom {
     rules_fetch: SingleFlight<Result<RoomRules, ErrorCode>>,
 }
 
-/// Runs `schema` once per object instance.
-fn ensure_schema(
-    sql: &SqlStorage,
-    ready: &std::cell::Cell<bool>,
-    schema: &str,
-    upgrades: &[&str],
-) -> bool {
-    if ready.get() {
-        return true;
-    }
-    if let Err(error) = sql.exec(schema, None) {
-        worker::console_error!("schema: {error}");
-        return false;
-    }
-    for upgrade in upgrades {
-        if let Err(error) = sql.exec(upgrade, None)
-            && !error.to_string().contains("duplicate column")
-        {
-            worker::console_error!("schema upgrade: {error}");
-            return false;
-        }
-    }
-    ready.set(true);
-    true
-}
-
-/// Body of `POST /join`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JoinCall {
-    pub challenge: String,
-    pub user: String,
-    /// The access token's id the user joins with; the core refuses a revoked one.
-    #[serde(default)]
-    pub session: Option<String>,
-}
-
-/// The room's answer to a join that took a seat.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Joined {
-    pub challenge: String,
-    pub user: String,
-    pub participants: u32,
-    pub capacity: u32,
-}
-
-fn error_response(code: ErrorCode) -> worker::Result<Response> {
-    let envelope = ErrorEnvelope::new(code, code.default_message(), "");
-    Ok(Response::from_json(&envelope)?.with_status(code.http_status()))
-}
-
-fn now_ms() -> i64 {
-    // Date::now is milliseconds since the epoch as f64; it fits i64 exactly.
-    #[allow(clippy::cast_possible_truncation)]
-    let ms = worker::Date::now().as_millis() as i64;
-    ms
-}
-
 impl worker::DurableObject for ChallengeRoom {
     fn new(state: State, env: Env) -> Self {
         ChallengeRoom {
@@ -143,45 +73,46 @@ impl worker::DurableObject for ChallengeRoom {
         if !ensure_schema(&sql, &self.schema_ready, ROOM_SCHEMA, ROOM_SCHEMA_UPGRADES) {
             return error_response(ErrorCode::Internal);
         }
-        match (method.as_str(), path.as_str()) {
-            ("POST", "/join") => {
-                let Ok(call) = req.json::<JoinCall>().await else {
+        match RoomRoute::recognise(&method, &path) {
+            Some(RoomRoute::Join) => {
+                let Ok(call) = req.json::<RoomJoin>().await else {
                     return error_response(ErrorCode::BadRequest);
                 };
                 self.join(&call).await
             }
-            ("POST", "/close") => {
-                let mut logic = crate::join::JoinRoom::new(SqliteSeatStore { sql: sql.clone() });
+            Some(RoomRoute::Close) => {
+                let mut logic = JoinRoom::new(SqliteSeatStore { sql: sql.clone() });
                 match logic.close_recruitment() {
-                    Ok(known) => Response::from_json(&serde_json::json!({ "closed": known })),
+                    Ok(closed) => Response::from_json(&RoomClosed { closed }),
                     Err(error) => {
                         worker::console_error!("room close failed: {error}");
                         error_response(ErrorCode::Internal)
                     }
                 }
             }
-            ("GET", crate::join::PATH_ROSTER) => {
+            Some(RoomRoute::Roster) => {
                 match JoinRoom::new(SqliteSeatStore { sql: sql.clone() }).sealed_roster() {
-                    Ok(sealed) => Response::from_json(&crate::join::RosterAnswer { sealed }),
+                    Ok(sealed) => Response::from_json(&RosterAnswer { sealed }),
                     Err(error) => {
                         worker::console_error!("room roster: {error}");
                         error_response(ErrorCode::Internal)
                     }
                 }
             }
-            ("GET", "/counts") => {
+            Some(RoomRoute::Counts) => {
                 let challenge = req
                     .url()?
                     .query_pairs()
-                    .find(|(k, _)| k == "challenge")
+                    .find(|(k, _)| k == QUERY_CHALLENGE)
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or_default();
                 self.counts(&challenge).await
             }
-            _ => {
+            Some(RoomRoute::ReadProbe | RoomRoute::AddToProbe) | None => {
                 let body = req.bytes().await.unwrap_or_default();
-                let outcome = RoomCall::parse(&method, &path, &body)
-                    .and_then(|call| Room::new(SqliteRoomStore { sql: sql.clone() }).handle(&call));
+                let outcome = ProbeCall::parse(&method, &path, &body).and_then(|call| {
+                    Probe::new(SqliteProbeStore { sql: sql.clone() }).handle(&call)
+                });
                 match outcome {
                     Ok(value) => Response::from_json(&value),
                     Err(error) => {
@@ -228,80 +159,14 @@ impl worker::DurableObject for ChallengeRoom {
     }
 }
 
-/// The core's URL and the shared secret, from the object's environment.
-fn core_link(env: &Env) -> Option<(String, SigningSecret)> {
-    let url = env.var("CORE_URL").ok()?.to_string();
-    let secret = SigningSecret::parse(&env.var("CORE_SIGNING_SECRET").ok()?.to_string()).ok()?;
-    Some((url.trim_end_matches('/').to_owned(), secret))
-}
-
-/// A signed call to the core (one of its [`internal_api`] routes) as `user`; `None` when it did
-/// not answer in time or could not be reached.
-async fn core_call(
-    env: &Env,
-    call: &internal_api::Call,
-    user: &str,
-    body: &[u8],
-) -> Option<(u16, Vec<u8>)> {
-    let method = call.method().as_str();
-    let path = call.path_and_query();
-    let (base, secret) = core_link(env)?;
-    let timestamp = now_ms() / 1_000;
-    let signature = secret.sign(&SignedParts {
-        method,
-        path_and_query: path,
-        timestamp_unix_seconds: timestamp,
-        user,
-        body,
-    });
-    let headers = Headers::new();
-    headers.set(HEADER_TIMESTAMP, &timestamp.to_string()).ok()?;
-    headers.set(HEADER_SIGNATURE, &signature).ok()?;
-    if !user.is_empty() {
-        headers.set(HEADER_USER, user).ok()?;
-    }
-    let mut init = RequestInit::new();
-    if !body.is_empty() {
-        headers.set("content-type", "application/json").ok()?;
-        init.with_body(Some(wasm_bindgen::JsValue::from_str(
-            std::str::from_utf8(body).ok()?,
-        )));
-    }
-    init.with_method(Method::from(method.to_owned()))
-        .with_headers(headers);
-    let request = Request::new_with_init(&format!("{base}{path}"), &init).ok()?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-    let call = std::pin::pin!(fetch.send_with_signal(&signal));
-    let timer = Delay::from(Duration::from_millis(CORE_TIMEOUT_MS));
-    match select(call, timer).await {
-        Either::Left((Ok(mut response), _)) => {
-            let status = response.status_code();
-            let body = response.bytes().await.ok()?;
-            Some((status, body))
-        }
-        Either::Left((Err(_), _)) => None,
-        Either::Right(((), _)) => {
-            controller.abort();
-            None
-        }
-    }
-}
-
 /// Reads a challenge's rules from the core; `Err(NotFound)` when it does not exist.
 async fn fetch_rules(env: &Env, challenge: &str) -> Result<RoomRules, ErrorCode> {
-    #[derive(Deserialize)]
-    struct Detail {
-        capacity: u32,
-        state: String,
-    }
     let call = internal_api::CHALLENGE_DETAIL.call(&[challenge]);
     match core_call(env, &call, "", b"").await {
-        Some((200, body)) => serde_json::from_slice::<Detail>(&body)
-            .map(|detail| RoomRules {
-                capacity: detail.capacity,
-                recruiting: detail.state == "RECRUITING",
+        Some((200, body)) => serde_json::from_slice::<internal_api::ChallengeSeats>(&body)
+            .map(|seats| RoomRules {
+                capacity: seats.capacity,
+                recruiting: seats.state == ChallengeState::Recruiting,
             })
             .map_err(|_| ErrorCode::Internal),
         Some((404, _)) => Err(ErrorCode::NotFound),
@@ -326,7 +191,12 @@ impl ChallengeRoom {
     async fn core_join(&self, challenge: &str, user: &str, session: Option<&str>) -> Verdict {
         let call = internal_api::CHALLENGE_JOIN.call(&[challenge]);
         let body = session
-            .and_then(|session| serde_json::to_vec(&serde_json::json!({ "session": session })).ok())
+            .and_then(|session| {
+                serde_json::to_vec(&internal_api::JoinBody {
+                    session: Some(session.to_owned()),
+                })
+                .ok()
+            })
             .unwrap_or_default();
         match core_call(&self.env, &call, user, &body).await {
             Some((201, _)) => Verdict::Joined,
@@ -390,8 +260,8 @@ impl ChallengeRoom {
         }
     }
 
-    async fn join(&self, call: &JoinCall) -> worker::Result<Response> {
-        if let Err(code) = self.ensure_rules(&call.challenge).await {
+    async fn join(&self, call: &RoomJoin) -> worker::Result<Response> {
+        if let Err(code) = self.ensure_rules(call.challenge.as_str()).await {
             return error_response(code);
         }
         let admission = JoinRoom::new(SqliteSeatStore { sql: self.sql() }).admit(
@@ -416,7 +286,7 @@ impl ChallengeRoom {
         }
         // The pending seat is stored: requests that interleave at this await see it.
         let verdict = self
-            .core_join(&call.challenge, &call.user, call.session.as_deref())
+            .core_join(call.challenge.as_str(), &call.user, call.session.as_deref())
             .await;
         let mut room = JoinRoom::new(SqliteSeatStore { sql: self.sql() });
         let outcome = room.settle(&call.user, verdict, now_ms());
@@ -424,7 +294,7 @@ impl ChallengeRoom {
         match outcome {
             Ok(Outcome::Confirmed) => {
                 let counts = room.counts().ok().flatten();
-                let joined = Joined {
+                let joined = RoomJoined {
                     challenge: call.challenge.clone(),
                     user: call.user.clone(),
                     participants: counts.map_or(0, |c| c.participants),
@@ -462,12 +332,13 @@ impl ChallengeRoom {
     }
 }
 
-struct SqliteRoomStore {
+/// The probe's counter in the room's SQLite database.
+struct SqliteProbeStore {
     sql: SqlStorage,
 }
 
-fn storage_error(error: worker::Error) -> RoomError {
-    RoomError::Storage(error.to_string())
+fn storage_error(error: worker::Error) -> ProbeError {
+    ProbeError::Storage(error.to_string())
 }
 
 #[derive(Deserialize)]
@@ -475,8 +346,8 @@ struct ValueRow {
     value: i64,
 }
 
-impl RoomStore for SqliteRoomStore {
-    fn probe_value(&self) -> Result<i64, RoomError> {
+impl ProbeStore for SqliteProbeStore {
+    fn probe_value(&self) -> Result<i64, ProbeError> {
         let rows: Vec<ValueRow> = self
             .sql
             .exec("SELECT value FROM probe WHERE id = 1", None)
@@ -485,7 +356,7 @@ impl RoomStore for SqliteRoomStore {
         Ok(rows.first().map_or(0, |row| row.value))
     }
 
-    fn set_probe_value(&mut self, value: i64) -> Result<(), RoomError> {
+    fn set_probe_value(&mut self, value: i64) -> Result<(), ProbeError> {
         let value = SqlStorageValue::try_from_i64(value).map_err(storage_error)?;
         self.sql
             .exec(
@@ -501,6 +372,12 @@ impl RoomStore for SqliteRoomStore {
 /// The seats and rules of a room in its SQLite database.
 struct SqliteSeatStore {
     sql: SqlStorage,
+}
+
+/// A seat's state as its column keeps it ([`SeatState::as_str`]; the schema's CHECK lists the same
+/// names).
+fn state_value(state: SeatState) -> SqlStorageValue {
+    SqlStorageValue::String(state.as_str().to_owned())
 }
 
 fn seat_error(error: worker::Error) -> StoreError {
@@ -531,11 +408,8 @@ impl SeatRow {
     fn into_seat(self) -> Seat {
         Seat {
             user: self.user,
-            state: if self.state == "confirmed" {
-                SeatState::Confirmed
-            } else {
-                SeatState::Pending
-            },
+            // A name this code does not know can only be a seat whose outcome is unknown.
+            state: SeatState::parse(&self.state).unwrap_or(SeatState::Pending),
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             retry_at_ms: self.retry_at_ms,
             session: self.session,
@@ -555,8 +429,8 @@ impl SqliteSeatStore {
             .map_err(seat_error)
     }
 
-    fn count(&self, query: &str) -> Result<u32, StoreError> {
-        let rows: Vec<CountRow> = self.rows(query, Vec::new())?;
+    fn count(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<u32, StoreError> {
+        let rows: Vec<CountRow> = self.rows(query, bindings)?;
         Ok(rows
             .first()
             .map_or(0, |row| u32::try_from(row.n).unwrap_or(u32::MAX)))
@@ -598,10 +472,6 @@ impl SeatStore for SqliteSeatStore {
     }
 
     fn put_seat(&mut self, seat: &Seat) -> Result<(), StoreError> {
-        let state = match seat.state {
-            SeatState::Pending => "pending",
-            SeatState::Confirmed => "confirmed",
-        };
         self.sql
             .exec(
                 "INSERT INTO seats (user, state, attempts, retry_at_ms, session) VALUES (?, ?, ?, ?, ?) \
@@ -610,7 +480,7 @@ impl SeatStore for SqliteSeatStore {
                  session = excluded.session",
                 vec![
                     SqlStorageValue::String(seat.user.clone()),
-                    SqlStorageValue::String(state.to_owned()),
+                    state_value(seat.state),
                     SqlStorageValue::from(i64::from(seat.attempts)),
                     SqlStorageValue::try_from_i64(seat.retry_at_ms).map_err(seat_error)?,
                     seat.session
@@ -633,11 +503,14 @@ impl SeatStore for SqliteSeatStore {
     }
 
     fn seats_held(&self) -> Result<u32, StoreError> {
-        self.count("SELECT count(*) AS n FROM seats")
+        self.count("SELECT count(*) AS n FROM seats", Vec::new())
     }
 
     fn confirmed(&self) -> Result<u32, StoreError> {
-        self.count("SELECT count(*) AS n FROM seats WHERE state = 'confirmed'")
+        self.count(
+            "SELECT count(*) AS n FROM seats WHERE state = ?",
+            vec![state_value(SeatState::Confirmed)],
+        )
     }
 
     fn confirmed_users(&self, limit: usize) -> Result<Vec<String>, StoreError> {
@@ -646,8 +519,9 @@ impl SeatStore for SqliteSeatStore {
             user: String,
         }
         let rows: Vec<UserRow> = self.rows(
-            "SELECT user FROM seats WHERE state = 'confirmed' LIMIT ?",
+            "SELECT user FROM seats WHERE state = ? LIMIT ?",
             vec![
+                state_value(SeatState::Confirmed),
                 SqlStorageValue::try_from_i64(i64::try_from(limit).unwrap_or(i64::MAX))
                     .map_err(seat_error)?,
             ],
@@ -658,8 +532,11 @@ impl SeatStore for SqliteSeatStore {
     fn due(&self, now_ms: i64) -> Result<Vec<Seat>, StoreError> {
         let rows: Vec<SeatRow> = self.rows(
             "SELECT user, state, attempts, retry_at_ms, session FROM seats \
-             WHERE state = 'pending' AND retry_at_ms <= ? ORDER BY retry_at_ms",
-            vec![SqlStorageValue::try_from_i64(now_ms).map_err(seat_error)?],
+             WHERE state = ? AND retry_at_ms <= ? ORDER BY retry_at_ms",
+            vec![
+                state_value(SeatState::Pending),
+                SqlStorageValue::try_from_i64(now_ms).map_err(seat_error)?,
+            ],
         )?;
         Ok(rows.into_iter().map(SeatRow::into_seat).collect())
     }
@@ -670,274 +547,9 @@ impl SeatStore for SqliteSeatStore {
             at: Option<i64>,
         }
         let rows: Vec<Next> = self.rows(
-            "SELECT min(retry_at_ms) AS at FROM seats WHERE state = 'pending'",
-            Vec::new(),
+            "SELECT min(retry_at_ms) AS at FROM seats WHERE state = ?",
+            vec![state_value(SeatState::Pending)],
         )?;
         Ok(rows.first().and_then(|row| row.at))
-    }
-}
-
-// --- Wallet -----------------------------------------------------------------------------------
-
-/// Schema of a wallet's SQLite database.
-const WALLET_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS replies (
-    key TEXT PRIMARY KEY,
-    entry TEXT NOT NULL
-);
-";
-
-/// Binding name of the `ChallengeRoom` namespace, which the wallet calls to join.
-const ROOM_BINDING: &str = crate::CHALLENGE_ROOM_BINDING;
-
-/// Body of the wallet's `POST /join`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WalletJoin {
-    pub challenge: String,
-    pub user: String,
-    pub idempotency_key: Option<String>,
-    /// The access token's id, passed on to the room and the core (`JoinCall::session`).
-    #[serde(default)]
-    pub session: Option<String>,
-}
-
-/// One user's wallet: runs that user's money-moving requests one at a time, remembers their
-/// Idempotency-Keys, caches the balance (`crate::wallet`).
-#[durable_object]
-pub struct Wallet {
-    state: State,
-    env: Env,
-    /// One money-moving request at a time per user: input gates let requests interleave at every
-    /// outbound call, so the object serializes them itself.
-    one_at_a_time: futures::lock::Mutex<()>,
-    /// The cached balance: (response body, when it was read, ms).
-    balance: std::cell::RefCell<Option<(String, i64)>>,
-}
-
-impl worker::DurableObject for Wallet {
-    fn new(state: State, env: Env) -> Self {
-        Wallet {
-            state,
-            env,
-            one_at_a_time: futures::lock::Mutex::new(()),
-            balance: std::cell::RefCell::new(None),
-        }
-    }
-
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        // No schema here: a wallet that never needs to remember anything (a join without an
-        // Idempotency-Key, say) never creates its database at all (SqliteWalletStore).
-        match (req.method().to_string().as_str(), req.path().as_str()) {
-            ("POST", "/join") => {
-                let Ok(call) = req.json::<WalletJoin>().await else {
-                    return error_response(ErrorCode::BadRequest);
-                };
-                let _turn = self.one_at_a_time.lock().await;
-                self.join(&call).await
-            }
-            ("GET", "/balance") => {
-                let user = req
-                    .url()?
-                    .query_pairs()
-                    .find(|(k, _)| k == "user")
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default();
-                self.balance(&user).await
-            }
-            ("POST", "/balance/forget") => {
-                let _turn = self.one_at_a_time.lock().await;
-                match self.logic().forget_balance() {
-                    Ok(()) => json_response(200, "{}"),
-                    Err(_) => error_response(ErrorCode::Internal),
-                }
-            }
-            _ => error_response(ErrorCode::NotFound),
-        }
-    }
-}
-
-fn json_response(status: u16, body: &str) -> worker::Result<Response> {
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    Ok(Response::ok(body)?
-        .with_status(status)
-        .with_headers(headers))
-}
-
-impl Wallet {
-    fn logic(&self) -> crate::wallet::WalletLogic<SqliteWalletStore<'_>> {
-        crate::wallet::WalletLogic::new(SqliteWalletStore {
-            sql: self.state.storage().sql(),
-            balance: &self.balance,
-        })
-    }
-
-    async fn join(&self, call: &WalletJoin) -> worker::Result<Response> {
-        use crate::wallet::Begin;
-        let request_hash = format!("join:{}", call.challenge);
-        let key = call.idempotency_key.as_deref();
-        match self.logic().begin(key, &request_hash, now_ms()) {
-            Ok(Begin::Run) => {}
-            Ok(Begin::Replay { status, body }) => return json_response(status, &body),
-            Ok(Begin::InProgress) => return error_response(ErrorCode::RequestInProgress),
-            Ok(Begin::KeyReused) => return error_response(ErrorCode::IdempotencyKeyReused),
-            Err(error) => {
-                worker::console_error!("wallet begin: {error}");
-                return error_response(ErrorCode::Internal);
-            }
-        }
-        let (status, body) = match self.forward_to_room(call).await {
-            Some(answer) => answer,
-            None => (
-                503,
-                serde_json::to_string(&ErrorEnvelope::new(
-                    ErrorCode::CoreUnavailable,
-                    ErrorCode::CoreUnavailable.default_message(),
-                    "",
-                ))?,
-            ),
-        };
-        if let Err(error) = self
-            .logic()
-            .finish(key, &request_hash, status, &body, now_ms())
-        {
-            worker::console_error!("wallet finish: {error}");
-        }
-        json_response(status, &body)
-    }
-
-    async fn forward_to_room(&self, call: &WalletJoin) -> Option<(u16, String)> {
-        let stub = self
-            .env
-            .durable_object(ROOM_BINDING)
-            .and_then(|namespace| namespace.get_by_name(&call.challenge))
-            .ok()?;
-        let body = serde_json::to_string(&JoinCall {
-            challenge: call.challenge.clone(),
-            user: call.user.clone(),
-            session: call.session.clone(),
-        })
-        .ok()?;
-        let headers = Headers::new();
-        headers.set("content-type", "application/json").ok()?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
-        let request = Request::new_with_init("https://room/join", &init).ok()?;
-        let mut response = stub.fetch_with_request(request).await.ok()?;
-        let status = response.status_code();
-        let text = response.text().await.ok()?;
-        Some((status, text))
-    }
-
-    async fn balance(&self, user: &str) -> worker::Result<Response> {
-        if let Ok(Some(body)) = self.logic().balance(now_ms()) {
-            return json_response(200, &body);
-        }
-        match core_call(&self.env, &internal_api::WALLET.call(&[]), user, b"").await {
-            Some((200, body)) => {
-                let body = String::from_utf8_lossy(&body).into_owned();
-                if let Err(error) = self.logic().cache_balance(&body, now_ms()) {
-                    worker::console_error!("wallet cache: {error}");
-                }
-                json_response(200, &body)
-            }
-            Some((status, body)) if (400..500).contains(&status) => {
-                json_response(status, &String::from_utf8_lossy(&body))
-            }
-            _ => error_response(ErrorCode::CoreUnavailable),
-        }
-    }
-}
-
-/// A wallet's storage. Its tables are created by the first write, and a read before that finds
-/// nothing: most wallets are read far more often than they remember anything. The cached balance
-/// lives in the object's memory, not in SQLite: a cache needs no durability (an evicted object
-/// asks the core again), and a join without an Idempotency-Key then never opens the object's
-/// database at all.
-struct SqliteWalletStore<'a> {
-    sql: SqlStorage,
-    balance: &'a std::cell::RefCell<Option<(String, i64)>>,
-}
-
-impl SqliteWalletStore<'_> {
-    fn read<T: serde::de::DeserializeOwned>(
-        &self,
-        query: &str,
-        bindings: Vec<SqlStorageValue>,
-    ) -> Result<Vec<T>, crate::wallet::WalletStoreError> {
-        match self
-            .sql
-            .exec(query, bindings)
-            .and_then(|cursor| cursor.to_array())
-        {
-            Ok(rows) => Ok(rows),
-            Err(error) if error.to_string().contains("no such table") => Ok(Vec::new()),
-            Err(error) => Err(wallet_error(error)),
-        }
-    }
-
-    fn write(
-        &self,
-        query: &str,
-        bindings: Vec<SqlStorageValue>,
-    ) -> Result<(), crate::wallet::WalletStoreError> {
-        self.sql.exec(WALLET_SCHEMA, None).map_err(wallet_error)?;
-        self.sql.exec(query, bindings).map_err(wallet_error)?;
-        Ok(())
-    }
-}
-
-fn wallet_error(error: impl std::fmt::Display) -> crate::wallet::WalletStoreError {
-    crate::wallet::WalletStoreError(error.to_string())
-}
-
-impl crate::wallet::WalletStore for SqliteWalletStore<'_> {
-    fn remembered(
-        &self,
-        key: &str,
-    ) -> Result<Option<crate::wallet::Remembered>, crate::wallet::WalletStoreError> {
-        #[derive(Deserialize)]
-        struct Row {
-            entry: String,
-        }
-        let rows: Vec<Row> = self.read(
-            "SELECT entry FROM replies WHERE key = ?",
-            vec![SqlStorageValue::String(key.to_owned())],
-        )?;
-        rows.first()
-            .map(|row| serde_json::from_str(&row.entry).map_err(wallet_error))
-            .transpose()
-    }
-
-    fn remember(
-        &mut self,
-        key: &str,
-        entry: &crate::wallet::Remembered,
-    ) -> Result<(), crate::wallet::WalletStoreError> {
-        let entry = serde_json::to_string(entry).map_err(wallet_error)?;
-        self.write(
-            "INSERT INTO replies (key, entry) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET entry = excluded.entry",
-            vec![SqlStorageValue::String(key.to_owned()), SqlStorageValue::String(entry)],
-        )
-    }
-
-    fn forget(&mut self, key: &str) -> Result<(), crate::wallet::WalletStoreError> {
-        self.write(
-            "DELETE FROM replies WHERE key = ?",
-            vec![SqlStorageValue::String(key.to_owned())],
-        )
-    }
-
-    fn cached_balance(&self) -> Result<Option<(String, i64)>, crate::wallet::WalletStoreError> {
-        Ok(self.balance.borrow().clone())
-    }
-
-    fn set_cached_balance(
-        &mut self,
-        balance: Option<(String, i64)>,
-    ) -> Result<(), crate::wallet::WalletStoreError> {
-        *self.balance.borrow_mut() = balance;
-        Ok(())
     }
 }
