@@ -279,7 +279,7 @@ mod tests {
         let mut w = wallet();
         assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));
         w.finish(Some("k"), "join:a", 201, "{\"seat\":1}", NOW)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(
             w.begin(Some("k"), "join:a", NOW + 1),
             Ok(Begin::Replay {
@@ -370,7 +370,7 @@ mod tests {
         );
         restarted
             .finish(Some("k"), "join:a", 201, "{}", NOW + IN_FLIGHT_MS_MAX + 2)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert!(matches!(
             restarted.begin(Some("k"), "join:a", NOW + 2 * IN_FLIGHT_MS_MAX),
             Ok(Begin::Replay { status: 201, .. })
@@ -379,8 +379,8 @@ mod tests {
 
     #[test]
     fn an_in_flight_record_from_before_its_time_was_kept_does_not_block() {
-        let stored: Remembered = serde_json::from_str(r#"{"InFlight":{"request_hash":"join:a"}}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let stored: Remembered =
+            serde_json::from_str(r#"{"InFlight":{"request_hash":"join:a"}}"#).unwrap();
         let mut w = wallet();
         w.store.replies.insert("k".into(), stored);
         assert_eq!(w.begin(Some("k"), "join:a", NOW), Ok(Begin::Run));

@@ -2,6 +2,9 @@
 //! user's access token, asks the core as that user with only the paging parameters, and passes
 //! the core's page through.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{
     Arc, Mutex,
     atomic::{AtomicU64, Ordering},
@@ -76,7 +79,7 @@ fn platform(core: Arc<FakeCore>) -> Platform {
             "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
             _ => None,
         })
-        .unwrap_or_else(|error| panic!("test config is valid: {error}")),
+        .expect("test config is valid"),
         host: Arc::new(FakeHost {
             next_id: AtomicU64::new(1),
         }),
@@ -89,7 +92,7 @@ fn platform(core: Arc<FakeCore>) -> Platform {
 fn bearer(user: &str) -> String {
     let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
         .and_then(|keys| keys.issue(user, "j", NOW))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     format!("Bearer {token}")
 }
 
@@ -98,9 +101,7 @@ async fn get(core: &Arc<FakeCore>, path: &str, authorization: Option<&str>) -> (
     if let Some(authorization) = authorization {
         request = request.header("authorization", authorization);
     }
-    let request = request
-        .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let request = request.body(Body::empty()).unwrap();
     let response = router(platform(Arc::clone(core)))
         .oneshot(request)
         .await

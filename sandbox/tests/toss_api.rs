@@ -1,6 +1,9 @@
 //! The Toss stand-in over HTTP, in process: the API as a client sees it, the control plane as the
 //! core's tests will drive it, and webhooks arriving at a real receiver on 127.0.0.1.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
@@ -48,14 +51,12 @@ async fn call(
         }
         None => Body::empty(),
     };
-    let request = request
-        .body(body)
-        .unwrap_or_else(|error| unreachable!("{error}"));
+    let request = request.body(body).unwrap();
     let response = app.clone().oneshot(request).await;
-    let response = response.unwrap_or_else(|error| unreachable!("{error}"));
+    let response = response.unwrap();
     let status = response.status();
     let bytes = to_bytes(response.into_body(), RESPONSE_BYTES_MAX).await;
-    let bytes = bytes.unwrap_or_else(|error| unreachable!("{error}"));
+    let bytes = bytes.unwrap();
     let json = if bytes.is_empty() {
         Value::Null
     } else {
@@ -468,7 +469,7 @@ async fn a_duplicate_arriving_while_the_first_runs_is_told_the_request_is_proces
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error["code"], "IDEMPOTENT_REQUEST_PROCESSING");
-    let (status, done) = first.await.unwrap_or_else(|error| unreachable!("{error}"));
+    let (status, done) = first.await.unwrap();
     assert_eq!(
         (status, done["status"].clone()),
         (StatusCode::OK, json!("DONE"))
@@ -624,10 +625,8 @@ async fn receiver() -> (Arc<Mutex<Vec<Value>>>, String) {
         .route("/toss", post(receive))
         .with_state(Arc::clone(&seen));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await;
-    let listener = listener.unwrap_or_else(|error| unreachable!("{error}"));
-    let address = listener
-        .local_addr()
-        .unwrap_or_else(|error| unreachable!("{error}"));
+    let listener = listener.unwrap();
+    let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (seen, format!("http://{address}/toss"))
 }
