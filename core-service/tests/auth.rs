@@ -6,11 +6,13 @@
 // Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use nene_core::auth::{
     self, Auth, AuthConfig, AuthError,
-    oauth::{self, Endpoints, Provider, ProviderClient, ProviderError},
+    oauth::{self, ProviderError},
     users::{self, Device, DevicePlatform, MeChange},
 };
 use nene_domain::pkce::{CodeChallenge, CodeVerifier};
@@ -48,21 +50,8 @@ struct Fixture {
 }
 
 async fn fixture(db: PgPool) -> Fixture {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, nene_sandbox::router()).await;
-    });
-    let sandbox = format!("http://{address}");
-    let providers = Provider::ALL
-        .into_iter()
-        .map(|provider| ProviderClient {
-            provider,
-            client_id: format!("nene-test-{}", provider.as_str()),
-            client_secret: "test-secret".to_owned(),
-            endpoints: Endpoints::of(provider, Some(&sandbox)),
-        })
-        .collect();
+    let sandbox = common::spawn_sandbox().await;
+    let providers = common::providers_at(&sandbox);
     let auth = Auth::new(
         db,
         AuthConfig {
@@ -105,25 +94,11 @@ impl Fixture {
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 302);
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let location = common::location(&response);
         assert!(location.starts_with(REDIRECT), "{location}");
-        let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
-        let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
-        let find = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| panic!("no {name} in {location}"))
-        };
         Authorized {
-            code: find("code"),
-            state: find("state"),
+            code: common::query_param(&location, "code"),
+            state: common::query_param(&location, "state"),
             verifier,
         }
     }

@@ -4,6 +4,10 @@
 // Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::redis_url;
+
 use std::sync::Arc;
 
 use axum::{body::Body, http::Request};
@@ -116,10 +120,6 @@ fn assert_refused(status: u16, body: &[u8]) {
     let envelope: ErrorEnvelope = serde_json::from_slice(body).unwrap();
     assert_eq!(envelope.error.code, ErrorCode::SignatureInvalid);
     assert!(!envelope.error.request_id.is_empty());
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 #[sqlx::test(migrations = "./migrations")]

@@ -4,16 +4,15 @@
 // Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{assert_sound, p};
+
 use nene_core::{
     challenges::{self, Challenge, JoinError, NewChallenge, NewChallengeWire},
     ledger::{self, *},
 };
-use nene_domain::Points;
 use sqlx::PgPool;
-
-fn p(amount: i64) -> Points {
-    Points::new(amount).unwrap()
-}
 
 fn wire(title: &str, fee: i64, capacity: i64) -> NewChallengeWire {
     let now = std::time::SystemTime::now()
@@ -56,12 +55,6 @@ async fn escrow_balance(db: &PgPool, challenge: &Challenge) -> i64 {
     .fetch_one(db)
     .await
     .unwrap()
-}
-
-async fn assert_sound(db: &PgPool) {
-    let mut conn = db.acquire().await.unwrap();
-    let violations = check_invariants(&mut conn).await.unwrap();
-    assert!(violations.is_empty(), "{violations:#?}");
 }
 
 #[sqlx::test(migrations = "./migrations")]

@@ -4,13 +4,12 @@
 // Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use nene_core::ledger::{self, *};
-use nene_domain::Points;
-use sqlx::{Connection, PgPool};
+mod common;
 
-fn p(amount: i64) -> Points {
-    Points::new(amount).unwrap()
-}
+use common::{assert_sound, p};
+
+use nene_core::ledger::{self, *};
+use sqlx::{Connection, PgPool};
 
 fn key(raw: &str) -> IdempotencyKey {
     IdempotencyKey::parse(raw).unwrap()
@@ -49,15 +48,18 @@ fn debit_of(wallet: AccountId, amount: i64, k: &str) -> Debit {
     }
 }
 
+fn hold_of(wallet: AccountId, amount: i64, k: &str, expires_in_seconds: i64) -> Hold {
+    Hold {
+        key: key(k),
+        wallet,
+        amount: p(amount),
+        expires_in_seconds,
+    }
+}
+
 async fn balance(db: &PgPool, wallet: AccountId) -> WalletBalance {
     let mut conn = db.acquire().await.unwrap();
     wallet_balance(&mut conn, wallet).await.unwrap()
-}
-
-async fn assert_sound(db: &PgPool) {
-    let mut conn = db.acquire().await.unwrap();
-    let violations = check_invariants(&mut conn).await.unwrap();
-    assert!(violations.is_empty(), "invariants broken: {violations:#?}");
 }
 
 async fn transfer_count(db: &PgPool) -> i64 {
@@ -258,16 +260,7 @@ async fn the_same_key_with_a_different_request_is_refused(db: PgPool) {
         "{other_amount:?}"
     );
     // A key is one effect across operations too.
-    let other_operation = hold(
-        &db,
-        &Hold {
-            key: key("buy:1"),
-            wallet: w,
-            amount: p(100),
-            expires_in_seconds: 60,
-        },
-    )
-    .await;
+    let other_operation = hold(&db, &hold_of(w, 100, "buy:1", 60)).await;
     assert!(
         matches!(other_operation, Err(LedgerError::IdempotencyKeyReused)),
         "{other_operation:?}"
@@ -308,17 +301,7 @@ async fn a_hold_reserves_points_and_posting_it_debits_oldest_lots_first(db: PgPo
     let w = wallet(&db, "user-1").await;
     let first = charge(&db, w, 400, "charge:1").await;
     charge(&db, w, 600, "charge:2").await;
-    let held = hold(
-        &db,
-        &Hold {
-            key: key("hold:1"),
-            wallet: w,
-            amount: p(700),
-            expires_in_seconds: 600,
-        },
-    )
-    .await
-    .unwrap();
+    let held = hold(&db, &hold_of(w, 700, "hold:1", 600)).await.unwrap();
     let view = balance(&db, w).await;
     assert_eq!(
         (view.balance, view.held, view.available),
@@ -371,17 +354,7 @@ async fn a_hold_reserves_points_and_posting_it_debits_oldest_lots_first(db: PgPo
 async fn a_hold_is_resolved_at_most_once(db: PgPool) {
     let w = wallet(&db, "user-1").await;
     charge(&db, w, 1_000, "charge:1").await;
-    let held = hold(
-        &db,
-        &Hold {
-            key: key("hold:1"),
-            wallet: w,
-            amount: p(300),
-            expires_in_seconds: 600,
-        },
-    )
-    .await
-    .unwrap();
+    let held = hold(&db, &hold_of(w, 300, "hold:1", 600)).await.unwrap();
     let released = release_hold(
         &db,
         &ReleaseHold {
@@ -435,17 +408,7 @@ async fn a_hold_is_resolved_at_most_once(db: PgPool) {
 async fn an_expired_hold_cannot_be_posted_and_is_released_by_the_sweep(db: PgPool) {
     let w = wallet(&db, "user-1").await;
     charge(&db, w, 1_000, "charge:1").await;
-    let held = hold(
-        &db,
-        &Hold {
-            key: key("hold:1"),
-            wallet: w,
-            amount: p(300),
-            expires_in_seconds: 60,
-        },
-    )
-    .await
-    .unwrap();
+    let held = hold(&db, &hold_of(w, 300, "hold:1", 60)).await.unwrap();
     // The test clock: the platform's "now" moves two minutes ahead.
     sqlx::query("UPDATE test_clock SET offset_seconds = 120")
         .execute(&db)
@@ -762,17 +725,7 @@ async fn maintenance_purges_only_records_past_retention_and_releases_expired_hol
     let w = wallet(&db, "user-1").await;
     charge(&db, w, 1_000, "charge:old").await;
     charge(&db, w, 1_000, "charge:new").await;
-    hold(
-        &db,
-        &Hold {
-            key: key("hold:1"),
-            wallet: w,
-            amount: p(300),
-            expires_in_seconds: 60,
-        },
-    )
-    .await
-    .unwrap();
+    hold(&db, &hold_of(w, 300, "hold:1", 60)).await.unwrap();
     // A record eight days old (past the week's retention) and one a day old (kept: ≥ 24 h).
     sqlx::query("UPDATE ledger_idempotency SET created_at = now() - interval '8 days' WHERE key = 'charge:old'")
         .execute(&db)
@@ -835,17 +788,7 @@ async fn a_withdrawal_never_takes_more_than_the_lot_holds_or_holds_allow(db: PgP
         beyond_the_lot,
         Err(LedgerError::InsufficientPoints)
     ));
-    hold(
-        &db,
-        &Hold {
-            key: key("h1"),
-            wallet: w,
-            amount: p(5_500),
-            expires_in_seconds: 600,
-        },
-    )
-    .await
-    .unwrap();
+    hold(&db, &hold_of(w, 5_500, "h1", 600)).await.unwrap();
     let mut conn = db.acquire().await.unwrap();
     let standing = lot_standing_in_tx(&mut conn, lot).await.unwrap();
     drop(conn);
@@ -990,17 +933,7 @@ async fn a_batch_gives_every_debit_exactly_what_running_them_one_by_one_gives(db
             charge(&db, w, amount, &format!("charge:{}:{i}", w.0)).await;
         }
     }
-    hold(
-        &db,
-        &Hold {
-            key: key("hold:e"),
-            wallet: e,
-            amount: p(60),
-            expires_in_seconds: 600,
-        },
-    )
-    .await
-    .unwrap();
+    hold(&db, &hold_of(e, 60, "hold:e", 600)).await.unwrap();
     let mut conn = db.acquire().await.unwrap();
     run_one_by_one(&mut conn, &[raw("old", b"old", a, SHOP, 5)]).await;
     let nowhere = AccountId(uuid::Uuid::now_v7());

@@ -6,6 +6,10 @@
 // Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::assert_sound;
+
 use nene_core::{
     challenges::{self, Browse, ChallengeState, NewChallenge, NewChallengeWire},
     ledger::{self, AccountId, Credit, IdempotencyKey, LotSource, SystemAccount},
@@ -82,12 +86,6 @@ async fn balance(db: &PgPool, user: &str) -> i64 {
         .unwrap()
         .balance
         .get()
-}
-
-async fn assert_sound(db: &PgPool) {
-    let mut conn = db.acquire().await.unwrap();
-    let violations = ledger::check_invariants(&mut conn).await.unwrap();
-    assert!(violations.is_empty(), "{violations:#?}");
 }
 
 fn proof() -> NewProof {

@@ -7,6 +7,10 @@
 // Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::redis_url;
+
 use std::{
     collections::HashMap,
     process::{Child, Command, Stdio},
@@ -35,31 +39,24 @@ use sqlx::PgPool;
 use tower::ServiceExt;
 use uuid::Uuid;
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// Nothing listens on the discard port: a Redis that is down from the start.
 const DEAD_REDIS_URL: &str = "redis://127.0.0.1:9";
 
 struct Fixture {
     db: PgPool,
-    sandbox: String,
-    http: reqwest::Client,
+    sandbox: common::Sandbox,
     /// This test's key prefix in the shared Redis.
     prefix: String,
 }
 
 async fn fixture(db: PgPool) -> Fixture {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, nene_sandbox::router()).await;
-    });
+    let sandbox = common::Sandbox {
+        url: common::spawn_sandbox().await,
+        http: reqwest::Client::new(),
+    };
     Fixture {
         db,
-        sandbox: format!("http://{address}"),
-        http: reqwest::Client::new(),
+        sandbox,
         prefix: format!("nene:test:{}", Uuid::new_v4().simple()),
     }
 }
@@ -83,8 +80,8 @@ fn settings(prefix: &str) -> DispatcherSettings {
 impl Fixture {
     fn fcm(&self) -> FcmClient {
         FcmClient::new(FcmConfig {
-            api_url: format!("{}/fcm", self.sandbox),
-            token_url: format!("{}/fcm/token", self.sandbox),
+            api_url: format!("{}/fcm", self.sandbox.url),
+            token_url: format!("{}/fcm/token", self.sandbox.url),
             account: ServiceAccount::from_json(nene_sandbox::fcm::SERVICE_ACCOUNT_JSON).unwrap(),
             send_timeout: Duration::from_secs(2),
             tls: nene_core::tls::Trust::public_roots(),
@@ -102,42 +99,21 @@ impl Fixture {
         self.dispatcher(Some(&redis_url()), settings(&self.prefix))
     }
 
-    async fn sandbox_post(&self, path: &str, body: &Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.sandbox))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "sandbox {path}");
-    }
-
     async fn fault(&self, rule: Value) {
-        self.sandbox_post("/sandbox/fcm/faults", &rule).await;
+        self.sandbox.post("/sandbox/fcm/faults", &rule).await;
     }
 
     async fn clear_faults(&self) {
-        self.http
-            .delete(format!("{}/sandbox/fcm/faults", self.sandbox))
+        self.sandbox
+            .http
+            .delete(format!("{}/sandbox/fcm/faults", self.sandbox.url))
             .send()
             .await
             .unwrap();
     }
 
-    async fn sandbox_get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.sandbox))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
     async fn deliveries(&self) -> Vec<Value> {
-        let log = self.sandbox_get("/sandbox/fcm/deliveries").await;
+        let log = self.sandbox.get("/sandbox/fcm/deliveries").await;
         log.as_array().cloned().unwrap_or_default()
     }
 
@@ -155,7 +131,7 @@ impl Fixture {
     }
 
     async fn stats(&self) -> Value {
-        self.sandbox_get("/sandbox/fcm/stats").await
+        self.sandbox.get("/sandbox/fcm/stats").await
     }
 
     /// Users `user_{from}`… each with one Android device whose token is `token_{n}`.
@@ -588,10 +564,12 @@ async fn an_unregistered_token_is_deleted_and_not_retried_while_the_other_device
         .user("user_gone", &[("only", "web", "tok-gone")])
         .await;
     fixture
-        .sandbox_post("/sandbox/fcm/tokens/tok-dead/unregister", &json!({}))
+        .sandbox
+        .post("/sandbox/fcm/tokens/tok-dead/unregister", &json!({}))
         .await;
     fixture
-        .sandbox_post("/sandbox/fcm/tokens/tok-gone/unregister", &json!({}))
+        .sandbox
+        .post("/sandbox/fcm/tokens/tok-gone/unregister", &json!({}))
         .await;
     let ids = fixture
         .enqueue(["user_two".to_owned(), "user_gone".to_owned()])
@@ -1181,7 +1159,7 @@ async fn a_worker_stopped_mid_batch_finishes_the_send_in_flight_and_gives_back_t
             Duration::from_secs(10),
             "the first send in flight",
             || async {
-                fixture.sandbox_get("/sandbox/fcm/faults").await["rules"]
+                fixture.sandbox.get("/sandbox/fcm/faults").await["rules"]
                     .as_array()
                     .is_some_and(Vec::is_empty)
             },

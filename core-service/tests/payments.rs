@@ -5,10 +5,12 @@
 // Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use nene_core::{
-    ledger::{self, AccountId, check_invariants, ensure_wallet_in_tx, wallet_balance},
+    ledger::{self, AccountId, ensure_wallet_in_tx, wallet_balance},
     payments::{
         self, ConfirmRequest, Order, PaymentError, PaymentSettings, PaymentState, PaymentView,
         Payments, PointsState,
@@ -27,21 +29,18 @@ const OTHER_USER: &str = "user_payments_b";
 
 struct Fixture {
     payments: Payments,
-    sandbox: String,
-    http: reqwest::Client,
+    sandbox: common::Sandbox,
 }
 
 async fn fixture(db: PgPool) -> Fixture {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, nene_sandbox::router()).await;
-    });
-    let sandbox = format!("http://{address}");
+    let sandbox = common::Sandbox {
+        url: common::spawn_sandbox().await,
+        http: reqwest::Client::new(),
+    };
     let payments = Payments::new(
         db,
         &TossConfig {
-            base_url: sandbox.clone(),
+            base_url: sandbox.url.clone(),
             secret_key: "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R".to_owned(),
             timeout: Duration::from_millis(1_000),
             tls: nene_core::tls::Trust::public_roots(),
@@ -52,39 +51,10 @@ async fn fixture(db: PgPool) -> Fixture {
         },
     )
     .unwrap();
-    Fixture {
-        payments,
-        sandbox,
-        http: reqwest::Client::new(),
-    }
+    Fixture { payments, sandbox }
 }
 
 impl Fixture {
-    async fn sandbox_post(&self, path: &str, body: &Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.sandbox))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "sandbox {path}: {status} {body}");
-        body
-    }
-
-    async fn sandbox_get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.sandbox))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
     async fn order(&self, user: &str, amount: i64) -> Order {
         payments::create_order(&self.payments.db, user, amount)
             .await
@@ -94,7 +64,8 @@ impl Fixture {
     /// What the Toss widget does when the user approves: an authorised payment for the order.
     async fn pay(&self, order: &Order) -> String {
         let paid = self
-            .sandbox_post(
+            .sandbox
+            .post(
                 "/sandbox/toss/pay",
                 &json!({ "orderId": order.order_id.as_str(), "amount": order.amount }),
             )
@@ -106,7 +77,7 @@ impl Fixture {
     }
 
     async fn fault(&self, rule: Value) {
-        self.sandbox_post("/sandbox/toss/faults", &rule).await;
+        self.sandbox.post("/sandbox/toss/faults", &rule).await;
     }
 
     async fn confirm(
@@ -137,14 +108,23 @@ impl Fixture {
     }
 
     async fn toss_payment(&self, payment_key: &str) -> Value {
-        self.sandbox_get(&format!("/sandbox/toss/payments/{payment_key}"))
+        self.sandbox
+            .get(&format!("/sandbox/toss/payments/{payment_key}"))
             .await
     }
 
     async fn confirms_executed(&self) -> i64 {
-        self.sandbox_get("/sandbox/toss/stats").await["confirms_executed"]
+        self.sandbox.get("/sandbox/toss/stats").await["confirms_executed"]
             .as_i64()
             .unwrap_or(-1)
+    }
+
+    /// Runs the worker until [`USER`]'s `order` has its points credited.
+    async fn work_until_credited(&self, what: &str, order: &Order) {
+        self.work_until(what, async |f| {
+            f.view(USER, order).await.points == PointsState::Credited
+        })
+        .await;
     }
 
     /// Runs the worker until `done` holds (bounded: a stuck payment fails the test).
@@ -202,7 +182,7 @@ impl Fixture {
     }
 
     async fn reads(&self) -> i64 {
-        self.sandbox_get("/sandbox/toss/stats").await["reads"]
+        self.sandbox.get("/sandbox/toss/stats").await["reads"]
             .as_i64()
             .unwrap_or(-1)
     }
@@ -243,9 +223,8 @@ impl Fixture {
     /// after those points were spent: a loss an operator must see). A payment Toss approved for
     /// another amount than its order's earned nothing and holds nothing once compensated.
     async fn assert_sound(&self) {
+        common::assert_sound(&self.payments.db).await;
         let mut conn = self.payments.db.acquire().await.unwrap();
-        let violations = check_invariants(&mut conn).await.unwrap();
-        assert!(violations.is_empty(), "ledger invariants: {violations:#?}");
         let rows: Vec<(String, String, i64, String, i64, i64, bool)> = sqlx::query_as(
             "SELECT p.order_id, p.payment_key, p.amount, p.points::text, \
                  COALESCE(l.amount - (SELECT COALESCE(sum(a.amount), 0) \
@@ -374,10 +353,7 @@ async fn twenty_concurrent_confirms_of_one_order_charge_and_credit_once(db: PgPo
         let view = task.await.unwrap().unwrap();
         assert_ne!(view.status, PaymentState::Failed);
     }
-    f.work_until("credited", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
+    f.work_until_credited("credited", &order).await;
     assert_eq!(f.confirms_executed().await, 1);
     assert_eq!(f.balance(USER).await, 50_000);
     f.assert_sound().await;
@@ -535,10 +511,7 @@ async fn toss_approving_and_dropping_the_reply_is_reconciled_to_exactly_one_char
         "DONE",
         "Toss took the money"
     );
-    f.work_until("reconciled", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
+    f.work_until_credited("reconciled", &order).await;
     assert_eq!(f.confirms_executed().await, 1);
     assert_eq!(f.balance(USER).await, 20_000);
     f.assert_sound().await;
@@ -554,10 +527,7 @@ async fn a_5xx_before_toss_acted_is_confirmed_again_by_the_reconciler(db: PgPool
     let view = f.confirm(USER, &order, &key, 20_000).await.unwrap();
     assert_eq!(view.status, PaymentState::Confirming);
     assert_eq!(f.toss_payment(&key).await["status"], "IN_PROGRESS");
-    f.work_until("confirmed", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
+    f.work_until_credited("confirmed", &order).await;
     assert_eq!(f.confirms_executed().await, 1);
     assert_eq!(f.balance(USER).await, 20_000);
     f.assert_sound().await;
@@ -595,10 +565,7 @@ async fn crediting_that_fails_three_times_then_works_credits_once(db: PgPool) {
         (PaymentState::Done, PointsState::Pending),
         "the payment succeeds although the points are not in yet"
     );
-    f.work_until("credited", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
+    f.work_until_credited("credited", &order).await;
     let attempts: i32 = sqlx::query_scalar(
         "SELECT attempts FROM payment_outbox WHERE order_id = $1 AND kind = 'credit_charge'",
     )
@@ -641,11 +608,12 @@ fn status_changed(toss_payment: &Value) -> Value {
 async fn a_cancel_in_the_toss_console_removes_the_unspent_points_once(db: PgPool) {
     let f = fixture(db).await;
     let (order, key) = f.bought(USER, 10_000).await;
-    f.sandbox_post(
-        &format!("/sandbox/toss/payments/{key}/console-cancel"),
-        &json!({ "cancelAmount": 4_000, "cancelReason": "customer asked" }),
-    )
-    .await;
+    f.sandbox
+        .post(
+            &format!("/sandbox/toss/payments/{key}/console-cancel"),
+            &json!({ "cancelAmount": 4_000, "cancelReason": "customer asked" }),
+        )
+        .await;
     let canceled = f.toss_payment(&key).await;
     assert_eq!(canceled["status"], "PARTIAL_CANCELED");
     // Delivered three times, and an old DONE delivery arrives after them: one effect.
@@ -678,11 +646,12 @@ async fn a_console_cancel_of_spent_points_is_flagged_never_driven_negative(db: P
     let f = fixture(db).await;
     let (order, key) = f.bought(USER, 10_000).await;
     f.spend(USER, 7_000, "shop:1").await;
-    f.sandbox_post(
-        &format!("/sandbox/toss/payments/{key}/console-cancel"),
-        &json!({ "cancelReason": "chargeback" }),
-    )
-    .await;
+    f.sandbox
+        .post(
+            &format!("/sandbox/toss/payments/{key}/console-cancel"),
+            &json!({ "cancelReason": "chargeback" }),
+        )
+        .await;
     f.webhook(&status_changed(&f.toss_payment(&key).await))
         .await;
     f.work_until("applied", async |f| {
@@ -748,7 +717,8 @@ async fn a_virtual_account_is_credited_on_a_deposit_callback_with_the_right_secr
     let f = fixture(db).await;
     let order = f.order(USER, 15_000).await;
     let paid = f
-        .sandbox_post(
+        .sandbox
+        .post(
             "/sandbox/toss/pay",
             &json!({ "orderId": order.order_id.as_str(), "amount": 15_000,
                      "method": "VIRTUAL_ACCOUNT" }),
@@ -763,7 +733,8 @@ async fn a_virtual_account_is_credited_on_a_deposit_callback_with_the_right_secr
         .to_owned();
     assert!(!secret.is_empty());
     // A callback with a wrong secret is ignored even once the money is in.
-    f.sandbox_post(&format!("/sandbox/toss/payments/{key}/deposit"), &json!({}))
+    f.sandbox
+        .post(&format!("/sandbox/toss/payments/{key}/deposit"), &json!({}))
         .await;
     f.webhook(
         &json!({ "eventType": "DEPOSIT_CALLBACK", "createdAt": "2026-11-29T12:00:00",
@@ -777,10 +748,7 @@ async fn a_virtual_account_is_credited_on_a_deposit_callback_with_the_right_secr
         "data": { "orderId": order.order_id.as_str(), "secret": secret, "status": "DONE" } }),
     )
     .await;
-    f.work_until("credited", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
+    f.work_until_credited("credited", &order).await;
     assert_eq!(f.balance(USER).await, 15_000);
     f.assert_sound().await;
 }
@@ -882,7 +850,8 @@ async fn a_refund_whose_answer_is_lost_is_asked_again_and_done_once(db: PgPool) 
 /// The widget runs in the customer's browser: it can authorise another amount than the order's.
 async fn pay_amount(f: &Fixture, order: &Order, amount: i64) -> String {
     let paid = f
-        .sandbox_post(
+        .sandbox
+        .post(
             "/sandbox/toss/pay",
             &json!({ "orderId": order.order_id.as_str(), "amount": amount }),
         )
@@ -1071,10 +1040,7 @@ async fn a_thousand_webhooks_naming_one_payment_read_toss_a_bounded_number_of_ti
             worker::run_once(&f.payments).await.unwrap();
         }
     }
-    f.work_until("credited", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
+    f.work_until_credited("credited", &order).await;
     f.work_until("every webhook processed", async |f| {
         f.webhook_rows(true).await == 0
     })

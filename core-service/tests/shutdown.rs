@@ -7,6 +7,10 @@
 // Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::redis_url;
+
 use std::{
     collections::{HashMap, HashSet},
     path::PathBuf,
@@ -39,10 +43,6 @@ const EXIT_BOUND: Duration = DRAIN_TIMEOUT_DEFAULT
     .saturating_add(EXIT_MARGIN);
 /// A core under test starts (migrations already applied) well within this.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
 
 fn now_unix_seconds() -> i64 {
     std::time::SystemTime::now()

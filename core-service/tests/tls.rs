@@ -11,6 +11,8 @@
 // Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -22,10 +24,10 @@ use axum::{extract::Request, http::Version, middleware::Next};
 use nene_core::{
     auth::{
         self, Auth, AuthConfig, AuthError,
-        oauth::{self, Endpoints, Provider, ProviderClient, ProviderError},
+        oauth::{self, ProviderError},
     },
     config::{CoreConfig, DbSettings},
-    ledger::{check_invariants, ensure_wallet_in_tx, wallet_balance},
+    ledger::{ensure_wallet_in_tx, wallet_balance},
     notifications::{
         self, NotificationKind,
         dispatcher::{Dispatcher, DispatcherSettings, Source},
@@ -98,10 +100,9 @@ fn not_trusted() -> Trust {
 
 /// The whole sandbox behind a TLS listener, recording the HTTP version of every request.
 struct HttpsSandbox {
-    url: String,
-    versions: Arc<Mutex<Vec<(String, Version)>>>,
     /// The test's own client (the browser, the Toss widget, the control plane): trusts the CA.
-    http: reqwest::Client,
+    client: common::Sandbox,
+    versions: Arc<Mutex<Vec<(String, Version)>>>,
 }
 
 impl HttpsSandbox {
@@ -137,36 +138,25 @@ impl HttpsSandbox {
             .build()
             .unwrap();
         HttpsSandbox {
-            // A name, not an address: the certificate is checked against the host name.
-            url: format!("https://localhost:{port}"),
+            client: common::Sandbox {
+                // A name, not an address: the certificate is checked against the host name.
+                url: format!("https://localhost:{port}"),
+                http,
+            },
             versions,
-            http,
         }
     }
 
+    fn url(&self) -> &str {
+        &self.client.url
+    }
+
     async fn post(&self, path: &str, body: &Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "sandbox {path}: {status} {body}");
-        body
+        self.client.post(path, body).await
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.client.get(path).await
     }
 
     /// The HTTP versions the requests to paths starting with `prefix` came in.
@@ -189,7 +179,7 @@ fn payments_trusting(db: PgPool, sandbox: &HttpsSandbox, tls: Trust) -> Payments
     Payments::new(
         db,
         &TossConfig {
-            base_url: sandbox.url.clone(),
+            base_url: sandbox.url().to_owned(),
             secret_key: "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R".to_owned(),
             timeout: Duration::from_secs(5),
             tls,
@@ -230,12 +220,6 @@ async fn balance(db: &PgPool) -> i64 {
         .get()
 }
 
-async fn assert_ledger_clean(db: &PgPool) {
-    let mut conn = db.acquire().await.unwrap();
-    let violations = check_invariants(&mut conn).await.unwrap();
-    assert!(violations.is_empty(), "ledger invariants: {violations:#?}");
-}
-
 async fn confirms_executed(sandbox: &HttpsSandbox) -> i64 {
     sandbox.get("/sandbox/toss/stats").await["confirms_executed"]
         .as_i64()
@@ -260,7 +244,7 @@ async fn over_https_with_the_ca_trusted_a_toss_confirm_credits_the_points(db: Pg
         sandbox.versions_of("/v1/payments/confirm"),
         [Version::HTTP_11]
     );
-    assert_ledger_clean(&payments.db).await;
+    common::assert_sound(&payments.db).await;
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -320,7 +304,7 @@ async fn with_the_ca_not_trusted_a_confirm_is_a_tls_failure_left_unknown_until_t
         "NENE_ENV" => Some("dev".to_owned()),
         "DATABASE_URL" => Some("postgres://unused@127.0.0.1/unused".to_owned()),
         "CORE_SIGNING_SECRET" => Some("tls-test-signing-secret-0123456789abcdef".to_owned()),
-        "TOSS_API_URL" => Some(sandbox.url.clone()),
+        "TOSS_API_URL" => Some(sandbox.url().to_owned()),
         "EXTRA_CA_FILE" => Some(extra_ca.display().to_string()),
         _ => None,
     })
@@ -364,21 +348,13 @@ async fn with_the_ca_not_trusted_a_confirm_is_a_tls_failure_left_unknown_until_t
             .await
             .unwrap();
     assert_eq!(lots, 1);
-    assert_ledger_clean(&db).await;
+    common::assert_sound(&db).await;
 }
 
 // --- sign-in --------------------------------------------------------------------------------
 
 fn auth_trusting(db: PgPool, sandbox: &HttpsSandbox, tls: Trust) -> Auth {
-    let providers = Provider::ALL
-        .into_iter()
-        .map(|provider| ProviderClient {
-            provider,
-            client_id: format!("nene-test-{}", provider.as_str()),
-            client_secret: "test-secret".to_owned(),
-            endpoints: Endpoints::of(provider, Some(&sandbox.url)),
-        })
-        .collect();
+    let providers = common::providers_at(sandbox.url());
     Auth::new(
         db,
         AuthConfig {
@@ -400,28 +376,19 @@ async fn authorize(auth: &Auth, sandbox: &HttpsSandbox, who: &str) -> (String, S
         .unwrap();
     assert!(url.starts_with("https://localhost:"), "{url}");
     let response = sandbox
+        .client
         .http
         .get(format!("{url}&sandbox_user={who}"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 302);
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
-    let find = |name: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-            .unwrap_or_else(|| panic!("no {name} in {location}"))
-    };
-    (find("code"), find("state"), verifier)
+    let location = common::location(&response);
+    (
+        common::query_param(&location, "code"),
+        common::query_param(&location, "state"),
+        verifier,
+    )
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -468,8 +435,8 @@ async fn with_the_ca_not_trusted_a_kakao_login_is_provider_unavailable(db: PgPoo
 
 fn fcm_trusting(sandbox: &HttpsSandbox, tls: Trust) -> FcmClient {
     FcmClient::new(FcmConfig {
-        api_url: format!("{}/fcm", sandbox.url),
-        token_url: format!("{}/fcm/token", sandbox.url),
+        api_url: format!("{}/fcm", sandbox.url()),
+        token_url: format!("{}/fcm/token", sandbox.url()),
         account: ServiceAccount::from_json(nene_sandbox::fcm::SERVICE_ACCOUNT_JSON).unwrap(),
         send_timeout: Duration::from_secs(5),
         tls,

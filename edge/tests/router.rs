@@ -3,6 +3,10 @@
 // Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{NOW, SECRET, TOKEN_KEYS, bearer, config, fake_host, send};
+
 use std::sync::{
     Arc, Mutex,
     atomic::{AtomicU64, Ordering},
@@ -22,35 +26,14 @@ use nene_edge::{
     client_address::ClientAddressRule,
     config::EdgeConfig,
     platform::{
-        BoxFuture, Host, OutboundRequest, OutboundResponse, Platform, Rooms, Transport,
-        TransportError,
+        BoxFuture, OutboundRequest, OutboundResponse, Platform, Rooms, Transport, TransportError,
     },
-    router::router,
 };
 use tower::ServiceExt;
 
-const SECRET: &str = "test-secret-test-secret-test-secret!";
-const NOW: i64 = 1_790_000_000;
-const TOKEN_KEYS: &str = "k1:router-test-token-key-router-test-token-key";
 /// RFC 7636 appendix B: this verifier's S256 challenge.
 const RFC_7636_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const RFC_7636_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-
-struct FakeHost {
-    next_id: AtomicU64,
-}
-
-impl Host for FakeHost {
-    fn runtime(&self) -> &'static str {
-        "test"
-    }
-    fn now_unix_seconds(&self) -> i64 {
-        NOW
-    }
-    fn random_id(&self) -> String {
-        format!("req-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
-    }
-}
 
 /// A core that answers as configured; its revocation check (kept apart from `seen`) answers
 /// `revoked`.
@@ -183,17 +166,6 @@ impl Rooms for FakeRooms {
     }
 }
 
-fn config(dev_mode: bool) -> EdgeConfig {
-    EdgeConfig::from_lookup(|name| match name {
-        "CORE_URL" => Some("https://core.test/".to_owned()),
-        "CORE_SIGNING_SECRET" => Some(SECRET.to_owned()),
-        "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
-        "NENE_ENV" => dev_mode.then(|| "dev".to_owned()),
-        _ => None,
-    })
-    .expect("test config is valid")
-}
-
 fn healthy_core() -> Arc<FakeCore> {
     core_answering(Ok((
         200,
@@ -213,34 +185,11 @@ fn core_answering(answer: Result<(u16, String), TransportError>) -> Arc<FakeCore
 fn platform(core: Arc<FakeCore>, dev_mode: bool) -> Platform {
     Platform {
         config: config(dev_mode),
-        host: Arc::new(FakeHost {
-            next_id: AtomicU64::new(1),
-        }),
+        host: fake_host(),
         transport: core,
         rooms: Some(Arc::new(FakeRooms::default())),
         client_address: ClientAddressRule::Cloudflare,
     }
-}
-
-async fn send(platform: Platform, request: Request<Body>) -> (u16, String, Bytes) {
-    let response = router(platform)
-        .oneshot(request)
-        .await
-        .unwrap_or_else(|never| match never {});
-    let status = response.status().as_u16();
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .unwrap_or_default();
-    (status, request_id, body)
 }
 
 fn get(path: &str) -> Request<Body> {
@@ -446,9 +395,7 @@ async fn served_with(
         },
         |config| Platform {
             config,
-            host: Arc::new(FakeHost {
-                next_id: AtomicU64::new(1),
-            }),
+            host: fake_host(),
             transport: core,
             rooms: Some(Arc::new(FakeRooms::default())),
             client_address: ClientAddressRule::Cloudflare,
@@ -709,13 +656,6 @@ async fn without_rooms_a_join_goes_to_the_core_with_its_session_for_the_revocati
         Some(serde_json::json!({ "session": "j" }))
     );
     assert_eq!(core.revocation_checks.load(Ordering::Relaxed), 0);
-}
-
-fn bearer(user: &str) -> String {
-    let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
-        .and_then(|keys| keys.issue(user, "j", NOW))
-        .unwrap();
-    format!("Bearer {token}")
 }
 
 fn header_of<'a>(request: &'a OutboundRequest, name: &str) -> Option<&'a str> {

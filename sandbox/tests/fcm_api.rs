@@ -6,34 +6,26 @@
 // Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{Answer, app, call};
+
 use std::time::{Duration, Instant};
 
 use axum::{
     Router,
-    body::{Body, to_bytes},
-    http::{HeaderMap, Request, StatusCode, header},
+    body::Body,
+    http::{Request, StatusCode, header},
 };
-use nene_sandbox::{
-    SandboxConfig,
-    fcm::{
-        CLIENT_EMAIL, PROJECT_ID,
-        grant::{
-            AssertionClaims, FIREBASE_MESSAGING_SCOPE, GOOGLE_TOKEN_URL, JWT_BEARER_GRANT_TYPE,
-        },
-        service_account::{Registry, ServiceAccountKey},
-    },
-    router_with,
+use nene_sandbox::fcm::{
+    CLIENT_EMAIL, PROJECT_ID,
+    grant::{AssertionClaims, FIREBASE_MESSAGING_SCOPE, GOOGLE_TOKEN_URL, JWT_BEARER_GRANT_TYPE},
+    service_account::{Registry, ServiceAccountKey},
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-/// Responses here are a token, a name, an error or a short delivery log.
-const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024;
 const SEND_PATH: &str = "/fcm/v1/projects/nene-sandbox/messages:send";
-
-fn app() -> Router {
-    router_with(SandboxConfig::default())
-}
 
 fn now_seconds() -> i64 {
     i64::try_from(
@@ -47,42 +39,6 @@ fn now_seconds() -> i64 {
 
 fn registry() -> &'static Registry {
     Registry::embedded().unwrap()
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    json: Value,
-}
-
-async fn call(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: Body,
-) -> Answer {
-    let mut request = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(body).unwrap();
-    let response = app.clone().oneshot(request).await;
-    let response = response.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = to_bytes(response.into_body(), RESPONSE_BYTES_MAX).await;
-    let bytes = bytes.unwrap();
-    let json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|error| unreachable!("{error}: {bytes:?}"))
-    };
-    Answer {
-        status,
-        headers,
-        json,
-    }
 }
 
 async fn control(app: &Router, method: &str, uri: &str, body: Option<Value>) -> Answer {

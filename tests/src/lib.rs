@@ -502,6 +502,35 @@ impl Sandbox {
     }
 }
 
+/// A call to the edge at `edge_url` as `user` (an access token for them), with a JSON body or
+/// none: `(status, JSON body or null)`.
+///
+/// # Panics
+/// When the edge cannot be reached.
+pub async fn edge_call(
+    edge_url: &str,
+    method: &str,
+    path: &str,
+    user: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = client()
+        .request(
+            method.parse().unwrap_or(reqwest::Method::GET),
+            format!("{edge_url}{path}"),
+        )
+        .bearer_auth(token_for(user));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// A signed call to the core's internal API, as the edge makes it: `(status, JSON body)`.
 ///
 /// # Panics
@@ -758,7 +787,9 @@ pub fn query_param(url: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {url}"))
 }
 
-fn location(response: &reqwest::Response) -> String {
+/// The `Location` of a redirect, or "".
+#[must_use]
+pub fn location(response: &reqwest::Response) -> String {
     response
         .headers()
         .get("location")

@@ -8,8 +8,8 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use nene_e2e::{
-    ClientPkce, Core, E2E_REDIRECT_URI, Sandbox, TOKEN_KEYS, Wrangler, client, scratch_dir,
-    token_for,
+    ClientPkce, Core, E2E_REDIRECT_URI, Sandbox, TOKEN_KEYS, Wrangler, client, location,
+    query_param, scratch_dir, token_for,
 };
 use serde_json::{Value, json};
 
@@ -37,25 +37,6 @@ fn browser() -> reqwest::Client {
         .timeout(nene_e2e::REQUEST_TIMEOUT)
         .build()
         .unwrap()
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn query_param(url: &str, name: &str) -> String {
-    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
-    params
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("no {name} in {url}"))
 }
 
 /// What comes back to the redirect URI, and the verifier only the client that started holds.

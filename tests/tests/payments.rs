@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use nene_e2e::{Core, Sandbox, SpinHost, Wrangler, client, core_call, scratch_dir, token_for};
+use nene_e2e::{
+    Core, Sandbox, SpinHost, Wrangler, client, core_call, edge_call, scratch_dir, token_for,
+};
 use serde_json::{Value, json};
 
 struct Stack {
@@ -69,16 +71,7 @@ impl Stack {
         user: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = client()
-            .request(
-                method.parse().unwrap_or(reqwest::Method::GET),
-                format!("{}{path}", self.edge_url),
-            )
-            .bearer_auth(token_for(user));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        json_of(request.send().await.unwrap()).await
+        edge_call(&self.edge_url, method, path, user, body).await
     }
 
     async fn sandbox_post(&self, path: &str, body: &Value) -> Value {
