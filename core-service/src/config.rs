@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn a_production_configuration_with_its_own_secrets_starts() {
-        let config = config(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let config = config(&[]).unwrap();
         assert!(!config.dev_mode);
         assert!(config.auth.providers.is_empty());
         assert_eq!(config.db, DbSettings::default());
@@ -638,7 +638,7 @@ mod tests {
 
     #[test]
     fn dev_mode_starts_with_the_dev_values_and_the_sandboxes() {
-        let config = config(&dev_stack()).unwrap_or_else(|e| panic!("{e}"));
+        let config = config(&dev_stack()).unwrap();
         assert!(config.dev_mode);
         assert_eq!(config.toss.secret_key, TOSS_DOCS_TEST_SECRET_KEY);
         assert_eq!(config.auth.providers.len(), Provider::ALL.len());
@@ -736,8 +736,7 @@ mod tests {
             );
             assert!(refused.to_string().starts_with("EDGE_URL: "));
         }
-        let config = config(&[(VAR_EDGE_URL, Some("https://api.example.com"))])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config = config(&[(VAR_EDGE_URL, Some("https://api.example.com"))]).unwrap();
         assert_eq!(config.edge_url.as_deref(), Some("https://api.example.com"));
     }
 
@@ -789,7 +788,7 @@ mod tests {
         assert!(refused.to_string().starts_with("AUTH_REDIRECT_URIS"));
         let mut with_redirects = naver.to_vec();
         with_redirects.push((VAR_AUTH_REDIRECT_URIS, Some("nene://auth/callback")));
-        let config = config(&with_redirects).unwrap_or_else(|e| panic!("{e}"));
+        let config = config(&with_redirects).unwrap();
         assert_eq!(config.auth.providers.len(), 1);
         assert!(
             config.auth.providers[0]
@@ -819,7 +818,7 @@ mod tests {
             (VAR_DB_STATEMENT_TIMEOUT_MS, Some("30000")),
         ])
         .map(|config| config.db)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         assert_eq!(
             db,
             DbSettings {
@@ -922,8 +921,7 @@ mod tests {
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| (*value).to_owned())
         };
-        notification_settings(&lookup, dev_mode, &Trust::public_roots())
-            .unwrap_or_else(|error| panic!("{error}"))
+        notification_settings(&lookup, dev_mode, &Trust::public_roots()).unwrap()
     }
 
     #[test]
@@ -985,7 +983,7 @@ mod tests {
             "nene-junk-ca-{}.pem",
             uuid::Uuid::new_v4().simple()
         ));
-        std::fs::write(&junk, "not a certificate\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&junk, "not a certificate\n").unwrap();
         let junk_path = junk.display().to_string();
         let no_certificate = error(&[(VAR_EXTRA_CA_FILE, Some(junk_path.as_str()))]);
         let _ = std::fs::remove_file(&junk);
@@ -1001,20 +999,17 @@ mod tests {
 
     #[test]
     fn an_extra_ca_file_with_a_certificate_adds_it_to_every_client_and_unset_adds_none() {
-        let ca_key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = params
-            .self_signed(&ca_key)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let ca = params.self_signed(&ca_key).unwrap();
         let file =
             std::env::temp_dir().join(format!("nene-ca-{}.pem", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&file, ca.pem()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&file, ca.pem()).unwrap();
         let path = file.display().to_string();
         let trusting = config(&[(VAR_EXTRA_CA_FILE, Some(path.as_str()))]);
         let _ = std::fs::remove_file(&file);
-        let trusting = trusting.unwrap_or_else(|e| panic!("{e}"));
+        let trusting = trusting.unwrap();
         assert_eq!(trusting.tls.extra_roots(), 1);
         for tls in [
             &trusting.toss.tls,
@@ -1025,18 +1020,14 @@ mod tests {
         }
         // Unset or empty: Mozilla's roots only.
         for unset in [None, Some("")] {
-            let public = config(&[(VAR_EXTRA_CA_FILE, unset)]).unwrap_or_else(|e| panic!("{e}"));
+            let public = config(&[(VAR_EXTRA_CA_FILE, unset)]).unwrap();
             assert_eq!(public.tls.extra_roots(), 0);
         }
     }
 
     #[test]
     fn the_service_migrates_at_start_in_dev_mode_and_only_checks_elsewhere_unless_told() {
-        let migrates = |changes: &[(&str, Option<&str>)]| {
-            config(changes)
-                .unwrap_or_else(|error| panic!("{error}"))
-                .migrate_on_start
-        };
+        let migrates = |changes: &[(&str, Option<&str>)]| config(changes).unwrap().migrate_on_start;
         assert!(migrates(&[(VAR_ENVIRONMENT, Some("dev"))]));
         assert!(!migrates(&[]));
         assert!(!migrates(&[(VAR_ENVIRONMENT, Some("production"))]));

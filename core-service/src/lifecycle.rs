@@ -683,7 +683,7 @@ mod tests {
             },
             house_fee_bps: 0,
         })
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
     }
 
     #[test]

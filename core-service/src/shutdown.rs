@@ -305,7 +305,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         drop(admitted);
-        waiting.await.unwrap_or_else(|e| panic!("{e}"));
+        waiting.await.unwrap();
     }
 
     #[tokio::test]

@@ -3,11 +3,16 @@
 //! is down, refresh rotation and reuse, logout, the profile and devices, rate limits, and the
 //! binding of a callback to the client that started the login (its PKCE verifier).
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
 use std::time::{Duration, Instant};
 
 use nene_core::auth::{
     self, Auth, AuthConfig, AuthError,
-    oauth::{self, Endpoints, Provider, ProviderClient, ProviderError},
+    oauth::{self, ProviderError},
     users::{self, Device, DevicePlatform, MeChange},
 };
 use nene_domain::pkce::{CodeChallenge, CodeVerifier};
@@ -16,10 +21,6 @@ use sqlx::PgPool;
 
 const REDIRECT: &str = "https://app.nene.test/auth/done";
 
-fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
-    result.unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// What the client that starts a login keeps: its secret verifier, fresh for each login.
 fn client_verifier() -> String {
     oauth::random_token()
@@ -27,7 +28,7 @@ fn client_verifier() -> String {
 
 /// The S256 challenge the client sends to `start` for `verifier`.
 fn challenge_of(verifier: &str) -> CodeChallenge {
-    CodeChallenge::of(&ok(CodeVerifier::parse(verifier)))
+    CodeChallenge::of(&CodeVerifier::parse(verifier).unwrap())
 }
 
 /// A challenge for calls whose login is never finished.
@@ -49,32 +50,21 @@ struct Fixture {
 }
 
 async fn fixture(db: PgPool) -> Fixture {
-    let listener = ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
-    let address = ok(listener.local_addr());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, nene_sandbox::router()).await;
-    });
-    let sandbox = format!("http://{address}");
-    let providers = Provider::ALL
-        .into_iter()
-        .map(|provider| ProviderClient {
-            provider,
-            client_id: format!("nene-test-{}", provider.as_str()),
-            client_secret: "test-secret".to_owned(),
-            endpoints: Endpoints::of(provider, Some(&sandbox)),
-        })
-        .collect();
-    let auth = ok(Auth::new(
+    let sandbox = common::spawn_sandbox().await;
+    let providers = common::providers_at(&sandbox);
+    let auth = Auth::new(
         db,
         AuthConfig {
             redirect_uris: vec![REDIRECT.to_owned()],
             providers,
             tls: nene_core::tls::Trust::public_roots(),
         },
-    ));
-    let browser = ok(reqwest::Client::builder()
+    )
+    .unwrap();
+    let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .build());
+        .build()
+        .unwrap();
     Fixture {
         auth,
         sandbox,
@@ -88,39 +78,27 @@ impl Fixture {
     /// `who`) and lands on our redirect URI with `code` and `state`.
     async fn authorize(&self, provider: &str, who: &str) -> Authorized {
         let verifier = client_verifier();
-        let url = ok(auth::start(
+        let url = auth::start(
             &self.auth,
             provider,
             REDIRECT,
             &challenge_of(&verifier),
             "10.0.0.1",
         )
-        .await);
-        let response = ok(self
+        .await
+        .unwrap();
+        let response = self
             .browser
             .get(format!("{url}&sandbox_user={who}"))
             .send()
-            .await);
+            .await
+            .unwrap();
         assert_eq!(response.status().as_u16(), 302);
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let location = common::location(&response);
         assert!(location.starts_with(REDIRECT), "{location}");
-        let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
-        let params: Vec<(String, String)> = ok(serde_urlencoded::from_str(query));
-        let find = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| panic!("no {name} in {location}"))
-        };
         Authorized {
-            code: find("code"),
-            state: find("state"),
+            code: common::query_param(&location, "code"),
+            state: common::query_param(&location, "state"),
             verifier,
         }
     }
@@ -131,12 +109,13 @@ impl Fixture {
     }
 
     async fn fault(&self, rule: Value) {
-        let response = ok(self
+        let response = self
             .browser
             .post(format!("{}/sandbox/oauth/faults", self.sandbox))
             .json(&rule)
             .send()
-            .await);
+            .await
+            .unwrap();
         assert!(response.status().is_success(), "fault {rule}");
     }
 }
@@ -163,10 +142,10 @@ async fn callback(
 async fn each_provider_signs_in_and_a_second_login_finds_the_same_user(db: PgPool) {
     let f = fixture(db).await;
     for provider in ["kakao", "naver", "google"] {
-        let first = ok(f.login(provider, "alice").await);
+        let first = f.login(provider, "alice").await.unwrap();
         assert!(first.user.is_new, "{provider}");
         assert!(first.user.nickname.starts_with("네네"));
-        let again = ok(f.login(provider, "alice").await);
+        let again = f.login(provider, "alice").await.unwrap();
         assert!(!again.user.is_new);
         assert_eq!(
             again.user.id, first.user.id,
@@ -174,9 +153,10 @@ async fn each_provider_signs_in_and_a_second_login_finds_the_same_user(db: PgPoo
         );
         assert_ne!(again.family, first.family, "a new sign-in is a new family");
     }
-    let users: i64 = ok(sqlx::query_scalar("SELECT count(*) FROM users")
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&f.auth.db)
-        .await);
+        .await
+        .unwrap();
     assert_eq!(users, 3, "one user per provider identity");
 }
 
@@ -206,7 +186,7 @@ async fn a_state_works_once_for_its_provider_and_never_when_unknown_or_expired(d
     // Another provider's callback cannot use this state.
     let crossed = callback(&f.auth, "kakao", &login, verifier).await;
     assert!(matches!(crossed, Err(AuthError::LoginState)), "{crossed:?}");
-    ok(callback(&f.auth, "google", &login, verifier).await);
+    callback(&f.auth, "google", &login, verifier).await.unwrap();
     let replay = callback(&f.auth, "google", &login, verifier).await;
     assert!(matches!(replay, Err(AuthError::LoginState)), "{replay:?}");
     let made_up = Authorized {
@@ -217,46 +197,45 @@ async fn a_state_works_once_for_its_provider_and_never_when_unknown_or_expired(d
     let unknown = callback(&f.auth, "google", &made_up, verifier).await;
     assert!(matches!(unknown, Err(AuthError::LoginState)));
     let login = f.authorize("google", "bob").await;
-    ok(
-        sqlx::query("UPDATE auth_states SET expires_at = now() - interval '1 second'")
-            .execute(&f.auth.db)
-            .await,
-    );
+    sqlx::query("UPDATE auth_states SET expires_at = now() - interval '1 second'")
+        .execute(&f.auth.db)
+        .await
+        .unwrap();
     let expired = callback(&f.auth, "google", &login, Some(&login.verifier)).await;
     assert!(matches!(expired, Err(AuthError::LoginState)));
 }
 
 /// Rows that a sign-in would have written: users, identities, refresh families and tokens.
 async fn sign_in_rows(db: &PgPool) -> (i64, i64, i64, i64) {
-    ok(sqlx::query_as(
+    sqlx::query_as(
         "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM user_identities), \
                 (SELECT count(*) FROM auth_families), (SELECT count(*) FROM refresh_tokens)",
     )
     .fetch_one(db)
-    .await)
+    .await
+    .unwrap()
 }
 
 /// Whether the login state is spent.
 async fn state_is_used(db: &PgPool, state: &str) -> bool {
-    ok(
-        sqlx::query_scalar("SELECT used_at IS NOT NULL FROM auth_states WHERE state = $1")
-            .bind(state)
-            .fetch_one(db)
-            .await,
-    )
+    sqlx::query_scalar("SELECT used_at IS NOT NULL FROM auth_states WHERE state = $1")
+        .bind(state)
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 impl Fixture {
     /// Redeems `login`'s code at the provider directly, with the core's own PKCE verifier: it
     /// works only if nobody (the core included) has redeemed it yet.
     async fn code_is_unused_at_google(&self, login: &Authorized) -> bool {
-        let core_verifier: String = ok(sqlx::query_scalar(
-            "SELECT code_verifier FROM auth_states WHERE state = $1",
-        )
-        .bind(&login.state)
-        .fetch_one(&self.auth.db)
-        .await);
-        let response = ok(self
+        let core_verifier: String =
+            sqlx::query_scalar("SELECT code_verifier FROM auth_states WHERE state = $1")
+                .bind(&login.state)
+                .fetch_one(&self.auth.db)
+                .await
+                .unwrap();
+        let response = self
             .browser
             .post(format!("{}/google/token", self.sandbox))
             .form(&[
@@ -268,7 +247,8 @@ impl Fixture {
                 ("code_verifier", core_verifier.as_str()),
             ])
             .send()
-            .await);
+            .await
+            .unwrap();
         response.status().is_success()
     }
 }
@@ -323,12 +303,13 @@ async fn a_wrong_or_malformed_verifier_is_refused_before_the_provider_and_spends
         let login = f.authorize("google", "victim").await;
         let guess = match guess {
             Some(wrong) => wrong.clone(),
-            None => ok(sqlx::query_scalar(
-                "SELECT client_code_challenge FROM auth_states WHERE state = $1",
-            )
-            .bind(&login.state)
-            .fetch_one(&f.auth.db)
-            .await),
+            None => {
+                sqlx::query_scalar("SELECT client_code_challenge FROM auth_states WHERE state = $1")
+                    .bind(&login.state)
+                    .fetch_one(&f.auth.db)
+                    .await
+                    .unwrap()
+            }
         };
         let refused = callback(&f.auth, "google", &login, Some(&guess)).await;
         assert!(
@@ -347,14 +328,16 @@ async fn a_wrong_or_malformed_verifier_is_refused_before_the_provider_and_spends
 async fn the_client_that_started_the_login_finishes_it_with_its_verifier(db: PgPool) {
     let f = fixture(db).await;
     let login = f.authorize("kakao", "minji").await;
-    let stored: String = ok(sqlx::query_scalar(
-        "SELECT client_code_challenge FROM auth_states WHERE state = $1",
-    )
-    .bind(&login.state)
-    .fetch_one(&f.auth.db)
-    .await);
+    let stored: String =
+        sqlx::query_scalar("SELECT client_code_challenge FROM auth_states WHERE state = $1")
+            .bind(&login.state)
+            .fetch_one(&f.auth.db)
+            .await
+            .unwrap();
     assert_eq!(stored, challenge_of(&login.verifier).as_base64url());
-    let session = ok(callback(&f.auth, "kakao", &login, Some(&login.verifier)).await);
+    let session = callback(&f.auth, "kakao", &login, Some(&login.verifier))
+        .await
+        .unwrap();
     assert!(session.user.is_new);
     assert_eq!(sign_in_rows(&f.auth.db).await, (1, 1, 1, 1));
     assert!(state_is_used(&f.auth.db, &login.state).await);
@@ -385,9 +368,10 @@ async fn an_id_token_with_a_bad_signature_nonce_audience_or_expiry_is_rejected(d
             Err(nene_domain::ErrorCode::IdentityRejected)
         );
     }
-    let users: i64 = ok(sqlx::query_scalar("SELECT count(*) FROM users")
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&f.auth.db)
-        .await);
+        .await
+        .unwrap();
     assert_eq!(users, 0, "no user from an unverified identity");
 }
 
@@ -425,12 +409,16 @@ async fn a_provider_that_is_down_or_hangs_is_a_prompt_provider_unavailable(db: P
 #[sqlx::test(migrations = "./migrations")]
 async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family(db: PgPool) {
     let f = fixture(db).await;
-    let session = ok(f.login("kakao", "dave").await);
-    let first = ok(auth::refresh(&f.auth.db, &session.refresh_token).await);
+    let session = f.login("kakao", "dave").await.unwrap();
+    let first = auth::refresh(&f.auth.db, &session.refresh_token)
+        .await
+        .unwrap();
     assert_eq!(first.user_id, session.user.id);
     assert_eq!(first.family, session.family);
     assert_ne!(first.refresh_token, session.refresh_token);
-    let second = ok(auth::refresh(&f.auth.db, &first.refresh_token).await);
+    let second = auth::refresh(&f.auth.db, &first.refresh_token)
+        .await
+        .unwrap();
     // The first token again: someone holds a copy. The family dies, its newest token too.
     let reused = auth::refresh(&f.auth.db, &session.refresh_token).await;
     assert!(
@@ -440,60 +428,68 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family(db: PgPool) {
     let newest = auth::refresh(&f.auth.db, &second.refresh_token).await;
     assert!(matches!(newest, Err(AuthError::RefreshTokenInvalid)));
     let jti = format!("{}.any", session.family);
-    assert!(ok(auth::is_revoked(&f.auth.db, &jti).await));
+    assert!(auth::is_revoked(&f.auth.db, &jti).await.unwrap());
     let garbage = auth::refresh(&f.auth.db, "not-a-token").await;
     assert!(matches!(garbage, Err(AuthError::RefreshTokenInvalid)));
-    let stored: i64 = ok(sqlx::query_scalar(
+    let stored: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM refresh_tokens WHERE token_sha256 = convert_to($1, 'UTF8')",
     )
     .bind(&session.refresh_token)
     .fetch_one(&f.auth.db)
-    .await);
+    .await
+    .unwrap();
     assert_eq!(stored, 0, "tokens are stored only as hashes");
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn logout_revokes_the_access_token_and_its_refresh_family(db: PgPool) {
     let f = fixture(db).await;
-    let session = ok(f.login("google", "erin").await);
-    let other_device = ok(f.login("google", "erin").await);
+    let session = f.login("google", "erin").await.unwrap();
+    let other_device = f.login("google", "erin").await.unwrap();
     let jti = format!("{}.abc", session.family);
-    assert!(!ok(auth::is_revoked(&f.auth.db, &jti).await));
-    ok(auth::logout(&f.auth.db, &session.user.id, &jti, 2_000_000_000).await);
-    assert!(ok(auth::is_revoked(&f.auth.db, &jti).await));
-    assert!(ok(auth::is_revoked(
-        &f.auth.db,
-        &format!("{}.other", session.family)
-    )
-    .await));
+    assert!(!auth::is_revoked(&f.auth.db, &jti).await.unwrap());
+    auth::logout(&f.auth.db, &session.user.id, &jti, 2_000_000_000)
+        .await
+        .unwrap();
+    assert!(auth::is_revoked(&f.auth.db, &jti).await.unwrap());
+    assert!(
+        auth::is_revoked(&f.auth.db, &format!("{}.other", session.family))
+            .await
+            .unwrap()
+    );
     let refreshed = auth::refresh(&f.auth.db, &session.refresh_token).await;
     assert!(matches!(refreshed, Err(AuthError::RefreshTokenInvalid)));
     // Another device's session is untouched.
-    ok(auth::refresh(&f.auth.db, &other_device.refresh_token).await);
+    auth::refresh(&f.auth.db, &other_device.refresh_token)
+        .await
+        .unwrap();
     // Logging out with someone else's family does nothing to it.
     let foreign = format!("{}.x", other_device.family);
-    ok(auth::logout(&f.auth.db, "someone-else", &foreign, 2_000_000_000).await);
-    assert!(!ok(auth::is_revoked(
-        &f.auth.db,
-        &format!("{}.y", other_device.family)
-    )
-    .await));
+    auth::logout(&f.auth.db, "someone-else", &foreign, 2_000_000_000)
+        .await
+        .unwrap();
+    assert!(
+        !auth::is_revoked(&f.auth.db, &format!("{}.y", other_device.family))
+            .await
+            .unwrap()
+    );
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn nicknames_are_unique_and_the_profile_and_devices_can_be_changed(db: PgPool) {
     let f = fixture(db).await;
-    let a = ok(f.login("naver", "frank").await).user;
-    let b = ok(f.login("naver", "grace").await).user;
-    let change: MeChange = ok(serde_json::from_value(json!({
+    let a = f.login("naver", "frank").await.unwrap().user;
+    let b = f.login("naver", "grace").await.unwrap().user;
+    let change: MeChange = serde_json::from_value(json!({
         "nickname": "아침달리기", "bio": "매일 5km"
-    })));
-    let me = ok(users::change_me(&f.auth.db, &a.id, &change).await);
+    }))
+    .unwrap();
+    let me = users::change_me(&f.auth.db, &a.id, &change).await.unwrap();
     assert_eq!(
         (me.nickname.as_str(), me.bio.as_str()),
         ("아침달리기", "매일 5km")
     );
-    let taken: MeChange = ok(serde_json::from_value(json!({ "nickname": "아침달리기" })));
+    let taken: MeChange = serde_json::from_value(json!({ "nickname": "아침달리기" })).unwrap();
     let refused = users::change_me(&f.auth.db, &b.id, &taken).await;
     assert!(matches!(refused, Err(AuthError::NicknameTaken)));
     assert!(serde_json::from_value::<MeChange>(json!({ "nickname": "x" })).is_err());
@@ -501,33 +497,41 @@ async fn nicknames_are_unique_and_the_profile_and_devices_can_be_changed(db: PgP
         platform: DevicePlatform::Android,
         token: "fcm-token-1".to_owned(),
     };
-    assert!(ok(
-        users::put_device(&f.auth.db, &a.id, "pixel-8", &device).await
-    ));
-    assert!(!ok(users::put_device(
-        &f.auth.db, &a.id, "pixel-8", &device
-    )
-    .await));
-    ok(users::delete_device(&f.auth.db, &a.id, "pixel-8").await);
-    let left: i64 = ok(sqlx::query_scalar("SELECT count(*) FROM user_devices")
+    assert!(
+        users::put_device(&f.auth.db, &a.id, "pixel-8", &device)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !users::put_device(&f.auth.db, &a.id, "pixel-8", &device)
+            .await
+            .unwrap()
+    );
+    users::delete_device(&f.auth.db, &a.id, "pixel-8")
+        .await
+        .unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM user_devices")
         .fetch_one(&f.auth.db)
-        .await);
+        .await
+        .unwrap();
     assert_eq!(left, 0);
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn two_nicknames_that_differ_only_in_normalization_are_one_name(db: PgPool) {
     let f = fixture(db).await;
-    let a = ok(f.login("naver", "hyejin").await).user;
-    let b = ok(f.login("naver", "impostor").await).user;
+    let a = f.login("naver", "hyejin").await.unwrap().user;
+    let b = f.login("naver", "impostor").await.unwrap().user;
     let composed = "네네달리기";
     // The same name with each 네 typed as its two jamo (ᄂ + ᅦ).
     let decomposed = "\u{1102}\u{1166}\u{1102}\u{1166}달리기";
     assert_ne!(composed, decomposed);
     let change = |nickname: &str| -> MeChange {
-        ok(serde_json::from_value(json!({ "nickname": nickname })))
+        serde_json::from_value(json!({ "nickname": nickname })).unwrap()
     };
-    let me = ok(users::change_me(&f.auth.db, &a.id, &change(composed)).await);
+    let me = users::change_me(&f.auth.db, &a.id, &change(composed))
+        .await
+        .unwrap();
     assert_eq!(me.nickname, composed);
     let refused = users::change_me(&f.auth.db, &b.id, &change(decomposed)).await;
     assert!(
@@ -539,9 +543,13 @@ async fn two_nicknames_that_differ_only_in_normalization_are_one_name(db: PgPool
         Err(nene_domain::ErrorCode::NicknameTaken)
     );
     // Stored normalized: the first user typing jamo gets the composed name.
-    let freed = ok(users::change_me(&f.auth.db, &a.id, &change("다른이름")).await);
+    let freed = users::change_me(&f.auth.db, &a.id, &change("다른이름"))
+        .await
+        .unwrap();
     assert_eq!(freed.nickname, "다른이름");
-    let me = ok(users::change_me(&f.auth.db, &b.id, &change(decomposed)).await);
+    let me = users::change_me(&f.auth.db, &b.id, &change(decomposed))
+        .await
+        .unwrap();
     assert_eq!(me.nickname, composed);
     // The schema holds the rule too: a nickname written around the parser must be NFC.
     let bypass = sqlx::query("UPDATE users SET nickname = $2 WHERE id = $1")
@@ -558,7 +566,7 @@ async fn two_nicknames_that_differ_only_in_normalization_are_one_name(db: PgPool
 #[sqlx::test(migrations = "./migrations")]
 async fn a_chosen_nickname_may_not_be_blank_invisible_or_a_default_one(db: PgPool) {
     let f = fixture(db).await;
-    let a = ok(f.login("google", "jiwoo").await).user;
+    let a = f.login("google", "jiwoo").await.unwrap().user;
     for nickname in [
         "\u{3164}\u{3164}",
         "\u{115F}\u{1160}",
@@ -570,7 +578,7 @@ async fn a_chosen_nickname_may_not_be_blank_invisible_or_a_default_one(db: PgPoo
         let parsed = serde_json::from_value::<MeChange>(json!({ "nickname": nickname }));
         assert!(parsed.is_err(), "{nickname:?}");
     }
-    let me = ok(users::me(&f.auth.db, &a.id).await);
+    let me = users::me(&f.auth.db, &a.id).await.unwrap();
     assert_eq!(me.nickname, a.nickname, "unchanged");
 }
 
@@ -588,44 +596,54 @@ async fn logins_from_one_ip_are_rate_limited(db: PgPool) {
     }
     assert!(refused >= 5, "{refused}");
     // Another address is not affected.
-    ok(auth::start(&f.auth, "kakao", REDIRECT, &any_challenge(), "192.0.2.8").await);
+    auth::start(&f.auth, "kakao", REDIRECT, &any_challenge(), "192.0.2.8")
+        .await
+        .unwrap();
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn maintenance_removes_expired_login_states_and_old_rate_limit_windows_only(db: PgPool) {
     let f = fixture(db).await;
-    ok(auth::start(&f.auth, "kakao", REDIRECT, &any_challenge(), "10.0.0.9").await);
-    ok(auth::start(&f.auth, "kakao", REDIRECT, &any_challenge(), "10.0.0.9").await);
-    ok(sqlx::query(
+    auth::start(&f.auth, "kakao", REDIRECT, &any_challenge(), "10.0.0.9")
+        .await
+        .unwrap();
+    auth::start(&f.auth, "kakao", REDIRECT, &any_challenge(), "10.0.0.9")
+        .await
+        .unwrap();
+    sqlx::query(
         "UPDATE auth_states SET expires_at = now() - interval '2 days' \
          WHERE state = (SELECT state FROM auth_states LIMIT 1)",
     )
     .execute(&f.auth.db)
-    .await);
-    ok(sqlx::query(
+    .await
+    .unwrap();
+    sqlx::query(
         "INSERT INTO rate_limit_windows (bucket, window_start, hits) \
          VALUES ('ip:old', now() - interval '2 hours', 3)",
     )
     .execute(&f.auth.db)
-    .await);
-    ok(sqlx::query(
+    .await
+    .unwrap();
+    sqlx::query(
         "INSERT INTO revoked_access_tokens (jti, expires_at) \
          VALUES ('gone', now() - interval '1 minute'), ('live', now() + interval '5 minutes')",
     )
     .execute(&f.auth.db)
-    .await);
-    ok(nene_core::maintenance::run_once(&f.auth.db).await);
-    let counts: (i64, i64, i64) = ok(sqlx::query_as(
+    .await
+    .unwrap();
+    nene_core::maintenance::run_once(&f.auth.db).await.unwrap();
+    let counts: (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM auth_states), \
                 (SELECT count(*) FROM rate_limit_windows), \
                 (SELECT count(*) FROM revoked_access_tokens)",
     )
     .fetch_one(&f.auth.db)
-    .await);
+    .await
+    .unwrap();
     assert_eq!(
         counts,
         (1, 1, 1),
         "the fresh state, this minute's window, the live token"
     );
-    assert!(ok(auth::is_revoked(&f.auth.db, "live").await));
+    assert!(auth::is_revoked(&f.auth.db, "live").await.unwrap());
 }

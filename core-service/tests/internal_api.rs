@@ -1,6 +1,13 @@
 //! The internal API on a real Postgres (a fresh database per test): the signature is required and
 //! checked, and the health report tells the truth about each store.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::redis_url;
+
 use std::sync::Arc;
 
 use axum::{body::Body, http::Request};
@@ -30,7 +37,7 @@ impl WallClock for FixedClock {
 }
 
 fn secret() -> SigningSecret {
-    SigningSecret::parse(SECRET).unwrap_or_else(|e| panic!("{e}"))
+    SigningSecret::parse(SECRET).unwrap()
 }
 
 fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
@@ -46,7 +53,7 @@ fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
             },
             nene_core::payments::PaymentSettings::fast(),
         )
-        .unwrap_or_else(|e| panic!("{e}")),
+        .unwrap(),
         dev_mode: false,
         reviewers: Vec::new(),
         room_pusher: None,
@@ -58,10 +65,10 @@ fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
                 tls: nene_core::tls::Trust::public_roots(),
             },
         )
-        .unwrap_or_else(|e| panic!("{e}")),
+        .unwrap(),
         probe_db: db.clone(),
         db,
-        redis: redis_url.map(|url| redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"))),
+        redis: redis_url.map(|url| redis::Client::open(url).unwrap()),
         signing_secret: secret(),
         wall_clock: Arc::new(FixedClock),
         shutdown: nene_core::shutdown::Shutdown::default(),
@@ -90,9 +97,7 @@ fn signed(
     if !user.is_empty() {
         request = request.header(HEADER_USER, user);
     }
-    request
-        .body(Body::from(body))
-        .unwrap_or_else(|e| panic!("{e}"))
+    request.body(Body::from(body)).unwrap()
 }
 
 async fn send(state: AppState, request: Request<Body>) -> (u16, bytes::Bytes) {
@@ -112,13 +117,9 @@ async fn send(state: AppState, request: Request<Body>) -> (u16, bytes::Bytes) {
 
 fn assert_refused(status: u16, body: &[u8]) {
     assert_eq!(status, 401, "{}", String::from_utf8_lossy(body));
-    let envelope: ErrorEnvelope = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}"));
+    let envelope: ErrorEnvelope = serde_json::from_slice(body).unwrap();
     assert_eq!(envelope.error.code, ErrorCode::SignatureInvalid);
     assert!(!envelope.error.request_id.is_empty());
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -129,7 +130,7 @@ async fn a_signed_health_request_reports_the_database_and_redis_up(db: PgPool) {
     )
     .await;
     assert_eq!(status, 200);
-    let health: CoreHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    let health: CoreHealth = serde_json::from_slice(&body).unwrap();
     assert_eq!(health.core, PartStatus::Ok);
     assert_eq!(health.database, PartStatus::Ok);
     assert_eq!(health.redis, PartStatus::Ok);
@@ -144,7 +145,7 @@ async fn redis_not_configured_is_reported_disabled(db: PgPool) {
         signed("GET", "/internal/v1/health", NOW, "", b""),
     )
     .await;
-    let health: CoreHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    let health: CoreHealth = serde_json::from_slice(&body).unwrap();
     assert_eq!(health.redis, PartStatus::Disabled);
 }
 
@@ -157,7 +158,7 @@ async fn redis_unreachable_is_reported_down_without_failing_the_report(db: PgPoo
     )
     .await;
     assert_eq!(status, 200);
-    let health: CoreHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    let health: CoreHealth = serde_json::from_slice(&body).unwrap();
     assert_eq!(health.redis, PartStatus::Down);
     assert_eq!(health.database, PartStatus::Ok);
 }
@@ -167,14 +168,14 @@ async fn a_database_that_is_down_is_reported_down() {
     let db = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(std::time::Duration::from_millis(300))
         .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, body) = send(
         state(db, None),
         signed("GET", "/internal/v1/health", NOW, "", b""),
     )
     .await;
     assert_eq!(status, 200);
-    let health: CoreHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    let health: CoreHealth = serde_json::from_slice(&body).unwrap();
     assert_eq!(health.database, PartStatus::Down);
     assert_eq!(health.platform_time_unix_seconds, None);
 }
@@ -183,7 +184,7 @@ async fn a_database_that_is_down_is_reported_down() {
 async fn an_unsigned_request_is_refused(db: PgPool) {
     let request = Request::get("/internal/v1/health")
         .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, body) = send(state(db, None), request).await;
     assert_refused(status, &body);
 }
@@ -214,27 +215,23 @@ async fn a_request_from_the_future_beyond_the_window_is_refused(db: PgPool) {
 async fn a_request_with_a_tampered_path_user_or_signature_is_refused(db: PgPool) {
     // Signed for one path, sent to another.
     let mut request = signed("GET", "/internal/v1/health?a=1", NOW, "", b"");
-    *request.uri_mut() = "/internal/v1/health?a=2"
-        .parse()
-        .unwrap_or_else(|e| panic!("{e}"));
+    *request.uri_mut() = "/internal/v1/health?a=2".parse().unwrap();
     let (status, body) = send(state(db.clone(), None), request).await;
     assert_refused(status, &body);
 
     // Signed for one user, the header changed to another.
     let mut request = signed("GET", "/internal/v1/health", NOW, "user-1", b"");
-    request.headers_mut().insert(
-        HEADER_USER,
-        "user-2".parse().unwrap_or_else(|e| panic!("{e}")),
-    );
+    request
+        .headers_mut()
+        .insert(HEADER_USER, "user-2".parse().unwrap());
     let (status, body) = send(state(db.clone(), None), request).await;
     assert_refused(status, &body);
 
     // A signature that is not hex at all.
     let mut request = signed("GET", "/internal/v1/health", NOW, "", b"");
-    request.headers_mut().insert(
-        HEADER_SIGNATURE,
-        "zz".parse().unwrap_or_else(|e| panic!("{e}")),
-    );
+    request
+        .headers_mut()
+        .insert(HEADER_SIGNATURE, "zz".parse().unwrap());
     let (status, body) = send(state(db, None), request).await;
     assert_refused(status, &body);
 }
@@ -252,7 +249,7 @@ async fn a_request_with_a_tampered_body_is_refused(db: PgPool) {
         .header(HEADER_TIMESTAMP, NOW.to_string())
         .header(HEADER_SIGNATURE, signature)
         .body(Body::from("{\"amount\":9000}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, body) = send(state(db, None), request).await;
     // The route has no POST, but the signature is checked first: a forged request learns nothing.
     assert_refused(status, &body);
@@ -266,7 +263,7 @@ async fn an_unknown_internal_path_is_a_json_404(db: PgPool) {
     )
     .await;
     assert_eq!(status, 404);
-    let envelope: ErrorEnvelope = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    let envelope: ErrorEnvelope = serde_json::from_slice(&body).unwrap();
     assert_eq!(envelope.error.code, ErrorCode::NotFound);
 }
 
@@ -275,7 +272,7 @@ async fn the_migrations_create_a_single_row_test_clock_at_zero(db: PgPool) {
     let offset: i64 = sqlx::query_scalar("SELECT offset_seconds FROM test_clock")
         .fetch_one(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(offset, 0);
     let second_row = sqlx::query("INSERT INTO test_clock (id) VALUES (false)")
         .execute(&db)
@@ -287,7 +284,7 @@ async fn the_migrations_create_a_single_row_test_clock_at_zero(db: PgPool) {
 async fn an_unsigned_request_to_an_unknown_internal_path_is_refused_not_404(db: PgPool) {
     let request = Request::get("/internal/v1/secret-route")
         .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, body) = send(state(db, None), request).await;
     assert_refused(status, &body);
 }
@@ -301,23 +298,21 @@ fn json_of(body: &[u8]) -> serde_json::Value {
 /// ledger's library function: the core has no HTTP route that mints points.
 async fn fund(db: &PgPool, owner: &str, key: &str, amount: i64) -> nene_core::ledger::AccountId {
     use nene_core::ledger::{self, Credit, IdempotencyKey, LotSource, SystemAccount};
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    let wallet = ledger::ensure_wallet_in_tx(&mut conn, owner)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.acquire().await.unwrap();
+    let wallet = ledger::ensure_wallet_in_tx(&mut conn, owner).await.unwrap();
     drop(conn);
     ledger::credit(
         db,
         &Credit {
-            key: IdempotencyKey::parse(key).unwrap_or_else(|e| panic!("{e}")),
+            key: IdempotencyKey::parse(key).unwrap(),
             wallet,
             from: ledger::system_account(SystemAccount::PaymentClearing),
-            amount: nene_domain::Points::new(amount).unwrap_or_else(|e| panic!("{e}")),
+            amount: nene_domain::Points::new(amount).unwrap(),
             source: LotSource::Charge,
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     wallet
 }
 
@@ -367,7 +362,7 @@ async fn the_ledgers_raw_operations_have_no_route(db: PgPool) {
     let minted: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_transfers")
         .fetch_one(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(minted, 0);
 }
 
@@ -418,9 +413,7 @@ fn signed_as(user: &str, method: &str, path: &str, body: &serde_json::Value) -> 
     if !user.is_empty() {
         request = request.header(HEADER_USER, user);
     }
-    request
-        .body(Body::from(bytes))
-        .unwrap_or_else(|e| panic!("{e}"))
+    request.body(Body::from(bytes)).unwrap()
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -465,7 +458,7 @@ async fn the_join_endpoint_takes_the_signed_user_and_answers_with_the_public_cod
     )
     .execute(&db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     for (session, expected) in [
         (
             serde_json::json!({ "session": "signed-out" }),
@@ -612,14 +605,14 @@ async fn a_malformed_id_in_a_path_is_a_json_404_not_a_plain_text_400(db: PgPool)
 
 #[sqlx::test(migrations = "./migrations")]
 async fn a_body_of_the_wrong_shape_is_refused_with_a_message_naming_what_is_wrong(db: PgPool) {
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.acquire().await.unwrap();
     let user = nene_core::auth::users::find_or_create_in_tx(
         &mut conn,
         nene_core::auth::oauth::Provider::Kakao,
         "kakao-user-1",
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap()
     .id;
     drop(conn);
     let (status, body) = send(
@@ -650,19 +643,18 @@ async fn a_users_ledger_history_comes_newest_first_a_page_at_a_time(db: PgPool) 
     for (i, amount) in [1_000, 2_000, 3_000].into_iter().enumerate() {
         wallet = Some(fund(&db, "user-history", &format!("charge:h{i}"), amount).await);
     }
-    let wallet = wallet.unwrap_or_else(|| panic!("funded"));
+    let wallet = wallet.expect("funded");
     nene_core::ledger::debit(
         &db,
         &nene_core::ledger::Debit {
-            key: nene_core::ledger::IdempotencyKey::parse("buy:h")
-                .unwrap_or_else(|e| panic!("{e}")),
+            key: nene_core::ledger::IdempotencyKey::parse("buy:h").unwrap(),
             wallet,
             to: nene_core::ledger::system_account(nene_core::ledger::SystemAccount::ShopSales),
-            amount: nene_domain::Points::new(500).unwrap_or_else(|e| panic!("{e}")),
+            amount: nene_domain::Points::new(500).unwrap(),
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
 
     let page = |path: &str| {
         let db = db.clone();
@@ -750,9 +742,7 @@ async fn a_list_refuses_a_query_it_cannot_read_or_a_limit_out_of_range_in_json(d
 // --- the orchestrator's probes ------------------------------------------------------------------
 
 fn get(path: &str) -> Request<Body> {
-    Request::get(path)
-        .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"))
+    Request::get(path).body(Body::empty()).unwrap()
 }
 
 /// `(status, body as JSON)` of an unsigned `GET /readyz`.
@@ -778,7 +768,7 @@ async fn readiness_is_503_naming_the_migrations_when_the_database_is_behind_the_
     )
     .execute(&db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let (status, body) = readiness(state(db.clone(), None)).await;
     assert_eq!(
         (status, body),
@@ -794,7 +784,7 @@ async fn readiness_counts_a_failed_migration_as_not_applied(db: PgPool) {
     sqlx::query("UPDATE _sqlx_migrations SET success = false WHERE version = (SELECT min(version) FROM _sqlx_migrations)")
         .execute(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, body) = readiness(state(db, None)).await;
     assert_eq!((status, body["failed"].as_str()), (503, Some("migrations")));
 }
@@ -810,7 +800,7 @@ async fn readiness_is_503_naming_the_database_when_postgres_does_not_answer() {
     let db = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(std::time::Duration::from_millis(300))
         .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, body) = readiness(state(db, None)).await;
     assert_eq!(
         (status, body),
@@ -856,7 +846,7 @@ async fn once_draining_readiness_is_503_liveness_200_and_other_requests_are_refu
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    let envelope: ErrorEnvelope = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    let envelope: ErrorEnvelope = serde_json::from_slice(&body).unwrap();
     assert_eq!(envelope.error.code, ErrorCode::CoreUnavailable);
 }
 
@@ -878,7 +868,7 @@ async fn a_webhook_about_no_payment_of_ours_is_answered_200_and_not_stored(db: P
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM toss_webhooks")
         .fetch_one(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(stored, 0);
 }
 

@@ -14,6 +14,9 @@
 //! the end-to-end tests. Instead the test holds them to being dev-only: absent from the
 //! production router, and under the dev prefix.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
@@ -28,14 +31,14 @@ const CALLER_DIRS: [&str; 2] = ["edge/src", "durable/src"];
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .unwrap_or_else(|| panic!("the core's manifest has no parent directory"))
+        .expect("the core's manifest has no parent directory")
         .to_owned()
 }
 
 fn rust_files(dir: &Path, into: &mut Vec<PathBuf>) {
     let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     for entry in entries {
-        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        let path = entry.unwrap().path();
         if path.is_dir() {
             rust_files(&path, into);
         } else if path.extension().is_some_and(|ext| ext == "rs") {

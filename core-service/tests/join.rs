@@ -1,16 +1,18 @@
 //! Joining a challenge through the core alone (the path the Spin edge takes): no oversell, no
 //! double charge, no seat without its fee — on a real Postgres, under concurrency.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{assert_sound, p};
+
 use nene_core::{
     challenges::{self, Challenge, JoinError, NewChallenge, NewChallengeWire},
     ledger::{self, *},
 };
-use nene_domain::Points;
 use sqlx::PgPool;
-
-fn p(amount: i64) -> Points {
-    Points::new(amount).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn wire(title: &str, fee: i64, capacity: i64) -> NewChallengeWire {
     let now = std::time::SystemTime::now()
@@ -20,25 +22,19 @@ fn wire(title: &str, fee: i64, capacity: i64) -> NewChallengeWire {
 }
 
 async fn challenge(db: &PgPool, fee: i64, capacity: i32) -> Challenge {
-    let new = NewChallenge::parse(&wire("Run 5 km a day", fee, i64::from(capacity)))
-        .unwrap_or_else(|e| panic!("{e}"));
-    challenges::create(db, None, &new)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    let new = NewChallenge::parse(&wire("Run 5 km a day", fee, i64::from(capacity))).unwrap();
+    challenges::create(db, None, &new).await.unwrap()
 }
 
 /// Funds `users` wallets with `points` each, in one transaction.
 async fn fund(db: &PgPool, users: &[String], points: i64) {
-    let mut tx = db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut tx = db.begin().await.unwrap();
     for user in users {
-        let wallet = ensure_wallet_in_tx(&mut tx, user)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let wallet = ensure_wallet_in_tx(&mut tx, user).await.unwrap();
         credit_in_tx(
             &mut tx,
             &Credit {
-                key: IdempotencyKey::parse(&format!("charge:{user}"))
-                    .unwrap_or_else(|e| panic!("{e}")),
+                key: IdempotencyKey::parse(&format!("charge:{user}")).unwrap(),
                 wallet,
                 from: ledger::system_account(SystemAccount::PaymentClearing),
                 amount: p(points),
@@ -46,9 +42,9 @@ async fn fund(db: &PgPool, users: &[String], points: i64) {
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     }
-    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    tx.commit().await.unwrap();
 }
 
 async fn escrow_balance(db: &PgPool, challenge: &Challenge) -> i64 {
@@ -58,15 +54,7 @@ async fn escrow_balance(db: &PgPool, challenge: &Challenge) -> i64 {
     .bind(challenge.escrow)
     .fetch_one(db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn assert_sound(db: &PgPool) {
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    let violations = check_invariants(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(violations.is_empty(), "{violations:#?}");
+    .unwrap()
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -84,7 +72,7 @@ async fn two_thousand_users_racing_for_a_hundred_seats_fill_exactly_a_hundred(db
         .collect();
     let (mut joined, mut full) = (0, 0);
     for task in tasks {
-        match task.await.unwrap_or_else(|e| panic!("{e}")) {
+        match task.await.unwrap() {
             Ok(_) => joined += 1,
             Err(JoinError::Full) => full += 1,
             Err(other) => panic!("unexpected {other:?}"),
@@ -92,10 +80,7 @@ async fn two_thousand_users_racing_for_a_hundred_seats_fill_exactly_a_hundred(db
     }
     assert_eq!((joined, full), (100, 1_900));
     assert_eq!(
-        challenges::get(&db, room.id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .participants,
+        challenges::get(&db, room.id).await.unwrap().participants,
         100
     );
     let seats: i64 =
@@ -103,13 +88,13 @@ async fn two_thousand_users_racing_for_a_hundred_seats_fill_exactly_a_hundred(db
             .bind(room.id)
             .fetch_one(&db)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
     let debits: i64 =
         sqlx::query_scalar("SELECT count(*) FROM ledger_transfers WHERE to_account_id = $1")
             .bind(room.escrow)
             .fetch_one(&db)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
     assert_eq!((seats, debits), (100, 100));
     assert_eq!(escrow_balance(&db, &room).await, 100 * 10_000);
     assert_sound(&db).await;
@@ -127,22 +112,17 @@ async fn one_user_clicking_join_fifty_times_at_once_takes_one_seat_and_pays_once
         .collect();
     let (mut joined, mut already) = (0, 0);
     for task in tasks {
-        match task.await.unwrap_or_else(|e| panic!("{e}")) {
+        match task.await.unwrap() {
             Ok(_) => joined += 1,
             Err(JoinError::AlreadyJoined) => already += 1,
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!((joined, already), (1, 49));
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    let wallet = ensure_wallet_in_tx(&mut conn, "eager")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.acquire().await.unwrap();
+    let wallet = ensure_wallet_in_tx(&mut conn, "eager").await.unwrap();
     assert_eq!(
-        wallet_balance(&mut conn, wallet)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .balance,
+        wallet_balance(&mut conn, wallet).await.unwrap().balance,
         p(45_000)
     );
     assert_eq!(escrow_balance(&db, &room).await, 5_000);
@@ -159,23 +139,15 @@ async fn a_user_without_enough_points_gets_402_and_no_seat(db: PgPool) {
         "{result:?}"
     );
     assert_eq!(result.err().map(|e| e.code().http_status()), Some(402));
-    assert_eq!(
-        challenges::get(&db, room.id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .participants,
-        0
-    );
+    assert_eq!(challenges::get(&db, room.id).await.unwrap().participants, 0);
     assert_eq!(escrow_balance(&db, &room).await, 0);
     // Topped up, the same user can join: the failed attempt spent nothing, not even its key.
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    let wallet = ensure_wallet_in_tx(&mut conn, "poor")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.acquire().await.unwrap();
+    let wallet = ensure_wallet_in_tx(&mut conn, "poor").await.unwrap();
     credit_in_tx(
         &mut conn,
         &Credit {
-            key: IdempotencyKey::parse("charge:poor:2").unwrap_or_else(|e| panic!("{e}")),
+            key: IdempotencyKey::parse("charge:poor:2").unwrap(),
             wallet,
             from: ledger::system_account(SystemAccount::PaymentClearing),
             amount: p(1),
@@ -183,7 +155,7 @@ async fn a_user_without_enough_points_gets_402_and_no_seat(db: PgPool) {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     assert!(challenges::join(&db, room.id, "poor").await.is_ok());
     assert_sound(&db).await;
 }
@@ -196,7 +168,7 @@ async fn joins_are_refused_when_not_recruiting_or_unknown(db: PgPool) {
         .bind(room.id)
         .execute(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(matches!(
         challenges::join(&db, room.id, "late").await,
         Err(JoinError::NotRecruiting)

@@ -1,16 +1,18 @@
 //! The ledger on a real Postgres (a fresh database per test). Every scenario ends with the
 //! invariant checker finding nothing.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{assert_sound, p};
+
 use nene_core::ledger::{self, *};
-use nene_domain::Points;
 use sqlx::{Connection, PgPool};
 
-fn p(amount: i64) -> Points {
-    Points::new(amount).unwrap_or_else(|e| panic!("{e}"))
-}
-
 fn key(raw: &str) -> IdempotencyKey {
-    IdempotencyKey::parse(raw).unwrap_or_else(|e| panic!("{e}"))
+    IdempotencyKey::parse(raw).unwrap()
 }
 
 const CLEARING: AccountId = ledger::system_account(SystemAccount::PaymentClearing);
@@ -18,10 +20,8 @@ const HOUSE: AccountId = ledger::system_account(SystemAccount::House);
 const SHOP: AccountId = ledger::system_account(SystemAccount::ShopSales);
 
 async fn wallet(db: &PgPool, user: &str) -> AccountId {
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    ensure_wallet_in_tx(&mut conn, user)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    let mut conn = db.acquire().await.unwrap();
+    ensure_wallet_in_tx(&mut conn, user).await.unwrap()
 }
 
 async fn charge(db: &PgPool, wallet: AccountId, amount: i64, k: &str) -> TransferReceipt {
@@ -48,26 +48,25 @@ fn debit_of(wallet: AccountId, amount: i64, k: &str) -> Debit {
     }
 }
 
-async fn balance(db: &PgPool, wallet: AccountId) -> WalletBalance {
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    wallet_balance(&mut conn, wallet)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+fn hold_of(wallet: AccountId, amount: i64, k: &str, expires_in_seconds: i64) -> Hold {
+    Hold {
+        key: key(k),
+        wallet,
+        amount: p(amount),
+        expires_in_seconds,
+    }
 }
 
-async fn assert_sound(db: &PgPool) {
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    let violations = check_invariants(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(violations.is_empty(), "invariants broken: {violations:#?}");
+async fn balance(db: &PgPool, wallet: AccountId) -> WalletBalance {
+    let mut conn = db.acquire().await.unwrap();
+    wallet_balance(&mut conn, wallet).await.unwrap()
 }
 
 async fn transfer_count(db: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM ledger_transfers")
         .fetch_one(db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -90,9 +89,7 @@ async fn a_debit_consumes_the_oldest_lots_first(db: PgPool) {
     let first = charge(&db, w, 300, "charge:1").await;
     let second = charge(&db, w, 500, "charge:2").await;
     let third = charge(&db, w, 1_000, "charge:3").await;
-    let receipt = debit(&db, &debit_of(w, 600, "buy:1"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let receipt = debit(&db, &debit_of(w, 600, "buy:1")).await.unwrap();
     let taken: Vec<(Option<LotId>, i64)> = receipt
         .allocations
         .iter()
@@ -203,10 +200,8 @@ async fn zero_amounts_and_wallet_to_wallet_moves_are_refused(db: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn a_transfer_moves_points_between_system_accounts(db: PgPool) {
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    let escrow = ensure_escrow_in_tx(&mut conn, "challenge-1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.acquire().await.unwrap();
+    let escrow = ensure_escrow_in_tx(&mut conn, "challenge-1").await.unwrap();
     let w = wallet(&db, "user-1").await;
     charge(&db, w, 10_000, "charge:1").await;
     debit(
@@ -217,7 +212,7 @@ async fn a_transfer_moves_points_between_system_accounts(db: PgPool) {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let fee = transfer(
         &db,
         &Transfer {
@@ -228,11 +223,9 @@ async fn a_transfer_moves_points_between_system_accounts(db: PgPool) {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     assert_eq!(fee.kind, TransferKind::Transfer);
-    let page = history(&mut conn, escrow, None, 10)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let page = history(&mut conn, escrow, None, 10).await.unwrap();
     let amounts: Vec<i64> = page.items.iter().map(|e| e.amount).collect();
     assert_eq!(amounts, vec![-300, 10_000]);
     assert_sound(&db).await;
@@ -242,12 +235,8 @@ async fn a_transfer_moves_points_between_system_accounts(db: PgPool) {
 async fn the_same_key_and_request_returns_the_first_result_with_one_effect(db: PgPool) {
     let w = wallet(&db, "user-1").await;
     charge(&db, w, 1_000, "charge:1").await;
-    let first = debit(&db, &debit_of(w, 100, "buy:1"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let again = debit(&db, &debit_of(w, 100, "buy:1"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = debit(&db, &debit_of(w, 100, "buy:1")).await.unwrap();
+    let again = debit(&db, &debit_of(w, 100, "buy:1")).await.unwrap();
     assert_eq!(first, again);
     assert_eq!(balance(&db, w).await.balance, p(900));
     let replayed_credit = charge(&db, w, 1_000, "charge:1").await;
@@ -264,25 +253,14 @@ async fn the_same_key_and_request_returns_the_first_result_with_one_effect(db: P
 async fn the_same_key_with_a_different_request_is_refused(db: PgPool) {
     let w = wallet(&db, "user-1").await;
     charge(&db, w, 1_000, "charge:1").await;
-    debit(&db, &debit_of(w, 100, "buy:1"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    debit(&db, &debit_of(w, 100, "buy:1")).await.unwrap();
     let other_amount = debit(&db, &debit_of(w, 200, "buy:1")).await;
     assert!(
         matches!(other_amount, Err(LedgerError::IdempotencyKeyReused)),
         "{other_amount:?}"
     );
     // A key is one effect across operations too.
-    let other_operation = hold(
-        &db,
-        &Hold {
-            key: key("buy:1"),
-            wallet: w,
-            amount: p(100),
-            expires_in_seconds: 60,
-        },
-    )
-    .await;
+    let other_operation = hold(&db, &hold_of(w, 100, "buy:1", 60)).await;
     assert!(
         matches!(other_operation, Err(LedgerError::IdempotencyKeyReused)),
         "{other_operation:?}"
@@ -298,7 +276,7 @@ async fn after_its_record_is_purged_a_key_still_cannot_take_effect_twice(db: PgP
     sqlx::query("DELETE FROM ledger_idempotency")
         .execute(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let replay = credit(
         &db,
         &Credit {
@@ -323,17 +301,7 @@ async fn a_hold_reserves_points_and_posting_it_debits_oldest_lots_first(db: PgPo
     let w = wallet(&db, "user-1").await;
     let first = charge(&db, w, 400, "charge:1").await;
     charge(&db, w, 600, "charge:2").await;
-    let held = hold(
-        &db,
-        &Hold {
-            key: key("hold:1"),
-            wallet: w,
-            amount: p(700),
-            expires_in_seconds: 600,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let held = hold(&db, &hold_of(w, 700, "hold:1", 600)).await.unwrap();
     let view = balance(&db, w).await;
     assert_eq!(
         (view.balance, view.held, view.available),
@@ -368,15 +336,10 @@ async fn a_hold_reserves_points_and_posting_it_debits_oldest_lots_first(db: PgPo
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     assert_eq!(posted.state, HoldState::Posted);
-    let debit_receipt = posted
-        .debit
-        .unwrap_or_else(|| panic!("a post makes a debit"));
-    assert_eq!(
-        debit_receipt.allocations[0].lot,
-        first.lot.unwrap_or_else(|| panic!())
-    );
+    let debit_receipt = posted.debit.expect("a post makes a debit");
+    assert_eq!(debit_receipt.allocations[0].lot, first.lot.unwrap());
     assert_eq!(debit_receipt.allocations[0].amount, p(400));
     // The unposted 200 is released with the post.
     let view = balance(&db, w).await;
@@ -391,17 +354,7 @@ async fn a_hold_reserves_points_and_posting_it_debits_oldest_lots_first(db: PgPo
 async fn a_hold_is_resolved_at_most_once(db: PgPool) {
     let w = wallet(&db, "user-1").await;
     charge(&db, w, 1_000, "charge:1").await;
-    let held = hold(
-        &db,
-        &Hold {
-            key: key("hold:1"),
-            wallet: w,
-            amount: p(300),
-            expires_in_seconds: 600,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let held = hold(&db, &hold_of(w, 300, "hold:1", 600)).await.unwrap();
     let released = release_hold(
         &db,
         &ReleaseHold {
@@ -410,7 +363,7 @@ async fn a_hold_is_resolved_at_most_once(db: PgPool) {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     assert_eq!(released.state, HoldState::Released);
     let post_after_release = post_hold(
         &db,
@@ -455,22 +408,12 @@ async fn a_hold_is_resolved_at_most_once(db: PgPool) {
 async fn an_expired_hold_cannot_be_posted_and_is_released_by_the_sweep(db: PgPool) {
     let w = wallet(&db, "user-1").await;
     charge(&db, w, 1_000, "charge:1").await;
-    let held = hold(
-        &db,
-        &Hold {
-            key: key("hold:1"),
-            wallet: w,
-            amount: p(300),
-            expires_in_seconds: 60,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let held = hold(&db, &hold_of(w, 300, "hold:1", 60)).await.unwrap();
     // The test clock: the platform's "now" moves two minutes ahead.
     sqlx::query("UPDATE test_clock SET offset_seconds = 120")
         .execute(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let late = post_hold(
         &db,
         &PostHold {
@@ -482,10 +425,8 @@ async fn an_expired_hold_cannot_be_posted_and_is_released_by_the_sweep(db: PgPoo
     )
     .await;
     assert!(matches!(late, Err(LedgerError::HoldExpired)), "{late:?}");
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    let released = release_expired_holds_in_tx(&mut conn, 100)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.acquire().await.unwrap();
+    let released = release_expired_holds_in_tx(&mut conn, 100).await.unwrap();
     assert_eq!(released, 1);
     assert_eq!(balance(&db, w).await.available, p(1_000));
     assert_sound(&db).await;
@@ -496,9 +437,7 @@ async fn a_refund_gives_points_back_to_the_same_lots(db: PgPool) {
     let w = wallet(&db, "user-1").await;
     let first = charge(&db, w, 300, "charge:1").await;
     let second = charge(&db, w, 700, "charge:2").await;
-    let spent = debit(&db, &debit_of(w, 800, "buy:1"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let spent = debit(&db, &debit_of(w, 800, "buy:1")).await.unwrap();
     let partial = refund(
         &db,
         &Refund {
@@ -508,17 +447,14 @@ async fn a_refund_gives_points_back_to_the_same_lots(db: PgPool) {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     // Newest lot of the debit first: 500 to the second lot, then 100 to the first.
     let back: Vec<(LotId, i64)> = partial
         .allocations
         .iter()
         .map(|a| (a.lot, a.amount.get()))
         .collect();
-    let (first_lot, second_lot) = (
-        first.lot.unwrap_or_else(|| panic!()),
-        second.lot.unwrap_or_else(|| panic!()),
-    );
+    let (first_lot, second_lot) = (first.lot.unwrap(), second.lot.unwrap());
     assert_eq!(back, vec![(second_lot, 500), (first_lot, 100)]);
     let exceeding = refund(
         &db,
@@ -542,7 +478,7 @@ async fn a_refund_gives_points_back_to_the_same_lots(db: PgPool) {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let view = balance(&db, w).await;
     let lots: Vec<(LotId, i64)> = view
         .lots
@@ -571,9 +507,7 @@ async fn a_refund_gives_points_back_to_the_same_lots(db: PgPool) {
 async fn transfers_and_allocations_cannot_be_changed_or_deleted(db: PgPool) {
     let w = wallet(&db, "user-1").await;
     charge(&db, w, 1_000, "charge:1").await;
-    debit(&db, &debit_of(w, 100, "buy:1"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    debit(&db, &debit_of(w, 100, "buy:1")).await.unwrap();
     for statement in [
         "UPDATE ledger_transfers SET amount = 1",
         "DELETE FROM ledger_transfers",
@@ -596,18 +530,18 @@ async fn transfers_and_allocations_cannot_be_changed_or_deleted(db: PgPool) {
 async fn operations_in_one_transaction_commit_or_roll_back_together(db: PgPool) {
     let w = wallet(&db, "user-1").await;
     charge(&db, w, 1_000, "charge:1").await;
-    let mut tx = db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut tx = db.begin().await.unwrap();
     debit_in_tx(&mut tx, &debit_of(w, 400, "buy:1"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     // A failure inside the transaction leaves it usable (its own savepoint rolled back) ...
     let failed = debit_in_tx(&mut tx, &debit_of(w, 700, "buy:2")).await;
     assert!(matches!(failed, Err(LedgerError::InsufficientPoints)));
     debit_in_tx(&mut tx, &debit_of(w, 600, "buy:3"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     // ... and a rollback of the caller's transaction undoes everything in it.
-    tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    tx.rollback().await.unwrap();
     assert_eq!(balance(&db, w).await.balance, p(1_000));
     assert!(
         debit(&db, &debit_of(w, 400, "buy:1")).await.is_ok(),
@@ -623,22 +557,16 @@ async fn history_pages_newest_first_with_a_cursor(db: PgPool) {
     for i in 0..5 {
         debit(&db, &debit_of(w, 10 + i, &format!("buy:{i}")))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
     }
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    let first = history(&mut conn, w, None, 4)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.acquire().await.unwrap();
+    let first = history(&mut conn, w, None, 4).await.unwrap();
     assert_eq!(
         first.items.iter().map(|e| e.amount).collect::<Vec<_>>(),
         vec![-14, -13, -12, -11]
     );
-    let cursor = first
-        .next_cursor
-        .unwrap_or_else(|| panic!("there is a second page"));
-    let second = history(&mut conn, w, Some(&cursor), 4)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cursor = first.next_cursor.expect("there is a second page");
+    let second = history(&mut conn, w, Some(&cursor), 4).await.unwrap();
     assert_eq!(
         second.items.iter().map(|e| e.amount).collect::<Vec<_>>(),
         vec![-10, 1_000]
@@ -667,7 +595,7 @@ async fn two_hundred_concurrent_debits_of_ten_on_a_thousand_exactly_a_hundred_su
     let mut succeeded = 0;
     let mut insufficient = 0;
     for task in tasks {
-        match task.await.unwrap_or_else(|e| panic!("{e}")) {
+        match task.await.unwrap() {
             Ok(_) => succeeded += 1,
             Err(LedgerError::InsufficientPoints) => insufficient += 1,
             Err(other) => panic!("unexpected {other}"),
@@ -690,11 +618,7 @@ async fn one_key_sent_fifty_times_at_once_has_one_effect(db: PgPool) {
         .collect();
     let mut receipts = Vec::new();
     for task in tasks {
-        receipts.push(
-            task.await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
+        receipts.push(task.await.unwrap().unwrap());
     }
     assert!(
         receipts.windows(2).all(|pair| pair[0] == pair[1]),
@@ -748,7 +672,7 @@ async fn the_batcher_gives_every_caller_its_own_exact_result(db: PgPool) {
     let mut same_receipts = Vec::new();
     let mut transfers = std::collections::HashSet::new();
     for task in tasks {
-        let (who, result) = task.await.unwrap_or_else(|e| panic!("{e}"));
+        let (who, result) = task.await.unwrap();
         match result {
             Ok(receipt) => {
                 *ok.entry(who).or_default() += 1;
@@ -801,38 +725,26 @@ async fn maintenance_purges_only_records_past_retention_and_releases_expired_hol
     let w = wallet(&db, "user-1").await;
     charge(&db, w, 1_000, "charge:old").await;
     charge(&db, w, 1_000, "charge:new").await;
-    hold(
-        &db,
-        &Hold {
-            key: key("hold:1"),
-            wallet: w,
-            amount: p(300),
-            expires_in_seconds: 60,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    hold(&db, &hold_of(w, 300, "hold:1", 60)).await.unwrap();
     // A record eight days old (past the week's retention) and one a day old (kept: ≥ 24 h).
     sqlx::query("UPDATE ledger_idempotency SET created_at = now() - interval '8 days' WHERE key = 'charge:old'")
         .execute(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     sqlx::query("UPDATE ledger_idempotency SET created_at = now() - interval '1 day' WHERE key = 'charge:new'")
         .execute(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     sqlx::query("UPDATE test_clock SET offset_seconds = 3600")
         .execute(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (released, purged) = nene_core::maintenance::run_once(&db)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    let (released, purged) = nene_core::maintenance::run_once(&db).await.unwrap();
     assert_eq!((released, purged), (1, 1));
     let kept: Vec<String> = sqlx::query_scalar("SELECT key FROM ledger_idempotency ORDER BY key")
         .fetch_all(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(kept, vec!["charge:new".to_owned(), "hold:1".to_owned()]);
     assert_eq!(balance(&db, w).await.held, p(0));
     assert_sound(&db).await;
@@ -852,16 +764,12 @@ async fn a_withdrawal_takes_points_from_its_own_lot_only_and_once(db: PgPool) {
     let w = wallet(&db, "u_withdraw").await;
     let first = charge(&db, w, 1_000, "c1").await;
     charge(&db, w, 500, "c2").await;
-    let lot = first.lot.unwrap_or_else(|| panic!("no lot"));
+    let lot = first.lot.expect("no lot");
     let request = withdrawal(lot, 600, "w1");
-    let receipt = withdraw_from_lot(&db, &request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let receipt = withdraw_from_lot(&db, &request).await.unwrap();
     assert_eq!(receipt.allocations.len(), 1);
     assert_eq!(receipt.allocations[0].lot, lot);
-    let replay = withdraw_from_lot(&db, &request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let replay = withdraw_from_lot(&db, &request).await.unwrap();
     assert_eq!(replay, receipt);
     let after = balance(&db, w).await;
     assert_eq!(after.balance, p(900));
@@ -873,31 +781,16 @@ async fn a_withdrawal_takes_points_from_its_own_lot_only_and_once(db: PgPool) {
 #[sqlx::test(migrations = "./migrations")]
 async fn a_withdrawal_never_takes_more_than_the_lot_holds_or_holds_allow(db: PgPool) {
     let w = wallet(&db, "u_withdraw_2").await;
-    let lot = charge(&db, w, 1_000, "c1")
-        .await
-        .lot
-        .unwrap_or_else(|| panic!("no lot"));
+    let lot = charge(&db, w, 1_000, "c1").await.lot.expect("no lot");
     charge(&db, w, 5_000, "c2").await;
     let beyond_the_lot = withdraw_from_lot(&db, &withdrawal(lot, 1_001, "w1")).await;
     assert!(matches!(
         beyond_the_lot,
         Err(LedgerError::InsufficientPoints)
     ));
-    hold(
-        &db,
-        &Hold {
-            key: key("h1"),
-            wallet: w,
-            amount: p(5_500),
-            expires_in_seconds: 600,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    let standing = lot_standing_in_tx(&mut conn, lot)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    hold(&db, &hold_of(w, 5_500, "h1", 600)).await.unwrap();
+    let mut conn = db.acquire().await.unwrap();
+    let standing = lot_standing_in_tx(&mut conn, lot).await.unwrap();
     drop(conn);
     assert_eq!(
         (standing.remaining, standing.withdrawable),
@@ -910,7 +803,7 @@ async fn a_withdrawal_never_takes_more_than_the_lot_holds_or_holds_allow(db: PgP
     ));
     withdraw_from_lot(&db, &withdrawal(lot, 500, "w3"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_sound(&db).await;
 }
 
@@ -961,7 +854,7 @@ async fn state(conn: &mut sqlx::PgConnection) -> serde_json::Value {
     sqlx::query_scalar(LEDGER_STATE)
         .fetch_one(conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 /// How many times `ledger_debit` (the one-by-one path) ran in this session's statistics not yet
@@ -973,7 +866,7 @@ async fn one_by_one_calls(conn: &mut sqlx::PgConnection) -> i64 {
     )
     .fetch_one(conn)
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap()
 }
 
 async fn run_batch(conn: &mut sqlx::PgConnection, debits: &[RawDebit]) -> Vec<serde_json::Value> {
@@ -986,7 +879,7 @@ async fn run_batch(conn: &mut sqlx::PgConnection, debits: &[RawDebit]) -> Vec<se
         .bind(debits.iter().map(|d| d.amount).collect::<Vec<_>>())
         .fetch_one(conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 async fn run_one_by_one(
@@ -1005,7 +898,7 @@ async fn run_one_by_one(
                 .bind(d.amount)
                 .fetch_one(&mut *conn)
                 .await
-                .unwrap_or_else(|e| panic!("{e}")),
+                .unwrap(),
         );
     }
     outcomes
@@ -1040,18 +933,8 @@ async fn a_batch_gives_every_debit_exactly_what_running_them_one_by_one_gives(db
             charge(&db, w, amount, &format!("charge:{}:{i}", w.0)).await;
         }
     }
-    hold(
-        &db,
-        &Hold {
-            key: key("hold:e"),
-            wallet: e,
-            amount: p(60),
-            expires_in_seconds: 600,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    hold(&db, &hold_of(e, 60, "hold:e", 600)).await.unwrap();
+    let mut conn = db.acquire().await.unwrap();
     run_one_by_one(&mut conn, &[raw("old", b"old", a, SHOP, 5)]).await;
     let nowhere = AccountId(uuid::Uuid::now_v7());
     // In array order, as the batch runs them; wallets interleaved on purpose.
@@ -1079,19 +962,19 @@ async fn a_batch_gives_every_debit_exactly_what_running_them_one_by_one_gives(db
     sqlx::query("SET track_functions = 'pl'")
         .execute(&mut *conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
 
-    let mut tx = conn.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut tx = conn.begin().await.unwrap();
     let one_by_one = run_one_by_one(&mut tx, &debits).await;
     let state_one_by_one = state(&mut tx).await;
-    tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    tx.rollback().await.unwrap();
 
-    let mut tx = conn.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut tx = conn.begin().await.unwrap();
     let calls_before = one_by_one_calls(&mut tx).await;
     let batched = run_batch(&mut tx, &debits).await;
     let state_batched = state(&mut tx).await;
     let slow = one_by_one_calls(&mut tx).await - calls_before;
-    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    tx.commit().await.unwrap();
 
     for (i, (one, batch)) in one_by_one.iter().zip(&batched).enumerate() {
         assert_eq!(one, batch, "debit {i} ({})", debits[i].key);
@@ -1174,10 +1057,10 @@ async fn concurrent_batches_over_the_same_wallets_never_deadlock_nor_overdraw(db
                             debit_of(wallets[*w], *amount, &format!("t{task}:{round}:{n}"))
                         })
                         .collect();
-                    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+                    let mut conn = db.acquire().await.unwrap();
                     let outcomes = debit_batch_in_tx(&mut conn, &requests)
                         .await
-                        .unwrap_or_else(|e| panic!("a batch failed as a whole: {e}"));
+                        .expect("a batch failed as a whole");
                     for ((w, amount), outcome) in picks.iter().zip(outcomes) {
                         match outcome {
                             Ok(receipt) => {
@@ -1196,7 +1079,7 @@ async fn concurrent_batches_over_the_same_wallets_never_deadlock_nor_overdraw(db
     let mut taken = vec![0_i64; WALLETS];
     let mut insufficient = 0;
     for task in tasks {
-        let (t, i) = task.await.unwrap_or_else(|e| panic!("{e}"));
+        let (t, i) = task.await.unwrap();
         for (total, part) in taken.iter_mut().zip(t) {
             *total += part;
         }
@@ -1218,12 +1101,12 @@ async fn a_key_first_used_by_a_concurrent_batch_still_has_one_effect(db: PgPool)
     charge(&db, w1, 100, "charge:1").await;
     charge(&db, w2, 100, "charge:2").await;
     let first = debit_of(w1, 10, "buy:k");
-    let mut tx = db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut tx = db.begin().await.unwrap();
     let receipt = debit_batch_in_tx(&mut tx, std::slice::from_ref(&first))
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .remove(0)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     // While the first is uncommitted: the same request on the same wallet waits for the wallet and
     // then replays; the same key on another wallet waits for the key and then fails its whole batch
     // (nothing done), which the batcher answers by running that debit alone.
@@ -1231,27 +1114,22 @@ async fn a_key_first_used_by_a_concurrent_batch_still_has_one_effect(db: PgPool)
         let db = db.clone();
         let first = first.clone();
         tokio::spawn(async move {
-            let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+            let mut conn = db.acquire().await.unwrap();
             debit_batch_in_tx(&mut conn, &[first]).await
         })
     };
     let other = {
         let db = db.clone();
         tokio::spawn(async move {
-            let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+            let mut conn = db.acquire().await.unwrap();
             debit_batch_in_tx(&mut conn, &[debit_of(w2, 10, "buy:k")]).await
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
-    let same = same
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .remove(0)
-        .unwrap_or_else(|e| panic!("{e}"));
+    tx.commit().await.unwrap();
+    let same = same.await.unwrap().unwrap().remove(0).unwrap();
     assert_eq!(same, receipt, "a replay of the first receipt");
-    let other = other.await.unwrap_or_else(|e| panic!("{e}"));
+    let other = other.await.unwrap();
     assert!(other.is_err(), "the batch fails as a whole: {other:?}");
     let alone = debit(&db, &debit_of(w2, 10, "buy:k")).await;
     assert!(

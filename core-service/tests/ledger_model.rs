@@ -5,6 +5,9 @@
 //!
 //! `NENE_LEDGER_SEED=<n>` replays one seed; `NENE_LEDGER_STEPS=<n>` changes the length.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use nene_core::ledger::{self, *};
 use nene_domain::{Points, seeded::SplitMix64};
 use sqlx::{PgConnection, PgPool};
@@ -14,7 +17,7 @@ const STEPS_DEFAULT: usize = 3_000;
 const CHECK_EVERY: usize = 100;
 
 fn p(amount: i64) -> Points {
-    Points::new(amount).unwrap_or_else(|e| panic!("{e}"))
+    Points::new(amount).unwrap()
 }
 
 #[derive(Default, Clone)]
@@ -131,14 +134,14 @@ struct Simulation {
 impl Simulation {
     fn key(&mut self) -> IdempotencyKey {
         self.next_key += 1;
-        IdempotencyKey::parse(&format!("sim:{}", self.next_key)).unwrap_or_else(|e| panic!("{e}"))
+        IdempotencyKey::parse(&format!("sim:{}", self.next_key)).unwrap()
     }
 
     fn wallet_index(&self, account: AccountId) -> usize {
         self.wallets
             .iter()
             .position(|w| *w == account)
-            .unwrap_or_else(|| panic!("not a wallet"))
+            .expect("not a wallet")
     }
 
     fn random_op(&mut self) -> Op {
@@ -215,7 +218,7 @@ impl Simulation {
                 let Ok(Outcome::Transfer(receipt)) = actual else {
                     panic!("credit failed: {actual:?}")
                 };
-                let lot = receipt.lot.unwrap_or_else(|| panic!("no lot"));
+                let lot = receipt.lot.expect("no lot");
                 let w = self.wallet_index(r.wallet);
                 self.model[w].lots.push((lot, r.amount.get()));
             }
@@ -265,11 +268,7 @@ impl Simulation {
                 ));
             }
             Op::Post(r) => {
-                let index = self
-                    .holds
-                    .iter()
-                    .position(|(id, _)| *id == r.hold)
-                    .unwrap_or_else(|| panic!());
+                let index = self.holds.iter().position(|(id, _)| *id == r.hold).unwrap();
                 let (pending, held, w) = {
                     let hold = &self.holds[index].1;
                     (hold.pending, hold.amount, hold.wallet)
@@ -294,7 +293,7 @@ impl Simulation {
                 let Ok(Outcome::Hold(receipt)) = actual else {
                     panic!("post failed: {actual:?}")
                 };
-                let debit = receipt.debit.as_ref().unwrap_or_else(|| panic!("no debit"));
+                let debit = receipt.debit.as_ref().expect("no debit");
                 let got: Vec<(LotId, i64)> = debit
                     .allocations
                     .iter()
@@ -308,11 +307,7 @@ impl Simulation {
                     .push((debit.transfer, DebitModel { wallet: w, taken }));
             }
             Op::Release(r) => {
-                let index = self
-                    .holds
-                    .iter()
-                    .position(|(id, _)| *id == r.hold)
-                    .unwrap_or_else(|| panic!());
+                let index = self.holds.iter().position(|(id, _)| *id == r.hold).unwrap();
                 if !self.holds[index].1.pending {
                     assert!(
                         matches!(actual, Err(LedgerError::HoldNotPending(_))),
@@ -330,7 +325,7 @@ impl Simulation {
                     .debits
                     .iter()
                     .position(|(id, _)| *id == r.debit)
-                    .unwrap_or_else(|| panic!());
+                    .unwrap();
                 let refundable: i64 = self.debits[index].1.taken.iter().map(|(_, n)| n).sum();
                 if r.amount.get() > refundable {
                     assert!(
@@ -372,9 +367,7 @@ impl Simulation {
     }
 
     async fn assert_wallet_matches(&self, conn: &mut PgConnection, w: usize, step: usize) {
-        let view = wallet_balance(conn, self.wallets[w])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let view = wallet_balance(conn, self.wallets[w]).await.unwrap();
         let model = &self.model[w];
         assert_eq!(
             view.balance.get(),
@@ -422,9 +415,7 @@ fn touched_wallet(sim: &Simulation, op: &Op) -> Option<usize> {
 }
 
 async fn assert_sound(conn: &mut PgConnection, step: usize, seed: u64) {
-    let violations = check_invariants(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let violations = check_invariants(conn).await.unwrap();
     assert!(
         violations.is_empty(),
         "seed {seed}, step {step}: {violations:#?}"
@@ -441,13 +432,13 @@ async fn thousands_of_random_operations_agree_with_the_model_and_keep_every_inva
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(STEPS_DEFAULT);
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.acquire().await.unwrap();
     let mut wallets = Vec::new();
     for i in 0..WALLETS {
         wallets.push(
             ensure_wallet_in_tx(&mut conn, &format!("sim-user-{i}"))
                 .await
-                .unwrap_or_else(|e| panic!("{e}")),
+                .unwrap(),
         );
     }
     let mut sim = Simulation {
@@ -486,9 +477,9 @@ async fn thousands_of_random_operations_agree_with_the_model_and_keep_every_inva
         } else if roll == 2 {
             // A failure after the write: the caller's transaction rolls back; nothing happened.
             let op = sim.random_op();
-            let mut tx = db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            let mut tx = db.begin().await.unwrap();
             let _ = run(&mut tx, &op).await;
-            tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+            tx.rollback().await.unwrap();
             if let Some(w) = touched_wallet(&sim, &op) {
                 sim.assert_wallet_matches(&mut conn, w, step).await;
             }

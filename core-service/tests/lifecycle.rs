@@ -3,6 +3,13 @@
 //! settlement that pays exactly what the domain's arithmetic says — once, even when killed and
 //! rerun or run by two schedulers at once.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::assert_sound;
+
 use nene_core::{
     challenges::{self, Browse, ChallengeState, NewChallenge, NewChallengeWire},
     ledger::{self, AccountId, Credit, IdempotencyKey, LotSource, SystemAccount},
@@ -19,29 +26,23 @@ use nene_domain::{
 use sqlx::PgPool;
 use uuid::Uuid;
 
-fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
-    result.unwrap_or_else(|e| panic!("{e}"))
-}
-
 const DAY: i64 = 86_400;
 const FEE: i64 = 10_000;
 const REVIEWER: &str = "reviewer_1";
 
 async fn now(db: &PgPool) -> i64 {
-    ok(
-        sqlx::query_scalar("SELECT floor(extract(epoch FROM platform_now()))::int8")
-            .fetch_one(db)
-            .await,
-    )
+    sqlx::query_scalar("SELECT floor(extract(epoch FROM platform_now()))::int8")
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 async fn advance(db: &PgPool, seconds: i64) {
-    ok(
-        sqlx::query("UPDATE test_clock SET offset_seconds = offset_seconds + $1 WHERE id")
-            .bind(seconds)
-            .execute(db)
-            .await,
-    );
+    sqlx::query("UPDATE test_clock SET offset_seconds = offset_seconds + $1 WHERE id")
+        .bind(seconds)
+        .execute(db)
+        .await
+        .unwrap();
 }
 
 /// A 1-week challenge starting at the next Seoul midnight ≥ 1 day away, proofs 06:00–09:00.
@@ -59,35 +60,32 @@ async fn wire(db: &PgPool, min_participants: i64, house_fee_bps: i64) -> NewChal
 }
 
 async fn fund_and_join(db: &PgPool, challenge: Uuid, user: &str) {
-    let mut conn = ok(db.acquire().await);
-    let wallet = ok(ledger::ensure_wallet_in_tx(&mut conn, user).await);
+    let mut conn = db.acquire().await.unwrap();
+    let wallet = ledger::ensure_wallet_in_tx(&mut conn, user).await.unwrap();
     drop(conn);
-    ok(ledger::credit(
+    ledger::credit(
         db,
         &Credit {
-            key: ok(IdempotencyKey::parse(&format!("fund:{user}"))),
+            key: IdempotencyKey::parse(&format!("fund:{user}")).unwrap(),
             wallet,
             from: ledger::system_account(SystemAccount::PaymentClearing),
-            amount: ok(Points::new(FEE)),
+            amount: Points::new(FEE).unwrap(),
             source: LotSource::Charge,
         },
     )
-    .await);
-    ok(challenges::join(db, challenge, user).await);
+    .await
+    .unwrap();
+    challenges::join(db, challenge, user).await.unwrap();
 }
 
 async fn balance(db: &PgPool, user: &str) -> i64 {
-    let mut conn = ok(db.acquire().await);
-    let wallet: AccountId = ok(ledger::ensure_wallet_in_tx(&mut conn, user).await);
-    ok(ledger::wallet_balance(&mut conn, wallet).await)
+    let mut conn = db.acquire().await.unwrap();
+    let wallet: AccountId = ledger::ensure_wallet_in_tx(&mut conn, user).await.unwrap();
+    ledger::wallet_balance(&mut conn, wallet)
+        .await
+        .unwrap()
         .balance
         .get()
-}
-
-async fn assert_sound(db: &PgPool) {
-    let mut conn = ok(db.acquire().await);
-    let violations = ok(ledger::check_invariants(&mut conn).await);
-    assert!(violations.is_empty(), "{violations:#?}");
 }
 
 fn proof() -> NewProof {
@@ -98,14 +96,15 @@ fn proof() -> NewProof {
 }
 
 async fn state_of(db: &PgPool, challenge: Uuid) -> ChallengeState {
-    ok(challenges::get(db, challenge).await).state
+    challenges::get(db, challenge).await.unwrap().state
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn rules_outside_their_bounds_are_refused_and_a_valid_challenge_recruits(db: PgPool) {
     let valid = wire(&db, 2, 500).await;
-    let created =
-        ok(challenges::create(&db, Some("maker"), &ok(NewChallenge::parse(&valid))).await);
+    let created = challenges::create(&db, Some("maker"), &NewChallenge::parse(&valid).unwrap())
+        .await
+        .unwrap();
     assert_eq!(created.state, ChallengeState::Recruiting);
     assert_eq!(created.required_days, Some(7));
     assert_eq!(created.creator.as_deref(), Some("maker"));
@@ -122,7 +121,10 @@ async fn rules_outside_their_bounds_are_refused_and_a_valid_challenge_recruits(d
     }
     let mut bad = valid.clone();
     bad.ends_at = format_rfc3339(
-        ok(nene_domain::time::parse_rfc3339(&valid.starts_at).ok_or("t")) + 10 * DAY,
+        nene_domain::time::parse_rfc3339(&valid.starts_at)
+            .ok_or("t")
+            .unwrap()
+            + 10 * DAY,
     );
     cases.push(bad);
     let mut bad = valid.clone();
@@ -139,7 +141,7 @@ async fn rules_outside_their_bounds_are_refused_and_a_valid_challenge_recruits(d
     }
     // Recruitment that would already be over is refused.
     advance(&db, 3 * DAY).await;
-    let late = challenges::create(&db, None, &ok(NewChallenge::parse(&valid))).await;
+    let late = challenges::create(&db, None, &NewChallenge::parse(&valid).unwrap()).await;
     assert!(late.is_err());
 }
 
@@ -149,9 +151,11 @@ async fn browsing_filters_by_state_category_and_text_and_pages_newest_first(db: 
         let mut w = wire(&db, 2, 0).await;
         w.title = format!("아침 달리기 {i}");
         w.category = if i % 2 == 0 { "run" } else { "study" }.to_owned();
-        ok(challenges::create(&db, None, &ok(NewChallenge::parse(&w))).await);
+        challenges::create(&db, None, &NewChallenge::parse(&w).unwrap())
+            .await
+            .unwrap();
     }
-    let runs = ok(challenges::list(
+    let runs = challenges::list(
         &db,
         &Browse {
             category: Some("run".to_owned()),
@@ -159,10 +163,11 @@ async fn browsing_filters_by_state_category_and_text_and_pages_newest_first(db: 
             ..Browse::default()
         },
     )
-    .await);
+    .await
+    .unwrap();
     assert_eq!(runs.items.len(), 2);
     assert!(runs.items[0].id > runs.items[1].id, "newest first");
-    let rest = ok(challenges::list(
+    let rest = challenges::list(
         &db,
         &Browse {
             category: Some("run".to_owned()),
@@ -170,10 +175,11 @@ async fn browsing_filters_by_state_category_and_text_and_pages_newest_first(db: 
             ..Browse::default()
         },
     )
-    .await);
+    .await
+    .unwrap();
     assert_eq!(rest.items.len(), 1);
     assert_eq!(rest.next_cursor, None);
-    let korean = ok(challenges::list(
+    let korean = challenges::list(
         &db,
         &Browse {
             q: Some("달리기 3".to_owned()),
@@ -181,24 +187,31 @@ async fn browsing_filters_by_state_category_and_text_and_pages_newest_first(db: 
             ..Browse::default()
         },
     )
-    .await);
+    .await
+    .unwrap();
     assert_eq!(korean.items.len(), 1);
-    let none = ok(challenges::list(
+    let none = challenges::list(
         &db,
         &Browse {
             state: Some("SETTLED".to_owned()),
             ..Browse::default()
         },
     )
-    .await);
+    .await
+    .unwrap();
     assert!(none.items.is_empty());
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promise(db: PgPool) {
     let w = wire(&db, 2, 1_000).await;
-    let starts_at = ok(nene_domain::time::parse_rfc3339(&w.starts_at).ok_or("t"));
-    let challenge = ok(challenges::create(&db, None, &ok(NewChallenge::parse(&w))).await).id;
+    let starts_at = nene_domain::time::parse_rfc3339(&w.starts_at)
+        .ok_or("t")
+        .unwrap();
+    let challenge = challenges::create(&db, None, &NewChallenge::parse(&w).unwrap())
+        .await
+        .unwrap()
+        .id;
     let users = ["ahn", "baek", "choi", "dong"];
     for user in users {
         fund_and_join(&db, challenge, user).await;
@@ -211,7 +224,7 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
     );
     // Recruitment closes and the challenge starts.
     advance(&db, starts_at - now(&db).await).await;
-    ok(lifecycle::run_once(&db).await);
+    lifecycle::run_once(&db).await.unwrap();
     assert_eq!(state_of(&db, challenge).await, ChallengeState::InProgress);
     let mut rejected = None;
     let mut appealed = None;
@@ -226,7 +239,9 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
                 _ => true,
             };
             if proves {
-                let p = ok(proofs::submit(&db, challenge, user, &proof()).await);
+                let p = proofs::submit(&db, challenge, user, &proof())
+                    .await
+                    .unwrap();
                 if *user == "dong" && day == 2 {
                     rejected = Some(p.id);
                 }
@@ -243,7 +258,7 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
         }
     }
     // Live rates on the last day: three of four proved today and are on course.
-    let detail = ok(challenges::get(&db, challenge).await);
+    let detail = challenges::get(&db, challenge).await.unwrap();
     assert_eq!(
         (detail.proof_rate_today, detail.success_rate),
         (Some(7_500), Some(7_500))
@@ -257,18 +272,22 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
     };
     let reviewers = [REVIEWER.to_owned()];
     // dong's day-2 proof: reported, then rejected — dong ends at 6/7.
-    let dong = ok(rejected.ok_or("no proof"));
-    ok(proofs::report(&db, dong, "ahn", &reason).await);
+    let dong = rejected.ok_or("no proof").unwrap();
+    proofs::report(&db, dong, "ahn", &reason).await.unwrap();
     let reject = Review {
         decision: Decision::Reject,
         reason_code: Some("STALE_PHOTO".to_owned()),
     };
     let not_reviewer = proofs::review(&db, &reviewers, dong, "ahn", &reject).await;
     assert!(matches!(not_reviewer, Err(ProofError::NotAReviewer)));
-    ok(proofs::review(&db, &reviewers, dong, REVIEWER, &reject).await);
+    proofs::review(&db, &reviewers, dong, REVIEWER, &reject)
+        .await
+        .unwrap();
     // ahn's day-5 proof: rejected, appealed, approved — ahn stays at 7/7.
-    let ahn = ok(appealed.ok_or("no proof"));
-    ok(proofs::review(&db, &reviewers, ahn, REVIEWER, &reject).await);
+    let ahn = appealed.ok_or("no proof").unwrap();
+    proofs::review(&db, &reviewers, ahn, REVIEWER, &reject)
+        .await
+        .unwrap();
     let by_other = proofs::appeal(&db, ahn, "dong", &reason).await;
     assert!(
         matches!(by_other, Err(ProofError::NotYours)),
@@ -284,18 +303,20 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
         matches!(outsider_report, Err(ProofError::NotAParticipant)),
         "{outsider_report:?}"
     );
-    ok(proofs::appeal(&db, ahn, "ahn", &reason).await);
+    proofs::appeal(&db, ahn, "ahn", &reason).await.unwrap();
     let approve = Review {
         decision: Decision::Approve,
         reason_code: None,
     };
-    ok(proofs::review(&db, &reviewers, ahn, REVIEWER, &approve).await);
+    proofs::review(&db, &reviewers, ahn, REVIEWER, &approve)
+        .await
+        .unwrap();
     // What each participant is shown before the end is what settlement will pay.
-    let shown = ok(proofs::my_standing(&db, challenge, "choi").await);
+    let shown = proofs::my_standing(&db, challenge, "choi").await.unwrap();
     assert_eq!(shown.counted_days, 4);
     // The end, then the review window, then settlement.
     advance(&db, starts_at + 7 * DAY - now(&db).await).await;
-    ok(lifecycle::run_once(&db).await);
+    lifecycle::run_once(&db).await.unwrap();
     assert_eq!(state_of(&db, challenge).await, ChallengeState::Ended);
     let appeal_late = proofs::appeal(&db, dong, "dong", &reason).await;
     assert!(
@@ -304,24 +325,27 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
     );
     // The reviewers' day: the rejection is upheld on appeal (an appeal nobody decides would count).
     advance(&db, challenges::REVIEW_WINDOW_SECONDS - 3_600).await;
-    ok(proofs::review(&db, &reviewers, dong, REVIEWER, &reject).await);
+    proofs::review(&db, &reviewers, dong, REVIEWER, &reject)
+        .await
+        .unwrap();
     advance(&db, 3_600).await;
-    ok(lifecycle::run_once(&db).await);
+    lifecycle::run_once(&db).await.unwrap();
     assert_eq!(state_of(&db, challenge).await, ChallengeState::Settled);
 
     // The domain's arithmetic on (7, 6, 4, 6) of 7 — dong's rejection was upheld on appeal.
     let counted = [7_u32, 6, 4, 6];
-    let expected = ok(settle(
+    let expected = settle(
         7,
         1_000,
         &counted
             .iter()
             .map(|c| Participant {
-                stake: ok(Points::new(FEE)),
+                stake: Points::new(FEE).unwrap(),
                 counted_days: *c,
             })
             .collect::<Vec<_>>(),
-    ));
+    )
+    .unwrap();
     for (i, user) in users.iter().enumerate() {
         let payout = &expected.payouts[i];
         assert_eq!(
@@ -337,7 +361,7 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
     assert_eq!(balance(&db, "ahn").await, 10_000 + (4_286 - 428));
     assert_sound(&db).await;
     // Running the scheduler again changes nothing.
-    ok(lifecycle::run_once(&db).await);
+    lifecycle::run_once(&db).await.unwrap();
     assert_eq!(balance(&db, "ahn").await, 13_858);
     assert_sound(&db).await;
 }
@@ -349,29 +373,40 @@ async fn a_challenge_runs_from_recruiting_to_settled_paying_what_the_rules_promi
 #[sqlx::test(migrations = "./migrations")]
 async fn a_participant_who_never_proved_forfeits_the_stake_to_one_who_proved_every_day(db: PgPool) {
     let w = wire(&db, 2, 0).await;
-    let starts_at = ok(nene_domain::time::parse_rfc3339(&w.starts_at).ok_or("t"));
-    let challenge = ok(challenges::create(&db, None, &ok(NewChallenge::parse(&w))).await).id;
+    let starts_at = nene_domain::time::parse_rfc3339(&w.starts_at)
+        .ok_or("t")
+        .unwrap();
+    let challenge = challenges::create(&db, None, &NewChallenge::parse(&w).unwrap())
+        .await
+        .unwrap()
+        .id;
     for user in ["diligent", "absent", "rejected_only"] {
         fund_and_join(&db, challenge, user).await;
     }
     advance(&db, starts_at - now(&db).await).await;
-    ok(lifecycle::run_once(&db).await);
+    lifecycle::run_once(&db).await.unwrap();
     let reviewers = [REVIEWER.to_owned()];
     for day in 0..7 {
         advance(&db, starts_at + day * DAY + 7 * 3_600 - now(&db).await).await;
-        ok(proofs::submit(&db, challenge, "diligent", &proof()).await);
+        proofs::submit(&db, challenge, "diligent", &proof())
+            .await
+            .unwrap();
         if day == 0 {
             // Proved once, and that proof was rejected: nothing of it counts either.
-            let p = ok(proofs::submit(&db, challenge, "rejected_only", &proof()).await);
+            let p = proofs::submit(&db, challenge, "rejected_only", &proof())
+                .await
+                .unwrap();
             let reject = Review {
                 decision: Decision::Reject,
                 reason_code: Some("STALE_PHOTO".to_owned()),
             };
-            ok(proofs::review(&db, &reviewers, p.id, REVIEWER, &reject).await);
+            proofs::review(&db, &reviewers, p.id, REVIEWER, &reject)
+                .await
+                .unwrap();
         }
     }
     for user in ["absent", "rejected_only"] {
-        let shown = ok(proofs::my_standing(&db, challenge, user).await);
+        let shown = proofs::my_standing(&db, challenge, user).await.unwrap();
         assert_eq!(
             (
                 shown.counted_days,
@@ -387,8 +422,8 @@ async fn a_participant_who_never_proved_forfeits_the_stake_to_one_who_proved_eve
         starts_at + 7 * DAY + challenges::REVIEW_WINDOW_SECONDS - now(&db).await,
     )
     .await;
-    ok(lifecycle::run_once(&db).await);
-    ok(lifecycle::run_once(&db).await);
+    lifecycle::run_once(&db).await.unwrap();
+    lifecycle::run_once(&db).await.unwrap();
     assert_eq!(state_of(&db, challenge).await, ChallengeState::Settled);
     assert_eq!(balance(&db, "absent").await, 0);
     assert_eq!(balance(&db, "rejected_only").await, 0);
@@ -401,19 +436,22 @@ async fn a_challenge_below_its_minimum_is_canceled_and_every_stake_goes_back_to_
     db: PgPool,
 ) {
     let w = wire(&db, 3, 0).await;
-    let challenge = ok(challenges::create(&db, None, &ok(NewChallenge::parse(&w))).await).id;
+    let challenge = challenges::create(&db, None, &NewChallenge::parse(&w).unwrap())
+        .await
+        .unwrap()
+        .id;
     for user in ["only_1", "only_2"] {
         fund_and_join(&db, challenge, user).await;
         assert_eq!(balance(&db, user).await, 0);
     }
     advance(&db, 3 * DAY).await;
-    let pass = ok(lifecycle::run_once(&db).await);
+    let pass = lifecycle::run_once(&db).await.unwrap();
     assert_eq!((pass.canceled, pass.refunded), (1, 2));
     assert_eq!(state_of(&db, challenge).await, ChallengeState::Canceled);
     for user in ["only_1", "only_2"] {
         assert_eq!(balance(&db, user).await, FEE);
     }
-    let again = ok(lifecycle::run_once(&db).await);
+    let again = lifecycle::run_once(&db).await.unwrap();
     assert_eq!(again.refunded, 0);
     assert_sound(&db).await;
 }
@@ -421,15 +459,20 @@ async fn a_challenge_below_its_minimum_is_canceled_and_every_stake_goes_back_to_
 /// A challenge of `n` participants, ended and past review, with random proofs.
 async fn ended_challenge(db: &PgPool, n: usize, seed: u64) -> Uuid {
     let w = wire(db, 2, 750).await;
-    let starts_at = ok(nene_domain::time::parse_rfc3339(&w.starts_at).ok_or("t"));
+    let starts_at = nene_domain::time::parse_rfc3339(&w.starts_at)
+        .ok_or("t")
+        .unwrap();
     let mut big = w.clone();
     big.capacity = 10_000;
-    let challenge = ok(challenges::create(db, None, &ok(NewChallenge::parse(&big))).await).id;
+    let challenge = challenges::create(db, None, &NewChallenge::parse(&big).unwrap())
+        .await
+        .unwrap()
+        .id;
     for i in 0..n {
         fund_and_join(db, challenge, &format!("p{i:05}")).await;
     }
     advance(db, starts_at - now(db).await).await;
-    ok(lifecycle::run_once(db).await);
+    lifecycle::run_once(db).await.unwrap();
     let mut random = SplitMix64::new(seed);
     let users: Vec<String> = (0..n).map(|i| format!("p{i:05}")).collect();
     let mut rows: Vec<(String, i32)> = Vec::new();
@@ -440,7 +483,7 @@ async fn ended_challenge(db: &PgPool, n: usize, seed: u64) -> Uuid {
         }
     }
     let (proof_users, days): (Vec<String>, Vec<i32>) = rows.into_iter().unzip();
-    ok(sqlx::query(
+    sqlx::query(
         "INSERT INTO proofs (id, challenge_id, user_id, day, week, image_url, submitted_at) \
          SELECT gen_random_uuid(), $1, u, d, d / 7, 'https://img.test/p', now() \
          FROM UNNEST($2::text[], $3::int4[]) AS x(u, d)",
@@ -449,19 +492,21 @@ async fn ended_challenge(db: &PgPool, n: usize, seed: u64) -> Uuid {
     .bind(&proof_users)
     .bind(&days)
     .execute(db)
-    .await);
+    .await
+    .unwrap();
     advance(db, 7 * DAY + challenges::REVIEW_WINDOW_SECONDS).await;
-    ok(lifecycle::run_once(db).await);
+    lifecycle::run_once(db).await.unwrap();
     challenge
 }
 
 async fn ledger_fingerprint(db: &PgPool) -> Vec<(String, i64)> {
-    ok(sqlx::query_as(
+    sqlx::query_as(
         "SELECT a.owner_id, w.balance FROM ledger_wallets w \
          JOIN ledger_accounts a ON a.id = w.account_id ORDER BY a.owner_id",
     )
     .fetch_all(db)
-    .await)
+    .await
+    .unwrap()
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -469,16 +514,21 @@ async fn a_settlement_killed_between_batches_and_rerun_pays_each_participant_onc
     // Not run by the pass in ended_challenge: keep the challenge ENDED by settling by hand.
     let challenge = {
         let w = wire(&db, 2, 750).await;
-        let starts_at = ok(nene_domain::time::parse_rfc3339(&w.starts_at).ok_or("t"));
+        let starts_at = nene_domain::time::parse_rfc3339(&w.starts_at)
+            .ok_or("t")
+            .unwrap();
         let mut big = w.clone();
         big.capacity = 10_000;
-        let id = ok(challenges::create(&db, None, &ok(NewChallenge::parse(&big))).await).id;
+        let id = challenges::create(&db, None, &NewChallenge::parse(&big).unwrap())
+            .await
+            .unwrap()
+            .id;
         for i in 0..2_300 {
             fund_and_join(&db, id, &format!("k{i:05}")).await;
         }
         advance(&db, starts_at - now(&db).await).await;
-        ok(lifecycle::run_once(&db).await);
-        ok(sqlx::query(
+        lifecycle::run_once(&db).await.unwrap();
+        sqlx::query(
             "INSERT INTO proofs (id, challenge_id, user_id, day, week, image_url, submitted_at) \
              SELECT gen_random_uuid(), $1, user_id, d, 0, 'https://img.test/p', now() \
              FROM challenge_participants, generate_series(0, (hashtext(user_id) & 7) - 1) AS d \
@@ -486,18 +536,23 @@ async fn a_settlement_killed_between_batches_and_rerun_pays_each_participant_onc
         )
         .bind(id)
         .execute(&db)
-        .await);
+        .await
+        .unwrap();
         advance(&db, 7 * DAY).await;
-        ok(lifecycle::run_once(&db).await);
+        lifecycle::run_once(&db).await.unwrap();
         advance(&db, challenges::REVIEW_WINDOW_SECONDS).await;
         id
     };
     assert_eq!(state_of(&db, challenge).await, ChallengeState::Ended);
     // Killed after computing and one batch.
-    let escrow =
-        ok(lifecycle::compute_payouts(&db, challenge).await).unwrap_or_else(|| panic!("not due"));
+    let escrow = lifecycle::compute_payouts(&db, challenge)
+        .await
+        .unwrap()
+        .expect("not due");
     assert_eq!(
-        ok(lifecycle::post_payout_batch(&db, challenge, escrow).await),
+        lifecycle::post_payout_batch(&db, challenge, escrow)
+            .await
+            .unwrap(),
         2_000
     );
     // Rerun from scratch, twice at once.
@@ -505,38 +560,41 @@ async fn a_settlement_killed_between_batches_and_rerun_pays_each_participant_onc
         lifecycle::settle_challenge(&db, challenge),
         lifecycle::settle_challenge(&db, challenge)
     );
-    assert!(ok(a) || ok(b), "one of them finished");
+    assert!(a.unwrap() || b.unwrap(), "one of them finished");
     assert_eq!(state_of(&db, challenge).await, ChallengeState::Settled);
-    let paid: i64 = ok(sqlx::query_scalar(
+    let paid: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM ledger_transfers WHERE idempotency_key LIKE 'settle:%:refund'",
     )
     .fetch_one(&db)
-    .await);
-    let with_refund: i64 = ok(sqlx::query_scalar(
-        "SELECT count(*) FROM challenge_payouts WHERE refund > 0",
-    )
-    .fetch_one(&db)
-    .await);
+    .await
+    .unwrap();
+    let with_refund: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM challenge_payouts WHERE refund > 0")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(
         paid, with_refund,
         "one refund transfer per participant owed one"
     );
     // Balances equal the payouts, exactly.
-    let wrong: i64 = ok(sqlx::query_scalar(
+    let wrong: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM challenge_payouts p JOIN ledger_accounts a \
              ON a.kind = 'user_wallet' AND a.owner_id = p.user_id \
          JOIN ledger_wallets w ON w.account_id = a.id WHERE w.balance <> p.refund + p.prize",
     )
     .fetch_one(&db)
-    .await);
+    .await
+    .unwrap();
     assert_eq!(wrong, 0);
-    let escrow_left: i64 = ok(sqlx::query_scalar(
+    let escrow_left: i64 = sqlx::query_scalar(
         "SELECT COALESCE(sum(CASE WHEN to_account_id = $1 THEN amount ELSE -amount END), 0)::int8 \
          FROM ledger_transfers WHERE $1 IN (from_account_id, to_account_id)",
     )
     .bind(escrow)
     .fetch_one(&db)
-    .await);
+    .await
+    .unwrap();
     assert_eq!(escrow_left, 0, "the escrow is emptied exactly");
     assert_sound(&db).await;
 }
@@ -547,15 +605,14 @@ async fn two_schedulers_at_once_settle_a_challenge_once(db: PgPool) {
     // ended_challenge's own pass may have settled it already; two more passes change nothing.
     let before = ledger_fingerprint(&db).await;
     let (a, b) = tokio::join!(lifecycle::run_once(&db), lifecycle::run_once(&db));
-    ok(a);
-    ok(b);
+    a.unwrap();
+    b.unwrap();
     assert_eq!(state_of(&db, challenge).await, ChallengeState::Settled);
     assert_eq!(ledger_fingerprint(&db).await, before);
-    let settlements: i64 = ok(
-        sqlx::query_scalar("SELECT count(*) FROM challenge_settlements")
-            .fetch_one(&db)
-            .await,
-    );
+    let settlements: i64 = sqlx::query_scalar("SELECT count(*) FROM challenge_settlements")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(settlements, 1);
     assert_sound(&db).await;
 }
@@ -573,16 +630,21 @@ async fn the_databases_count_of_proof_days_is_the_domains(db: PgPool) {
         proof: w.proof.clone(),
         house_fee_bps: 0,
     };
-    let challenge = ok(challenges::create(&db, None, &ok(NewChallenge::parse(&w))).await).id;
+    let challenge = challenges::create(&db, None, &NewChallenge::parse(&w).unwrap())
+        .await
+        .unwrap()
+        .id;
     for i in 0..30 {
         fund_and_join(&db, challenge, &format!("c{i:02}")).await;
     }
-    let starts_at = ok(nene_domain::time::parse_rfc3339(&w.starts_at).ok_or("t"));
+    let starts_at = nene_domain::time::parse_rfc3339(&w.starts_at)
+        .ok_or("t")
+        .unwrap();
     rules_raw.recruit_ends_at = starts_at;
     rules_raw.starts_at = starts_at;
     rules_raw.ends_at = starts_at + 14 * DAY;
     rules_raw.proof.days_per_week = 3;
-    let rules = ok(ChallengeRules::parse(&rules_raw));
+    let rules = ChallengeRules::parse(&rules_raw).unwrap();
     const STATES: [&str; 5] = ["submitted", "reported", "approved", "rejected", "appealed"];
     let mut random = SplitMix64::new(42);
     let mut expected = Vec::new();
@@ -601,7 +663,7 @@ async fn the_databases_count_of_proof_days_is_the_domains(db: PgPool) {
         let mut counting = Vec::new();
         for day in &days {
             let state = STATES[usize::try_from(random.below(5)).unwrap_or(0)];
-            ok(sqlx::query(
+            sqlx::query(
                 "INSERT INTO proofs (id, challenge_id, user_id, day, week, image_url, submitted_at, \
                      state, reason_code) \
                  VALUES (gen_random_uuid(), $1, $2, $3, $3 / 7, 'https://img.test/p', now(), \
@@ -612,7 +674,7 @@ async fn the_databases_count_of_proof_days_is_the_domains(db: PgPool) {
             .bind(i32::try_from(*day).unwrap_or(0))
             .bind(state)
             .execute(&db)
-            .await);
+            .await.unwrap();
             if state != "rejected" {
                 counting.push(*day);
             }
@@ -622,43 +684,51 @@ async fn the_databases_count_of_proof_days_is_the_domains(db: PgPool) {
             i32::try_from(rules.counted_days(&counting)).unwrap_or(-1),
         ));
     }
-    let mut conn = ok(db.acquire().await);
-    let counted = ok(proofs::counted_days(&mut conn, challenge, 3).await);
+    let mut conn = db.acquire().await.unwrap();
+    let counted = proofs::counted_days(&mut conn, challenge, 3).await.unwrap();
     assert_eq!(counted, expected);
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn a_participant_who_has_not_proved_gets_one_reminder_before_the_window_closes(db: PgPool) {
     let w = wire(&db, 2, 0).await;
-    let starts_at = ok(nene_domain::time::parse_rfc3339(&w.starts_at).ok_or("t"));
-    let challenge = ok(challenges::create(&db, None, &ok(NewChallenge::parse(&w))).await).id;
+    let starts_at = nene_domain::time::parse_rfc3339(&w.starts_at)
+        .ok_or("t")
+        .unwrap();
+    let challenge = challenges::create(&db, None, &NewChallenge::parse(&w).unwrap())
+        .await
+        .unwrap()
+        .id;
     for user in ["early_bird", "sleeper"] {
         fund_and_join(&db, challenge, user).await;
     }
     advance(&db, starts_at + 7 * 3_600 - now(&db).await).await;
-    ok(lifecycle::run_once(&db).await);
-    ok(proofs::submit(&db, challenge, "early_bird", &proof()).await);
+    lifecycle::run_once(&db).await.unwrap();
+    proofs::submit(&db, challenge, "early_bird", &proof())
+        .await
+        .unwrap();
     let reminders = |db: PgPool| async move {
-        let rows: Vec<String> = ok(sqlx::query_scalar(
+        let rows: Vec<String> = sqlx::query_scalar(
             "SELECT user_id FROM notifications WHERE kind = 'proof_reminder' ORDER BY user_id",
         )
         .fetch_all(&db)
-        .await);
+        .await
+        .unwrap();
         rows
     };
     // 07:00: too early (the window closes at 09:00, the reminder is due at 08:00).
     assert!(reminders(db.clone()).await.is_empty());
     advance(&db, 3_600 + 60).await;
-    let pass = ok(lifecycle::run_once(&db).await);
+    let pass = lifecycle::run_once(&db).await.unwrap();
     assert_eq!(pass.reminded, 1);
-    ok(lifecycle::run_once(&db).await);
+    lifecycle::run_once(&db).await.unwrap();
     assert_eq!(reminders(db.clone()).await, vec!["sleeper".to_owned()]);
 }
 
 /// Proofs of `user` on challenge days `days`, written straight to the table (as the settlement
 /// tests do): the report, appeal and review paths do not care how a proof came in. In day order.
 async fn insert_proofs(db: &PgPool, challenge: Uuid, user: &str, days: &[i32]) -> Vec<Uuid> {
-    ok(sqlx::query_scalar(
+    sqlx::query_scalar(
         "INSERT INTO proofs (id, challenge_id, user_id, day, week, image_url, submitted_at) \
          SELECT gen_random_uuid(), $1, $2, d, d / 7, 'https://img.test/p', platform_now() \
          FROM UNNEST($3::int4[]) AS d ORDER BY d RETURNING id",
@@ -667,28 +737,33 @@ async fn insert_proofs(db: &PgPool, challenge: Uuid, user: &str, days: &[i32]) -
     .bind(user)
     .bind(days)
     .fetch_all(db)
-    .await)
+    .await
+    .unwrap()
 }
 
 async fn proof_state(db: &PgPool, proof: Uuid) -> String {
-    ok(
-        sqlx::query_scalar("SELECT state::text FROM proofs WHERE id = $1")
-            .bind(proof)
-            .fetch_one(db)
-            .await,
-    )
+    sqlx::query_scalar("SELECT state::text FROM proofs WHERE id = $1")
+        .bind(proof)
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 /// A started one-week challenge (house fee 0) with `users` joined; returns it and its start.
 async fn started(db: &PgPool, users: &[&str]) -> (Uuid, i64) {
     let w = wire(db, 2, 0).await;
-    let starts_at = ok(nene_domain::time::parse_rfc3339(&w.starts_at).ok_or("t"));
-    let challenge = ok(challenges::create(db, None, &ok(NewChallenge::parse(&w))).await).id;
+    let starts_at = nene_domain::time::parse_rfc3339(&w.starts_at)
+        .ok_or("t")
+        .unwrap();
+    let challenge = challenges::create(db, None, &NewChallenge::parse(&w).unwrap())
+        .await
+        .unwrap()
+        .id;
     for user in users {
         fund_and_join(db, challenge, user).await;
     }
     advance(db, starts_at - now(db).await).await;
-    ok(lifecycle::run_once(db).await);
+    lifecycle::run_once(db).await.unwrap();
     (challenge, starts_at)
 }
 
@@ -712,17 +787,26 @@ async fn a_last_minute_report_nobody_reviews_costs_the_author_nothing(db: PgPool
     let mut authors = Vec::new();
     for day in 0..7 {
         advance(&db, starts_at + day * DAY + 7 * 3_600 - now(&db).await).await;
-        authors.push(ok(proofs::submit(&db, challenge, "author", &proof()).await).id);
-        ok(proofs::submit(&db, challenge, "reporter", &proof()).await);
+        authors.push(
+            proofs::submit(&db, challenge, "author", &proof())
+                .await
+                .unwrap()
+                .id,
+        );
+        proofs::submit(&db, challenge, "reporter", &proof())
+            .await
+            .unwrap();
     }
     let close = proofs::reports_close_at(review_ends_at(starts_at));
     advance(&db, close - 60 - now(&db).await).await;
-    ok(lifecycle::run_once(&db).await);
+    lifecycle::run_once(&db).await.unwrap();
     for proof in &authors[..3] {
-        ok(proofs::report(&db, *proof, "reporter", &reason("fake")).await);
+        proofs::report(&db, *proof, "reporter", &reason("fake"))
+            .await
+            .unwrap();
         assert_eq!(proof_state(&db, *proof).await, "reported");
     }
-    let shown = ok(proofs::my_standing(&db, challenge, "author").await);
+    let shown = proofs::my_standing(&db, challenge, "author").await.unwrap();
     assert_eq!(
         (
             shown.counted_days,
@@ -735,7 +819,7 @@ async fn a_last_minute_report_nobody_reviews_costs_the_author_nothing(db: PgPool
     assert_eq!(shown.reports_close_at, format_rfc3339(close));
     // Nobody reviews; reviews close and settlement runs.
     advance(&db, review_ends_at(starts_at) - now(&db).await).await;
-    ok(lifecycle::run_once(&db).await);
+    lifecycle::run_once(&db).await.unwrap();
     assert_eq!(state_of(&db, challenge).await, ChallengeState::Settled);
     assert_eq!(balance(&db, "author").await, FEE, "the whole stake back");
     assert_eq!(
@@ -762,7 +846,9 @@ async fn a_report_or_appeal_after_the_cut_off_is_refused_and_leaves_the_proof_as
     );
     // The last second before the cut-off still takes a report.
     advance(&db, close - 1 - now(&db).await).await;
-    ok(proofs::report(&db, ids[0], "reporter", &reason("fake")).await);
+    proofs::report(&db, ids[0], "reporter", &reason("fake"))
+        .await
+        .unwrap();
     advance(&db, 1).await;
     let late = proofs::report(&db, ids[1], "reporter", &reason("fake")).await;
     let Err(error) = late else {
@@ -774,20 +860,24 @@ async fn a_report_or_appeal_after_the_cut_off_is_refused_and_leaves_the_proof_as
         ("REPORTS_CLOSED", 409)
     );
     assert_eq!(proof_state(&db, ids[1]).await, "submitted");
-    let disputes: i64 = ok(sqlx::query_scalar(
-        "SELECT count(*) FROM proof_disputes WHERE proof_id = $1",
-    )
-    .bind(ids[1])
-    .fetch_one(&db)
-    .await);
+    let disputes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM proof_disputes WHERE proof_id = $1")
+            .bind(ids[1])
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(disputes, 0, "nothing of the refused report is kept");
     // Reviewers keep their day: the open report is decided, and a proof can still be rejected...
     let reject = Review {
         decision: Decision::Reject,
         reason_code: Some("STALE_PHOTO".to_owned()),
     };
-    ok(proofs::review(&db, &reviewers, ids[0], REVIEWER, &reject).await);
-    ok(proofs::review(&db, &reviewers, ids[2], REVIEWER, &reject).await);
+    proofs::review(&db, &reviewers, ids[0], REVIEWER, &reject)
+        .await
+        .unwrap();
+    proofs::review(&db, &reviewers, ids[2], REVIEWER, &reject)
+        .await
+        .unwrap();
     // ...but appeals closed with reports: a last-minute appeal would outlast every reviewer.
     let appeal = proofs::appeal(&db, ids[2], "author", &reason("it was today")).await;
     let Err(error) = appeal else {
@@ -823,7 +913,9 @@ async fn the_sixth_report_of_a_day_is_refused_with_429_and_the_next_day_brings_f
     let allowed = usize::try_from(proofs::REPORTS_PER_DAY_MAX).unwrap_or(0);
     assert_eq!(allowed, 5);
     for id in &ids[..allowed] {
-        ok(proofs::report(&db, *id, "reporter", &reason("fake")).await);
+        proofs::report(&db, *id, "reporter", &reason("fake"))
+            .await
+            .unwrap();
     }
     let sixth = proofs::report(&db, ids[5], "reporter", &reason("fake")).await;
     let Err(error) = sixth else {
@@ -850,7 +942,9 @@ async fn the_sixth_report_of_a_day_is_refused_with_429_and_the_next_day_brings_f
         "{still_today:?}"
     );
     advance(&db, 60).await;
-    ok(proofs::report(&db, ids[5], "reporter", &reason("fake")).await);
+    proofs::report(&db, ids[5], "reporter", &reason("fake"))
+        .await
+        .unwrap();
     assert_eq!(proof_state(&db, ids[5]).await, "reported");
 }
 
@@ -873,7 +967,7 @@ async fn six_reports_at_once_never_admit_more_than_five(db: PgPool) {
     }
     let mut taken = std::collections::BTreeMap::<&str, (u32, u32)>::new();
     while let Some(joined) = tasks.join_next().await {
-        let (reporter, outcome) = ok(joined);
+        let (reporter, outcome) = joined.unwrap();
         let entry = taken.entry(reporter).or_default();
         match outcome {
             Ok(()) => entry.0 += 1,
@@ -883,13 +977,14 @@ async fn six_reports_at_once_never_admit_more_than_five(db: PgPool) {
     }
     for reporter in reporters {
         assert_eq!(taken.get(reporter), Some(&(5, 1)), "{reporter}");
-        let reported: i64 = ok(sqlx::query_scalar(
+        let reported: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM proofs p JOIN proof_disputes d ON d.proof_id = p.id \
              WHERE d.opened_by = $1 AND p.state = 'reported'",
         )
         .bind(reporter)
         .fetch_one(&db)
-        .await);
+        .await
+        .unwrap();
         assert_eq!(reported, 5, "{reporter}");
     }
 }
@@ -912,14 +1007,26 @@ async fn the_reviewers_queue_lists_open_reports_and_appeals_oldest_first_only_to
     };
     // Opened in this order: a report of day 2, a report of day 0, an appeal of day 1; a report of
     // day 3 is decided and leaves the queue.
-    ok(proofs::report(&db, ids[2], "reporter", &reason("same photo as day 1")).await);
+    proofs::report(&db, ids[2], "reporter", &reason("same photo as day 1"))
+        .await
+        .unwrap();
     advance(&db, 60).await;
-    ok(proofs::report(&db, ids[0], "reporter", &reason("not a run")).await);
-    ok(proofs::review(&db, &reviewers, ids[1], REVIEWER, &reject).await);
+    proofs::report(&db, ids[0], "reporter", &reason("not a run"))
+        .await
+        .unwrap();
+    proofs::review(&db, &reviewers, ids[1], REVIEWER, &reject)
+        .await
+        .unwrap();
     advance(&db, 60).await;
-    ok(proofs::appeal(&db, ids[1], "author", &reason("it was today")).await);
-    ok(proofs::report(&db, ids[3], "reporter", &reason("blurry")).await);
-    ok(proofs::review(&db, &reviewers, ids[3], REVIEWER, &approve).await);
+    proofs::appeal(&db, ids[1], "author", &reason("it was today"))
+        .await
+        .unwrap();
+    proofs::report(&db, ids[3], "reporter", &reason("blurry"))
+        .await
+        .unwrap();
+    proofs::review(&db, &reviewers, ids[3], REVIEWER, &approve)
+        .await
+        .unwrap();
 
     let outsider = proofs::review_queue(&db, &reviewers, "reporter", None, 50).await;
     let Err(error) = outsider else {
@@ -930,7 +1037,9 @@ async fn the_reviewers_queue_lists_open_reports_and_appeals_oldest_first_only_to
         ("FORBIDDEN", 403)
     );
 
-    let page = ok(proofs::review_queue(&db, &reviewers, REVIEWER, None, 50).await);
+    let page = proofs::review_queue(&db, &reviewers, REVIEWER, None, 50)
+        .await
+        .unwrap();
     let seen: Vec<(&str, Uuid, &str, &str)> = page
         .items
         .iter()
@@ -973,25 +1082,35 @@ async fn the_reviewers_queue_lists_open_reports_and_appeals_oldest_first_only_to
     );
 
     // A page at a time, oldest first.
-    let one = ok(proofs::review_queue(&db, &reviewers, REVIEWER, None, 2).await);
+    let one = proofs::review_queue(&db, &reviewers, REVIEWER, None, 2)
+        .await
+        .unwrap();
     assert_eq!(one.items, page.items[..2]);
     let cursor = one
         .next_cursor
         .as_deref()
         .and_then(proofs::parse_queue_cursor);
     assert!(cursor.is_some(), "{:?}", one.next_cursor);
-    let rest = ok(proofs::review_queue(&db, &reviewers, REVIEWER, cursor, 2).await);
+    let rest = proofs::review_queue(&db, &reviewers, REVIEWER, cursor, 2)
+        .await
+        .unwrap();
     assert_eq!(
         (rest.items, rest.next_cursor),
         (page.items[2..].to_vec(), None)
     );
 
     // A decision takes an item off; once reviews close, nothing is left to decide.
-    ok(proofs::review(&db, &reviewers, ids[2], REVIEWER, &approve).await);
-    let after = ok(proofs::review_queue(&db, &reviewers, REVIEWER, None, 50).await);
+    proofs::review(&db, &reviewers, ids[2], REVIEWER, &approve)
+        .await
+        .unwrap();
+    let after = proofs::review_queue(&db, &reviewers, REVIEWER, None, 50)
+        .await
+        .unwrap();
     assert_eq!(after.items.len(), 2);
     advance(&db, review_ends_at(starts_at) - now(&db).await).await;
-    let closed = ok(proofs::review_queue(&db, &reviewers, REVIEWER, None, 50).await);
+    let closed = proofs::review_queue(&db, &reviewers, REVIEWER, None, 50)
+        .await
+        .unwrap();
     assert!(closed.items.is_empty(), "{closed:?}");
 }
 
@@ -1010,19 +1129,25 @@ async fn an_appeal_nobody_decides_counts_at_settlement_and_a_proof_is_appealed_o
         reason_code: Some("STALE_PHOTO".to_owned()),
     };
     for id in &ids[1..3] {
-        ok(proofs::review(&db, &reviewers, *id, REVIEWER, &reject).await);
-        ok(proofs::appeal(&db, *id, "author", &reason("it was today")).await);
+        proofs::review(&db, &reviewers, *id, REVIEWER, &reject)
+            .await
+            .unwrap();
+        proofs::appeal(&db, *id, "author", &reason("it was today"))
+            .await
+            .unwrap();
     }
     // Day 2's appeal is decided against the author, and cannot be appealed again.
-    ok(proofs::review(&db, &reviewers, ids[2], REVIEWER, &reject).await);
+    proofs::review(&db, &reviewers, ids[2], REVIEWER, &reject)
+        .await
+        .unwrap();
     let again = proofs::appeal(&db, ids[2], "author", &reason("really")).await;
     assert!(matches!(again, Err(ProofError::StateConflict)), "{again:?}");
     // Day 1's appeal is never decided: 6 of 7 count (85.7%), the whole stake comes back. Had the
     // open appeal not counted, 5 of 7 would have forfeited 2,858 points to `other`.
-    let shown = ok(proofs::my_standing(&db, challenge, "author").await);
+    let shown = proofs::my_standing(&db, challenge, "author").await.unwrap();
     assert_eq!((shown.counted_days, shown.expected_refund), (6, FEE));
     advance(&db, review_ends_at(starts_at) - now(&db).await).await;
-    ok(lifecycle::run_once(&db).await);
+    lifecycle::run_once(&db).await.unwrap();
     assert_eq!(state_of(&db, challenge).await, ChallengeState::Settled);
     assert_eq!(proof_state(&db, ids[1]).await, "appealed");
     assert_eq!(balance(&db, "author").await, FEE);
@@ -1040,22 +1165,22 @@ async fn a_review_that_waits_on_settlement_is_refused_once_the_payouts_are_count
     advance(&db, starts_at + 6 * DAY + 10 * 3_600 - now(&db).await).await;
     let ids = insert_proofs(&db, challenge, "author", &[0]).await;
     advance(&db, starts_at + 7 * DAY + 3_600 - now(&db).await).await;
-    ok(lifecycle::run_once(&db).await);
+    lifecycle::run_once(&db).await.unwrap();
     // Settlement's first step, held open: the challenge row locked, the payouts' totals written.
-    let mut settling = ok(db.begin().await);
-    ok(
-        sqlx::query("SELECT 1 FROM challenges WHERE id = $1 FOR UPDATE")
-            .bind(challenge)
-            .execute(&mut *settling)
-            .await,
-    );
-    ok(sqlx::query(
+    let mut settling = db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM challenges WHERE id = $1 FOR UPDATE")
+        .bind(challenge)
+        .execute(&mut *settling)
+        .await
+        .unwrap();
+    sqlx::query(
         "INSERT INTO challenge_settlements (challenge_id, participants, stakes, pool, house) \
          VALUES ($1, 2, 20000, 0, 0)",
     )
     .bind(challenge)
     .execute(&mut *settling)
-    .await);
+    .await
+    .unwrap();
     let reviewing = tokio::spawn({
         let db = db.clone();
         let proof = ids[0];
@@ -1069,19 +1194,20 @@ async fn a_review_that_waits_on_settlement_is_refused_once_the_payouts_are_count
     });
     // Until the review is queued on the challenge's lock (or done, if it never waits).
     loop {
-        let waiting: bool = ok(sqlx::query_scalar(
+        let waiting: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
              AND wait_event_type = 'Lock' AND query LIKE '%FOR SHARE%')",
         )
         .fetch_one(&db)
-        .await);
+        .await
+        .unwrap();
         if waiting || reviewing.is_finished() {
             break;
         }
         tokio::task::yield_now().await;
     }
-    ok(settling.commit().await);
-    let outcome = ok(reviewing.await);
+    settling.commit().await.unwrap();
+    let outcome = reviewing.await.unwrap();
     assert!(
         matches!(outcome, Err(ProofError::StateConflict)),
         "{outcome:?}"
@@ -1101,7 +1227,7 @@ async fn a_page_of_proofs_outside_one_to_a_hundred_is_refused_not_clamped(db: Pg
         );
     }
     for limit in [None, Some(1), Some(proofs::PROOF_PAGE_MAX)] {
-        let (items, next) = ok(proofs::list(&db, challenge, None, limit).await);
+        let (items, next) = proofs::list(&db, challenge, None, limit).await.unwrap();
         assert!(items.is_empty() && next.is_none());
     }
 }

@@ -2,6 +2,9 @@
 //! is a no-op, and a service told not to migrate refuses a database that is behind instead of
 //! running new code on an old schema. Each test gets a fresh, empty database (no migrations).
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{process::Stdio, time::Duration};
 
 use nene_core::ledger;
@@ -52,7 +55,7 @@ async fn snapshot(db: &PgPool) -> String {
     )
     .fetch_one(db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap()
 }
 
 /// The URL of the test's own database on the server of `DATABASE_URL`.
@@ -60,8 +63,8 @@ async fn url_of(db: &PgPool) -> String {
     let name: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let server = std::env::var("DATABASE_URL").unwrap_or_else(|e| panic!("DATABASE_URL: {e}"));
+        .unwrap();
+    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     nene_domain::settings::with_database(&server, &name)
 }
 
@@ -91,7 +94,7 @@ async fn run(mut command: Command) -> (bool, String) {
     let output = tokio::time::timeout(EXIT_TIMEOUT, child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("{CORE} did not exit within {EXIT_TIMEOUT:?}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -114,20 +117,20 @@ fn migrate_command(url: &str) -> Command {
 }
 
 fn free_bind() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
     addr.to_string()
 }
 
 #[sqlx::test(migrations = false)]
 async fn migrating_twice_applies_every_migration_once_and_then_changes_nothing(db: PgPool) {
-    let first = apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    let first = apply(&db).await.unwrap();
     let versions: Vec<i64> = first.iter().map(|m| m.version).collect();
     let all: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
     assert_eq!(versions, all, "the first run applies all of them, in order");
     let after_first = snapshot(&db).await;
 
-    let second = apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    let second = apply(&db).await.unwrap();
     assert_eq!(second, Vec::new(), "the second run applies nothing");
     assert_eq!(
         snapshot(&db).await,
@@ -180,20 +183,20 @@ async fn a_service_told_not_to_migrate_refuses_an_empty_database_and_names_the_s
     )
     .fetch_one(&db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     assert_eq!(tables, 0);
 }
 
 #[sqlx::test(migrations = false)]
 async fn outside_dev_mode_a_service_refuses_a_database_missing_the_newest_migration(db: PgPool) {
-    apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    apply(&db).await.unwrap();
     let newest = schema::latest_version();
     // As if this build's newest migration had not been deployed yet.
     sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
         .bind(newest)
         .execute(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     match check_current(&db).await {
         Err(SchemaError::Behind { missing, latest }) => {
             assert_eq!(
@@ -212,11 +215,11 @@ async fn outside_dev_mode_a_service_refuses_a_database_missing_the_newest_migrat
 
 #[sqlx::test(migrations = false)]
 async fn a_migration_that_differs_or_failed_part_way_is_named_and_refused(db: PgPool) {
-    apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    apply(&db).await.unwrap();
     sqlx::query("UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = 2")
         .execute(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(matches!(
         check_current(&db).await,
         Err(SchemaError::Changed(2))
@@ -224,7 +227,7 @@ async fn a_migration_that_differs_or_failed_part_way_is_named_and_refused(db: Pg
     sqlx::query("UPDATE _sqlx_migrations SET success = false WHERE version = 3")
         .execute(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(matches!(
         check_current(&db).await,
         Err(SchemaError::Dirty(3))
@@ -235,7 +238,7 @@ async fn a_migration_that_differs_or_failed_part_way_is_named_and_refused(db: Pg
 async fn a_database_a_newer_release_migrated_is_accepted_and_what_it_has_beyond_is_named(
     db: PgPool,
 ) {
-    apply(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    apply(&db).await.unwrap();
     let future = schema::latest_version() + 1_000;
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
@@ -244,8 +247,8 @@ async fn a_database_a_newer_release_migrated_is_accepted_and_what_it_has_beyond_
     .bind(future)
     .execute(&db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let current = check_current(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
+    let current = check_current(&db).await.unwrap();
     assert_eq!(current.ahead, [future]);
     // But this older build must not migrate it.
     assert!(apply(&db).await.is_err());
@@ -276,7 +279,7 @@ async fn a_service_told_not_to_migrate_serves_a_migrated_database_and_its_health
 
     let mut command = service(&url, &bind);
     command.env("CORE_MIGRATE_ON_START", "false");
-    let mut core = command.spawn().unwrap_or_else(|e| panic!("{e}"));
+    let mut core = command.spawn().unwrap();
     let mut healthy = false;
     for _ in 0..(EXIT_TIMEOUT.as_millis() / 100) {
         if let Ok(Some(status)) = core.try_wait() {
@@ -289,7 +292,7 @@ async fn a_service_told_not_to_migrate_serves_a_migrated_database_and_its_health
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(healthy, "the probe never passed");
-    core.kill().await.unwrap_or_else(|e| panic!("{e}"));
+    core.kill().await.unwrap();
     let (ok, output) = run(probe()).await;
     assert!(!ok, "the core is gone, the probe must fail: {output}");
 }
@@ -306,7 +309,7 @@ async fn signed(base: &str, method: &str, path: &str, body: &serde_json::Value) 
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
     let signature = SigningSecret::parse(SIGNING_SECRET)
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .sign(&SignedParts {
             method,
             path_and_query: path,
@@ -325,7 +328,7 @@ async fn signed(base: &str, method: &str, path: &str, body: &serde_json::Value) 
         .body(bytes)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
 }
@@ -345,8 +348,7 @@ impl RoleSplit {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let split = RoleSplit {
             admin,
-            admin_url: std::env::var("DATABASE_URL")
-                .unwrap_or_else(|e| panic!("DATABASE_URL: {e}")),
+            admin_url: std::env::var("DATABASE_URL").expect("DATABASE_URL"),
             database: format!("nene_roles_{suffix}"),
             owner: format!("nene_owner_{suffix}"),
             app: format!("nene_app_{suffix}"),
@@ -373,9 +375,8 @@ impl RoleSplit {
 
     /// `postgres://ROLE:PASSWORD@host:port/DATABASE` on the server of `DATABASE_URL`.
     fn url(&self, role: &str) -> String {
-        let server = std::env::var("DATABASE_URL").unwrap_or_else(|e| panic!("DATABASE_URL: {e}"));
-        let options: sqlx::postgres::PgConnectOptions =
-            server.parse().unwrap_or_else(|e| panic!("{e}"));
+        let server = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+        let options: sqlx::postgres::PgConnectOptions = server.parse().unwrap();
         format!(
             "postgres://{role}:{}@{}:{}/{}",
             self.password,
@@ -421,9 +422,7 @@ const SIGNING_SECRET: &str = "migrations-test-signing-secret-0123456789";
 async fn a_service_role_that_cannot_change_tables_serves_a_schema_its_owner_migrated(db: PgPool) {
     let split = RoleSplit::create(db).await;
     // docs/deploy.md, section 1: as the owner, before the first migration.
-    let owner = PgPool::connect(&split.url(&split.owner))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let owner = PgPool::connect(&split.url(&split.owner)).await.unwrap();
     for statement in [
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_owned(),
         format!("GRANT USAGE ON SCHEMA public TO {}", split.app),
@@ -448,9 +447,7 @@ async fn a_service_role_that_cannot_change_tables_serves_a_schema_its_owner_migr
     assert!(ok, "{output}");
 
     // The service's role cannot change the schema…
-    let app = PgPool::connect(&split.url(&split.app))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let app = PgPool::connect(&split.url(&split.app)).await.unwrap();
     assert!(
         sqlx::query("CREATE TABLE intruder (id int)")
             .execute(&app)
@@ -470,7 +467,7 @@ async fn a_service_role_that_cannot_change_tables_serves_a_schema_its_owner_migr
     let base = format!("http://{bind}");
     let mut command = service(&split.url(&split.app), &bind);
     command.env("CORE_SIGNING_SECRET", SIGNING_SECRET);
-    let mut core = command.spawn().unwrap_or_else(|e| panic!("{e}"));
+    let mut core = command.spawn().unwrap();
     let mut up = false;
     for _ in 0..(EXIT_TIMEOUT.as_millis() / 100) {
         if let Ok(Some(status)) = core.try_wait() {
@@ -496,34 +493,29 @@ async fn a_service_role_that_cannot_change_tables_serves_a_schema_its_owner_migr
 
     // The ledger's writes (its functions and triggers) work under the service's role: a wallet,
     // a credit, and a clean invariant check, through the core's own operations.
-    let app = PgPool::connect(&split.url(&split.app))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let app = PgPool::connect(&split.url(&split.app)).await.unwrap();
     let wallet = {
-        let mut conn = app.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+        let mut conn = app.acquire().await.unwrap();
         ledger::ensure_wallet_in_tx(&mut conn, "role-split-user")
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     ledger::credit(
         &app,
         &ledger::Credit {
-            key: ledger::IdempotencyKey::parse("charge:role-split-user")
-                .unwrap_or_else(|e| panic!("{e}")),
+            key: ledger::IdempotencyKey::parse("charge:role-split-user").unwrap(),
             wallet,
             from: ledger::system_account(ledger::SystemAccount::PaymentClearing),
-            amount: nene_domain::Points::new(10_000).unwrap_or_else(|e| panic!("{e}")),
+            amount: nene_domain::Points::new(10_000).unwrap(),
             source: ledger::LotSource::Charge,
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mut conn = app.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    let violations = ledger::check_invariants(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
+    let mut conn = app.acquire().await.unwrap();
+    let violations = ledger::check_invariants(&mut conn).await.unwrap();
     assert!(violations.is_empty(), "{violations:?}");
     drop(conn);
     app.close().await;
-    core.kill().await.unwrap_or_else(|e| panic!("{e}"));
+    core.kill().await.unwrap();
 }

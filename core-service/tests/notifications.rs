@@ -4,6 +4,13 @@
 //! with each notification SENT or FAILED as the rules say, and the sandbox's log showing each
 //! message delivered once, or twice at most where at-least-once allows it.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::redis_url;
+
 use std::{
     collections::HashMap,
     process::{Child, Command, Stdio},
@@ -32,35 +39,24 @@ use sqlx::PgPool;
 use tower::ServiceExt;
 use uuid::Uuid;
 
-fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
-    result.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// Nothing listens on the discard port: a Redis that is down from the start.
 const DEAD_REDIS_URL: &str = "redis://127.0.0.1:9";
 
 struct Fixture {
     db: PgPool,
-    sandbox: String,
-    http: reqwest::Client,
+    sandbox: common::Sandbox,
     /// This test's key prefix in the shared Redis.
     prefix: String,
 }
 
 async fn fixture(db: PgPool) -> Fixture {
-    let listener = ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
-    let address = ok(listener.local_addr());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, nene_sandbox::router()).await;
-    });
+    let sandbox = common::Sandbox {
+        url: common::spawn_sandbox().await,
+        http: reqwest::Client::new(),
+    };
     Fixture {
         db,
-        sandbox: format!("http://{address}"),
-        http: reqwest::Client::new(),
+        sandbox,
         prefix: format!("nene:test:{}", Uuid::new_v4().simple()),
     }
 }
@@ -83,19 +79,18 @@ fn settings(prefix: &str) -> DispatcherSettings {
 
 impl Fixture {
     fn fcm(&self) -> FcmClient {
-        ok(FcmClient::new(FcmConfig {
-            api_url: format!("{}/fcm", self.sandbox),
-            token_url: format!("{}/fcm/token", self.sandbox),
-            account: ok(ServiceAccount::from_json(
-                nene_sandbox::fcm::SERVICE_ACCOUNT_JSON,
-            )),
+        FcmClient::new(FcmConfig {
+            api_url: format!("{}/fcm", self.sandbox.url),
+            token_url: format!("{}/fcm/token", self.sandbox.url),
+            account: ServiceAccount::from_json(nene_sandbox::fcm::SERVICE_ACCOUNT_JSON).unwrap(),
             send_timeout: Duration::from_secs(2),
             tls: nene_core::tls::Trust::public_roots(),
-        }))
+        })
+        .unwrap()
     }
 
     fn dispatcher(&self, redis: Option<&str>, settings: DispatcherSettings) -> Dispatcher {
-        let redis = redis.map(|url| ok(redis::Client::open(url)));
+        let redis = redis.map(|url| redis::Client::open(url).unwrap());
         Dispatcher::new(self.db.clone(), self.fcm(), redis, settings)
     }
 
@@ -104,40 +99,21 @@ impl Fixture {
         self.dispatcher(Some(&redis_url()), settings(&self.prefix))
     }
 
-    async fn sandbox_post(&self, path: &str, body: &Value) {
-        let response = ok(self
-            .http
-            .post(format!("{}{path}", self.sandbox))
-            .json(body)
-            .send()
-            .await);
-        assert!(response.status().is_success(), "sandbox {path}");
-    }
-
     async fn fault(&self, rule: Value) {
-        self.sandbox_post("/sandbox/fcm/faults", &rule).await;
+        self.sandbox.post("/sandbox/fcm/faults", &rule).await;
     }
 
     async fn clear_faults(&self) {
-        ok(self
+        self.sandbox
             .http
-            .delete(format!("{}/sandbox/fcm/faults", self.sandbox))
+            .delete(format!("{}/sandbox/fcm/faults", self.sandbox.url))
             .send()
-            .await);
-    }
-
-    async fn sandbox_get(&self, path: &str) -> Value {
-        ok(ok(self
-            .http
-            .get(format!("{}{path}", self.sandbox))
-            .send()
-            .await)
-        .json()
-        .await)
+            .await
+            .unwrap();
     }
 
     async fn deliveries(&self) -> Vec<Value> {
-        let log = self.sandbox_get("/sandbox/fcm/deliveries").await;
+        let log = self.sandbox.get("/sandbox/fcm/deliveries").await;
         log.as_array().cloned().unwrap_or_default()
     }
 
@@ -155,7 +131,7 @@ impl Fixture {
     }
 
     async fn stats(&self) -> Value {
-        self.sandbox_get("/sandbox/fcm/stats").await
+        self.sandbox.get("/sandbox/fcm/stats").await
     }
 
     /// Users `user_{from}`… each with one Android device whose token is `token_{n}`.
@@ -164,7 +140,7 @@ impl Fixture {
             i64::try_from(from).unwrap_or(0),
             i64::try_from(count).unwrap_or(0),
         );
-        ok(sqlx::query(
+        sqlx::query(
             "WITH n AS (SELECT generate_series($1::int8, $1 + $2 - 1) AS n), \
              u AS (INSERT INTO users (id, nickname) SELECT 'user_' || n, 'nick_' || n FROM n) \
              INSERT INTO user_devices (user_id, device_id, platform, token) \
@@ -173,18 +149,18 @@ impl Fixture {
         .bind(from)
         .bind(count)
         .execute(&self.db)
-        .await);
+        .await
+        .unwrap();
     }
 
     async fn user(&self, user: &str, devices: &[(&str, &str, &str)]) {
-        ok(
-            sqlx::query("INSERT INTO users (id, nickname) VALUES ($1, $1)")
-                .bind(user)
-                .execute(&self.db)
-                .await,
-        );
+        sqlx::query("INSERT INTO users (id, nickname) VALUES ($1, $1)")
+            .bind(user)
+            .execute(&self.db)
+            .await
+            .unwrap();
         for (device, platform, token) in devices {
-            ok(sqlx::query(
+            sqlx::query(
                 "INSERT INTO user_devices (user_id, device_id, platform, token) \
                  VALUES ($1, $2, $3::device_platform, $4)",
             )
@@ -193,7 +169,8 @@ impl Fixture {
             .bind(platform)
             .bind(token)
             .execute(&self.db)
-            .await);
+            .await
+            .unwrap();
         }
     }
 
@@ -202,26 +179,24 @@ impl Fixture {
         let mut keys = Vec::new();
         for user in users {
             let key = format!("test:{}", Uuid::new_v4());
-            let mut tx = ok(self.db.begin().await);
-            ok(notifications::enqueue_in_tx(
+            let mut tx = self.db.begin().await.unwrap();
+            notifications::enqueue_in_tx(
                 &mut tx,
                 &user,
                 NotificationKind::PointsCredited,
                 &json!({ "order_id": "order_1", "points": 5_000 }),
                 &key,
             )
-            .await);
-            ok(tx.commit().await);
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
             keys.push(key);
         }
-        ok(
-            sqlx::query_scalar(
-                "SELECT id FROM notifications WHERE dedup_key = ANY($1) ORDER BY id",
-            )
+        sqlx::query_scalar("SELECT id FROM notifications WHERE dedup_key = ANY($1) ORDER BY id")
             .bind(&keys)
             .fetch_all(&self.db)
-            .await,
-        )
+            .await
+            .unwrap()
     }
 
     async fn enqueue_range(&self, from: usize, count: usize) -> Vec<Uuid> {
@@ -231,30 +206,29 @@ impl Fixture {
 
     /// (state, attempts, last_error) of one notification.
     async fn row(&self, id: Uuid) -> (String, i32, Option<String>) {
-        ok(sqlx::query_as(
-            "SELECT state::text, attempts, last_error FROM notifications WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(&self.db)
-        .await)
+        sqlx::query_as("SELECT state::text, attempts, last_error FROM notifications WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
     }
 
     async fn count_in(&self, state: &str) -> i64 {
-        ok(
-            sqlx::query_scalar("SELECT count(*) FROM notifications WHERE state::text = $1")
-                .bind(state)
-                .fetch_one(&self.db)
-                .await,
-        )
+        sqlx::query_scalar("SELECT count(*) FROM notifications WHERE state::text = $1")
+            .bind(state)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
     }
 
     async fn devices_of(&self, user: &str) -> Vec<String> {
-        ok(sqlx::query_scalar(
+        sqlx::query_scalar(
             "SELECT device_id FROM user_devices WHERE user_id = $1 ORDER BY device_id",
         )
         .bind(user)
         .fetch_all(&self.db)
-        .await)
+        .await
+        .unwrap()
     }
 
     /// Steps the dispatcher (feed, then a worker pass) until no notification is PENDING.
@@ -266,8 +240,8 @@ impl Fixture {
                 "still pending after {within:?}: {}",
                 self.count_in("pending").await
             );
-            let fed = ok(dispatcher.feed_once().await);
-            let pass = ok(dispatcher.work_once().await);
+            let fed = dispatcher.feed_once().await.unwrap();
+            let pass = dispatcher.work_once().await.unwrap();
             if fed == 0 && pass.attempted == 0 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -277,10 +251,11 @@ impl Fixture {
     /// Runs the feed until every fed id is in Redis (the first pass builds the schedule).
     async fn fed(&self, dispatcher: &Dispatcher) {
         for _ in 0..10 {
-            ok(dispatcher.feed_once().await);
-            let left: i64 = ok(sqlx::query_scalar("SELECT count(*) FROM notification_feed")
+            dispatcher.feed_once().await.unwrap();
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM notification_feed")
                 .fetch_one(&self.db)
-                .await);
+                .await
+                .unwrap();
             if left == 0 {
                 return;
             }
@@ -290,12 +265,13 @@ impl Fixture {
 
     /// How many notifications no transaction holds a lock on.
     async fn lockable(&self) -> i64 {
-        let mut tx = ok(self.db.begin().await);
-        ok(sqlx::query_scalar(
+        let mut tx = self.db.begin().await.unwrap();
+        sqlx::query_scalar(
             "SELECT count(*) FROM (SELECT id FROM notifications FOR UPDATE SKIP LOCKED) free",
         )
         .fetch_one(&mut *tx)
-        .await)
+        .await
+        .unwrap()
     }
 
     /// Waits until `condition` holds, polling.
@@ -312,7 +288,7 @@ impl Fixture {
     }
 
     async fn forget_redis_keys(&self) {
-        let client = ok(redis::Client::open(redis_url()));
+        let client = redis::Client::open(redis_url()).unwrap();
         if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
             let keys = nene_core::notifications::schedule::Keys::new(&self.prefix);
             let _: Result<(), _> = redis::cmd("DEL")
@@ -350,12 +326,13 @@ async fn a_notification_reaches_every_device_of_its_user_shaped_for_its_platform
 
     let id = ids[0].to_string();
     assert_eq!(fixture.row(ids[0]).await, ("sent".to_owned(), 1, None));
-    let delivered: Vec<String> = ok(sqlx::query_scalar(
+    let delivered: Vec<String> = sqlx::query_scalar(
         "SELECT unnest(delivered_devices) FROM notifications WHERE id = $1 ORDER BY 1",
     )
     .bind(ids[0])
     .fetch_all(&fixture.db)
-    .await);
+    .await
+    .unwrap();
     assert_eq!(delivered, ["iphone", "laptop", "pixel"]);
 
     let deliveries = fixture.deliveries().await;
@@ -428,7 +405,7 @@ async fn the_users_list_pages_newest_first_with_status_and_attempts_for_that_use
     fixture.enqueue(["user_list".to_owned()]).await;
 
     let state = AppState {
-        payments: ok(nene_core::payments::Payments::new(
+        payments: nene_core::payments::Payments::new(
             fixture.db.clone(),
             &nene_core::payments::toss::TossConfig {
                 base_url: "http://127.0.0.1:9".to_owned(),
@@ -437,22 +414,24 @@ async fn the_users_list_pages_newest_first_with_status_and_attempts_for_that_use
                 tls: nene_core::tls::Trust::public_roots(),
             },
             nene_core::payments::PaymentSettings::fast(),
-        )),
+        )
+        .unwrap(),
         dev_mode: false,
         reviewers: Vec::new(),
         room_pusher: None,
-        auth: ok(nene_core::auth::Auth::new(
+        auth: nene_core::auth::Auth::new(
             fixture.db.clone(),
             nene_core::auth::AuthConfig {
                 redirect_uris: Vec::new(),
                 providers: Vec::new(),
                 tls: nene_core::tls::Trust::public_roots(),
             },
-        )),
+        )
+        .unwrap(),
         probe_db: fixture.db.clone(),
         db: fixture.db.clone(),
         redis: None,
-        signing_secret: ok(SigningSecret::parse(SECRET)),
+        signing_secret: SigningSecret::parse(SECRET).unwrap(),
         wall_clock: Arc::new(SystemClock),
         shutdown: nene_core::shutdown::Shutdown::default(),
     };
@@ -460,24 +439,25 @@ async fn the_users_list_pages_newest_first_with_status_and_attempts_for_that_use
         let state = state.clone();
         async move {
             let now = nene_core::clock::WallClock::now_unix_seconds(&SystemClock);
-            let signature = ok(SigningSecret::parse(SECRET)).sign(&SignedParts {
+            let signature = SigningSecret::parse(SECRET).unwrap().sign(&SignedParts {
                 method: "GET",
                 path_and_query: &path,
                 timestamp_unix_seconds: now,
                 user: "user_list",
                 body: b"",
             });
-            let request = ok(Request::get(&path)
+            let request = Request::get(&path)
                 .header(HEADER_TIMESTAMP, now.to_string())
                 .header(HEADER_SIGNATURE, signature)
                 .header(HEADER_USER, "user_list")
-                .body(Body::empty()));
+                .body(Body::empty())
+                .unwrap();
             let response = nene_core::http::router(state)
                 .oneshot(request)
                 .await
                 .unwrap_or_else(|never| match never {});
             let status = response.status().as_u16();
-            let body = ok(response.into_body().collect().await).to_bytes();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
             (
                 status,
                 serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
@@ -528,8 +508,8 @@ async fn a_notification_queued_for_later_is_not_sent_before_its_time(db: PgPool)
     let fixture = fixture(db).await;
     fixture.users_with_one_device(0, 1).await;
     let due_ms = now_ms() + 1_500;
-    let mut tx = ok(fixture.db.begin().await);
-    ok(notifications::enqueue_at_in_tx(
+    let mut tx = fixture.db.begin().await.unwrap();
+    notifications::enqueue_at_in_tx(
         &mut tx,
         "user_0",
         NotificationKind::PointsCredited,
@@ -537,12 +517,13 @@ async fn a_notification_queued_for_later_is_not_sent_before_its_time(db: PgPool)
         "later:1",
         Some(due_ms),
     )
-    .await);
-    ok(tx.commit().await);
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
     let dispatcher = fixture.with_redis();
     fixture.fed(&dispatcher).await;
     while now_ms() < due_ms - 300 {
-        ok(dispatcher.work_once().await);
+        dispatcher.work_once().await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(fixture.count_in("pending").await, 1);
@@ -553,12 +534,11 @@ async fn a_notification_queued_for_later_is_not_sent_before_its_time(db: PgPool)
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        ok(
-            sqlx::query_scalar("SELECT (extract(epoch FROM $1::timestamptz) * 1000)::int8")
-                .bind(at)
-                .fetch_one(&fixture.db)
-                .await,
-        )
+        sqlx::query_scalar("SELECT (extract(epoch FROM $1::timestamptz) * 1000)::int8")
+            .bind(at)
+            .fetch_one(&fixture.db)
+            .await
+            .unwrap()
     };
     assert!(delivered_at >= due_ms, "{} ms early", due_ms - delivered_at);
     fixture.forget_redis_keys().await;
@@ -584,10 +564,12 @@ async fn an_unregistered_token_is_deleted_and_not_retried_while_the_other_device
         .user("user_gone", &[("only", "web", "tok-gone")])
         .await;
     fixture
-        .sandbox_post("/sandbox/fcm/tokens/tok-dead/unregister", &json!({}))
+        .sandbox
+        .post("/sandbox/fcm/tokens/tok-dead/unregister", &json!({}))
         .await;
     fixture
-        .sandbox_post("/sandbox/fcm/tokens/tok-gone/unregister", &json!({}))
+        .sandbox
+        .post("/sandbox/fcm/tokens/tok-gone/unregister", &json!({}))
         .await;
     let ids = fixture
         .enqueue(["user_two".to_owned(), "user_gone".to_owned()])
@@ -662,17 +644,17 @@ async fn quota_exceeded_is_retried_no_sooner_than_retry_after_says(db: PgPool) {
     let dispatcher = fixture.with_redis();
     fixture.fed(&dispatcher).await;
     let began_ms = now_ms();
-    let pass = ok(dispatcher.work_once().await);
+    let pass = dispatcher.work_once().await.unwrap();
     assert_eq!((pass.source, pass.attempted), (Source::Redis, 1));
     let (state, attempts, last_error) = fixture.row(ids[0]).await;
     assert_eq!((state.as_str(), attempts), ("pending", 1));
     assert!(last_error.is_some_and(|error| error.contains("QUOTA_EXCEEDED")));
-    let next_ms: i64 = ok(sqlx::query_scalar(
+    let next_ms: i64 = sqlx::query_scalar(
         "SELECT (extract(epoch FROM next_attempt_at) * 1000)::int8 FROM notifications WHERE id = $1",
     )
     .bind(ids[0])
     .fetch_one(&fixture.db)
-    .await);
+    .await.unwrap();
     assert!(
         next_ms >= began_ms + 2_000,
         "rescheduled {} ms later",
@@ -681,7 +663,7 @@ async fn quota_exceeded_is_retried_no_sooner_than_retry_after_says(db: PgPool) {
 
     // Passes before then send nothing (the schedule holds it back).
     while now_ms() < began_ms + 1_700 {
-        ok(dispatcher.work_once().await);
+        dispatcher.work_once().await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(fixture.row(ids[0]).await.0, "pending");
@@ -694,12 +676,11 @@ async fn quota_exceeded_is_retried_no_sooner_than_retry_after_says(db: PgPool) {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        ok(
-            sqlx::query_scalar("SELECT (extract(epoch FROM $1::timestamptz) * 1000)::int8")
-                .bind(at)
-                .fetch_one(&fixture.db)
-                .await,
-        )
+        sqlx::query_scalar("SELECT (extract(epoch FROM $1::timestamptz) * 1000)::int8")
+            .bind(at)
+            .fetch_one(&fixture.db)
+            .await
+            .unwrap()
     };
     assert!(delivered_at >= began_ms + 2_000);
     fixture.forget_redis_keys().await;
@@ -864,10 +845,8 @@ async fn a_flushed_schedule_is_rebuilt_from_postgres_and_nothing_is_lost_or_sent
     let dispatcher = fixture.with_redis();
     // The ids reach Redis, then Redis loses everything (FLUSHALL, a restart without persistence).
     fixture.fed(&dispatcher).await;
-    let schedule = dispatcher
-        .schedule()
-        .unwrap_or_else(|| panic!("no schedule"));
-    assert_eq!(ok(schedule.depth().await), (30, 0));
+    let schedule = dispatcher.schedule().expect("no schedule");
+    assert_eq!(schedule.depth().await.unwrap(), (30, 0));
     fixture.forget_redis_keys().await;
 
     fixture.drain(&dispatcher, Duration::from_secs(10)).await;
@@ -885,14 +864,15 @@ async fn a_done_notification_whose_id_comes_back_to_the_schedule_is_not_sent_aga
     let ids = fixture.enqueue_range(0, 1).await;
     let dispatcher = fixture.with_redis();
     fixture.drain(&dispatcher, Duration::from_secs(10)).await;
-    let schedule = dispatcher
-        .schedule()
-        .unwrap_or_else(|| panic!("no schedule"));
+    let schedule = dispatcher.schedule().expect("no schedule");
     // A stale copy of the schedule (a replica, a restored snapshot) names it again.
-    assert_eq!(ok(schedule.schedule(&[(ids[0], now_ms())]).await), Some(1));
-    let pass = ok(dispatcher.work_once().await);
+    assert_eq!(
+        schedule.schedule(&[(ids[0], now_ms())]).await.unwrap(),
+        Some(1)
+    );
+    let pass = dispatcher.work_once().await.unwrap();
     assert_eq!((pass.claimed, pass.attempted), (1, 0));
-    assert_eq!(ok(schedule.depth().await), (0, 0));
+    assert_eq!(schedule.depth().await.unwrap(), (0, 0));
     assert_eq!(fixture.deliveries().await.len(), 1);
     // And the schema refuses to reopen it.
     let reopened = sqlx::query("UPDATE notifications SET state = 'pending' WHERE id = $1")
@@ -909,7 +889,7 @@ async fn with_redis_unreachable_from_the_start_notifications_go_out_from_postgre
     fixture.users_with_one_device(0, 60).await;
     let ids = fixture.enqueue_range(0, 60).await;
     let dispatcher = fixture.dispatcher(Some(DEAD_REDIS_URL), settings(&fixture.prefix));
-    let pass = ok(dispatcher.work_once().await);
+    let pass = dispatcher.work_once().await.unwrap();
     assert_eq!(pass.source, Source::Postgres);
     fixture.drain(&dispatcher, Duration::from_secs(10)).await;
     let by_id = fixture.deliveries_by_id().await;
@@ -917,9 +897,10 @@ async fn with_redis_unreachable_from_the_start_notifications_go_out_from_postgre
     assert!(counter(&dispatcher.metrics().fallback_batches) >= 2);
     assert_eq!(counter(&dispatcher.metrics().redis_batches), 0);
     // The feed kept every id for when Redis comes back.
-    let feed: i64 = ok(sqlx::query_scalar("SELECT count(*) FROM notification_feed")
+    let feed: i64 = sqlx::query_scalar("SELECT count(*) FROM notification_feed")
         .fetch_one(&fixture.db)
-        .await);
+        .await
+        .unwrap();
     assert_eq!(feed, 60);
 }
 
@@ -932,7 +913,8 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     async fn start() -> Self {
-        let port = ok(std::net::TcpListener::bind("127.0.0.1:0"))
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
             .local_addr()
             .map_or(0, |address| address.port());
         let mut redis = Self { port, child: None };
@@ -951,9 +933,9 @@ impl PrivateRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("redis-server (Debian's redis-server package): {e}"));
+            .expect("redis-server (Debian's redis-server package)");
         self.child = Some(child);
-        let client = ok(redis::Client::open(self.url()));
+        let client = redis::Client::open(self.url()).unwrap();
         for _ in 0..100 {
             if let Ok(mut connection) = client.get_multiplexed_async_connection().await
                 && redis::cmd("PING")
@@ -1063,7 +1045,11 @@ async fn claim(
 ) -> Vec<Uuid> {
     /// Far beyond every `now_ms` of these tests: no claim expires.
     const DEADLINE_MS: i64 = 60_000;
-    match ok(schedule.claim(now_ms, limit, DEADLINE_MS, share).await) {
+    match schedule
+        .claim(now_ms, limit, DEADLINE_MS, share)
+        .await
+        .unwrap()
+    {
         notifications::schedule::Claim::Ids(ids) => ids,
         notifications::schedule::Claim::NotBuilt => panic!("the schedule is built"),
     }
@@ -1071,7 +1057,7 @@ async fn claim(
 
 fn schedule_of(fixture: &Fixture) -> notifications::schedule::RedisSchedule {
     notifications::schedule::RedisSchedule::new(
-        ok(redis::Client::open(redis_url())),
+        redis::Client::open(redis_url()).unwrap(),
         &fixture.prefix,
     )
 }
@@ -1080,21 +1066,21 @@ fn schedule_of(fixture: &Fixture) -> notifications::schedule::RedisSchedule {
 async fn a_burst_is_claimed_in_equal_shares_so_every_worker_starts_at_once(db: PgPool) {
     let fixture = fixture(db).await;
     let schedule = schedule_of(&fixture);
-    ok(schedule.mark_built(0).await);
+    schedule.mark_built(0).await.unwrap();
     let (due_at, now) = (1_000, 2_000);
     let burst: Vec<(Uuid, i64)> = (0..500).map(|_| (Uuid::now_v7(), due_at)).collect();
-    ok(schedule.schedule(&burst).await);
+    schedule.schedule(&burst).await.unwrap();
     let mut shares = Vec::new();
     for _ in 0..4 {
         shares.push(claim(&schedule, now, 500, 4).await.len());
     }
     assert_eq!(shares, vec![125; 4], "a quarter of the backlog each");
-    assert_eq!(ok(schedule.depth().await), (0, 500));
+    assert_eq!(schedule.depth().await.unwrap(), (0, 500));
 
     // With 500 in flight, a later small burst goes to the first idle worker whole:
     // (500 claimed + 40 due) / 4 = 135 ≥ 40.
     let small: Vec<(Uuid, i64)> = (0..40).map(|_| (Uuid::now_v7(), due_at)).collect();
-    ok(schedule.schedule(&small).await);
+    schedule.schedule(&small).await.unwrap();
     assert_eq!(claim(&schedule, now, 500, 4).await.len(), 40);
     assert!(claim(&schedule, now, 500, 4).await.is_empty());
     fixture.forget_redis_keys().await;
@@ -1106,20 +1092,20 @@ async fn feeding_leaves_claimed_ids_to_their_claimant_and_moves_due_ones_to_the_
 ) {
     let fixture = fixture(db).await;
     let schedule = schedule_of(&fixture);
-    ok(schedule.mark_built(0).await);
+    schedule.mark_built(0).await.unwrap();
     let ids: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
     let fed: Vec<(Uuid, i64)> = ids.iter().map(|id| (*id, 1_000)).collect();
-    assert_eq!(ok(schedule.schedule(&fed).await), Some(10));
+    assert_eq!(schedule.schedule(&fed).await.unwrap(), Some(10));
     // Four are claimed (due at 1,000, claimed at 2,000); six stay due.
     let claimed = claim(&schedule, 2_000, 4, 1).await;
     assert_eq!(claimed.len(), 4);
-    assert_eq!(ok(schedule.depth().await), (6, 4));
+    assert_eq!(schedule.depth().await.unwrap(), (6, 4));
 
     // Everything is fed again, due much later: only the six unclaimed ones take the new time.
     let again: Vec<(Uuid, i64)> = ids.iter().map(|id| (*id, 50_000)).collect();
-    assert_eq!(ok(schedule.schedule(&again).await), Some(6));
+    assert_eq!(schedule.schedule(&again).await.unwrap(), Some(6));
     assert_eq!(
-        ok(schedule.depth().await),
+        schedule.depth().await.unwrap(),
         (6, 4),
         "no claimed id is due twice"
     );
@@ -1130,7 +1116,7 @@ async fn feeding_leaves_claimed_ids_to_their_claimant_and_moves_due_ones_to_the_
     let later = claim(&schedule, 50_000, 10, 1).await;
     assert_eq!(later.len(), 6);
     assert!(later.iter().all(|id| !claimed.contains(id)));
-    assert_eq!(ok(schedule.schedule(&[]).await), Some(0));
+    assert_eq!(schedule.schedule(&[]).await.unwrap(), Some(0));
     fixture.forget_redis_keys().await;
 }
 
@@ -1173,40 +1159,44 @@ async fn a_worker_stopped_mid_batch_finishes_the_send_in_flight_and_gives_back_t
             Duration::from_secs(10),
             "the first send in flight",
             || async {
-                fixture.sandbox_get("/sandbox/fcm/faults").await["rules"]
+                fixture.sandbox.get("/sandbox/fcm/faults").await["rules"]
                     .as_array()
                     .is_some_and(Vec::is_empty)
             },
         )
         .await;
     stop.cancel();
-    let pass = ok(ok(worker.await));
+    let pass = worker.await.unwrap().unwrap();
     assert_eq!((pass.claimed, pass.given_back), (1, 1));
 
     // The send in flight finished and is recorded; the attempt is not counted; the id is back in
     // Redis' `due` at once, not held in flight until a visibility deadline.
     let (state, attempts, _) = fixture.row(ids[0]).await;
     assert_eq!((state.as_str(), attempts), ("pending", 0));
-    let reached: Vec<String> = ok(sqlx::query_scalar(
-        "SELECT delivered_devices FROM notifications WHERE id = $1",
-    )
-    .bind(ids[0])
-    .fetch_one(&fixture.db)
-    .await);
+    let reached: Vec<String> =
+        sqlx::query_scalar("SELECT delivered_devices FROM notifications WHERE id = $1")
+            .bind(ids[0])
+            .fetch_one(&fixture.db)
+            .await
+            .unwrap();
     assert_eq!(reached, ["a"]);
-    let mut redis = ok(ok(redis::Client::open(redis_url()))
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
         .get_multiplexed_async_connection()
-        .await);
+        .await
+        .unwrap();
     let keys = nene_core::notifications::schedule::Keys::new(&fixture.prefix);
-    let inflight: u64 = ok(redis::cmd("ZCARD")
+    let inflight: u64 = redis::cmd("ZCARD")
         .arg(&keys.inflight)
         .query_async(&mut redis)
-        .await);
-    let due: Option<f64> = ok(redis::cmd("ZSCORE")
+        .await
+        .unwrap();
+    let due: Option<f64> = redis::cmd("ZSCORE")
         .arg(&keys.due)
         .arg(ids[0].to_string())
         .query_async(&mut redis)
-        .await);
+        .await
+        .unwrap();
     assert_eq!((inflight, due.is_some()), (0, true));
 
     // The next pass (any replica's) sends to the two devices left, and only to them.

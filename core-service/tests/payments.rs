@@ -2,10 +2,15 @@
 //! (in-process, over real HTTP, with its fault injection). Every scenario ends with the ledger's
 //! invariant checker clean and with Toss's money matching our points, payment by payment.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
 use std::time::Duration;
 
 use nene_core::{
-    ledger::{self, AccountId, check_invariants, ensure_wallet_in_tx, wallet_balance},
+    ledger::{self, AccountId, ensure_wallet_in_tx, wallet_balance},
     payments::{
         self, ConfirmRequest, Order, PaymentError, PaymentSettings, PaymentState, PaymentView,
         Payments, PointsState,
@@ -24,25 +29,18 @@ const OTHER_USER: &str = "user_payments_b";
 
 struct Fixture {
     payments: Payments,
-    sandbox: String,
-    http: reqwest::Client,
-}
-
-fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
-    result.unwrap_or_else(|e| panic!("{e}"))
+    sandbox: common::Sandbox,
 }
 
 async fn fixture(db: PgPool) -> Fixture {
-    let listener = ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
-    let address = ok(listener.local_addr());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, nene_sandbox::router()).await;
-    });
-    let sandbox = format!("http://{address}");
-    let payments = ok(Payments::new(
+    let sandbox = common::Sandbox {
+        url: common::spawn_sandbox().await,
+        http: reqwest::Client::new(),
+    };
+    let payments = Payments::new(
         db,
         &TossConfig {
-            base_url: sandbox.clone(),
+            base_url: sandbox.url.clone(),
             secret_key: "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R".to_owned(),
             timeout: Duration::from_millis(1_000),
             tls: nene_core::tls::Trust::public_roots(),
@@ -51,46 +49,23 @@ async fn fixture(db: PgPool) -> Fixture {
             toss_timeout: Duration::from_millis(1_000),
             ..PaymentSettings::fast()
         },
-    ));
-    Fixture {
-        payments,
-        sandbox,
-        http: reqwest::Client::new(),
-    }
+    )
+    .unwrap();
+    Fixture { payments, sandbox }
 }
 
 impl Fixture {
-    async fn sandbox_post(&self, path: &str, body: &Value) -> Value {
-        let response = ok(self
-            .http
-            .post(format!("{}{path}", self.sandbox))
-            .json(body)
-            .send()
-            .await);
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "sandbox {path}: {status} {body}");
-        body
-    }
-
-    async fn sandbox_get(&self, path: &str) -> Value {
-        ok(ok(self
-            .http
-            .get(format!("{}{path}", self.sandbox))
-            .send()
-            .await)
-        .json()
-        .await)
-    }
-
     async fn order(&self, user: &str, amount: i64) -> Order {
-        ok(payments::create_order(&self.payments.db, user, amount).await)
+        payments::create_order(&self.payments.db, user, amount)
+            .await
+            .unwrap()
     }
 
     /// What the Toss widget does when the user approves: an authorised payment for the order.
     async fn pay(&self, order: &Order) -> String {
         let paid = self
-            .sandbox_post(
+            .sandbox
+            .post(
                 "/sandbox/toss/pay",
                 &json!({ "orderId": order.order_id.as_str(), "amount": order.amount }),
             )
@@ -102,7 +77,7 @@ impl Fixture {
     }
 
     async fn fault(&self, rule: Value) {
-        self.sandbox_post("/sandbox/toss/faults", &rule).await;
+        self.sandbox.post("/sandbox/toss/faults", &rule).await;
     }
 
     async fn confirm(
@@ -113,7 +88,7 @@ impl Fixture {
         amount: i64,
     ) -> Result<PaymentView, PaymentError> {
         let request = ConfirmRequest {
-            payment_key: ok(PaymentKey::parse(payment_key)),
+            payment_key: PaymentKey::parse(payment_key).unwrap(),
             order_id: order.order_id.clone(),
             amount,
         };
@@ -124,7 +99,7 @@ impl Fixture {
     async fn bought(&self, user: &str, amount: i64) -> (Order, String) {
         let order = self.order(user, amount).await;
         let key = self.pay(&order).await;
-        let view = ok(self.confirm(user, &order, &key, amount).await);
+        let view = self.confirm(user, &order, &key, amount).await.unwrap();
         assert_eq!(
             (view.status, view.points),
             (PaymentState::Done, PointsState::Credited)
@@ -133,20 +108,29 @@ impl Fixture {
     }
 
     async fn toss_payment(&self, payment_key: &str) -> Value {
-        self.sandbox_get(&format!("/sandbox/toss/payments/{payment_key}"))
+        self.sandbox
+            .get(&format!("/sandbox/toss/payments/{payment_key}"))
             .await
     }
 
     async fn confirms_executed(&self) -> i64 {
-        self.sandbox_get("/sandbox/toss/stats").await["confirms_executed"]
+        self.sandbox.get("/sandbox/toss/stats").await["confirms_executed"]
             .as_i64()
             .unwrap_or(-1)
+    }
+
+    /// Runs the worker until [`USER`]'s `order` has its points credited.
+    async fn work_until_credited(&self, what: &str, order: &Order) {
+        self.work_until(what, async |f| {
+            f.view(USER, order).await.points == PointsState::Credited
+        })
+        .await;
     }
 
     /// Runs the worker until `done` holds (bounded: a stuck payment fails the test).
     async fn work_until(&self, what: &str, done: impl AsyncFn(&Self) -> bool) {
         for _ in 0..400 {
-            ok(worker::run_once(&self.payments).await);
+            worker::run_once(&self.payments).await.unwrap();
             if done(self).await {
                 return;
             }
@@ -156,72 +140,82 @@ impl Fixture {
     }
 
     async fn view(&self, user: &str, order: &Order) -> PaymentView {
-        ok(payments::get_payment(&self.payments.db, user, order.order_id.as_str()).await)
+        payments::get_payment(&self.payments.db, user, order.order_id.as_str())
+            .await
+            .unwrap()
     }
 
     async fn wallet(&self, user: &str) -> AccountId {
-        let mut conn = ok(self.payments.db.acquire().await);
-        ok(ensure_wallet_in_tx(&mut conn, user).await)
+        let mut conn = self.payments.db.acquire().await.unwrap();
+        ensure_wallet_in_tx(&mut conn, user).await.unwrap()
     }
 
     async fn balance(&self, user: &str) -> i64 {
         let wallet = self.wallet(user).await;
-        let mut conn = ok(self.payments.db.acquire().await);
-        ok(wallet_balance(&mut conn, wallet).await).balance.get()
+        let mut conn = self.payments.db.acquire().await.unwrap();
+        wallet_balance(&mut conn, wallet)
+            .await
+            .unwrap()
+            .balance
+            .get()
     }
 
     async fn spend(&self, user: &str, amount: i64, key: &str) {
         let wallet = self.wallet(user).await;
-        ok(ledger::debit(
+        ledger::debit(
             &self.payments.db,
             &ledger::Debit {
-                key: ok(ledger::IdempotencyKey::parse(key)),
+                key: ledger::IdempotencyKey::parse(key).unwrap(),
                 wallet,
                 to: ledger::system_account(ledger::SystemAccount::ShopSales),
-                amount: ok(nene_domain::Points::new(amount)),
+                amount: nene_domain::Points::new(amount).unwrap(),
             },
         )
-        .await);
+        .await
+        .unwrap();
     }
 
     async fn webhook(&self, body: &Value) -> Accepted {
-        ok(webhook::accept(&self.payments, &ok(serde_json::to_vec(body))).await)
+        webhook::accept(&self.payments, &serde_json::to_vec(body).unwrap())
+            .await
+            .unwrap()
     }
 
     async fn reads(&self) -> i64 {
-        self.sandbox_get("/sandbox/toss/stats").await["reads"]
+        self.sandbox.get("/sandbox/toss/stats").await["reads"]
             .as_i64()
             .unwrap_or(-1)
     }
 
     async fn webhook_rows(&self, pending_only: bool) -> i64 {
-        ok(sqlx::query_scalar(
+        sqlx::query_scalar(
             "SELECT count(*) FROM toss_webhooks WHERE NOT $1 OR processed_at IS NULL",
         )
         .bind(pending_only)
         .fetch_one(&self.payments.db)
-        .await)
+        .await
+        .unwrap()
     }
 
     /// The amount-mismatch flag of an order: (reason, amount), if flagged.
     async fn amount_flag(&self, order: &Order) -> Option<(String, i64)> {
-        ok(sqlx::query_as(
+        sqlx::query_as(
             "SELECT reason, amount FROM payment_flags \
              WHERE order_id = $1 AND kind = 'amount_mismatch'",
         )
         .bind(order.order_id.as_str())
         .fetch_optional(&self.payments.db)
-        .await)
+        .await
+        .unwrap()
     }
 
     async fn notifications(&self, user: &str, kind: &str) -> i64 {
-        ok(sqlx::query_scalar(
-            "SELECT count(*) FROM notifications WHERE user_id = $1 AND kind = $2",
-        )
-        .bind(user)
-        .bind(kind)
-        .fetch_one(&self.payments.db)
-        .await)
+        sqlx::query_scalar("SELECT count(*) FROM notifications WHERE user_id = $1 AND kind = $2")
+            .bind(user)
+            .bind(kind)
+            .fetch_one(&self.payments.db)
+            .await
+            .unwrap()
     }
 
     /// The ledger's invariants, and for every payment: the money Toss still holds equals the
@@ -229,10 +223,9 @@ impl Fixture {
     /// after those points were spent: a loss an operator must see). A payment Toss approved for
     /// another amount than its order's earned nothing and holds nothing once compensated.
     async fn assert_sound(&self) {
-        let mut conn = ok(self.payments.db.acquire().await);
-        let violations = ok(check_invariants(&mut conn).await);
-        assert!(violations.is_empty(), "ledger invariants: {violations:#?}");
-        let rows: Vec<(String, String, i64, String, i64, i64, bool)> = ok(sqlx::query_as(
+        common::assert_sound(&self.payments.db).await;
+        let mut conn = self.payments.db.acquire().await.unwrap();
+        let rows: Vec<(String, String, i64, String, i64, i64, bool)> = sqlx::query_as(
             "SELECT p.order_id, p.payment_key, p.amount, p.points::text, \
                  COALESCE(l.amount - (SELECT COALESCE(sum(a.amount), 0) \
                      FROM ledger_lot_allocations a JOIN ledger_transfers t ON t.id = a.transfer_id \
@@ -246,7 +239,7 @@ impl Fixture {
         )
         .bind(ledger::system_account(ledger::SystemAccount::PaymentClearing))
         .fetch_all(&mut *conn)
-        .await);
+        .await.unwrap();
         for (order_id, payment_key, amount, points, net_points, flagged, mismatch) in rows {
             let toss = self.toss_payment(&payment_key).await;
             let toss_balance = toss["balanceAmount"].as_i64().unwrap_or(-1);
@@ -278,7 +271,7 @@ async fn a_confirmed_payment_credits_its_points_once_and_tells_the_user(db: PgPo
     let order = f.order(USER, 10_000).await;
     assert!(order.order_id.as_str().starts_with("nene_"));
     let key = f.pay(&order).await;
-    let view = ok(f.confirm(USER, &order, &key, 10_000).await);
+    let view = f.confirm(USER, &order, &key, 10_000).await.unwrap();
     assert_eq!(view.status, PaymentState::Done);
     assert_eq!(
         view.points,
@@ -289,7 +282,7 @@ async fn a_confirmed_payment_credits_its_points_once_and_tells_the_user(db: PgPo
     assert_eq!(f.toss_payment(&key).await["status"], "DONE");
     assert_eq!(f.notifications(USER, "points_credited").await, 1);
     // The same confirm again: the first result, no second charge.
-    let again = ok(f.confirm(USER, &order, &key, 10_000).await);
+    let again = f.confirm(USER, &order, &key, 10_000).await.unwrap();
     assert_eq!(again, view);
     assert_eq!(f.confirms_executed().await, 1);
     assert_eq!(f.balance(USER).await, 10_000);
@@ -334,7 +327,7 @@ async fn another_users_order_cannot_be_confirmed_or_seen(db: PgPool) {
         "{error:?}"
     );
     let unknown = Order {
-        order_id: ok(OrderId::parse("nene_no_such_order")),
+        order_id: OrderId::parse("nene_no_such_order").unwrap(),
         ..order.clone()
     };
     let error = f.confirm(USER, &unknown, &key, 10_000).await;
@@ -357,13 +350,10 @@ async fn twenty_concurrent_confirms_of_one_order_charge_and_credit_once(db: PgPo
         })
         .collect();
     for task in tasks {
-        let view = ok(ok(task.await));
+        let view = task.await.unwrap().unwrap();
         assert_ne!(view.status, PaymentState::Failed);
     }
-    f.work_until("credited", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
+    f.work_until_credited("credited", &order).await;
     assert_eq!(f.confirms_executed().await, 1);
     assert_eq!(f.balance(USER).await, 50_000);
     f.assert_sound().await;
@@ -386,7 +376,7 @@ async fn a_payment_key_confirms_one_order_and_an_order_takes_one_payment_key(db:
         "{other_key:?}"
     );
     assert_eq!(f.confirms_executed().await, 1, "neither reached Toss");
-    let view = ok(f.confirm(USER, &second, &second_key, 10_000).await);
+    let view = f.confirm(USER, &second, &second_key, 10_000).await.unwrap();
     assert_eq!(
         (view.status, view.points),
         (PaymentState::Done, PointsState::Credited)
@@ -431,27 +421,30 @@ async fn confirms_racing_to_record_one_payment_never_mistake_their_own_key_for_a
     const CONFIRMS: usize = 12;
     const AMOUNT: i64 = 1_000;
     const GATE: i64 = 7_100_042;
-    ok(sqlx::raw_sql(&format!(
+    sqlx::raw_sql(&format!(
         "CREATE FUNCTION test_gate() RETURNS trigger LANGUAGE plpgsql AS $$ \
          BEGIN PERFORM pg_advisory_xact_lock_shared({GATE}); RETURN NEW; END $$; \
          CREATE TRIGGER test_gate BEFORE INSERT ON payments \
              FOR EACH ROW EXECUTE FUNCTION test_gate();"
     ))
     .execute(&db)
-    .await);
-    let wide = ok(sqlx::postgres::PgPoolOptions::new()
+    .await
+    .unwrap();
+    let wide = sqlx::postgres::PgPoolOptions::new()
         .max_connections(u32::try_from(CONFIRMS + 4).unwrap_or(u32::MAX))
         .connect_with((*db.connect_options()).clone())
-        .await);
+        .await
+        .unwrap();
     let f = std::sync::Arc::new(fixture(wide).await);
-    let mut gate = ok(db.acquire().await);
+    let mut gate = db.acquire().await.unwrap();
     for _ in 0..ROUNDS {
         let order = f.order(USER, AMOUNT).await;
         let key = f.pay(&order).await;
-        ok(sqlx::query("SELECT pg_advisory_lock($1)")
+        sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(GATE)
             .execute(&mut *gate)
-            .await);
+            .await
+            .unwrap();
         let tasks: Vec<_> = (0..CONFIRMS)
             .map(|_| {
                 let (f, order, key) = (f.clone(), order.clone(), key.clone());
@@ -460,13 +453,14 @@ async fn confirms_racing_to_record_one_payment_never_mistake_their_own_key_for_a
             .collect();
         let mut parked = 0;
         for _ in 0..400 {
-            parked = ok(sqlx::query_scalar::<_, i64>(
+            parked = sqlx::query_scalar::<_, i64>(
                 "SELECT count(*) FROM pg_locks \
                  WHERE locktype = 'advisory' AND objid = $1 AND NOT granted",
             )
             .bind(GATE)
             .fetch_one(&mut *gate)
-            .await);
+            .await
+            .unwrap();
             if parked == i64::try_from(CONFIRMS).unwrap_or(0) {
                 break;
             }
@@ -477,12 +471,13 @@ async fn confirms_racing_to_record_one_payment_never_mistake_their_own_key_for_a
             i64::try_from(CONFIRMS).unwrap_or(0),
             "every confirm parked"
         );
-        ok(sqlx::query("SELECT pg_advisory_unlock($1)")
+        sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(GATE)
             .execute(&mut *gate)
-            .await);
+            .await
+            .unwrap();
         for task in tasks {
-            let view = ok(ok(task.await));
+            let view = task.await.unwrap().unwrap();
             assert_ne!(view.status, PaymentState::Failed);
         }
     }
@@ -504,7 +499,7 @@ async fn toss_approving_and_dropping_the_reply_is_reconciled_to_exactly_one_char
     let key = f.pay(&order).await;
     f.fault(json!({ "operation": "confirm", "kind": "approve_then_drop" }))
         .await;
-    let view = ok(f.confirm(USER, &order, &key, 20_000).await);
+    let view = f.confirm(USER, &order, &key, 20_000).await.unwrap();
     assert_eq!(
         view.status,
         PaymentState::Confirming,
@@ -516,10 +511,7 @@ async fn toss_approving_and_dropping_the_reply_is_reconciled_to_exactly_one_char
         "DONE",
         "Toss took the money"
     );
-    f.work_until("reconciled", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
+    f.work_until_credited("reconciled", &order).await;
     assert_eq!(f.confirms_executed().await, 1);
     assert_eq!(f.balance(USER).await, 20_000);
     f.assert_sound().await;
@@ -532,13 +524,10 @@ async fn a_5xx_before_toss_acted_is_confirmed_again_by_the_reconciler(db: PgPool
     let key = f.pay(&order).await;
     f.fault(json!({ "operation": "confirm", "kind": "error", "status": 500 }))
         .await;
-    let view = ok(f.confirm(USER, &order, &key, 20_000).await);
+    let view = f.confirm(USER, &order, &key, 20_000).await.unwrap();
     assert_eq!(view.status, PaymentState::Confirming);
     assert_eq!(f.toss_payment(&key).await["status"], "IN_PROGRESS");
-    f.work_until("confirmed", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
+    f.work_until_credited("confirmed", &order).await;
     assert_eq!(f.confirms_executed().await, 1);
     assert_eq!(f.balance(USER).await, 20_000);
     f.assert_sound().await;
@@ -570,22 +559,20 @@ async fn crediting_that_fails_three_times_then_works_credits_once(db: PgPool) {
         .store(3, std::sync::atomic::Ordering::SeqCst);
     let order = f.order(USER, 30_000).await;
     let key = f.pay(&order).await;
-    let view = ok(f.confirm(USER, &order, &key, 30_000).await);
+    let view = f.confirm(USER, &order, &key, 30_000).await.unwrap();
     assert_eq!(
         (view.status, view.points),
         (PaymentState::Done, PointsState::Pending),
         "the payment succeeds although the points are not in yet"
     );
-    f.work_until("credited", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
-    let attempts: i32 = ok(sqlx::query_scalar(
+    f.work_until_credited("credited", &order).await;
+    let attempts: i32 = sqlx::query_scalar(
         "SELECT attempts FROM payment_outbox WHERE order_id = $1 AND kind = 'credit_charge'",
     )
     .bind(order.order_id.as_str())
     .fetch_one(&f.payments.db)
-    .await);
+    .await
+    .unwrap();
     assert_eq!(attempts, 4);
     assert_eq!(f.balance(USER).await, 30_000);
     assert_eq!(f.notifications(USER, "points_credited").await, 1);
@@ -601,7 +588,7 @@ async fn a_charge_that_can_never_be_credited_is_canceled_at_toss_and_the_user_to
         .store(1_000, std::sync::atomic::Ordering::SeqCst);
     let order = f.order(USER, 30_000).await;
     let key = f.pay(&order).await;
-    ok(f.confirm(USER, &order, &key, 30_000).await);
+    f.confirm(USER, &order, &key, 30_000).await.unwrap();
     f.work_until("compensated", async |f| {
         f.view(USER, &order).await.points == PointsState::Compensated
     })
@@ -621,11 +608,12 @@ fn status_changed(toss_payment: &Value) -> Value {
 async fn a_cancel_in_the_toss_console_removes_the_unspent_points_once(db: PgPool) {
     let f = fixture(db).await;
     let (order, key) = f.bought(USER, 10_000).await;
-    f.sandbox_post(
-        &format!("/sandbox/toss/payments/{key}/console-cancel"),
-        &json!({ "cancelAmount": 4_000, "cancelReason": "customer asked" }),
-    )
-    .await;
+    f.sandbox
+        .post(
+            &format!("/sandbox/toss/payments/{key}/console-cancel"),
+            &json!({ "cancelAmount": 4_000, "cancelReason": "customer asked" }),
+        )
+        .await;
     let canceled = f.toss_payment(&key).await;
     assert_eq!(canceled["status"], "PARTIAL_CANCELED");
     // Delivered three times, and an old DONE delivery arrives after them: one effect.
@@ -641,11 +629,11 @@ async fn a_cancel_in_the_toss_console_removes_the_unspent_points_once(db: PgPool
     })
     .await;
     f.work_until("all processed", async |f| {
-        let left: i64 = ok(sqlx::query_scalar(
-            "SELECT count(*) FROM toss_webhooks WHERE processed_at IS NULL",
-        )
-        .fetch_one(&f.payments.db)
-        .await);
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM toss_webhooks WHERE processed_at IS NULL")
+                .fetch_one(&f.payments.db)
+                .await
+                .unwrap();
         left == 0
     })
     .await;
@@ -658,11 +646,12 @@ async fn a_console_cancel_of_spent_points_is_flagged_never_driven_negative(db: P
     let f = fixture(db).await;
     let (order, key) = f.bought(USER, 10_000).await;
     f.spend(USER, 7_000, "shop:1").await;
-    f.sandbox_post(
-        &format!("/sandbox/toss/payments/{key}/console-cancel"),
-        &json!({ "cancelReason": "chargeback" }),
-    )
-    .await;
+    f.sandbox
+        .post(
+            &format!("/sandbox/toss/payments/{key}/console-cancel"),
+            &json!({ "cancelReason": "chargeback" }),
+        )
+        .await;
     f.webhook(&status_changed(&f.toss_payment(&key).await))
         .await;
     f.work_until("applied", async |f| {
@@ -670,12 +659,12 @@ async fn a_console_cancel_of_spent_points_is_flagged_never_driven_negative(db: P
     })
     .await;
     assert_eq!(f.balance(USER).await, 0);
-    let flagged: i64 = ok(sqlx::query_scalar(
-        "SELECT sum(amount)::int8 FROM payment_flags WHERE order_id = $1",
-    )
-    .bind(order.order_id.as_str())
-    .fetch_one(&f.payments.db)
-    .await);
+    let flagged: i64 =
+        sqlx::query_scalar("SELECT sum(amount)::int8 FROM payment_flags WHERE order_id = $1")
+            .bind(order.order_id.as_str())
+            .fetch_one(&f.payments.db)
+            .await
+            .unwrap();
     assert_eq!(flagged, 7_000);
     f.assert_sound().await;
 }
@@ -709,11 +698,11 @@ async fn a_forged_webhook_changes_nothing(db: PgPool) {
     }
     assert_eq!(f.webhook_rows(false).await, 1);
     f.work_until("processed", async |f| {
-        let left: i64 = ok(sqlx::query_scalar(
-            "SELECT count(*) FROM toss_webhooks WHERE processed_at IS NULL",
-        )
-        .fetch_one(&f.payments.db)
-        .await);
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM toss_webhooks WHERE processed_at IS NULL")
+                .fetch_one(&f.payments.db)
+                .await
+                .unwrap();
         left == 0
     })
     .await;
@@ -728,14 +717,15 @@ async fn a_virtual_account_is_credited_on_a_deposit_callback_with_the_right_secr
     let f = fixture(db).await;
     let order = f.order(USER, 15_000).await;
     let paid = f
-        .sandbox_post(
+        .sandbox
+        .post(
             "/sandbox/toss/pay",
             &json!({ "orderId": order.order_id.as_str(), "amount": 15_000,
                      "method": "VIRTUAL_ACCOUNT" }),
         )
         .await;
     let key = paid["paymentKey"].as_str().unwrap_or_default().to_owned();
-    let view = ok(f.confirm(USER, &order, &key, 15_000).await);
+    let view = f.confirm(USER, &order, &key, 15_000).await.unwrap();
     assert_eq!(view.status, PaymentState::WaitingForDeposit);
     let secret = f.toss_payment(&key).await["secret"]
         .as_str()
@@ -743,24 +733,22 @@ async fn a_virtual_account_is_credited_on_a_deposit_callback_with_the_right_secr
         .to_owned();
     assert!(!secret.is_empty());
     // A callback with a wrong secret is ignored even once the money is in.
-    f.sandbox_post(&format!("/sandbox/toss/payments/{key}/deposit"), &json!({}))
+    f.sandbox
+        .post(&format!("/sandbox/toss/payments/{key}/deposit"), &json!({}))
         .await;
     f.webhook(
         &json!({ "eventType": "DEPOSIT_CALLBACK", "createdAt": "2026-11-29T12:00:00",
         "data": { "orderId": order.order_id.as_str(), "secret": "wrong", "status": "DONE" } }),
     )
     .await;
-    ok(worker::run_once(&f.payments).await);
+    worker::run_once(&f.payments).await.unwrap();
     assert_eq!(f.balance(USER).await, 0);
     f.webhook(
         &json!({ "eventType": "DEPOSIT_CALLBACK", "createdAt": "2026-11-29T12:00:01",
         "data": { "orderId": order.order_id.as_str(), "secret": secret, "status": "DONE" } }),
     )
     .await;
-    f.work_until("credited", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
+    f.work_until_credited("credited", &order).await;
     assert_eq!(f.balance(USER).await, 15_000);
     f.assert_sound().await;
 }
@@ -772,14 +760,18 @@ async fn a_refund_of_partly_spent_points_cancels_exactly_the_unspent_part(db: Pg
     // A later charge must not be touched: the refund is of this payment's lot only.
     f.bought(USER, 5_000).await;
     f.spend(USER, 3_000, "shop:2").await;
-    let done = ok(refund::refund(&f.payments, USER, order.order_id.as_str(), Some("r1")).await);
+    let done = refund::refund(&f.payments, USER, order.order_id.as_str(), Some("r1"))
+        .await
+        .unwrap();
     assert_eq!((done.amount, done.state), (7_000, RefundState::Done));
     let toss = f.toss_payment(&key).await;
     assert_eq!(toss["balanceAmount"], 3_000);
     assert_eq!(toss["status"], "PARTIAL_CANCELED");
     assert_eq!(f.balance(USER).await, 5_000);
     // The same key again: the same refund. Another attempt: nothing left.
-    let replay = ok(refund::refund(&f.payments, USER, order.order_id.as_str(), Some("r1")).await);
+    let replay = refund::refund(&f.payments, USER, order.order_id.as_str(), Some("r1"))
+        .await
+        .unwrap();
     assert_eq!(replay, done);
     let again = refund::refund(&f.payments, USER, order.order_id.as_str(), Some("r2")).await;
     assert!(
@@ -788,7 +780,7 @@ async fn a_refund_of_partly_spent_points_cancels_exactly_the_unspent_part(db: Pg
     );
     // Toss's webhook about our own cancel changes nothing more.
     f.webhook(&status_changed(&toss)).await;
-    ok(worker::run_once(&f.payments).await);
+    worker::run_once(&f.payments).await.unwrap();
     assert_eq!(f.balance(USER).await, 5_000);
     f.assert_sound().await;
 }
@@ -819,7 +811,9 @@ async fn a_refund_whose_answer_is_lost_is_asked_again_and_done_once(db: PgPool) 
     let (order, key) = f.bought(USER, 10_000).await;
     f.fault(json!({ "operation": "cancel", "kind": "approve_then_drop" }))
         .await;
-    let pending = ok(refund::refund(&f.payments, USER, order.order_id.as_str(), None).await);
+    let pending = refund::refund(&f.payments, USER, order.order_id.as_str(), None)
+        .await
+        .unwrap();
     assert_eq!(pending.state, RefundState::Requested);
     assert_eq!(
         f.balance(USER).await,
@@ -832,12 +826,12 @@ async fn a_refund_whose_answer_is_lost_is_asked_again_and_done_once(db: PgPool) 
         "{again:?}"
     );
     f.work_until("refund resolved", async |f| {
-        let state: String = ok(sqlx::query_scalar(
-            "SELECT state::text FROM payment_refunds WHERE order_id = $1",
-        )
-        .bind(order.order_id.as_str())
-        .fetch_one(&f.payments.db)
-        .await);
+        let state: String =
+            sqlx::query_scalar("SELECT state::text FROM payment_refunds WHERE order_id = $1")
+                .bind(order.order_id.as_str())
+                .fetch_one(&f.payments.db)
+                .await
+                .unwrap();
         state == "done"
     })
     .await;
@@ -856,7 +850,8 @@ async fn a_refund_whose_answer_is_lost_is_asked_again_and_done_once(db: PgPool) 
 /// The widget runs in the customer's browser: it can authorise another amount than the order's.
 async fn pay_amount(f: &Fixture, order: &Order, amount: i64) -> String {
     let paid = f
-        .sandbox_post(
+        .sandbox
+        .post(
             "/sandbox/toss/pay",
             &json!({ "orderId": order.order_id.as_str(), "amount": amount }),
         )
@@ -876,7 +871,7 @@ async fn another_amount_approved_behind_a_lost_answer_is_canceled_in_full_and_fl
     let key = pay_amount(&f, &order, 50_000).await;
     f.fault(json!({ "operation": "confirm", "kind": "approve_authorised_amount_then_drop" }))
         .await;
-    let view = ok(f.confirm(USER, &order, &key, 1_000).await);
+    let view = f.confirm(USER, &order, &key, 1_000).await.unwrap();
     assert_eq!(view.status, PaymentState::Confirming, "the answer was lost");
     assert_eq!(f.toss_payment(&key).await["totalAmount"], 50_000);
     f.work_until("given back", async |f| {
@@ -890,10 +885,7 @@ async fn another_amount_approved_behind_a_lost_answer_is_canceled_in_full_and_fl
         "nothing of the customer's stays charged"
     );
     assert_eq!(f.balance(USER).await, 0, "no points for it");
-    let (reason, flagged) = f
-        .amount_flag(&order)
-        .await
-        .unwrap_or_else(|| panic!("the order is flagged"));
+    let (reason, flagged) = f.amount_flag(&order).await.expect("the order is flagged");
     assert_eq!(flagged, 50_000, "{reason}");
     assert_eq!(f.notifications(USER, "points_credited").await, 0);
     assert_eq!(f.notifications(USER, "payment_canceled").await, 1);
@@ -951,7 +943,7 @@ async fn the_reconciler_never_confirms_an_amount_other_than_the_orders(db: PgPoo
     let key = pay_amount(&f, &order, 50_000).await;
     f.fault(json!({ "operation": "confirm", "kind": "approve_then_drop" }))
         .await;
-    let view = ok(f.confirm(USER, &order, &key, 1_000).await);
+    let view = f.confirm(USER, &order, &key, 1_000).await.unwrap();
     assert_eq!(view.status, PaymentState::Confirming);
     f.work_until("settled", async |f| {
         f.view(USER, &order).await.status == PaymentState::Failed
@@ -978,45 +970,42 @@ async fn a_thousand_distinct_junk_webhooks_store_nothing_and_read_nothing(db: Pg
     for i in 0..1_000 {
         let junk: Vec<u8> = match i % 8 {
             0 => format!("not json {i}").into_bytes(),
-            1 => ok(serde_json::to_vec(&json!({ "hello": i }))),
+            1 => serde_json::to_vec(&json!({ "hello": i })).unwrap(),
             2 => {
                 let mut unknown = real.clone();
                 unknown["orderId"] = json!(format!("nene_unknown_{i}"));
-                ok(serde_json::to_vec(&status_changed(&unknown)))
+                serde_json::to_vec(&status_changed(&unknown)).unwrap()
             }
             3 => {
                 let mut other_key = real.clone();
                 other_key["paymentKey"] = json!(format!("tsb_forged_{i}"));
-                ok(serde_json::to_vec(&status_changed(&other_key)))
+                serde_json::to_vec(&status_changed(&other_key)).unwrap()
             }
-            4 => ok(serde_json::to_vec(
-                &json!({ "eventType": "DEPOSIT_CALLBACK",
+            4 => serde_json::to_vec(&json!({ "eventType": "DEPOSIT_CALLBACK",
                 "data": { "orderId": order.order_id.as_str(), "secret": format!("guess{i}"),
-                          "status": "DONE" } }),
-            )),
-            5 => ok(serde_json::to_vec(
-                &json!({ "eventType": "PAYOUT_STATUS_CHANGED",
-                "createdAt": i, "data": real }),
-            )),
-            6 => ok(serde_json::to_vec(
-                &json!({ "eventType": "PAYMENT_STATUS_CHANGED",
-                "createdAt": i, "data": { "orderId": order.order_id.as_str() } }),
-            )),
+                          "status": "DONE" } }))
+            .unwrap(),
+            5 => serde_json::to_vec(&json!({ "eventType": "PAYOUT_STATUS_CHANGED",
+                "createdAt": i, "data": real }))
+            .unwrap(),
+            6 => serde_json::to_vec(&json!({ "eventType": "PAYMENT_STATUS_CHANGED",
+                "createdAt": i, "data": { "orderId": order.order_id.as_str() } }))
+            .unwrap(),
             _ => {
-                let mut huge = ok(serde_json::to_vec(&status_changed(&real)));
+                let mut huge = serde_json::to_vec(&status_changed(&real)).unwrap();
                 huge.extend(std::iter::repeat_n(b' ', webhook::WEBHOOK_BODY_BYTES_MAX));
                 huge.extend(i.to_string().bytes());
                 huge
             }
         };
-        let accepted = ok(webhook::accept(&f.payments, &junk).await);
+        let accepted = webhook::accept(&f.payments, &junk).await.unwrap();
         assert!(
             matches!(accepted, Accepted::Ignored(_)),
             "{i}: {accepted:?}"
         );
     }
     assert_eq!(f.webhook_rows(false).await, 0, "nothing stored");
-    ok(worker::run_once(&f.payments).await);
+    worker::run_once(&f.payments).await.unwrap();
     assert_eq!(f.reads().await, reads_before, "no Toss read for junk");
     assert_eq!(f.balance(USER).await, 10_000);
     f.assert_sound().await;
@@ -1035,7 +1024,7 @@ async fn a_thousand_webhooks_naming_one_payment_read_toss_a_bounded_number_of_ti
     let key = f.pay(&order).await;
     f.fault(json!({ "operation": "confirm", "kind": "approve_then_drop" }))
         .await;
-    let view = ok(f.confirm(USER, &order, &key, 20_000).await);
+    let view = f.confirm(USER, &order, &key, 20_000).await.unwrap();
     assert_eq!(view.status, PaymentState::Confirming);
     let done = f.toss_payment(&key).await;
     let reads_before = f.reads().await;
@@ -1048,13 +1037,10 @@ async fn a_thousand_webhooks_naming_one_payment_read_toss_a_bounded_number_of_ti
             stored += 1;
         }
         if i % 100 == 99 {
-            ok(worker::run_once(&f.payments).await);
+            worker::run_once(&f.payments).await.unwrap();
         }
     }
-    f.work_until("credited", async |f| {
-        f.view(USER, &order).await.points == PointsState::Credited
-    })
-    .await;
+    f.work_until_credited("credited", &order).await;
     f.work_until("every webhook processed", async |f| {
         f.webhook_rows(true).await == 0
     })
@@ -1082,7 +1068,7 @@ async fn a_thousand_webhooks_naming_one_payment_read_toss_a_bounded_number_of_ti
     let reads_now = f.reads().await;
     assert_eq!(f.webhook(&status_changed(&done)).await, Accepted::Stored);
     for _ in 0..3 {
-        ok(worker::run_once(&f.payments).await);
+        worker::run_once(&f.payments).await.unwrap();
     }
     assert_eq!(f.reads().await, reads_now, "no read within the interval");
     assert_eq!(f.webhook_rows(true).await, 1, "still pending, not lost");
@@ -1102,7 +1088,7 @@ async fn processed_webhooks_are_purged_after_thirty_days_and_newer_or_pending_on
         ("recent", Some(29), 31),
         ("pending", None, 40),
     ] {
-        ok(sqlx::query(
+        sqlx::query(
             "INSERT INTO toss_webhooks (order_id, event_type, body, received_at, processed_at, \
                                         outcome) \
              VALUES ($1, 'PAYMENT_STATUS_CHANGED', '{}', now() - make_interval(days => $3), \
@@ -1113,13 +1099,16 @@ async fn processed_webhooks_are_purged_after_thirty_days_and_newer_or_pending_on
         .bind(received_days_ago)
         .bind(outcome)
         .execute(&f.payments.db)
-        .await);
+        .await
+        .unwrap();
     }
-    ok(nene_core::maintenance::run_once(&f.payments.db).await);
-    let kept: Vec<String> = ok(sqlx::query_scalar(
-        "SELECT outcome FROM toss_webhooks ORDER BY outcome",
-    )
-    .fetch_all(&f.payments.db)
-    .await);
+    nene_core::maintenance::run_once(&f.payments.db)
+        .await
+        .unwrap();
+    let kept: Vec<String> =
+        sqlx::query_scalar("SELECT outcome FROM toss_webhooks ORDER BY outcome")
+            .fetch_all(&f.payments.db)
+            .await
+            .unwrap();
     assert_eq!(kept, ["pending", "recent"]);
 }

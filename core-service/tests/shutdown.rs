@@ -4,6 +4,13 @@
 //! the bound an orchestrator gives it, that nothing it held is lost or done twice, and prints the
 //! drain time (signal to exit) it measured.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::redis_url;
+
 use std::{
     collections::{HashMap, HashSet},
     path::PathBuf,
@@ -37,14 +44,6 @@ const EXIT_BOUND: Duration = DRAIN_TIMEOUT_DEFAULT
 /// A core under test starts (migrations already applied) well within this.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
-    result.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 fn now_unix_seconds() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -53,17 +52,18 @@ fn now_unix_seconds() -> i64 {
 
 /// The URL of this test's database (the one `#[sqlx::test]` made), for the child process.
 async fn database_url(db: &PgPool) -> String {
-    let name: String = ok(sqlx::query_scalar("SELECT current_database()")
+    let name: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(db)
-        .await);
-    let admin = ok(std::env::var("DATABASE_URL"));
+        .await
+        .unwrap();
+    let admin = std::env::var("DATABASE_URL").unwrap();
     nene_domain::settings::with_database(&admin, &name)
 }
 
 /// The sandbox (Toss, FCM) served from this process on a free port.
 async fn sandbox() -> String {
-    let listener = ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
-    let address = ok(listener.local_addr());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let _ = axum::serve(listener, nene_sandbox::router()).await;
     });
@@ -71,7 +71,10 @@ async fn sandbox() -> String {
 }
 
 fn free_port() -> u16 {
-    ok(std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr())).port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port()
 }
 
 /// A `nene-core` process.
@@ -88,8 +91,8 @@ impl Core {
         let port = free_port();
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("shutdown-{name}-{}.log", Uuid::new_v4().simple()));
-        let out = ok(std::fs::File::create(&log));
-        let err = ok(out.try_clone());
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_nene-core"));
         for inherited in [
             "FCM_SERVICE_ACCOUNT_FILE",
@@ -117,7 +120,7 @@ impl Core {
             .stderr(err)
             .kill_on_drop(true);
         let mut core = Core {
-            child: ok(command.spawn()),
+            child: command.spawn().unwrap(),
             url: format!("http://127.0.0.1:{port}"),
             log,
         };
@@ -158,9 +161,10 @@ impl Core {
             .child
             .id()
             .unwrap_or_else(|| panic!("the core is already gone:\n{}", self.log_tail()));
-        let sent = ok(std::process::Command::new("kill")
+        let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
-            .status());
+            .status()
+            .unwrap();
         assert!(sent.success(), "kill -TERM {pid} failed");
         Instant::now()
     }
@@ -181,7 +185,7 @@ impl Core {
     ) -> Duration {
         let left = bound.saturating_sub(signalled.elapsed());
         let status = match tokio::time::timeout(left, self.child.wait()).await {
-            Ok(status) => ok(status),
+            Ok(status) => status.unwrap(),
             Err(_) => panic!(
                 "{scenario}: still running {bound:?} after SIGTERM:\n{}",
                 self.log_tail()
@@ -210,10 +214,10 @@ fn signed(
     let bytes = if body.is_null() {
         Vec::new()
     } else {
-        ok(serde_json::to_vec(body))
+        serde_json::to_vec(body).unwrap()
     };
     let timestamp = now_unix_seconds();
-    let signature = ok(SigningSecret::parse(SECRET)).sign(&SignedParts {
+    let signature = SigningSecret::parse(SECRET).unwrap().sign(&SignedParts {
         method: method.as_str(),
         path_and_query: path,
         timestamp_unix_seconds: timestamp,
@@ -233,7 +237,7 @@ fn signed(
 }
 
 async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
-    let response = ok(http.post(url).json(body).send().await);
+    let response = http.post(url).json(body).send().await.unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     assert!(status.is_success(), "{url}: {status} {body}");
@@ -241,7 +245,7 @@ async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Value {
-    ok(ok(http.get(url).send().await).json().await)
+    http.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// Polls `condition` every 50 ms until it holds, or fails naming `what` after `within`.
@@ -258,12 +262,12 @@ where
 }
 
 async fn count(db: &PgPool, sql: &str) -> i64 {
-    ok(sqlx::query_scalar(sql).fetch_one(db).await)
+    sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
 }
 
 async fn assert_ledger_sound(db: &PgPool) {
-    let mut conn = ok(db.acquire().await);
-    let violations = ok(check_invariants(&mut conn).await);
+    let mut conn = db.acquire().await.unwrap();
+    let violations = check_invariants(&mut conn).await.unwrap();
     assert!(violations.is_empty(), "{violations:#?}");
 }
 
@@ -289,7 +293,7 @@ async fn sigterm_during_a_notification_drain_loses_none_and_sends_none_twice(db:
     let sandbox = sandbox().await;
     let http = reqwest::Client::new();
     let count_users = i64::try_from(NOTIFICATIONS).unwrap_or(i64::MAX);
-    ok(sqlx::query(
+    sqlx::query(
         "WITH n AS (SELECT generate_series(1, $1::int8) AS n), \
          u AS (INSERT INTO users (id, nickname) SELECT 'user_' || n, 'nick_' || n FROM n) \
          INSERT INTO user_devices (user_id, device_id, platform, token) \
@@ -297,27 +301,28 @@ async fn sigterm_during_a_notification_drain_loses_none_and_sends_none_twice(db:
     )
     .bind(count_users)
     .execute(&db)
-    .await);
-    let mut tx = ok(db.begin().await);
+    .await
+    .unwrap();
+    let mut tx = db.begin().await.unwrap();
     for n in 1..=NOTIFICATIONS {
-        ok(notifications::enqueue_in_tx(
+        notifications::enqueue_in_tx(
             &mut tx,
             &format!("user_{n}"),
             NotificationKind::PointsCredited,
             &json!({ "order_id": format!("order_{n}"), "points": 5_000 }),
             &format!("shutdown-test:{n}"),
         )
-        .await);
+        .await
+        .unwrap();
     }
-    ok(tx.commit().await);
-    let queued: HashSet<String> = ok(
-        sqlx::query_scalar::<_, Uuid>("SELECT id FROM notifications")
-            .fetch_all(&db)
-            .await,
-    )
-    .into_iter()
-    .map(|id| id.to_string())
-    .collect();
+    tx.commit().await.unwrap();
+    let queued: HashSet<String> = sqlx::query_scalar::<_, Uuid>("SELECT id FROM notifications")
+        .fetch_all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|id| id.to_string())
+        .collect();
     post_json(
         &http,
         &format!("{sandbox}/sandbox/fcm/faults"),
@@ -355,14 +360,17 @@ async fn sigterm_during_a_notification_drain_loses_none_and_sends_none_twice(db:
     );
     // What the first core held came back at once: no claim left in Redis for a visibility
     // deadline to return, no attempt counted for a notification it did not send.
-    let mut redis = ok(ok(redis::Client::open(redis_url()))
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
         .get_multiplexed_async_connection()
-        .await);
+        .await
+        .unwrap();
     let keys = Keys::new(&prefix);
-    let inflight: u64 = ok(redis::cmd("ZCARD")
+    let inflight: u64 = redis::cmd("ZCARD")
         .arg(&keys.inflight)
         .query_async(&mut redis)
-        .await);
+        .await
+        .unwrap();
     assert_eq!(inflight, 0, "claims left in flight by the stopped core");
     assert_eq!(
         count(
@@ -377,10 +385,10 @@ async fn sigterm_during_a_notification_drain_loses_none_and_sends_none_twice(db:
     );
 
     // A second core on the same database and Redis finishes the drain, FCM quick again.
-    ok(http
-        .delete(format!("{sandbox}/sandbox/fcm/faults"))
+    http.delete(format!("{sandbox}/sandbox/fcm/faults"))
         .send()
-        .await);
+        .await
+        .unwrap();
     let mut second = Core::start("notify-second", &database, &env).await;
     eventually(
         "every notification sent",
@@ -417,12 +425,13 @@ async fn sigterm_during_a_notification_drain_loses_none_and_sends_none_twice(db:
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     let ids: HashSet<String> = delivered.into_keys().collect();
     assert_eq!(ids, queued, "every notification delivered, nothing else");
-    let _: () = ok(redis::cmd("DEL")
+    let _: () = redis::cmd("DEL")
         .arg(&keys.due)
         .arg(&keys.inflight)
         .arg(&keys.built)
         .query_async(&mut redis)
-        .await);
+        .await
+        .unwrap();
 }
 
 // --- SIGTERM during a burst of joins ------------------------------------------------------------
@@ -449,46 +458,48 @@ enum Answer {
 async fn sigterm_during_a_burst_of_joins_answers_every_request_and_charges_every_seat_once(
     db: PgPool,
 ) {
-    let new = ok(NewChallenge::parse(&NewChallengeWire::one_week(
+    let new = NewChallenge::parse(&NewChallengeWire::one_week(
         "Run 5 km a day",
         FEE,
         i64::from(SEATS),
         now_unix_seconds(),
-    )));
-    let room = ok(challenges::create(&db, None, &new).await);
+    ))
+    .unwrap();
+    let room = challenges::create(&db, None, &new).await.unwrap();
     let users: Vec<String> = (0..JOINERS).map(|n| format!("joiner-{n}")).collect();
-    let mut tx = ok(db.begin().await);
+    let mut tx = db.begin().await.unwrap();
     for user in &users {
-        let wallet = ok(ledger::ensure_wallet_in_tx(&mut tx, user).await);
-        ok(ledger::credit_in_tx(
+        let wallet = ledger::ensure_wallet_in_tx(&mut tx, user).await.unwrap();
+        ledger::credit_in_tx(
             &mut tx,
             &Credit {
-                key: ok(IdempotencyKey::parse(&format!("charge:{user}"))),
+                key: IdempotencyKey::parse(&format!("charge:{user}")).unwrap(),
                 wallet,
                 from: ledger::system_account(SystemAccount::PaymentClearing),
-                amount: ok(nene_domain::Points::new(FEE)),
+                amount: nene_domain::Points::new(FEE).unwrap(),
                 source: LotSource::Charge,
             },
         )
-        .await);
+        .await
+        .unwrap();
     }
-    ok(tx.commit().await);
+    tx.commit().await.unwrap();
     let mut core = Core::start("joins", &database_url(&db).await, &[]).await;
 
     // Hold the challenge's row so the joins pile up mid-request, then signal.
-    let mut blocker = ok(db.begin().await);
-    ok(
-        sqlx::query("SELECT 1 FROM challenges WHERE id = $1 FOR UPDATE")
-            .bind(room.id)
-            .execute(&mut *blocker)
-            .await,
-    );
+    let mut blocker = db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM challenges WHERE id = $1 FOR UPDATE")
+        .bind(room.id)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
     // A connection per request: no keep-alive connection is reused across the signal, so every
     // failure seen is the server's doing, not a race on an idle connection.
-    let http = ok(reqwest::Client::builder()
+    let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(60))
-        .build());
+        .build()
+        .unwrap();
     let path = format!("/internal/v1/challenges/{}/join", room.id);
     let base = Arc::new(core.url.clone());
     let mut burst = tokio::task::JoinSet::new();
@@ -537,9 +548,13 @@ async fn sigterm_during_a_burst_of_joins_answers_every_request_and_charges_every
     let draining = json!({ "status": "not_ready", "failed": "draining" });
     let mut readiness = Vec::new();
     for _ in 0..100 {
-        let response = ok(probe.get(format!("{}/readyz", core.url)).send().await);
+        let response = probe
+            .get(format!("{}/readyz", core.url))
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
-        let body: Value = ok(response.json().await);
+        let body: Value = response.json().await.unwrap();
         readiness.push((status, body.clone()));
         if (status, &body) == (503, &draining) {
             break;
@@ -552,9 +567,13 @@ async fn sigterm_during_a_burst_of_joins_answers_every_request_and_charges_every
         Some(&(503, draining)),
         "readiness did not turn 503 after SIGTERM: {readiness:?}"
     );
-    let alive = ok(probe.get(format!("{}/healthz", core.url)).send().await);
+    let alive = probe
+        .get(format!("{}/healthz", core.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(alive.status(), 200);
-    let late = ok(signed(
+    let late = signed(
         &probe,
         &core.url,
         reqwest::Method::POST,
@@ -563,7 +582,8 @@ async fn sigterm_during_a_burst_of_joins_answers_every_request_and_charges_every
         &Value::Null,
     )
     .send()
-    .await);
+    .await
+    .unwrap();
     assert_eq!(late.status(), 503);
     assert_eq!(
         late.headers()
@@ -573,10 +593,10 @@ async fn sigterm_during_a_burst_of_joins_answers_every_request_and_charges_every
     );
 
     // Let the joins in flight through.
-    ok(blocker.rollback().await);
+    blocker.rollback().await.unwrap();
     let mut answers = Vec::new();
     while let Some(joined) = burst.join_next().await {
-        answers.push(ok(joined));
+        answers.push(joined.unwrap());
     }
     core.exits_cleanly(signalled, "burst of joins in flight")
         .await;
@@ -599,18 +619,18 @@ async fn sigterm_during_a_burst_of_joins_answers_every_request_and_charges_every
     }
     let joined = by_status.get(&201).copied().unwrap_or(0);
     assert!(joined > 0, "no join went through");
-    let seats: i64 = ok(sqlx::query_scalar(
-        "SELECT count(*) FROM challenge_participants WHERE challenge_id = $1",
-    )
-    .bind(room.id)
-    .fetch_one(&db)
-    .await);
-    let debits: i64 = ok(sqlx::query_scalar(
-        "SELECT count(*) FROM ledger_transfers WHERE to_account_id = $1",
-    )
-    .bind(room.escrow)
-    .fetch_one(&db)
-    .await);
+    let seats: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM challenge_participants WHERE challenge_id = $1")
+            .bind(room.id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let debits: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger_transfers WHERE to_account_id = $1")
+            .bind(room.escrow)
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(
         seats, debits,
         "a seat without its fee, or a fee without its seat"
@@ -639,7 +659,7 @@ struct Purchase {
 }
 
 async fn purchase(db: &PgPool, http: &reqwest::Client, sandbox: &str, amount: i64) -> Purchase {
-    let order = ok(payments::create_order(db, BUYER, amount).await);
+    let order = payments::create_order(db, BUYER, amount).await.unwrap();
     let paid = post_json(
         http,
         &format!("{sandbox}/sandbox/toss/pay"),
@@ -675,7 +695,7 @@ fn confirm(
         let response = request
             .send()
             .await
-            .unwrap_or_else(|e| panic!("a confirm in flight got no answer: {e}"));
+            .expect("a confirm in flight got no answer");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     })
@@ -695,12 +715,11 @@ async fn confirm_claimed(db: &PgPool, order_id: &str) {
 }
 
 async fn payment_state(db: &PgPool, order_id: &str) -> (String, String) {
-    ok(
-        sqlx::query_as("SELECT state::text, points::text FROM payments WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_one(db)
-            .await,
-    )
+    sqlx::query_as("SELECT state::text, points::text FROM payments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -727,7 +746,7 @@ async fn sigterm_with_a_payment_confirm_in_flight_leaves_no_payment_without_an_o
     let answer = confirm(&http, &core, &slow);
     confirm_claimed(&db, &slow.order_id).await;
     let signalled = core.sigterm();
-    let (status, view) = ok(answer.await);
+    let (status, view) = answer.await.unwrap();
     assert_eq!(status, 200, "{view}");
     assert_eq!(
         (view["status"].as_str(), view["points"].as_str()),
@@ -750,7 +769,7 @@ async fn sigterm_with_a_payment_confirm_in_flight_leaves_no_payment_without_an_o
     let answer = confirm(&http, &core, &dropped);
     confirm_claimed(&db, &dropped.order_id).await;
     let signalled = core.sigterm();
-    let (status, view) = ok(answer.await);
+    let (status, view) = answer.await.unwrap();
     assert_eq!(
         (status, view["status"].as_str()),
         (202, Some("confirming")),
@@ -759,15 +778,16 @@ async fn sigterm_with_a_payment_confirm_in_flight_leaves_no_payment_without_an_o
     core.exits_cleanly(signalled, "confirm in flight, Toss never answers")
         .await;
     let lease_ms: f64 =
-        ok(TOSS_TIMEOUT_MS.parse::<f64>()) * f64::from(payments::LEASE_TIMEOUT_MULTIPLE);
-    let leased: bool = ok(sqlx::query_scalar(
+        (TOSS_TIMEOUT_MS.parse::<f64>()).unwrap() * f64::from(payments::LEASE_TIMEOUT_MULTIPLE);
+    let leased: bool = sqlx::query_scalar(
         "SELECT state = 'confirming' AND updated_at > now() - make_interval(secs => $2 / 1000) \
          FROM payments WHERE order_id = $1",
     )
     .bind(&dropped.order_id)
     .bind(lease_ms)
     .fetch_one(&db)
-    .await);
+    .await
+    .unwrap();
     assert!(
         leased,
         "the unsettled payment is neither settled nor under a live lease"
@@ -797,13 +817,14 @@ async fn sigterm_with_a_payment_confirm_in_flight_leaves_no_payment_without_an_o
     }
     let toss = get_json(&http, &format!("{sandbox}/sandbox/toss/stats")).await;
     assert_eq!(toss["confirms_executed"].as_i64(), Some(2), "{toss}");
-    let balance: i64 = ok(sqlx::query_scalar(
+    let balance: i64 = sqlx::query_scalar(
         "SELECT w.balance FROM ledger_wallets w JOIN ledger_accounts a ON a.id = w.account_id \
          WHERE a.kind = 'user_wallet' AND a.owner_id = $1",
     )
     .bind(BUYER)
     .fetch_one(&db)
-    .await);
+    .await
+    .unwrap();
     assert_eq!(balance, slow.amount + dropped.amount);
     assert_eq!(
         count(
@@ -874,21 +895,22 @@ async fn a_drain_cut_by_its_bound_exits_0_in_time_and_the_payment_it_held_is_set
         "the drain did not wait for the request in flight: {drain:?}"
     );
     // The request cut off gets no answer (the edge stopped waiting for it at its own timeout)...
-    let cut = ok(answer.await);
+    let cut = answer.await.unwrap();
     assert!(
         cut.is_err(),
         "a request cut by the drain bound was answered: {cut:?}"
     );
     // ...and the payment keeps the claim the cut-off call holds, a lease that ends.
     let lease_ms = LONG_TOSS_TIMEOUT_MS * u64::from(payments::LEASE_TIMEOUT_MULTIPLE);
-    let (state, leased): (String, bool) = ok(sqlx::query_as(
+    let (state, leased): (String, bool) = sqlx::query_as(
         "SELECT state::text, updated_at > now() - make_interval(secs => $2::float8 / 1000) \
          FROM payments WHERE order_id = $1",
     )
     .bind(&held.order_id)
     .bind(lease_ms as f64)
     .fetch_one(&db)
-    .await);
+    .await
+    .unwrap();
     assert_eq!((state.as_str(), leased), ("confirming", true));
 
     // The next core's reconciler takes it once the lease has ended and settles it with Toss.
@@ -919,7 +941,7 @@ async fn a_stopping_payment_worker_gives_back_at_once_the_claims_it_has_not_star
         toss_timeout: Duration::from_secs(1),
         ..payments::PaymentSettings::fast()
     };
-    let payments = ok(payments::Payments::new(
+    let payments = payments::Payments::new(
         db.clone(),
         &payments::toss::TossConfig {
             base_url: sandbox.clone(),
@@ -928,7 +950,8 @@ async fn a_stopping_payment_worker_gives_back_at_once_the_claims_it_has_not_star
             tls: nene_core::tls::Trust::public_roots(),
         },
         settings,
-    ));
+    )
+    .unwrap();
     // Three confirmed payments whose credit failed at confirm: three outbox rows for the worker.
     payments
         .faults
@@ -936,51 +959,54 @@ async fn a_stopping_payment_worker_gives_back_at_once_the_claims_it_has_not_star
         .store(3, std::sync::atomic::Ordering::SeqCst);
     for amount in [10_000, 20_000, 30_000] {
         let purchase = purchase(&db, &http, &sandbox, amount).await;
-        let view = ok(payments::confirm(
+        let view = payments::confirm(
             &payments,
             BUYER,
             &payments::ConfirmRequest {
-                payment_key: ok(nene_domain::payments::PaymentKey::parse(
-                    &purchase.payment_key,
-                )),
-                order_id: ok(nene_domain::payments::OrderId::parse(&purchase.order_id)),
+                payment_key: nene_domain::payments::PaymentKey::parse(&purchase.payment_key)
+                    .unwrap(),
+                order_id: nene_domain::payments::OrderId::parse(&purchase.order_id).unwrap(),
                 amount,
             },
         )
-        .await);
+        .await
+        .unwrap();
         assert_eq!(view.points, payments::PointsState::Pending);
     }
-    let before: Vec<(i64, i32)> = ok(sqlx::query_as(
+    let before: Vec<(i64, i32)> = sqlx::query_as(
         "SELECT id, attempts FROM payment_outbox WHERE completed_at IS NULL ORDER BY id",
     )
     .fetch_all(&db)
-    .await);
+    .await
+    .unwrap();
     assert_eq!(before.len(), 3);
     // Due now (the confirm's own failure scheduled no delay).
-    ok(
-        sqlx::query("UPDATE payment_outbox SET next_attempt_at = now()")
-            .execute(&db)
-            .await,
-    );
+    sqlx::query("UPDATE payment_outbox SET next_attempt_at = now()")
+        .execute(&db)
+        .await
+        .unwrap();
 
     // Told to stop before its first item: it claims the batch, starts nothing, gives all back.
     let stop = tokio_util::sync::CancellationToken::new();
     stop.cancel();
-    let done = ok(payments::worker::run_once_until(&payments, &stop).await);
+    let done = payments::worker::run_once_until(&payments, &stop)
+        .await
+        .unwrap();
     assert_eq!(done, 0);
-    let after: Vec<(i64, i32)> = ok(sqlx::query_as(
+    let after: Vec<(i64, i32)> = sqlx::query_as(
         "SELECT id, attempts FROM payment_outbox WHERE completed_at IS NULL \
          AND next_attempt_at <= now() ORDER BY id",
     )
     .fetch_all(&db)
-    .await);
+    .await
+    .unwrap();
     assert_eq!(
         after, before,
         "each row due at once, its attempt not counted"
     );
 
     // Another worker (another replica) takes them now, without waiting for a lease.
-    assert_eq!(ok(payments::worker::run_once(&payments).await), 3);
+    assert_eq!(payments::worker::run_once(&payments).await.unwrap(), 3);
     assert_eq!(
         count(
             &db,

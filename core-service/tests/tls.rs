@@ -8,6 +8,11 @@
 //!   unknown (never declined, never credited) until the reconciler settles it once trust is
 //!   fixed, the login is a 502 `PROVIDER_UNAVAILABLE`, the push is retried.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -19,10 +24,10 @@ use axum::{extract::Request, http::Version, middleware::Next};
 use nene_core::{
     auth::{
         self, Auth, AuthConfig, AuthError,
-        oauth::{self, Endpoints, Provider, ProviderClient, ProviderError},
+        oauth::{self, ProviderError},
     },
     config::{CoreConfig, DbSettings},
-    ledger::{check_invariants, ensure_wallet_in_tx, wallet_balance},
+    ledger::{ensure_wallet_in_tx, wallet_balance},
     notifications::{
         self, NotificationKind,
         dispatcher::{Dispatcher, DispatcherSettings, Source},
@@ -49,10 +54,6 @@ use uuid::Uuid;
 const USER: &str = "user_tls";
 const REDIRECT: &str = "https://app.nene.test/auth/done";
 
-fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
-    result.unwrap_or_else(|e| panic!("{e}"))
-}
-
 // --- certificates ---------------------------------------------------------------------------
 
 /// A CA of this test's own and a server certificate it signed for `localhost` and 127.0.0.1.
@@ -64,21 +65,19 @@ struct Pki {
 
 impl Pki {
     fn new(name: &str) -> Self {
-        let ca_key = ok(KeyPair::generate());
-        let mut ca = ok(CertificateParams::new(Vec::<String>::new()));
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.distinguished_name.push(DnType::CommonName, name);
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ok(ca.self_signed(&ca_key));
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca, ca_key);
-        let leaf_key = ok(KeyPair::generate());
-        let mut leaf = ok(CertificateParams::new(vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-        ]));
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         leaf.distinguished_name
             .push(DnType::CommonName, "localhost");
-        let leaf_cert = ok(leaf.signed_by(&leaf_key, &issuer));
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
         Pki {
             ca_pem: ca_cert.pem(),
             leaf_pem: leaf_cert.pem(),
@@ -88,7 +87,7 @@ impl Pki {
 
     /// Mozilla's roots and this CA: what `EXTRA_CA_FILE` holding the CA gives the core.
     fn trusted(&self) -> Trust {
-        ok(Trust::with_extra_pem(self.ca_pem.as_bytes()))
+        Trust::with_extra_pem(self.ca_pem.as_bytes()).unwrap()
     }
 }
 
@@ -101,20 +100,18 @@ fn not_trusted() -> Trust {
 
 /// The whole sandbox behind a TLS listener, recording the HTTP version of every request.
 struct HttpsSandbox {
-    url: String,
-    versions: Arc<Mutex<Vec<(String, Version)>>>,
     /// The test's own client (the browser, the Toss widget, the control plane): trusts the CA.
-    http: reqwest::Client,
+    client: common::Sandbox,
+    versions: Arc<Mutex<Vec<(String, Version)>>>,
 }
 
 impl HttpsSandbox {
     async fn start(pki: &Pki) -> Self {
-        let tcp = ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
-        let port = ok(tcp.local_addr()).port();
-        let config = ok(nene_sandbox::tls::server_config(
-            pki.leaf_pem.as_bytes(),
-            pki.leaf_key_pem.as_bytes(),
-        ));
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let config =
+            nene_sandbox::tls::server_config(pki.leaf_pem.as_bytes(), pki.leaf_key_pem.as_bytes())
+                .unwrap();
         let versions: Arc<Mutex<Vec<(String, Version)>>> = Arc::default();
         let seen = Arc::clone(&versions);
         let router = nene_sandbox::router().layer(axum::middleware::from_fn(
@@ -132,37 +129,34 @@ impl HttpsSandbox {
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        let http = ok(ok(pki.trusted().http(HttpVersions::Http1))
+        let http = pki
+            .trusted()
+            .http(HttpVersions::Http1)
+            .unwrap()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
-            .build());
+            .build()
+            .unwrap();
         HttpsSandbox {
-            // A name, not an address: the certificate is checked against the host name.
-            url: format!("https://localhost:{port}"),
+            client: common::Sandbox {
+                // A name, not an address: the certificate is checked against the host name.
+                url: format!("https://localhost:{port}"),
+                http,
+            },
             versions,
-            http,
         }
     }
 
+    fn url(&self) -> &str {
+        &self.client.url
+    }
+
     async fn post(&self, path: &str, body: &Value) -> Value {
-        let response = ok(self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .await);
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "sandbox {path}: {status} {body}");
-        body
+        self.client.post(path, body).await
     }
 
     async fn get(&self, path: &str) -> Value {
-        ok(
-            ok(self.http.get(format!("{}{path}", self.url)).send().await)
-                .json()
-                .await,
-        )
+        self.client.get(path).await
     }
 
     /// The HTTP versions the requests to paths starting with `prefix` came in.
@@ -182,10 +176,10 @@ impl HttpsSandbox {
 // --- payments -------------------------------------------------------------------------------
 
 fn payments_trusting(db: PgPool, sandbox: &HttpsSandbox, tls: Trust) -> Payments {
-    ok(Payments::new(
+    Payments::new(
         db,
         &TossConfig {
-            base_url: sandbox.url.clone(),
+            base_url: sandbox.url().to_owned(),
             secret_key: "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R".to_owned(),
             timeout: Duration::from_secs(5),
             tls,
@@ -194,12 +188,15 @@ fn payments_trusting(db: PgPool, sandbox: &HttpsSandbox, tls: Trust) -> Payments
             toss_timeout: Duration::from_secs(5),
             ..PaymentSettings::fast()
         },
-    ))
+    )
+    .unwrap()
 }
 
 /// An order, paid in the (HTTPS) Toss widget: its payment key.
 async fn paid_order(payments: &Payments, sandbox: &HttpsSandbox) -> ConfirmRequest {
-    let order = ok(payments::create_order(&payments.db, USER, 10_000).await);
+    let order = payments::create_order(&payments.db, USER, 10_000)
+        .await
+        .unwrap();
     let paid = sandbox
         .post(
             "/sandbox/toss/pay",
@@ -207,24 +204,20 @@ async fn paid_order(payments: &Payments, sandbox: &HttpsSandbox) -> ConfirmReque
         )
         .await;
     ConfirmRequest {
-        payment_key: ok(PaymentKey::parse(
-            paid["paymentKey"].as_str().unwrap_or_default(),
-        )),
+        payment_key: PaymentKey::parse(paid["paymentKey"].as_str().unwrap_or_default()).unwrap(),
         order_id: order.order_id,
         amount: order.amount,
     }
 }
 
 async fn balance(db: &PgPool) -> i64 {
-    let mut conn = ok(db.acquire().await);
-    let wallet = ok(ensure_wallet_in_tx(&mut conn, USER).await);
-    ok(wallet_balance(&mut conn, wallet).await).balance.get()
-}
-
-async fn assert_ledger_clean(db: &PgPool) {
-    let mut conn = ok(db.acquire().await);
-    let violations = ok(check_invariants(&mut conn).await);
-    assert!(violations.is_empty(), "ledger invariants: {violations:#?}");
+    let mut conn = db.acquire().await.unwrap();
+    let wallet = ensure_wallet_in_tx(&mut conn, USER).await.unwrap();
+    wallet_balance(&mut conn, wallet)
+        .await
+        .unwrap()
+        .balance
+        .get()
 }
 
 async fn confirms_executed(sandbox: &HttpsSandbox) -> i64 {
@@ -239,7 +232,7 @@ async fn over_https_with_the_ca_trusted_a_toss_confirm_credits_the_points(db: Pg
     let sandbox = HttpsSandbox::start(&pki).await;
     let payments = payments_trusting(db, &sandbox, pki.trusted());
     let request = paid_order(&payments, &sandbox).await;
-    let view = ok(payments::confirm(&payments, USER, &request).await);
+    let view = payments::confirm(&payments, USER, &request).await.unwrap();
     assert_eq!(
         (view.status, view.points),
         (PaymentState::Done, PointsState::Credited)
@@ -251,7 +244,7 @@ async fn over_https_with_the_ca_trusted_a_toss_confirm_credits_the_points(db: Pg
         sandbox.versions_of("/v1/payments/confirm"),
         [Version::HTTP_11]
     );
-    assert_ledger_clean(&payments.db).await;
+    common::assert_sound(&payments.db).await;
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -275,7 +268,9 @@ async fn with_the_ca_not_trusted_a_confirm_is_a_tls_failure_left_unknown_until_t
     assert!(reason.contains("UnknownIssuer"), "{reason}");
 
     // The confirm: unknown, so the payment waits for the reconciler — not declined, no points.
-    let view = ok(payments::confirm(&untrusting, USER, &request).await);
+    let view = payments::confirm(&untrusting, USER, &request)
+        .await
+        .unwrap();
     assert_eq!(
         (view.status, view.points),
         (PaymentState::Confirming, PointsState::None)
@@ -285,15 +280,16 @@ async fn with_the_ca_not_trusted_a_confirm_is_a_tls_failure_left_unknown_until_t
 
     // Past its lease the reconciler asks Toss, still without trusting it: still unknown.
     let lease_over = || async {
-        ok(
-            sqlx::query("UPDATE payments SET updated_at = now() - interval '1 hour'")
-                .execute(&db)
-                .await,
-        );
+        sqlx::query("UPDATE payments SET updated_at = now() - interval '1 hour'")
+            .execute(&db)
+            .await
+            .unwrap();
     };
     lease_over().await;
-    ok(worker::run_once(&untrusting).await);
-    let view = ok(payments::get_payment(&db, USER, request.order_id.as_str()).await);
+    worker::run_once(&untrusting).await.unwrap();
+    let view = payments::get_payment(&db, USER, request.order_id.as_str())
+        .await
+        .unwrap();
     assert_eq!(
         (view.status, view.points),
         (PaymentState::Confirming, PointsState::None),
@@ -304,25 +300,24 @@ async fn with_the_ca_not_trusted_a_confirm_is_a_tls_failure_left_unknown_until_t
     // again, its payment worker built from it); the reconciler settles the payment.
     let files = Scratch::new("extra-ca");
     let extra_ca = files.write("extra-ca.pem", &pki.ca_pem);
-    let restarted = ok(CoreConfig::from_lookup(|name| match name {
+    let restarted = CoreConfig::from_lookup(|name| match name {
         "NENE_ENV" => Some("dev".to_owned()),
         "DATABASE_URL" => Some("postgres://unused@127.0.0.1/unused".to_owned()),
         "CORE_SIGNING_SECRET" => Some("tls-test-signing-secret-0123456789abcdef".to_owned()),
-        "TOSS_API_URL" => Some(sandbox.url.clone()),
+        "TOSS_API_URL" => Some(sandbox.url().to_owned()),
         "EXTRA_CA_FILE" => Some(extra_ca.display().to_string()),
         _ => None,
-    }));
+    })
+    .unwrap();
     assert_eq!(restarted.toss.tls.extra_roots(), 1);
-    let trusting = ok(Payments::new(
-        db.clone(),
-        &restarted.toss,
-        PaymentSettings::fast(),
-    ));
+    let trusting = Payments::new(db.clone(), &restarted.toss, PaymentSettings::fast()).unwrap();
     lease_over().await;
     let began = Instant::now();
     loop {
-        ok(worker::run_once(&trusting).await);
-        let view = ok(payments::get_payment(&db, USER, request.order_id.as_str()).await);
+        worker::run_once(&trusting).await.unwrap();
+        let view = payments::get_payment(&db, USER, request.order_id.as_str())
+            .await
+            .unwrap();
         if view.points == PointsState::Credited {
             assert_eq!(view.status, PaymentState::Done);
             break;
@@ -336,7 +331,7 @@ async fn with_the_ca_not_trusted_a_confirm_is_a_tls_failure_left_unknown_until_t
     // More passes change nothing: credited exactly once, confirmed at Toss once.
     for _ in 0..3 {
         lease_over().await;
-        ok(worker::run_once(&trusting).await);
+        worker::run_once(&trusting).await.unwrap();
     }
     assert_eq!(balance(&db).await, 10_000);
     assert_eq!(confirms_executed(&sandbox).await, 1);
@@ -347,66 +342,53 @@ async fn with_the_ca_not_trusted_a_confirm_is_a_tls_failure_left_unknown_until_t
         ))
         .await;
     assert_eq!(toss["status"], "DONE");
-    let lots: i64 = ok(sqlx::query_scalar(
-        "SELECT count(*) FROM payments WHERE charge_lot_id IS NOT NULL",
-    )
-    .fetch_one(&db)
-    .await);
+    let lots: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payments WHERE charge_lot_id IS NOT NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(lots, 1);
-    assert_ledger_clean(&db).await;
+    common::assert_sound(&db).await;
 }
 
 // --- sign-in --------------------------------------------------------------------------------
 
 fn auth_trusting(db: PgPool, sandbox: &HttpsSandbox, tls: Trust) -> Auth {
-    let providers = Provider::ALL
-        .into_iter()
-        .map(|provider| ProviderClient {
-            provider,
-            client_id: format!("nene-test-{}", provider.as_str()),
-            client_secret: "test-secret".to_owned(),
-            endpoints: Endpoints::of(provider, Some(&sandbox.url)),
-        })
-        .collect();
-    ok(Auth::new(
+    let providers = common::providers_at(sandbox.url());
+    Auth::new(
         db,
         AuthConfig {
             redirect_uris: vec![REDIRECT.to_owned()],
             providers,
             tls,
         },
-    ))
+    )
+    .unwrap()
 }
 
 /// The app starts a login with a fresh PKCE verifier's challenge and the user's browser goes to
 /// Kakao (the HTTPS sandbox approves at once as `who`): code, state and the app's verifier.
 async fn authorize(auth: &Auth, sandbox: &HttpsSandbox, who: &str) -> (String, String, String) {
     let verifier = oauth::random_token();
-    let challenge = CodeChallenge::of(&ok(CodeVerifier::parse(&verifier)));
-    let url = ok(auth::start(auth, "kakao", REDIRECT, &challenge, "10.0.0.1").await);
+    let challenge = CodeChallenge::of(&CodeVerifier::parse(&verifier).unwrap());
+    let url = auth::start(auth, "kakao", REDIRECT, &challenge, "10.0.0.1")
+        .await
+        .unwrap();
     assert!(url.starts_with("https://localhost:"), "{url}");
-    let response = ok(sandbox
+    let response = sandbox
+        .client
         .http
         .get(format!("{url}&sandbox_user={who}"))
         .send()
-        .await);
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 302);
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    let params: Vec<(String, String)> = ok(serde_urlencoded::from_str(query));
-    let find = |name: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-            .unwrap_or_else(|| panic!("no {name} in {location}"))
-    };
-    (find("code"), find("state"), verifier)
+    let location = common::location(&response);
+    (
+        common::query_param(&location, "code"),
+        common::query_param(&location, "state"),
+        verifier,
+    )
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -415,8 +397,9 @@ async fn over_https_with_the_ca_trusted_a_kakao_login_returns_a_user(db: PgPool)
     let sandbox = HttpsSandbox::start(&pki).await;
     let auth = auth_trusting(db, &sandbox, pki.trusted());
     let (code, state, verifier) = authorize(&auth, &sandbox, "alice").await;
-    let session =
-        ok(auth::callback(&auth, "kakao", &code, &state, Some(&verifier), "10.0.0.1").await);
+    let session = auth::callback(&auth, "kakao", &code, &state, Some(&verifier), "10.0.0.1")
+        .await
+        .unwrap();
     assert!(session.user.is_new);
     assert!(session.user.nickname.starts_with("네네"));
     // The code exchange and the JWKS went over HTTPS, in HTTP/1.1.
@@ -441,24 +424,24 @@ async fn with_the_ca_not_trusted_a_kakao_login_is_provider_unavailable(db: PgPoo
     assert_eq!(code, Err(ErrorCode::ProviderUnavailable));
     assert_eq!(ErrorCode::ProviderUnavailable.http_status(), 502);
     assert!(sandbox.versions_of("/kakao/oauth/token").is_empty());
-    let users: i64 = ok(sqlx::query_scalar("SELECT count(*) FROM users")
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&auth.db)
-        .await);
+        .await
+        .unwrap();
     assert_eq!(users, 0);
 }
 
 // --- push -----------------------------------------------------------------------------------
 
 fn fcm_trusting(sandbox: &HttpsSandbox, tls: Trust) -> FcmClient {
-    ok(FcmClient::new(FcmConfig {
-        api_url: format!("{}/fcm", sandbox.url),
-        token_url: format!("{}/fcm/token", sandbox.url),
-        account: ok(ServiceAccount::from_json(
-            nene_sandbox::fcm::SERVICE_ACCOUNT_JSON,
-        )),
+    FcmClient::new(FcmConfig {
+        api_url: format!("{}/fcm", sandbox.url()),
+        token_url: format!("{}/fcm/token", sandbox.url()),
+        account: ServiceAccount::from_json(nene_sandbox::fcm::SERVICE_ACCOUNT_JSON).unwrap(),
         send_timeout: Duration::from_secs(5),
         tls,
-    }))
+    })
+    .unwrap()
 }
 
 fn dispatcher(db: &PgPool, fcm: FcmClient, redis: Option<redis::Client>) -> Dispatcher {
@@ -483,46 +466,45 @@ fn dispatcher(db: &PgPool, fcm: FcmClient, redis: Option<redis::Client>) -> Disp
 
 /// A user with one Android phone and a notification for them: its id.
 async fn notification(db: &PgPool) -> Uuid {
-    ok(
-        sqlx::query("INSERT INTO users (id, nickname) VALUES ($1, $1)")
-            .bind(USER)
-            .execute(db)
-            .await,
-    );
-    ok(sqlx::query(
+    sqlx::query("INSERT INTO users (id, nickname) VALUES ($1, $1)")
+        .bind(USER)
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query(
         "INSERT INTO user_devices (user_id, device_id, platform, token) \
          VALUES ($1, 'phone', 'android', 'token-tls')",
     )
     .bind(USER)
     .execute(db)
-    .await);
+    .await
+    .unwrap();
     let key = format!("test:{}", Uuid::new_v4());
-    let mut tx = ok(db.begin().await);
-    ok(notifications::enqueue_in_tx(
+    let mut tx = db.begin().await.unwrap();
+    notifications::enqueue_in_tx(
         &mut tx,
         USER,
         NotificationKind::PointsCredited,
         &json!({ "order_id": "order_1", "points": 5_000 }),
         &key,
     )
-    .await);
-    ok(tx.commit().await);
-    ok(
-        sqlx::query_scalar("SELECT id FROM notifications WHERE dedup_key = $1")
-            .bind(&key)
-            .fetch_one(db)
-            .await,
-    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    sqlx::query_scalar("SELECT id FROM notifications WHERE dedup_key = $1")
+        .bind(&key)
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 /// (state, attempts, last_error).
 async fn row(db: &PgPool, id: Uuid) -> (String, i32, Option<String>) {
-    ok(
-        sqlx::query_as("SELECT state::text, attempts, last_error FROM notifications WHERE id = $1")
-            .bind(id)
-            .fetch_one(db)
-            .await,
-    )
+    sqlx::query_as("SELECT state::text, attempts, last_error FROM notifications WHERE id = $1")
+        .bind(id)
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 /// Feeds and works until the notification is no longer PENDING; the sources of the passes.
@@ -535,8 +517,8 @@ async fn drain(db: &PgPool, dispatcher: &Dispatcher, id: Uuid) -> Vec<Source> {
             "still pending: {:?}",
             row(db, id).await
         );
-        ok(dispatcher.feed_once().await);
-        let pass = ok(dispatcher.work_once().await);
+        dispatcher.feed_once().await.unwrap();
+        let pass = dispatcher.work_once().await.unwrap();
         if pass.attempted > 0 {
             sources.push(pass.source);
         } else {
@@ -578,7 +560,7 @@ async fn with_the_ca_not_trusted_a_push_is_retried_not_lost(db: PgPool) {
     let sandbox = HttpsSandbox::start(&pki).await;
     let id = notification(&db).await;
     let untrusting = dispatcher(&db, fcm_trusting(&sandbox, not_trusted()), None);
-    let pass = ok(untrusting.work_once().await);
+    let pass = untrusting.work_once().await.unwrap();
     assert_eq!(pass.attempted, 1);
     let (state, attempts, last_error) = row(&db, id).await;
     assert_eq!(
@@ -604,13 +586,13 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new(what: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("nene-tls-{what}-{}", Uuid::new_v4().simple()));
-        ok(std::fs::create_dir_all(&dir));
+        std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
     }
 
     fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.0.join(name);
-        ok(std::fs::write(&path, contents));
+        std::fs::write(&path, contents).unwrap();
         path
     }
 }
@@ -622,7 +604,11 @@ impl Drop for Scratch {
 }
 
 fn free_port() -> u16 {
-    ok(ok(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A `redis-server` of this test's own serving TLS only (no plain port), killed on drop.
@@ -659,7 +645,7 @@ impl TlsRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("redis-server (Debian's redis-server package): {e}"));
+            .expect("redis-server (Debian's redis-server package)");
         let redis = TlsRedis {
             port,
             child,
@@ -700,10 +686,10 @@ async fn rediss_reaches_a_tls_redis_whose_ca_is_trusted_and_is_refused_by_name_o
     let pki = Pki::new("NeNe test CA");
     let redis = TlsRedis::start(&pki).await;
     for host in ["localhost", "127.0.0.1"] {
-        let client = ok(pki.trusted().redis_client(&redis.url(host)));
-        assert_eq!(ok(ping(&client).await), "PONG", "{host}");
+        let client = pki.trusted().redis_client(&redis.url(host)).unwrap();
+        assert_eq!(ping(&client).await.unwrap(), "PONG", "{host}");
     }
-    let untrusting = ok(not_trusted().redis_client(&redis.url("localhost")));
+    let untrusting = not_trusted().redis_client(&redis.url("localhost")).unwrap();
     let refused = ping(&untrusting).await;
     let error = refused
         .err()
@@ -715,7 +701,10 @@ async fn rediss_reaches_a_tls_redis_whose_ca_is_trusted_and_is_refused_by_name_o
     );
     // A CA that signed nothing of this server's is no better.
     let stranger = Pki::new("Another CA");
-    let wrong = ok(stranger.trusted().redis_client(&redis.url("localhost")));
+    let wrong = stranger
+        .trusted()
+        .redis_client(&redis.url("localhost"))
+        .unwrap();
     assert!(ping(&wrong).await.is_err());
 }
 
@@ -725,7 +714,7 @@ async fn the_notification_schedule_runs_on_a_tls_redis_and_fcm_over_https(db: Pg
     let sandbox = HttpsSandbox::start(&pki).await;
     let redis = TlsRedis::start(&pki).await;
     let id = notification(&db).await;
-    let client = ok(pki.trusted().redis_client(&redis.url("localhost")));
+    let client = pki.trusted().redis_client(&redis.url("localhost")).unwrap();
     let dispatcher = dispatcher(&db, fcm_trusting(&sandbox, pki.trusted()), Some(client));
     let sources = drain(&db, &dispatcher, id).await;
     assert_eq!(sources, [Source::Redis], "claimed from the TLS Redis");
@@ -802,10 +791,8 @@ impl TlsPostgres {
         let cert = files.write("server.crt", &pki.leaf_pem);
         let key = files.write("server.key", &pki.leaf_key_pem);
         // Postgres refuses a key others can read.
-        ok(std::fs::set_permissions(
-            &key,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        ));
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         if root {
             run(
                 "chown",
@@ -888,11 +875,10 @@ impl Drop for TlsPostgres {
 
 /// Whether the pool's connection is encrypted, as Postgres itself reports it.
 async fn connection_is_tls(pool: &PgPool) -> bool {
-    ok(
-        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-            .fetch_one(pool)
-            .await,
-    )
+    sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -910,7 +896,9 @@ async fn postgres_with_ssl_on_is_reached_with_verify_full_and_the_test_ca_and_re
             host,
             &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
         );
-        let pool = ok(nene_core::connect_database(&url, &settings, &not_trusted()).await);
+        let pool = nene_core::connect_database(&url, &settings, &not_trusted())
+            .await
+            .unwrap();
         assert!(connection_is_tls(&pool).await, "{host}");
         pool.close().await;
     }
@@ -918,18 +906,24 @@ async fn postgres_with_ssl_on_is_reached_with_verify_full_and_the_test_ca_and_re
     // The extra CA stands in when the URL names none: the core's start, as `main` runs it —
     // the migrations on a connection of their own, then the pool with its statement timeout.
     let url = postgres.url("localhost", "sslmode=verify-full");
-    let mut migrations = ok(nene_core::connect_one(&url, &pki.trusted()).await);
-    ok(nene_core::migrate_connection(&mut migrations).await);
-    ok(sqlx::Connection::close(migrations).await);
-    let pool = ok(nene_core::connect_database(&url, &settings, &pki.trusted()).await);
+    let mut migrations = nene_core::connect_one(&url, &pki.trusted()).await.unwrap();
+    nene_core::migrate_connection(&mut migrations)
+        .await
+        .unwrap();
+    sqlx::Connection::close(migrations).await.unwrap();
+    let pool = nene_core::connect_database(&url, &settings, &pki.trusted())
+        .await
+        .unwrap();
     assert!(connection_is_tls(&pool).await);
-    let applied: i64 = ok(sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&pool)
-        .await);
+        .await
+        .unwrap();
     assert!(applied > 0);
-    let statement_timeout: String = ok(sqlx::query_scalar("SHOW statement_timeout")
+    let statement_timeout: String = sqlx::query_scalar("SHOW statement_timeout")
         .fetch_one(&pool)
-        .await);
+        .await
+        .unwrap();
     assert_eq!(statement_timeout, "1min");
     pool.close().await;
 
@@ -941,7 +935,9 @@ async fn postgres_with_ssl_on_is_reached_with_verify_full_and_the_test_ca_and_re
     // (Not `verify-ca`: sqlx 0.8.6 checks the name there too with this rustls, launchbadge/sqlx
     // issue 3793 — stricter than libpq, never looser.)
     let unverified = postgres.url("127.0.0.2", "sslmode=require");
-    let pool = ok(nene_core::connect_database(&unverified, &settings, &not_trusted()).await);
+    let pool = nene_core::connect_database(&unverified, &settings, &not_trusted())
+        .await
+        .unwrap();
     assert!(connection_is_tls(&pool).await);
     pool.close().await;
 

@@ -192,20 +192,16 @@ mod tests {
         TokenKeys::parse(
             "k2:second-key-second-key-second-key-0001,k1:first-key-first-key-first-key-first-01",
         )
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
     }
 
     fn token() -> String {
-        keys()
-            .issue("user-1", "jti-1", NOW)
-            .unwrap_or_else(|e| panic!("{e}"))
+        keys().issue("user-1", "jti-1", NOW).unwrap()
     }
 
     #[test]
     fn a_token_we_issued_verifies_with_its_claims() {
-        let claims = keys()
-            .verify(&token(), NOW + 1)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let claims = keys().verify(&token(), NOW + 1).unwrap();
         assert_eq!(claims.sub, "user-1");
         assert_eq!(claims.jti, "jti-1");
         assert_eq!(claims.aud, AUDIENCE);
@@ -214,14 +210,10 @@ mod tests {
 
     #[test]
     fn a_token_signed_by_a_retiring_key_still_verifies_until_the_key_is_removed() {
-        let old = TokenKeys::parse("k1:first-key-first-key-first-key-first-01")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let issued = old
-            .issue("user-1", "j", NOW)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let old = TokenKeys::parse("k1:first-key-first-key-first-key-first-01").unwrap();
+        let issued = old.issue("user-1", "j", NOW).unwrap();
         assert!(keys().verify(&issued, NOW).is_ok());
-        let rotated = TokenKeys::parse("k2:second-key-second-key-second-key-0001")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let rotated = TokenKeys::parse("k2:second-key-second-key-second-key-0001").unwrap();
         assert_eq!(rotated.verify(&issued, NOW), Err(TokenError::UnknownKey));
     }
 
@@ -254,11 +246,8 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_another_key_or_tampered_is_refused() {
-        let stranger = TokenKeys::parse("k2:not-our-key-not-our-key-not-our-key-00")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let forged = stranger
-            .issue("user-1", "j", NOW)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let stranger = TokenKeys::parse("k2:not-our-key-not-our-key-not-our-key-00").unwrap();
+        let forged = stranger.issue("user-1", "j", NOW).unwrap();
         assert_eq!(keys().verify(&forged, NOW), Err(TokenError::Invalid));
         let parts: Vec<String> = token().split('.').map(str::to_owned).collect();
         let payload = URL_SAFE_NO_PAD.encode(format!(
@@ -271,8 +260,7 @@ mod tests {
 
     #[test]
     fn a_token_for_another_audience_is_refused() {
-        let key = TokenKey::new("k2", "second-key-second-key-second-key-0001")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let key = TokenKey::new("k2", "second-key-second-key-second-key-0001").unwrap();
         let claims = AccessClaims {
             sub: "user-1".into(),
             exp: NOW + 60,
@@ -282,7 +270,7 @@ mod tests {
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.kid.clone());
-        let encoding = EncodingKey::from_secret(&key.secret).unwrap_or_else(|e| panic!("{e}"));
+        let encoding = EncodingKey::from_secret(&key.secret).unwrap();
         let other = encode(&header, &claims, &encoding).unwrap_or_default();
         assert_eq!(keys().verify(&other, NOW), Err(TokenError::Invalid));
     }

@@ -102,6 +102,7 @@ pub fn give_back<Id: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn p(amount: i64) -> Points {
         Points::new(amount).unwrap_or(Points::ZERO)
@@ -186,37 +187,39 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn fifo_conserves_points_and_never_overdraws_a_lot_for_any_seed() {
-        let mut rng = crate::seeded::SplitMix64::new(0x4E45_4E45);
-        for _ in 0..10_000 {
-            let remaining: Vec<i64> = (0..rng.below(6)).map(|_| rng.below(1_000)).collect();
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        #[test]
+        fn fifo_conserves_points_and_never_overdraws_a_lot_for_any_seed(
+            remaining in proptest::collection::vec(0..1_000_i64, 0..6),
+            amount in 1..=1_200_i64,
+        ) {
             let total: i64 = remaining.iter().sum();
-            let amount = rng.amount(1_200);
             let lots = lots(&remaining);
             match take_fifo(&lots, p(amount)) {
                 Ok(taken) => {
-                    assert!(amount <= total);
-                    assert_eq!(taken.iter().map(|s| s.amount.get()).sum::<i64>(), amount);
+                    prop_assert!(amount <= total);
+                    prop_assert_eq!(taken.iter().map(|s| s.amount.get()).sum::<i64>(), amount);
                     for share in &taken {
-                        assert!(share.amount.get() > 0);
-                        assert!(share.amount <= lots[share.lot].remaining);
+                        prop_assert!(share.amount.get() > 0);
+                        prop_assert!(share.amount <= lots[share.lot].remaining);
                     }
                     // Oldest first: every lot before the last one touched is emptied.
                     if let Some((last, earlier)) = taken.split_last() {
                         for share in earlier {
-                            assert_eq!(share.amount, lots[share.lot].remaining);
+                            prop_assert_eq!(share.amount, lots[share.lot].remaining);
                         }
-                        assert!(earlier.iter().all(|s| s.lot < last.lot));
+                        prop_assert!(earlier.iter().all(|s| s.lot < last.lot));
                     }
                     // Refunding the whole debit gives every point back to where it came from.
                     let mut back = give_back(&taken, p(amount)).unwrap_or_default();
                     back.sort_by_key(|s| s.lot);
-                    assert_eq!(back, taken);
+                    prop_assert_eq!(back, taken);
                 }
                 Err(LotError::Insufficient { available, .. }) => {
-                    assert!(amount > total);
-                    assert_eq!(available.get(), total);
+                    prop_assert!(amount > total);
+                    prop_assert_eq!(available.get(), total);
                 }
                 Err(other) => panic!("unexpected {other:?}"),
             }

@@ -139,7 +139,7 @@ mod tests {
     use super::*;
 
     fn verifier(raw: &str) -> CodeVerifier {
-        CodeVerifier::parse(raw).unwrap_or_else(|e| panic!("{e}"))
+        CodeVerifier::parse(raw).unwrap()
     }
 
     #[test]
@@ -147,7 +147,7 @@ mod tests {
         let verifier = verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
         let challenge =
             CodeChallenge::parse_with_method("S256", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap();
         assert_eq!(CodeChallenge::of(&verifier), challenge);
         assert!(challenge.is_answered_by(&verifier));
         assert_eq!(

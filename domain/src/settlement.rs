@@ -211,6 +211,7 @@ fn add(left: u128, right: u128) -> Result<u128, SettlementError> {
 mod tests {
     use super::*;
     use crate::seeded::SplitMix64;
+    use proptest::prelude::*;
 
     fn p(amount: i64) -> Points {
         Points::new(amount).unwrap_or(Points::ZERO)
@@ -424,27 +425,32 @@ mod tests {
         assert_conserved(&participants, &settlement);
     }
 
-    #[test]
-    fn settlement_conserves_points_and_keeps_every_promise_for_any_seed() {
-        let mut rng = SplitMix64::new(0x4E45_4E45_5345_5454);
-        for case in 0..3_000 {
-            let required_days = u32::try_from(rng.amount(56)).unwrap_or(1);
+    /// A challenge's rules and its participants, skewed toward the interesting rates: a third
+    /// at 100%, the rest anywhere from nothing to every day (so often near 85%).
+    fn challenges() -> impl Strategy<Value = (u32, u32, Vec<Participant>)> {
+        (1..=56_u32, 0..=HOUSE_FEE_BPS_MAX).prop_flat_map(|(required_days, bps)| {
+            let counted = prop_oneof![1 => Just(required_days), 2 => 0..=required_days];
+            let one = (1..=200_i64, counted)
+                .prop_map(|(thousands, counted)| participant(1_000 * thousands, counted));
+            (
+                Just(required_days),
+                Just(bps),
+                proptest::collection::vec(one, 1..=500),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+        #[test]
+        fn settlement_conserves_points_and_keeps_every_promise_for_any_seed(
+            (required_days, bps, participants) in challenges(),
+        ) {
             let required = i64::from(required_days);
-            let bps = u32::try_from(rng.below(i64::from(HOUSE_FEE_BPS_MAX) + 1)).unwrap_or(0);
-            let count = usize::try_from(rng.amount(500)).unwrap_or(1);
-            let participants: Vec<Participant> = (0..count)
-                .map(|_| {
-                    // Skew toward the interesting rates: often 100%, often near 85%.
-                    let counted = match rng.below(3) {
-                        0 => required_days,
-                        _ => u32::try_from(rng.below(required + 1)).unwrap_or(0),
-                    };
-                    participant(1_000 * rng.amount(200), counted)
-                })
-                .collect();
             let settlement = settled(required_days, bps, &participants);
             assert_conserved(&participants, &settlement);
-            assert_eq!(settlement.payouts.len(), participants.len(), "case {case}");
+            prop_assert_eq!(settlement.payouts.len(), participants.len());
 
             let mut forfeited: i64 = 0;
             let mut achievers: Vec<(Points, Points)> = Vec::new();
@@ -452,34 +458,31 @@ mod tests {
                 let stake = who.stake.get();
                 let counted = i64::from(who.counted_days);
                 if who.counted_days == required_days {
-                    assert_eq!(got.refund, who.stake, "case {case}");
+                    prop_assert_eq!(got.refund, who.stake);
                     achievers.push((who.stake, got.prize));
                 } else {
-                    assert_eq!(got.prize, Points::ZERO, "no prize below 100%, case {case}");
+                    prop_assert_eq!(got.prize, Points::ZERO, "no prize below 100%");
                     if counted * 100 >= 85 * required {
-                        assert_eq!(got.refund, who.stake, "case {case}");
+                        prop_assert_eq!(got.refund, who.stake);
                     } else {
-                        assert_eq!(got.refund.get(), stake * counted / required, "case {case}");
+                        prop_assert_eq!(got.refund.get(), stake * counted / required);
                     }
                 }
                 forfeited += stake - got.refund.get();
             }
-            assert_eq!(settlement.pool.get(), forfeited, "case {case}");
+            prop_assert_eq!(settlement.pool.get(), forfeited);
             let fee = forfeited * i64::from(bps) / 10_000;
-            assert!(settlement.house.get() >= fee, "case {case}");
+            prop_assert!(settlement.house.get() >= fee);
             if achievers.is_empty() {
-                assert_eq!(settlement.house, settlement.pool, "case {case}");
+                prop_assert_eq!(settlement.house, settlement.pool);
             } else {
                 // Rounding loses less than a point per achiever.
                 let remainder = settlement.house.get() - fee;
-                assert!(remainder < i64::try_from(achievers.len()).unwrap_or(i64::MAX));
+                prop_assert!(remainder < i64::try_from(achievers.len()).unwrap_or(i64::MAX));
             }
             achievers.sort();
             for pair in achievers.windows(2) {
-                assert!(
-                    pair[0].1 <= pair[1].1,
-                    "a larger stake never gets a smaller prize, case {case}"
-                );
+                prop_assert!(pair[0].1 <= pair[1].1, "a larger stake never gets a smaller prize");
             }
         }
     }

@@ -508,7 +508,7 @@ mod tests {
             capacity,
             recruiting: true,
         })
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         room
     }
 
@@ -572,8 +572,7 @@ mod tests {
     }
 
     fn admit(room: &mut JoinRoom<MemorySeatStore>, user: &str) -> Admission {
-        room.admit(user, Some(SESSION), NOW)
-            .unwrap_or_else(|e| panic!("{e}"))
+        room.admit(user, Some(SESSION), NOW).unwrap()
     }
 
     fn settle(
@@ -582,14 +581,13 @@ mod tests {
         verdict: Verdict,
         now: i64,
     ) -> Outcome {
-        room.settle(user, verdict, now)
-            .unwrap_or_else(|e| panic!("{e}"))
+        room.settle(user, verdict, now).unwrap()
     }
 
     /// What the room's alarm does: claim the due seats, call the core with each one's session,
     /// settle.
     fn run_alarm(room: &mut JoinRoom<MemorySeatStore>, core: &mut FakeCore, now: i64) {
-        for seat in room.claim_due(now).unwrap_or_else(|e| panic!("{e}")) {
+        for seat in room.claim_due(now).unwrap() {
             let verdict = core.join_as(&seat.user, seat.session.as_deref());
             settle(room, &seat.user, verdict, now);
         }
@@ -611,7 +609,7 @@ mod tests {
             Outcome::Confirmed
         );
         assert_eq!(admit(&mut room, "a"), Admission::AlreadyJoined);
-        let counts = room.counts().unwrap_or_else(|e| panic!("{e}"));
+        let counts = room.counts().unwrap();
         assert_eq!(
             counts,
             Some(LiveCounts {
@@ -696,11 +694,7 @@ mod tests {
         while let Outcome::RetryAt(at) = outcome {
             delays.push(at - now);
             now = at;
-            let seat = room
-                .claim_due(now)
-                .unwrap_or_default()
-                .pop()
-                .unwrap_or_else(|| panic!("due"));
+            let seat = room.claim_due(now).unwrap_or_default().pop().expect("due");
             let verdict = core.join_as(&seat.user, seat.session.as_deref());
             outcome = settle(&mut room, &seat.user, verdict, now);
         }
@@ -760,11 +754,7 @@ mod tests {
         // core did seat the user. A new instance starts from the same storage.
         core.join("a");
         let mut restarted = JoinRoom::new(room.store.clone());
-        let at = restarted
-            .next_alarm_ms()
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("an alarm"));
+        let at = restarted.next_alarm_ms().ok().flatten().expect("an alarm");
         run_alarm(&mut restarted, &mut core, at);
         assert_eq!(admit(&mut restarted, "a"), Admission::AlreadyJoined);
         assert_eq!(core.charged.len(), 1);
@@ -832,7 +822,7 @@ mod tests {
                 settle(&mut room, &user, verdict, now);
             }
             now += 10;
-            if let Some(roster) = room.sealed_roster().unwrap_or_else(|e| panic!("{e}")) {
+            if let Some(roster) = room.sealed_roster().unwrap() {
                 // Whatever the room says of a sealed roster, it says itself to a newcomer.
                 assert_eq!(roster.refusal, SealedRefusal::Full);
                 assert_eq!(admit(&mut room, &format!("newcomer-{i}")), Admission::Full);
@@ -848,17 +838,13 @@ mod tests {
         }
         assert_eq!(core.seated.len(), 100);
         assert_eq!(core.charged.len(), 100, "one charge per seat");
-        let counts = room
-            .counts()
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("counts"));
+        let counts = room.counts().ok().flatten().expect("counts");
         assert_eq!((counts.participants, counts.pending), (100, 0));
         let roster = room
             .sealed_roster()
             .ok()
             .flatten()
-            .unwrap_or_else(|| panic!("a full room with nothing pending is sealed"));
+            .expect("a full room with nothing pending is sealed");
         let seated: BTreeSet<String> = roster.participants.into_iter().collect();
         assert_eq!(
             seated, core.seated,
@@ -916,7 +902,7 @@ mod tests {
         admit(&mut room, "a");
         settle(&mut room, "a", Verdict::Joined, NOW);
         admit(&mut room, "b");
-        room.close_recruitment().unwrap_or_else(|e| panic!("{e}"));
+        room.close_recruitment().unwrap();
         assert_eq!(room.sealed_roster(), Ok(None), "b is still pending");
         settle(&mut room, "b", Verdict::NotRecruiting, NOW);
         assert_eq!(
@@ -947,7 +933,7 @@ mod tests {
             .next_alarm_ms()
             .ok()
             .flatten()
-            .unwrap_or_else(|| panic!("the seat is pending: an alarm is due"));
+            .expect("the seat is pending: an alarm is due");
         assert!(
             at > NOW + timeout,
             "the first retry ({} ms after the call began) must wait out the core timeout ({timeout} ms)",

@@ -269,7 +269,7 @@ mod tests {
     const NOW: i64 = 1_790_000_000_000;
 
     fn key() -> IdempotencyKey {
-        IdempotencyKey::parse("k").unwrap_or_else(|e| panic!("{e}"))
+        IdempotencyKey::parse("k").unwrap()
     }
 
     fn wallet() -> WalletLogic<MemoryWalletStore> {
@@ -281,7 +281,7 @@ mod tests {
         let mut w = wallet();
         assert_eq!(w.begin(Some(&key()), "join:a", NOW), Ok(Begin::Run));
         w.finish(Some(&key()), "join:a", 201, "{\"seat\":1}", NOW)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(
             w.begin(Some(&key()), "join:a", NOW + 1),
             Ok(Begin::Replay {
@@ -378,7 +378,7 @@ mod tests {
                 "{}",
                 NOW + IN_FLIGHT_MS_MAX + 2,
             )
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert!(matches!(
             restarted.begin(Some(&key()), "join:a", NOW + 2 * IN_FLIGHT_MS_MAX),
             Ok(Begin::Replay { status: 201, .. })
@@ -387,8 +387,8 @@ mod tests {
 
     #[test]
     fn an_in_flight_record_from_before_its_time_was_kept_does_not_block() {
-        let stored: Remembered = serde_json::from_str(r#"{"InFlight":{"request_hash":"join:a"}}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let stored: Remembered =
+            serde_json::from_str(r#"{"InFlight":{"request_hash":"join:a"}}"#).unwrap();
         let mut w = wallet();
         w.store.replies.insert("k".into(), stored);
         assert_eq!(w.begin(Some(&key()), "join:a", NOW), Ok(Begin::Run));

@@ -161,8 +161,8 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            let name = HeaderName::from_bytes(name.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-            let value = http::HeaderValue::from_str(value).unwrap_or_else(|e| panic!("{e}"));
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            let value = http::HeaderValue::from_str(value).unwrap();
             map.append(name, value);
         }
         map

@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_production_configuration_with_its_own_secrets_and_an_https_core_is_accepted() {
-        let config = config(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let config = config(&[]).unwrap();
         assert_eq!(config.core_url, "https://core.example.com");
         assert!(!config.dev_mode);
     }
@@ -244,7 +244,7 @@ mod tests {
             (VAR_CORE_SIGNING_SECRET, Some(DEV_SECRET)),
             (VAR_ACCESS_TOKEN_KEYS, Some(DEV_KEYS)),
         ])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         assert!(config.dev_mode);
         assert_eq!(config.core_url, "http://127.0.0.1:8081");
     }

@@ -2,42 +2,21 @@
 //! user's access token, asks the core as that user with only the paging parameters, and passes
 //! the core's page through.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicU64, Ordering},
-};
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::bearer;
+
+use std::sync::{Arc, Mutex};
 
 use axum::{body::Body, http::Request};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use nene_domain::signing::HEADER_USER;
-use nene_edge::{
-    config::EdgeConfig,
-    platform::{BoxFuture, Host, OutboundRequest, OutboundResponse, Platform, Transport},
-    router::router,
-};
-use tower::ServiceExt;
+use nene_edge::platform::{BoxFuture, OutboundRequest, OutboundResponse, Platform, Transport};
 
-const SECRET: &str = "test-secret-test-secret-test-secret!";
-const NOW: i64 = 1_790_000_000;
-const TOKEN_KEYS: &str = "k1:notifications-test-token-key-notifications-test";
 const PAGE: &str = r#"{"items":[{"id":"0190f5a2-7c1e-7a4b-9c3d-1e2f3a4b5c6d","kind":"points_credited","payload":{"points":5000},"status":"sent","attempts":1,"created_at":"2026-01-01T00:00:00.000Z"}],"next_cursor":null}"#;
-
-struct FakeHost {
-    next_id: AtomicU64,
-}
-
-impl Host for FakeHost {
-    fn runtime(&self) -> &'static str {
-        "test"
-    }
-    fn now_unix_seconds(&self) -> i64 {
-        NOW
-    }
-    fn random_id(&self) -> String {
-        format!("req-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
-    }
-}
 
 /// A core that says no token is revoked and answers every other call with [`PAGE`].
 #[derive(Default)]
@@ -70,27 +49,12 @@ impl Transport for FakeCore {
 
 fn platform(core: Arc<FakeCore>) -> Platform {
     Platform {
-        config: EdgeConfig::from_lookup(|name| match name {
-            "CORE_URL" => Some("https://core.test/".to_owned()),
-            "CORE_SIGNING_SECRET" => Some(SECRET.to_owned()),
-            "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
-            _ => None,
-        })
-        .unwrap_or_else(|error| panic!("test config is valid: {error}")),
-        host: Arc::new(FakeHost {
-            next_id: AtomicU64::new(1),
-        }),
+        config: common::config(false),
+        host: common::fake_host(),
         transport: core,
         rooms: None,
         client_address: nene_edge::client_address::ClientAddressRule::Cloudflare,
     }
-}
-
-fn bearer(user: &str) -> String {
-    let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
-        .and_then(|keys| keys.issue(user, "j", NOW))
-        .unwrap_or_else(|e| panic!("{e}"));
-    format!("Bearer {token}")
 }
 
 async fn get(core: &Arc<FakeCore>, path: &str, authorization: Option<&str>) -> (u16, Bytes) {
@@ -98,20 +62,8 @@ async fn get(core: &Arc<FakeCore>, path: &str, authorization: Option<&str>) -> (
     if let Some(authorization) = authorization {
         request = request.header("authorization", authorization);
     }
-    let request = request
-        .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let response = router(platform(Arc::clone(core)))
-        .oneshot(request)
-        .await
-        .unwrap_or_else(|never| match never {});
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .unwrap_or_default();
+    let request = request.body(Body::empty()).unwrap();
+    let (status, _, body) = common::send(platform(Arc::clone(core)), request).await;
     (status, body)
 }
 

@@ -1,5 +1,12 @@
 //! In-process tests of the edge router with fakes for the host, the core and the rooms.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{NOW, SECRET, TOKEN_KEYS, bearer, config, fake_host, send};
+
 use std::sync::{
     Arc, Mutex,
     atomic::{AtomicU64, Ordering},
@@ -20,35 +27,14 @@ use nene_edge::{
     client_address::ClientAddressRule,
     config::EdgeConfig,
     platform::{
-        BoxFuture, Host, OutboundRequest, OutboundResponse, Platform, Rooms, Transport,
-        TransportError,
+        BoxFuture, OutboundRequest, OutboundResponse, Platform, Rooms, Transport, TransportError,
     },
-    router::router,
 };
 use tower::ServiceExt;
 
-const SECRET: &str = "test-secret-test-secret-test-secret!";
-const NOW: i64 = 1_790_000_000;
-const TOKEN_KEYS: &str = "k1:router-test-token-key-router-test-token-key";
 /// RFC 7636 appendix B: this verifier's S256 challenge.
 const RFC_7636_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const RFC_7636_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-
-struct FakeHost {
-    next_id: AtomicU64,
-}
-
-impl Host for FakeHost {
-    fn runtime(&self) -> &'static str {
-        "test"
-    }
-    fn now_unix_seconds(&self) -> i64 {
-        NOW
-    }
-    fn random_id(&self) -> String {
-        format!("req-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
-    }
-}
 
 /// A core that answers as configured; its revocation check (kept apart from `seen`) answers
 /// `revoked`.
@@ -184,17 +170,6 @@ impl Rooms for FakeRooms {
     }
 }
 
-fn config(dev_mode: bool) -> EdgeConfig {
-    EdgeConfig::from_lookup(|name| match name {
-        "CORE_URL" => Some("https://core.test/".to_owned()),
-        "CORE_SIGNING_SECRET" => Some(SECRET.to_owned()),
-        "ACCESS_TOKEN_KEYS" => Some(TOKEN_KEYS.to_owned()),
-        "NENE_ENV" => dev_mode.then(|| "dev".to_owned()),
-        _ => None,
-    })
-    .unwrap_or_else(|error| panic!("test config is valid: {error}"))
-}
-
 fn healthy_core() -> Arc<FakeCore> {
     core_answering(Ok((
         200,
@@ -214,47 +189,22 @@ fn core_answering(answer: Result<(u16, String), TransportError>) -> Arc<FakeCore
 fn platform(core: Arc<FakeCore>, dev_mode: bool) -> Platform {
     Platform {
         config: config(dev_mode),
-        host: Arc::new(FakeHost {
-            next_id: AtomicU64::new(1),
-        }),
+        host: fake_host(),
         transport: core,
         rooms: Some(Arc::new(FakeRooms::default())),
         client_address: ClientAddressRule::Cloudflare,
     }
 }
 
-async fn send(platform: Platform, request: Request<Body>) -> (u16, String, Bytes) {
-    let response = router(platform)
-        .oneshot(request)
-        .await
-        .unwrap_or_else(|never| match never {});
-    let status = response.status().as_u16();
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .unwrap_or_default();
-    (status, request_id, body)
-}
-
 fn get(path: &str) -> Request<Body> {
-    Request::get(path)
-        .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"))
+    Request::get(path).body(Body::empty()).unwrap()
 }
 
 fn post_json(path: &str, body: impl Into<Body>) -> Request<Body> {
     Request::post(path)
         .header("content-type", "application/json")
         .body(body.into())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 fn error_of(body: &[u8]) -> ErrorEnvelope {
@@ -270,7 +220,7 @@ fn error_of(body: &[u8]) -> ErrorEnvelope {
 async fn health_reports_every_part_when_the_core_is_up() {
     let (status, _, body) = send(platform(healthy_core(), false), get("/v1/health")).await;
     assert_eq!(status, 200);
-    let report: PlatformHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    let report: PlatformHealth = serde_json::from_slice(&body).unwrap();
     assert_eq!(report.status, PartStatus::Ok);
     assert_eq!(report.edge, PartStatus::Ok);
     assert_eq!(report.core, PartStatus::Ok);
@@ -284,9 +234,7 @@ async fn the_edge_signs_its_call_to_the_core() {
     let core = healthy_core();
     send(platform(Arc::clone(&core), false), get("/v1/health")).await;
     let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
-    let request = seen
-        .first()
-        .unwrap_or_else(|| panic!("the core was not called"));
+    let request = seen.first().expect("the core was not called");
     assert_eq!(request.url, "https://core.test/internal/v1/health");
     let header = |name: &str| {
         request
@@ -297,7 +245,7 @@ async fn the_edge_signs_its_call_to_the_core() {
             .unwrap_or_default()
     };
     let timestamp: i64 = header(HEADER_TIMESTAMP).parse().unwrap_or_default();
-    let secret = SigningSecret::parse(SECRET).unwrap_or_else(|e| panic!("{e}"));
+    let secret = SigningSecret::parse(SECRET).unwrap();
     let parts = SignedParts {
         method: "GET",
         path_and_query: "/internal/v1/health",
@@ -319,7 +267,7 @@ async fn health_is_503_with_the_report_when_the_database_is_down() {
     )));
     let (status, _, body) = send(platform(core, false), get("/v1/health")).await;
     assert_eq!(status, 503);
-    let report: PlatformHealth = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    let report: PlatformHealth = serde_json::from_slice(&body).unwrap();
     assert_eq!(report.database, PartStatus::Down);
     assert_eq!(report.redis, PartStatus::Disabled);
 }
@@ -364,9 +312,7 @@ async fn an_unknown_path_is_a_json_404_with_the_request_id() {
 
 #[tokio::test]
 async fn a_wrong_method_is_a_json_405() {
-    let request = Request::delete("/v1/health")
-        .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let request = Request::delete("/v1/health").body(Body::empty()).unwrap();
     let (status, _, body) = send(platform(healthy_core(), false), request).await;
     assert_eq!(status, 405);
     assert_eq!(error_of(&body).error.code, ErrorCode::MethodNotAllowed);
@@ -453,9 +399,7 @@ async fn served_with(
         },
         |config| Platform {
             config,
-            host: Arc::new(FakeHost {
-                next_id: AtomicU64::new(1),
-            }),
+            host: fake_host(),
             transport: core,
             rooms: Some(Arc::new(FakeRooms::default())),
             client_address: ClientAddressRule::Cloudflare,
@@ -496,11 +440,11 @@ async fn a_production_edge_with_the_dev_secret_answers_every_request_503_and_log
     ];
     let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
         .and_then(|keys| keys.issue("user-1", "jti-1", NOW))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let join = Request::post("/v1/challenges/ch-1/join")
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     for request in [get("/v1/health"), join, get("/no/such/route")] {
         let core = healthy_core();
         let (status, code, logged) = served_with(&vars, Arc::clone(&core), request).await;
@@ -566,7 +510,7 @@ async fn joining_without_a_valid_access_token_is_401_before_anything_is_called()
     let forged =
         nene_domain::access_token::TokenKeys::parse("k1:someone-elses-key-someone-elses-key-00")
             .and_then(|keys| keys.issue("user-1", "j", NOW))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
     for authorization in [
         None,
         Some("Bearer not-a-jwt".to_owned()),
@@ -576,9 +520,7 @@ async fn joining_without_a_valid_access_token_is_401_before_anything_is_called()
         if let Some(value) = &authorization {
             request = request.header("authorization", value);
         }
-        let request = request
-            .body(Body::empty())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let request = request.body(Body::empty()).unwrap();
         let (status, _, body) = send(platform(Arc::clone(&core), false), request).await;
         assert_eq!(status, 401, "{authorization:?}");
         assert_eq!(error_of(&body).error.code, ErrorCode::Unauthorized);
@@ -593,11 +535,11 @@ async fn joining_without_a_valid_access_token_is_401_before_anything_is_called()
 async fn a_join_with_a_valid_token_is_forwarded_to_the_users_wallet_as_that_user() {
     let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
         .and_then(|keys| keys.issue("user-7", "j", NOW))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let request = Request::post("/v1/challenges/0190f5a2-0000-7000-8000-000000000001/join")
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let rooms = Arc::new(FakeRooms::default());
     let mut platform = platform(healthy_core(), false);
     platform.rooms = Some(Arc::clone(&rooms) as Arc<dyn Rooms>);
@@ -618,17 +560,14 @@ fn full_reply() -> (u16, String) {
         ErrorCode::ChallengeFull.default_message(),
         "",
     );
-    (
-        409,
-        serde_json::to_string(&envelope).unwrap_or_else(|e| panic!("{e}")),
-    )
+    (409, serde_json::to_string(&envelope).unwrap())
 }
 
 fn join_request(challenge: &str, user: &str) -> Request<Body> {
     Request::post(format!("/v1/challenges/{challenge}/join"))
         .header("authorization", bearer(user))
         .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 #[tokio::test]
@@ -723,13 +662,6 @@ async fn without_rooms_a_join_goes_to_the_core_with_its_session_for_the_revocati
     assert_eq!(core.revocation_checks.load(Ordering::Relaxed), 0);
 }
 
-fn bearer(user: &str) -> String {
-    let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
-        .and_then(|keys| keys.issue(user, "j", NOW))
-        .unwrap_or_else(|e| panic!("{e}"));
-    format!("Bearer {token}")
-}
-
 fn header_of<'a>(request: &'a OutboundRequest, name: &str) -> Option<&'a str> {
     request
         .headers
@@ -781,7 +713,7 @@ async fn a_confirm_whose_outcome_is_unknown_keeps_the_cores_202() {
         .body(Body::from(
             r#"{"payment_key":"pk","order_id":"nene_1","amount":1000}"#,
         ))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, _, body) = send(platform(Arc::clone(&core), false), request).await;
     assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
     let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
@@ -795,7 +727,7 @@ async fn a_refunds_idempotency_key_travels_inside_the_signed_body() {
         .header("authorization", bearer("user-9"))
         .header("idempotency-key", "refund-once")
         .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, _, _) = send(platform(Arc::clone(&core), false), request).await;
     assert_eq!(status, 200);
     let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
@@ -809,7 +741,7 @@ async fn a_refunds_idempotency_key_travels_inside_the_signed_body() {
     let bad_order = Request::post("/v1/payments/..%2F/refund")
         .header("authorization", bearer("user-9"))
         .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, _, _) = send(platform(healthy_core(), false), bad_order).await;
     assert_eq!(
         status, 404,
@@ -825,7 +757,7 @@ async fn a_revoked_token_is_refused_at_once_where_money_moves() {
         .header("authorization", bearer("user-revoked"))
         .header("content-type", "application/json")
         .body(Body::from(r#"{"amount":10000}"#))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, _, body) = send(platform(Arc::clone(&core), false), request).await;
     assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
     assert!(
@@ -843,18 +775,18 @@ async fn money_routes_ask_about_revocation_every_time_and_other_routes_reuse_the
             .header("authorization", &token)
             .header("content-type", "application/json")
             .body(Body::from(r#"{"amount":10000}"#))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         send(platform(Arc::clone(&core), false), request).await;
     }
     assert_eq!(core.revocation_checks.load(Ordering::Relaxed), 3);
     let token = nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
         .and_then(|keys| keys.issue("user-cached", "another-jti", NOW))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     for _ in 0..3 {
         let request = Request::get("/v1/wallet")
             .header("authorization", format!("Bearer {token}"))
             .body(Body::empty())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         send(platform(Arc::clone(&core), false), request).await;
     }
     assert_eq!(
@@ -873,7 +805,7 @@ async fn a_partners_failure_reported_by_the_core_reaches_the_client_as_that_502(
             .header("content-type", "application/json")
             .header("cf-connecting-ip", "203.0.113.7")
             .body(Body::from(body))
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     let (status, _, answer) = send(
         platform(core_answering(Ok((502, envelope.to_owned()))), false),
@@ -905,12 +837,12 @@ fn signed_close(path: &str, secret: &str, timestamp: i64) -> Request<Body> {
                 body: b"",
             })
         })
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     Request::post(path)
         .header(HEADER_TIMESTAMP, timestamp.to_string())
         .header(HEADER_SIGNATURE, signature)
         .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 #[tokio::test]
@@ -944,7 +876,7 @@ async fn the_core_hears_each_call_under_the_request_id_the_client_was_answered_w
             .header("authorization", bearer("user-7"))
             .header("content-type", "application/json")
             .body(Body::from(body))
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     let challenge = "0190f5a2-7c1e-7a4b-9c3d-1e2f3a4b5c6d";
     let requests = [
@@ -978,7 +910,7 @@ async fn after_a_logout_the_families_tokens_are_refused_here_at_once_not_a_minut
         nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
             .and_then(|keys| keys.issue("user-out", jti, NOW))
             .map(|token| format!("Bearer {token}"))
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     let (phone, laptop, other_family) = (
         token("family-out.phone"),
@@ -989,7 +921,7 @@ async fn after_a_logout_the_families_tokens_are_refused_here_at_once_not_a_minut
         Request::get("/v1/me")
             .header("authorization", bearer)
             .body(Body::empty())
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     for bearer in [&phone, &laptop, &other_family] {
         let (status, _, _) = send(platform(Arc::clone(&core), false), me(bearer)).await;
@@ -998,7 +930,7 @@ async fn after_a_logout_the_families_tokens_are_refused_here_at_once_not_a_minut
     let logout = Request::post("/v1/auth/logout")
         .header("authorization", &phone)
         .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, _, _) = send(platform(Arc::clone(&core), false), logout).await;
     assert_eq!(status, 204);
     // The core has recorded the family's revocation; its other isolates may not know yet.
@@ -1042,7 +974,7 @@ async fn a_malformed_challenge_or_proof_id_is_a_404_before_the_core_or_a_room_is
                 .header("authorization", bearer("user-5"))
                 .header("content-type", "application/json")
                 .body(Body::from(r#"{"reason":"x"}"#))
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap();
             let (status, _, body) = send(platform(), request).await;
             assert_eq!(status, 404, "{method} {path}");
             assert_eq!(error_of(&body).error.code, ErrorCode::NotFound);
@@ -1063,17 +995,14 @@ async fn the_cores_message_reaches_the_client_for_bad_input_and_only_for_bad_inp
     let refusal = |code: ErrorCode, message: &str| {
         let envelope = ErrorEnvelope::new(code, message, "core-request");
         let status = code.http_status();
-        core_answering(Ok((
-            status,
-            serde_json::to_string(&envelope).unwrap_or_else(|e| panic!("{e}")),
-        )))
+        core_answering(Ok((status, serde_json::to_string(&envelope).unwrap())))
     };
     let patch_me = || {
         Request::patch("/v1/me")
             .header("authorization", bearer("user-msg"))
             .header("content-type", "application/json")
             .body(Body::from(r#"{"nickname":"x"}"#))
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     let nickname = "nickname: a nickname is 2–20 letters at line 1 column 16";
     let (status, _, body) = send(
@@ -1107,7 +1036,7 @@ async fn the_wallets_history_is_asked_of_the_core_with_only_a_cursor_and_a_limit
         Request::get(format!("/v1/wallet/entries{query}"))
             .header("authorization", bearer("user-ledger"))
             .body(Body::empty())
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     let (status, _, body) = send(
         platform(Arc::clone(&core), false),
@@ -1143,7 +1072,7 @@ async fn the_reviewers_queue_is_asked_of_the_core_as_the_signed_user_with_only_a
         Request::get(format!("/v1/admin/proofs/queue{query}"))
             .header("authorization", bearer("reviewer-1"))
             .body(Body::empty())
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     let cursor = "0190f5a27c1e7a4b9c3d1e2f3a4b5c6d";
     let (status, _, body) = send(
@@ -1205,7 +1134,7 @@ fn sample(parameter: &str) -> &'static str {
 }
 
 fn documented_operations() -> Vec<(String, String, bool, bool)> {
-    let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_else(|e| panic!("{e}"));
+    let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
     let mut operations = Vec::new();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
         for (method, operation) in item.as_object().into_iter().flatten() {
@@ -1247,7 +1176,7 @@ async fn every_documented_operation_is_routed_and_asks_for_a_token_exactly_when_
             }
             request
                 .body(Body::from(if has_body { "{}" } else { "" }))
-                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap()
         };
         let (anonymous, _, body) = send(platform(healthy_core(), true), request(None)).await;
         if public {
@@ -1312,9 +1241,7 @@ fn every_public_route_of_the_router_is_documented() {
 
 /// A token for `user` in the test key, as an `authorization` header value.
 fn authorized(mut request: Request<Body>, user: &str) -> Request<Body> {
-    let value = bearer(user)
-        .parse()
-        .unwrap_or_else(|e| panic!("header: {e}"));
+    let value = bearer(user).parse().expect("header");
     request.headers_mut().insert("authorization", value);
     request
 }
@@ -1367,7 +1294,7 @@ async fn a_device_token_with_a_nul_is_refused_on_a_put_too() {
     let request = Request::put("/v1/me/devices/phone-1")
         .header("content-type", "application/json")
         .body(Body::from(r#"{"platform":"web","token":"t\u0000"}"#))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let (status, _, answer) = send(
         platform(Arc::clone(&core), false),
         authorized(request, "user-1"),
@@ -1419,7 +1346,7 @@ async fn an_oversized_webhook_body_is_a_json_413_whatever_its_content_type() {
         let request = Request::post("/webhooks/toss")
             .header("content-type", content_type)
             .body(Body::from(body.clone()))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let (status, request_id, answer) = send(platform(healthy_core(), false), request).await;
         assert_eq!(status, 413, "{content_type}");
         let envelope = error_of(&answer);
@@ -1442,8 +1369,7 @@ async fn a_challenges_detail_carries_its_proof_rates_under_live_and_nowhere_else
         let request = authorized(get(&format!("/v1/challenges/{id}")), "user-1");
         let (status, _, body) = send(platform, request).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        let answer: serde_json::Value =
-            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(answer["live"]["proof_rate_today"], 5000, "{answer}");
         assert_eq!(answer["live"]["success_rate"], 10000, "{answer}");
         assert_eq!(answer["live"]["participants"], 1, "{answer}");
@@ -1486,7 +1412,7 @@ async fn every_body_is_read_to_its_end_before_any_answer() {
             .uri(path)
             .header("content-type", content_type)
             .body(tracked_body(&consumed))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let (status, _, body) = send(platform(healthy_core(), false), request).await;
         assert_eq!(status, expected, "{method} {path}");
         error_of(&body);
@@ -1511,9 +1437,7 @@ fn start_request(query: &str, headers: &[(&str, &str)]) -> Request<Body> {
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    request
-        .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"))
+    request.body(Body::empty()).unwrap()
 }
 
 const REDIRECT_QUERY: &str = "redirect_uri=nene%3A%2F%2Fauth%2Fcallback";
@@ -1620,9 +1544,7 @@ fn callback_request(body: &'static str, headers: &[(&str, &str)]) -> Request<Bod
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    request
-        .body(Body::from(body))
-        .unwrap_or_else(|e| panic!("{e}"))
+    request.body(Body::from(body)).unwrap()
 }
 
 #[tokio::test]

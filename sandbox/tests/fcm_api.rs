@@ -3,34 +3,29 @@
 //! errors, the control plane's faults; over real TCP, a dropped connection as a client sees it,
 //! and a throughput smoke figure.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Answer, app, call};
+
 use std::time::{Duration, Instant};
 
 use axum::{
     Router,
-    body::{Body, to_bytes},
-    http::{HeaderMap, Request, StatusCode, header},
+    body::Body,
+    http::{Request, StatusCode, header},
 };
-use nene_sandbox::{
-    SandboxConfig,
-    fcm::{
-        CLIENT_EMAIL, PROJECT_ID,
-        grant::{
-            AssertionClaims, FIREBASE_MESSAGING_SCOPE, GOOGLE_TOKEN_URL, JWT_BEARER_GRANT_TYPE,
-        },
-        service_account::{Registry, ServiceAccountKey},
-    },
-    router_with,
+use nene_sandbox::fcm::{
+    CLIENT_EMAIL, PROJECT_ID,
+    grant::{AssertionClaims, FIREBASE_MESSAGING_SCOPE, GOOGLE_TOKEN_URL, JWT_BEARER_GRANT_TYPE},
+    service_account::{Registry, ServiceAccountKey},
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-/// Responses here are a token, a name, an error or a short delivery log.
-const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024;
 const SEND_PATH: &str = "/fcm/v1/projects/nene-sandbox/messages:send";
-
-fn app() -> Router {
-    router_with(SandboxConfig::default())
-}
 
 fn now_seconds() -> i64 {
     i64::try_from(
@@ -43,45 +38,7 @@ fn now_seconds() -> i64 {
 }
 
 fn registry() -> &'static Registry {
-    Registry::embedded().unwrap_or_else(|error| unreachable!("{error}"))
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    json: Value,
-}
-
-async fn call(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: Body,
-) -> Answer {
-    let mut request = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request
-        .body(body)
-        .unwrap_or_else(|error| unreachable!("{error}"));
-    let response = app.clone().oneshot(request).await;
-    let response = response.unwrap_or_else(|error| unreachable!("{error}"));
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = to_bytes(response.into_body(), RESPONSE_BYTES_MAX).await;
-    let bytes = bytes.unwrap_or_else(|error| unreachable!("{error}"));
-    let json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|error| unreachable!("{error}: {bytes:?}"))
-    };
-    Answer {
-        status,
-        headers,
-        json,
-    }
+    Registry::embedded().unwrap()
 }
 
 async fn control(app: &Router, method: &str, uri: &str, body: Option<Value>) -> Answer {
@@ -98,8 +55,7 @@ async fn control(app: &Router, method: &str, uri: &str, body: Option<Value>) -> 
 
 fn assertion(key: &ServiceAccountKey, audience: &str) -> String {
     let claims = AssertionClaims::for_key(key, audience, now_seconds());
-    key.sign(&claims)
-        .unwrap_or_else(|error| unreachable!("{error}"))
+    key.sign(&claims).unwrap()
 }
 
 fn token_form(assertion: &str) -> String {
@@ -107,7 +63,7 @@ fn token_form(assertion: &str) -> String {
         ("grant_type", JWT_BEARER_GRANT_TYPE),
         ("assertion", assertion),
     ])
-    .unwrap_or_else(|error| unreachable!("{error}"))
+    .unwrap()
 }
 
 async fn exchange(app: &Router, assertion: &str, host: Option<&str>) -> Answer {
@@ -240,8 +196,7 @@ async fn the_served_service_account_is_what_a_client_loads_and_signs_with() {
             .as_str()
             .is_some_and(|pem| pem.starts_with("-----BEGIN PRIVATE KEY-----"))
     );
-    let key = ServiceAccountKey::from_json(&file.json.to_string())
-        .unwrap_or_else(|error| unreachable!("{error}"));
+    let key = ServiceAccountKey::from_json(&file.json.to_string()).unwrap();
     let issued = exchange(&app, &assertion(&key, GOOGLE_TOKEN_URL), None).await;
     assert_eq!(issued.status, StatusCode::OK, "{}", issued.json);
 
@@ -252,8 +207,7 @@ async fn the_served_service_account_is_what_a_client_loads_and_signs_with() {
         None,
     )
     .await;
-    let rogue = ServiceAccountKey::from_json(&rogue.json.to_string())
-        .unwrap_or_else(|error| unreachable!("{error}"));
+    let rogue = ServiceAccountKey::from_json(&rogue.json.to_string()).unwrap();
     let refused = exchange(&app, &assertion(&rogue, GOOGLE_TOKEN_URL), None).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -280,10 +234,7 @@ async fn the_sandboxs_own_token_url_is_an_accepted_audience_and_others_are_not()
 async fn token_requests_are_refused_as_google_refuses_them() {
     let app = app();
     let key = registry().registered();
-    let sign = |claims: &AssertionClaims| {
-        key.sign(claims)
-            .unwrap_or_else(|error| unreachable!("{error}"))
-    };
+    let sign = |claims: &AssertionClaims| key.sign(claims).unwrap();
     let now = now_seconds();
     let honest = AssertionClaims::for_key(key, GOOGLE_TOKEN_URL, now);
     let cases = [
@@ -549,10 +500,8 @@ async fn health_lists_fcm() {
 /// The whole sandbox on 127.0.0.1:0; its base URL.
 async fn serve() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await;
-    let listener = listener.unwrap_or_else(|error| unreachable!("{error}"));
-    let address = listener
-        .local_addr()
-        .unwrap_or_else(|error| unreachable!("{error}"));
+    let listener = listener.unwrap();
+    let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app()).await });
     format!("http://{address}")
 }
@@ -565,12 +514,9 @@ async fn tcp_access_token(client: &reqwest::Client, base: &str) -> String {
         .body(token_form(&assertion(registry().registered(), &audience)))
         .send()
         .await
-        .unwrap_or_else(|error| unreachable!("{error}"));
+        .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);
-    let body: Value = response
-        .json()
-        .await
-        .unwrap_or_else(|error| unreachable!("{error}"));
+    let body: Value = response.json().await.unwrap();
     body["access_token"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -600,8 +546,7 @@ async fn drop_connection_closes_the_connection_without_any_answer() {
             .send()
     };
     let dropped = tokio::time::timeout(Duration::from_secs(10), send("doomed")).await;
-    let dropped =
-        dropped.unwrap_or_else(|_| unreachable!("the sandbox neither answered nor hung up"));
+    let dropped = dropped.expect("the sandbox neither answered nor hung up");
     match dropped {
         Ok(response) => unreachable!("the client got an answer: {}", response.status()),
         Err(error) => {
@@ -635,17 +580,17 @@ async fn drop_connection_closes_the_connection_without_any_answer() {
         stream.read_to_end(&mut answer).map(|_| answer)
     })
     .await
-    .unwrap_or_else(|error| unreachable!("{error}"));
-    let answer = answer.unwrap_or_else(|error| unreachable!("no end of stream: {error}"));
+    .unwrap();
+    let answer = answer.expect("no end of stream");
     assert_eq!(String::from_utf8_lossy(&answer), "");
     let stats: Value = client
         .get(format!("{base}/sandbox/fcm/stats"))
         .send()
         .await
-        .unwrap_or_else(|error| unreachable!("{error}"))
+        .unwrap()
         .json()
         .await
-        .unwrap_or_else(|error| unreachable!("{error}"));
+        .unwrap();
     assert_eq!(stats["sent"], 1);
     assert_eq!(stats["rejected_by_kind"]["drop_connection"], 2);
 }
@@ -671,7 +616,7 @@ async fn throughput_smoke_prints_sends_per_second() {
             .header("authorization", &authorization)
             .header("content-type", "application/json")
             .body(Body::from(body))
-            .unwrap_or_else(|error| unreachable!("{error}"));
+            .unwrap();
         let response = app.clone().oneshot(request).await;
         let status = response.map(|response| response.status()).ok();
         assert_eq!(status, Some(StatusCode::OK));
@@ -703,7 +648,7 @@ async fn throughput_smoke_prints_sends_per_second() {
         }));
     }
     for task in tasks {
-        task.await.unwrap_or_else(|error| unreachable!("{error}"));
+        task.await.unwrap();
     }
     let elapsed = started.elapsed();
     let sends = TCP_CLIENTS * TCP_SENDS_PER_CLIENT;

@@ -2,76 +2,37 @@
 //! will run it (authorize → token → user info, the id_token checked against the published JWKS),
 //! and the control plane's faults as the edge's tests will drive them.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Answer, app, request, send};
+
 use std::time::{Duration, Instant};
 
 use axum::{
     Router,
-    body::{Body, to_bytes},
-    http::{HeaderMap, Request, StatusCode, header},
+    body::Body,
+    http::{StatusCode, header},
 };
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
-use nene_sandbox::{
-    SandboxConfig,
-    oauth::{
-        id_token::{IdTokenClaims, WRONG_NONCE},
-        keys::{GOOGLE_KID, KAKAO_KID},
-        pkce::s256,
-    },
-    router_with,
+use nene_sandbox::oauth::{
+    id_token::{IdTokenClaims, WRONG_NONCE},
+    keys::{GOOGLE_KID, KAKAO_KID},
+    pkce::s256,
 };
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-/// Responses in these tests are a token response, a JWKS or a profile.
-const RESPONSE_BYTES_MAX: usize = 64 * 1024;
 const REDIRECT_URI: &str = "https://app.example/auth/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
-fn app() -> Router {
-    router_with(SandboxConfig::default())
-}
-
 fn encode(pairs: &[(&str, &str)]) -> String {
-    serde_urlencoded::to_string(pairs).unwrap_or_else(|error| unreachable!("{error}"))
+    serde_urlencoded::to_string(pairs).unwrap()
 }
 
 fn decode_query(query: &str) -> Vec<(String, String)> {
-    serde_urlencoded::from_str(query).unwrap_or_else(|error| unreachable!("{error}"))
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    json: Value,
-}
-
-async fn send(app: &Router, request: Request<Body>) -> Answer {
-    let response = app.clone().oneshot(request).await;
-    let response = response.unwrap_or_else(|error| unreachable!("{error}"));
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = to_bytes(response.into_body(), RESPONSE_BYTES_MAX).await;
-    let bytes = bytes.unwrap_or_else(|error| unreachable!("{error}"));
-    let json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|error| unreachable!("{error}: {bytes:?}"))
-    };
-    Answer {
-        status,
-        headers,
-        json,
-    }
-}
-
-fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: Body) -> Request<Body> {
-    let mut request = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request
-        .body(body)
-        .unwrap_or_else(|error| unreachable!("{error}"))
+    serde_urlencoded::from_str(query).unwrap()
 }
 
 async fn get(app: &Router, uri: &str, headers: &[(&str, &str)]) -> Answer {
@@ -286,7 +247,7 @@ async fn kakao_login_runs_from_authorize_to_user_me_with_a_verifiable_id_token()
     assert_eq!(jwks.json["keys"][0]["kid"], KAKAO_KID);
     let id_token = token.json["id_token"].as_str().unwrap_or_default();
     let claims = verify(&jwks.json, id_token, "https://kauth.kakao.com", "kakao-app");
-    let claims = claims.unwrap_or_else(|error| unreachable!("{error}"));
+    let claims = claims.unwrap();
     assert_eq!(claims.nonce.as_deref(), Some("n-0"));
     assert_eq!(claims.exp - claims.iat, 3600);
 
@@ -368,7 +329,7 @@ async fn google_login_runs_from_authorize_to_userinfo_with_pkce() {
         "https://accounts.google.com",
         client_id,
     );
-    let claims = claims.unwrap_or_else(|error| unreachable!("{error}"));
+    let claims = claims.unwrap();
     assert_eq!(claims.nonce.as_deref(), Some("g-nonce"));
     assert_eq!(claims.email.as_deref(), Some("carol@example.com"));
 

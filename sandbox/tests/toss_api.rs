@@ -1,30 +1,23 @@
 //! The Toss stand-in over HTTP, in process: the API as a client sees it, the control plane as the
 //! core's tests will drive it, and webhooks arriving at a real receiver on 127.0.0.1.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::app;
+
 use std::{
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
-use axum::{
-    Router,
-    body::{Body, to_bytes},
-    extract::State,
-    http::{Request, StatusCode},
-    routing::post,
-};
+use axum::{Router, body::Body, extract::State, http::StatusCode, routing::post};
 use base64::{Engine, engine::general_purpose::STANDARD};
-use nene_sandbox::{SandboxConfig, router_with};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const SECRET_KEY: &str = "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R";
-/// Responses in these tests are one Payment or a list of deliveries.
-const RESPONSE_BYTES_MAX: usize = 1024 * 1024;
-
-fn app() -> Router {
-    router_with(SandboxConfig::default())
-}
 
 fn basic() -> String {
     format!("Basic {}", STANDARD.encode(format!("{SECRET_KEY}:")))
@@ -37,31 +30,16 @@ async fn call(
     headers: &[(&str, &str)],
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
+    let mut headers = headers.to_vec();
     let body = match body {
         Some(body) => {
-            request = request.header("content-type", "application/json");
+            headers.push(("content-type", "application/json"));
             Body::from(body.to_string())
         }
         None => Body::empty(),
     };
-    let request = request
-        .body(body)
-        .unwrap_or_else(|error| unreachable!("{error}"));
-    let response = app.clone().oneshot(request).await;
-    let response = response.unwrap_or_else(|error| unreachable!("{error}"));
-    let status = response.status();
-    let bytes = to_bytes(response.into_body(), RESPONSE_BYTES_MAX).await;
-    let bytes = bytes.unwrap_or_else(|error| unreachable!("{error}"));
-    let json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|error| unreachable!("{error}: {bytes:?}"))
-    };
-    (status, json)
+    let answer = common::call(app, method, uri, &headers, body).await;
+    (answer.status, answer.json)
 }
 
 /// A Toss API call with Basic auth and extra headers.
@@ -76,6 +54,11 @@ async fn toss(
     let mut all = vec![("authorization", auth.as_str())];
     all.extend_from_slice(headers);
     call(app, method, uri, &all, body).await
+}
+
+/// `POST /v1/payments/confirm` with `body`, Basic auth and `headers`.
+async fn confirm(app: &Router, headers: &[(&str, &str)], body: Value) -> (StatusCode, Value) {
+    toss(app, "POST", "/v1/payments/confirm", headers, Some(body)).await
 }
 
 /// The widget approves `order_id` for `amount`; returns the paymentKey.
@@ -119,14 +102,7 @@ async fn a_paid_order_is_confirmed_then_found_by_key_and_by_order_then_partially
     );
     assert!(before["approvedAt"].is_null());
 
-    let (status, done) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &[],
-        Some(confirm_body(&key, "order-0001", 15_000)),
-    )
-    .await;
+    let (status, done) = confirm(&app, &[], confirm_body(&key, "order-0001", 15_000)).await;
     assert_eq!(status, StatusCode::OK, "{done}");
     assert_eq!(done["status"], "DONE");
     assert_eq!(done["method"], "카드");
@@ -187,14 +163,7 @@ async fn toss_errors_have_the_status_and_code_toss_uses() {
     );
     assert!(body["message"].is_string());
 
-    let (status, body) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &[],
-        Some(confirm_body("nope", "order-0001", 1000)),
-    )
-    .await;
+    let (status, body) = confirm(&app, &[], confirm_body("nope", "order-0001", 1000)).await;
     assert_eq!(
         (status, body["code"].clone()),
         (StatusCode::NOT_FOUND, json!("NOT_FOUND_PAYMENT_SESSION"))
@@ -202,20 +171,13 @@ async fn toss_errors_have_the_status_and_code_toss_uses() {
 
     let key = pay(&app, "order-0001", 1000, "CARD").await;
     let fractional = json!({ "paymentKey": key, "orderId": "order-0001", "amount": 1000.5 });
-    let (status, body) = toss(&app, "POST", "/v1/payments/confirm", &[], Some(fractional)).await;
+    let (status, body) = confirm(&app, &[], fractional).await;
     assert_eq!(
         (status, body["code"].clone()),
         (StatusCode::BAD_REQUEST, json!("INVALID_REQUEST"))
     );
 
-    let (status, body) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &[],
-        Some(confirm_body(&key, "order-0001", 999)),
-    )
-    .await;
+    let (status, body) = confirm(&app, &[], confirm_body(&key, "order-0001", 999)).await;
     assert_eq!(
         (status, body["code"].clone()),
         (StatusCode::BAD_REQUEST, json!("INVALID_REQUEST"))
@@ -228,12 +190,10 @@ async fn toss_errors_have_the_status_and_code_toss_uses() {
     );
 
     let long_key = "k".repeat(301);
-    let (status, body) = toss(
+    let (status, body) = confirm(
         &app,
-        "POST",
-        "/v1/payments/confirm",
         &[("idempotency-key", &long_key)],
-        Some(confirm_body(&key, "order-0001", 1000)),
+        confirm_body(&key, "order-0001", 1000),
     )
     .await;
     assert_eq!(
@@ -241,23 +201,9 @@ async fn toss_errors_have_the_status_and_code_toss_uses() {
         (StatusCode::BAD_REQUEST, json!("INVALID_REQUEST"))
     );
 
-    let (status, _) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &[],
-        Some(confirm_body(&key, "order-0001", 1000)),
-    )
-    .await;
+    let (status, _) = confirm(&app, &[], confirm_body(&key, "order-0001", 1000)).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &[],
-        Some(confirm_body(&key, "order-0001", 1000)),
-    )
-    .await;
+    let (status, body) = confirm(&app, &[], confirm_body(&key, "order-0001", 1000)).await;
     assert_eq!(
         (status, body["code"].clone()),
         (StatusCode::BAD_REQUEST, json!("ALREADY_PROCESSED_PAYMENT"))
@@ -333,14 +279,7 @@ async fn a_test_code_header_returns_that_error_and_changes_nothing() {
         ("tosspayments-test-code", "REJECT_CARD_PAYMENT"),
         ("idempotency-key", "k-1"),
     ];
-    let (status, error) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &headers,
-        Some(body.clone()),
-    )
-    .await;
+    let (status, error) = confirm(&app, &headers, body.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(error["code"], "REJECT_CARD_PAYMENT");
     assert_eq!(
@@ -366,14 +305,7 @@ async fn a_test_code_header_returns_that_error_and_changes_nothing() {
     assert_eq!(stats(&app).await["confirms_executed"], 0);
 
     // Nothing was recorded under the key either: it now executes.
-    let (status, done) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &[("idempotency-key", "k-1")],
-        Some(body),
-    )
-    .await;
+    let (status, done) = confirm(&app, &[("idempotency-key", "k-1")], body).await;
     assert_eq!(
         (status, done["status"].clone()),
         (StatusCode::OK, json!("DONE"))
@@ -385,24 +317,11 @@ async fn a_replayed_idempotency_key_returns_the_first_response_without_executing
     let app = app();
     let key = pay(&app, "order-0001", 1000, "CARD").await;
     let headers = [("idempotency-key", "confirm-order-0001")];
-    let (first_status, first) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &headers,
-        Some(confirm_body(&key, "order-0001", 1000)),
-    )
-    .await;
+    let (first_status, first) =
+        confirm(&app, &headers, confirm_body(&key, "order-0001", 1000)).await;
     assert_eq!(first_status, StatusCode::OK);
     // The body is not compared: a different one still gets the first response.
-    let (status, replay) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &headers,
-        Some(json!({})),
-    )
-    .await;
+    let (status, replay) = confirm(&app, &headers, json!({})).await;
     assert_eq!((status, &replay), (first_status, &first));
     assert_eq!(stats(&app).await["confirms_executed"], 1);
 
@@ -446,29 +365,13 @@ async fn a_duplicate_arriving_while_the_first_runs_is_told_the_request_is_proces
     let body = confirm_body(&key, "order-0001", 1000);
     let first = tokio::spawn({
         let (app, body) = (app.clone(), body.clone());
-        async move {
-            toss(
-                &app,
-                "POST",
-                "/v1/payments/confirm",
-                &[("idempotency-key", "same")],
-                Some(body),
-            )
-            .await
-        }
+        async move { confirm(&app, &[("idempotency-key", "same")], body).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (status, error) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &[("idempotency-key", "same")],
-        Some(body),
-    )
-    .await;
+    let (status, error) = confirm(&app, &[("idempotency-key", "same")], body).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error["code"], "IDEMPOTENT_REQUEST_PROCESSING");
-    let (status, done) = first.await.unwrap_or_else(|error| unreachable!("{error}"));
+    let (status, done) = first.await.unwrap();
     assert_eq!(
         (status, done["status"].clone()),
         (StatusCode::OK, json!("DONE"))
@@ -488,13 +391,7 @@ async fn approve_then_drop_leaves_the_client_without_an_answer_but_the_payment_a
     let headers = [("idempotency-key", "confirm-1")];
     let timed_out = tokio::time::timeout(
         Duration::from_millis(300),
-        toss(
-            &app,
-            "POST",
-            "/v1/payments/confirm",
-            &headers,
-            Some(body.clone()),
-        ),
+        confirm(&app, &headers, body.clone()),
     )
     .await;
     assert!(timed_out.is_err(), "the sandbox answered: {timed_out:?}");
@@ -509,7 +406,7 @@ async fn approve_then_drop_leaves_the_client_without_an_answer_but_the_payment_a
     .await;
     assert_eq!(payment["status"], "DONE");
     // The client's retry with the same key gets the approval, without a second execution.
-    let (status, replay) = toss(&app, "POST", "/v1/payments/confirm", &headers, Some(body)).await;
+    let (status, replay) = confirm(&app, &headers, body).await;
     assert_eq!(
         (status, replay["status"].clone()),
         (StatusCode::OK, json!("DONE"))
@@ -528,13 +425,7 @@ async fn a_hang_or_an_injected_error_changes_nothing_and_frees_the_idempotency_k
     add_fault(&app, json!({ "operation": "confirm", "kind": "hang" })).await;
     let timed_out = tokio::time::timeout(
         Duration::from_millis(200),
-        toss(
-            &app,
-            "POST",
-            "/v1/payments/confirm",
-            &headers,
-            Some(body.clone()),
-        ),
+        confirm(&app, &headers, body.clone()),
     )
     .await;
     assert!(timed_out.is_err());
@@ -544,21 +435,14 @@ async fn a_hang_or_an_injected_error_changes_nothing_and_frees_the_idempotency_k
         json!({ "operation": "any", "kind": "error", "status": 503, "code": "PROVIDER_ERROR" }),
     )
     .await;
-    let (status, error) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &headers,
-        Some(body.clone()),
-    )
-    .await;
+    let (status, error) = confirm(&app, &headers, body.clone()).await;
     assert_eq!(
         (status, error["code"].clone()),
         (StatusCode::SERVICE_UNAVAILABLE, json!("PROVIDER_ERROR"))
     );
     assert_eq!(stats(&app).await["confirms_executed"], 0);
 
-    let (status, done) = toss(&app, "POST", "/v1/payments/confirm", &headers, Some(body)).await;
+    let (status, done) = confirm(&app, &headers, body).await;
     assert_eq!(
         (status, done["status"].clone()),
         (StatusCode::OK, json!("DONE"))
@@ -624,10 +508,8 @@ async fn receiver() -> (Arc<Mutex<Vec<Value>>>, String) {
         .route("/toss", post(receive))
         .with_state(Arc::clone(&seen));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await;
-    let listener = listener.unwrap_or_else(|error| unreachable!("{error}"));
-    let address = listener
-        .local_addr()
-        .unwrap_or_else(|error| unreachable!("{error}"));
+    let listener = listener.unwrap();
+    let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (seen, format!("http://{address}/toss"))
 }
@@ -659,14 +541,7 @@ async fn a_virtual_account_payment_sends_its_webhooks_and_the_deposit_callback_c
     assert_eq!(status, StatusCode::OK);
 
     let key = pay(&app, "order-va-01", 30_000, "VIRTUAL_ACCOUNT").await;
-    let (status, waiting) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &[],
-        Some(confirm_body(&key, "order-va-01", 30_000)),
-    )
-    .await;
+    let (status, waiting) = confirm(&app, &[], confirm_body(&key, "order-va-01", 30_000)).await;
     assert_eq!(
         (status, waiting["status"].clone()),
         (StatusCode::OK, json!("WAITING_FOR_DEPOSIT"))
@@ -726,14 +601,7 @@ async fn a_console_cancel_and_a_forged_event_reach_the_webhook() {
     )
     .await;
     let key = pay(&app, "order-0001", 1000, "CARD").await;
-    toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &[],
-        Some(confirm_body(&key, "order-0001", 1000)),
-    )
-    .await;
+    confirm(&app, &[], confirm_body(&key, "order-0001", 1000)).await;
 
     let (status, canceled) = call(
         &app,
@@ -798,12 +666,10 @@ async fn a_confirm_without_faults_takes_well_under_a_millisecond_of_sandbox_time
     }
     let started = Instant::now();
     for (index, key) in keys.iter().enumerate() {
-        let (status, _) = toss(
+        let (status, _) = confirm(
             &app,
-            "POST",
-            "/v1/payments/confirm",
             &[],
-            Some(confirm_body(key, &format!("order-{index:04}"), 1000)),
+            confirm_body(key, &format!("order-{index:04}"), 1000),
         )
         .await;
         assert_eq!(status, StatusCode::OK);
@@ -819,21 +685,14 @@ async fn an_amount_fault_approves_what_the_customer_authorised_whatever_the_conf
     let key = pay(&app, "order-amount-1", 50_000, "CARD").await;
     // Toss itself refuses a confirm whose amount is not the authorised one.
     let body = confirm_body(&key, "order-amount-1", 1_000);
-    let (status, refused) = toss(
-        &app,
-        "POST",
-        "/v1/payments/confirm",
-        &[],
-        Some(body.clone()),
-    )
-    .await;
+    let (status, refused) = confirm(&app, &[], body.clone()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     add_fault(
         &app,
         json!({"operation": "confirm", "kind": "approve_authorised_amount"}),
     )
     .await;
-    let (status, approved) = toss(&app, "POST", "/v1/payments/confirm", &[], Some(body)).await;
+    let (status, approved) = confirm(&app, &[], body).await;
     assert_eq!(status, StatusCode::OK, "{approved}");
     assert_eq!(
         (&approved["status"], &approved["totalAmount"]),
@@ -841,7 +700,7 @@ async fn an_amount_fault_approves_what_the_customer_authorised_whatever_the_conf
     );
     // The fault is used up: the next confirm is checked again (and finds it confirmed).
     let again = confirm_body(&key, "order-amount-1", 1_000);
-    let (status, _) = toss(&app, "POST", "/v1/payments/confirm", &[], Some(again)).await;
+    let (status, _) = confirm(&app, &[], again).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(stats(&app).await["confirms_executed"], 1);
 }

@@ -4,6 +4,10 @@
 //! `./nene test` builds everything first and passes the paths in the environment; a test whose
 //! environment is incomplete fails with the name of what is missing — it never skips.
 
+// The harness of the tests (and of the join-storm load tool): a panic is how a test fails, so
+// it unwraps like a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     net::TcpListener,
     os::unix::process::CommandExt,
@@ -37,7 +41,7 @@ pub fn token_for(user: &str) -> String {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
     nene_domain::access_token::TokenKeys::parse(TOKEN_KEYS)
         .and_then(|keys| keys.issue(user, &format!("jti-{user}-{now}"), now))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 /// The body of `POST /v1/challenges` for a one-week daily challenge (Seoul time, proofs all day)
@@ -80,7 +84,7 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+        .expect("no free port")
 }
 
 /// A started process; dropping it stops its whole process group (wrangler's workerd children
@@ -100,7 +104,7 @@ impl Process {
     pub fn start(name: &str, mut command: Command, log_dir: &Path) -> Process {
         let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let err = out.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let err = out.try_clone().unwrap();
         let child = command
             .stdin(Stdio::null())
             .stdout(out)
@@ -235,7 +239,7 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 /// A fresh Postgres database for one stack, dropped with it.
@@ -320,8 +324,7 @@ impl ClientPkce {
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
-        let parsed =
-            nene_domain::pkce::CodeVerifier::parse(&verifier).unwrap_or_else(|e| panic!("{e}"));
+        let parsed = nene_domain::pkce::CodeVerifier::parse(&verifier).unwrap();
         let challenge = nene_domain::pkce::CodeChallenge::of(&parsed).as_base64url();
         ClientPkce {
             verifier,
@@ -438,7 +441,7 @@ impl Core {
                     .max_connections(LEDGER_POOL_CONNECTIONS_MAX)
                     .connect(&self.database.url)
                     .await
-                    .unwrap_or_else(|e| panic!("cannot connect to the core's database: {e}"))
+                    .expect("cannot connect to the core's database")
             })
             .await
     }
@@ -499,6 +502,35 @@ impl Sandbox {
     }
 }
 
+/// A call to the edge at `edge_url` as `user` (an access token for them), with a JSON body or
+/// none: `(status, JSON body or null)`.
+///
+/// # Panics
+/// When the edge cannot be reached.
+pub async fn edge_call(
+    edge_url: &str,
+    method: &str,
+    path: &str,
+    user: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = client()
+        .request(
+            method.parse().unwrap_or(reqwest::Method::GET),
+            format!("{edge_url}{path}"),
+        )
+        .bearer_auth(token_for(user));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// A signed call to the core's internal API, as the edge makes it: `(status, JSON body)`.
 ///
 /// # Panics
@@ -533,7 +565,7 @@ pub async fn signed_call(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
     let signature = nene_domain::signing::SigningSecret::parse(SIGNING_SECRET)
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .sign(&nene_domain::signing::SignedParts {
             method,
             path_and_query: path,
@@ -553,7 +585,7 @@ pub async fn signed_call(
     if !user.is_empty() {
         request = request.header(nene_domain::signing::HEADER_USER, user);
     }
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (
         status,
@@ -573,16 +605,16 @@ const LEDGER_POOL_CONNECTIONS_MAX: u32 = 8;
 pub async fn fund_user(core: &Core, user: &str, points: i64) -> String {
     use nene_core::ledger::{self, Credit, IdempotencyKey, LotSource, SystemAccount};
     let db = core.db().await;
-    let mut conn = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.acquire().await.unwrap();
     let wallet = ledger::ensure_wallet_in_tx(&mut conn, user)
         .await
         .unwrap_or_else(|e| panic!("wallet of {user}: {e}"));
     drop(conn);
     let credit = Credit {
-        key: IdempotencyKey::parse(&format!("charge:{user}")).unwrap_or_else(|e| panic!("{e}")),
+        key: IdempotencyKey::parse(&format!("charge:{user}")).unwrap(),
         wallet,
         from: ledger::system_account(SystemAccount::PaymentClearing),
-        amount: nene_domain::Points::new(points).unwrap_or_else(|e| panic!("{e}")),
+        amount: nene_domain::Points::new(points).unwrap(),
         source: LotSource::Charge,
     };
     ledger::credit(db, &credit)
@@ -596,16 +628,11 @@ pub async fn fund_user(core: &Core, user: &str, points: i64) -> String {
 /// # Panics
 /// When Postgres fails.
 pub async fn ledger_violations(core: &Core) -> serde_json::Value {
-    let mut conn = core
-        .db()
-        .await
-        .acquire()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = core.db().await.acquire().await.unwrap();
     let violations = nene_core::ledger::check_invariants(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    serde_json::to_value(violations).unwrap_or_else(|e| panic!("{e}"))
+        .unwrap();
+    serde_json::to_value(violations).unwrap()
 }
 
 /// The newest `limit` entries of an account (an escrow, say) and whether there are more.
@@ -614,12 +641,7 @@ pub async fn ledger_violations(core: &Core) -> serde_json::Value {
 /// When the account id is not a UUID or Postgres fails.
 pub async fn account_entries(core: &Core, account: &str, limit: u32) -> serde_json::Value {
     let account = uuid::Uuid::parse_str(account).unwrap_or_else(|e| panic!("{account}: {e}"));
-    let mut conn = core
-        .db()
-        .await
-        .acquire()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = core.db().await.acquire().await.unwrap();
     let page = nene_core::ledger::history(
         &mut conn,
         nene_core::ledger::AccountId(account),
@@ -627,8 +649,8 @@ pub async fn account_entries(core: &Core, account: &str, limit: u32) -> serde_js
         limit,
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    serde_json::to_value(page).unwrap_or_else(|e| panic!("{e}"))
+    .unwrap();
+    serde_json::to_value(page).unwrap()
 }
 
 /// The edge Worker and its Durable Objects under `wrangler dev` (workerd).
@@ -747,7 +769,7 @@ pub fn browser() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(REQUEST_TIMEOUT)
         .build()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 /// `name`'s value in the query of `url`.
@@ -757,8 +779,7 @@ pub fn browser() -> reqwest::Client {
 #[must_use]
 pub fn query_param(url: &str, name: &str) -> String {
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    let params: Vec<(String, String)> =
-        serde_urlencoded::from_str(query).unwrap_or_else(|e| panic!("{e}"));
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
     params
         .into_iter()
         .find(|(k, _)| k == name)
@@ -766,7 +787,9 @@ pub fn query_param(url: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {url}"))
 }
 
-fn location(response: &reqwest::Response) -> String {
+/// The `Location` of a redirect, or "".
+#[must_use]
+pub fn location(response: &reqwest::Response) -> String {
     response
         .headers()
         .get("location")
@@ -792,7 +815,7 @@ pub async fn sign_in(edge_url: &str, provider: &str, who: &str) -> serde_json::V
         ))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         start.status().as_u16(),
         302,
@@ -819,7 +842,7 @@ pub async fn sign_in(edge_url: &str, provider: &str, who: &str) -> serde_json::V
         .json(&body)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let status = response.status().as_u16();
     let session: serde_json::Value = response.json().await.unwrap_or_default();
     assert_eq!(status, 200, "{provider} callback: {session}");
@@ -855,7 +878,7 @@ pub fn podman_output(args: &[&str]) -> (bool, String) {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run podman: {e}"));
+        .expect("cannot run podman");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

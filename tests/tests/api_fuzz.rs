@@ -12,6 +12,9 @@
 //! that change the whole session run last, each alone: the dev clock (it moves every component's
 //! "now"), then logout (it revokes the token's family).
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     path::Path,
     process::Stdio,
@@ -71,7 +74,7 @@ async fn call(
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -260,9 +263,7 @@ async fn schemathesis(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start schemathesis: {e}"));
+    let child = command.spawn().expect("cannot start schemathesis");
     let output = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("schemathesis ({name}) ran over {RUN_TIMEOUT:?}"))
@@ -283,7 +284,7 @@ async fn schemathesis(
 /// The requests a run sent: the entries of its HAR report.
 fn har_entries(har: &Path) -> u64 {
     let text = std::fs::read_to_string(har).unwrap_or_else(|e| panic!("{}: {e}", har.display()));
-    let har: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let har: Value = serde_json::from_str(&text).unwrap();
     har["log"]["entries"]
         .as_array()
         .map_or(0, |entries| entries.len() as u64)
@@ -298,8 +299,7 @@ async fn schemathesis_finds_no_server_error_no_undocumented_answer_and_no_hang()
     let core = Core::start_with(&dir, Some(&sandbox.url), Some(&edge_url)).await;
     let edge = Wrangler::start_on(edge_port, &core.url, &dir.join("state"), &dir).await;
     let seeded = seed(&edge.url, &sandbox.url).await;
-    std::fs::write(dir.join("schemathesis.toml"), config(&seeded))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("schemathesis.toml"), config(&seeded)).unwrap();
     let token = seeded.token.as_str();
 
     let began = Instant::now();
@@ -416,9 +416,7 @@ async fn a_keep_alive_connection_survives_a_refusal_of_a_body_that_comes_late() 
     let core = Core::start(&dir).await;
     let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
     let address = edge.url.trim_start_matches("http://").to_owned();
-    let stream = tokio::net::TcpStream::connect(&address)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     let (reader, mut writer) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(reader);
     let body = br#"{"refresh_token": 7}"#;

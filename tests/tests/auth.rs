@@ -3,10 +3,13 @@
 //! reuse, logout biting at once where money moves, a provider that is down, and a code and state
 //! that reach someone other than the client that started the login (its PKCE verifier).
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use nene_e2e::{
-    ClientPkce, Core, E2E_REDIRECT_URI, Sandbox, TOKEN_KEYS, Wrangler, client, scratch_dir,
-    token_for,
+    ClientPkce, Core, E2E_REDIRECT_URI, Sandbox, TOKEN_KEYS, Wrangler, client, location,
+    query_param, scratch_dir, token_for,
 };
 use serde_json::{Value, json};
 
@@ -33,27 +36,7 @@ fn browser() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(nene_e2e::REQUEST_TIMEOUT)
         .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn query_param(url: &str, name: &str) -> String {
-    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    let params: Vec<(String, String)> =
-        serde_urlencoded::from_str(query).unwrap_or_else(|e| panic!("{e}"));
-    params
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("no {name} in {url}"))
+        .unwrap()
 }
 
 /// What comes back to the redirect URI, and the verifier only the client that started holds.
@@ -83,7 +66,7 @@ impl Stack {
             ))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(start.status().as_u16(), 302, "start");
         let authorize = location(&start);
         assert!(authorize.starts_with(&self.sandbox.url), "{authorize}");
@@ -92,7 +75,7 @@ impl Stack {
             .get(format!("{authorize}&sandbox_user={who}"))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let back = location(&approved);
         assert!(back.starts_with(E2E_REDIRECT_URI), "{back}");
         Authorized {
@@ -109,7 +92,7 @@ impl Stack {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -120,7 +103,7 @@ impl Stack {
             .bearer_auth(token)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -182,7 +165,7 @@ async fn signing_in_with_each_provider_gives_tokens_that_work_rotate_and_log_out
         ))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(response.status().as_u16(), 422);
 
     // Refresh rotates; the old refresh token again revokes the family.
@@ -259,7 +242,7 @@ async fn signing_in_with_each_provider_gives_tokens_that_work_rotate_and_log_out
 }
 
 fn forge(header: &Value, claims: &Value, key: &[u8]) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(key).unwrap_or_else(|e| panic!("{e}"));
+    let key = jsonwebtoken::EncodingKey::from_secret(key).unwrap();
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header {
             kid: header["kid"].as_str().map(str::to_owned),
@@ -268,7 +251,7 @@ fn forge(header: &Value, claims: &Value, key: &[u8]) -> String {
         claims,
         &key,
     );
-    token.unwrap_or_else(|e| panic!("{e}"))
+    token.unwrap()
 }
 
 #[tokio::test]
@@ -330,7 +313,7 @@ async fn a_provider_that_is_down_is_a_clear_502_not_a_hang() {
         .json(&json!({ "provider": "google", "endpoint": "token", "kind": "hang" }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(response.status().is_success());
     let began = std::time::Instant::now();
     let (status, body) = stack
@@ -354,7 +337,7 @@ async fn an_id_token_with_a_bad_signature_or_nonce_signs_nobody_in() {
             .json(&json!({ "provider": provider, "endpoint": "token", "kind": kind }))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert!(response.status().is_success());
         let (status, body) = stack
             .post(
@@ -432,7 +415,7 @@ async fn a_login_start_with_the_plain_method_or_no_challenge_is_refused() {
             ))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(response.status().as_u16(), status, "{query}");
         let body: Value = response.json().await.unwrap_or(Value::Null);
         assert_eq!(body["error"]["code"], code, "{query}: {body}");

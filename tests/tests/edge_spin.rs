@@ -1,6 +1,9 @@
 //! The same edge router compiled as a Spin component, hosted by wasmtime (the runtime Spin is
 //! built on), in front of the real core.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use nene_domain::{
     ErrorCode,
     error::ErrorEnvelope,
@@ -21,14 +24,14 @@ async fn health_through_the_spin_component_reports_every_part() {
         .get(format!("{}/v1/health", edge.url))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         response.status().as_u16(),
         200,
         "{}",
         edge.process.log_tail()
     );
-    let report: PlatformHealth = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let report: PlatformHealth = response.json().await.unwrap();
     assert_eq!(report.runtime, "spin");
     assert_eq!(report.status, PartStatus::Ok);
     assert_eq!(report.core, PartStatus::Ok);
@@ -46,9 +49,9 @@ async fn the_spin_component_answers_503_json_when_the_core_is_down() {
         .get(format!("{}/v1/health", edge.url))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("the component hung instead of answering: {e}"));
+        .expect("the component hung instead of answering");
     assert_eq!(response.status().as_u16(), 503);
-    let envelope: ErrorEnvelope = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let envelope: ErrorEnvelope = response.json().await.unwrap();
     assert_eq!(envelope.error.code, ErrorCode::CoreUnavailable);
 }
 
@@ -62,9 +65,9 @@ async fn the_spin_component_has_no_room_routes_and_says_so_in_json() {
         .get(format!("{}/v1/dev/rooms/room-a/probe", edge.url))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(response.status().as_u16(), 404);
-    let envelope: ErrorEnvelope = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let envelope: ErrorEnvelope = response.json().await.unwrap();
     assert_eq!(envelope.error.code, ErrorCode::NotFound);
 }
 
@@ -72,9 +75,9 @@ async fn the_spin_component_has_no_room_routes_and_says_so_in_json() {
 fn spin_toml_runs_the_built_component_in_production_with_no_secret_and_only_the_cores_origin() {
     let root = std::path::PathBuf::from(nene_e2e::required_env("NENE_ROOT"));
     let manifest: toml::Table = std::fs::read_to_string(root.join("spin.toml"))
-        .unwrap_or_else(|e| panic!("spin.toml: {e}"))
+        .expect("spin.toml")
         .parse()
-        .unwrap_or_else(|e| panic!("spin.toml is not TOML: {e}"));
+        .expect("spin.toml is not TOML");
     let component = &manifest["component"]["nene-edge"];
     let source = component["source"].as_str().unwrap_or_default();
     let built = root.join(source);
@@ -112,7 +115,7 @@ fn spin_toml_runs_the_built_component_in_production_with_no_secret_and_only_the_
     assert!(origin.get("default").is_none(), "no default origin ships");
     let allowed: Vec<&str> = component["allowed_outbound_hosts"]
         .as_array()
-        .unwrap_or_else(|| panic!("spin.toml allows no outbound host"))
+        .expect("spin.toml allows no outbound host")
         .iter()
         .filter_map(toml::Value::as_str)
         .collect();
@@ -140,9 +143,9 @@ async fn the_spin_component_in_production_with_dev_values_answers_503_and_logs_t
             .get(format!("{}{path}", edge.url))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(response.status().as_u16(), 503, "{path}");
-        let envelope: ErrorEnvelope = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+        let envelope: ErrorEnvelope = response.json().await.unwrap();
         assert_eq!(envelope.error.code, ErrorCode::CoreUnavailable);
     }
     let log = edge.process.log_tail();
@@ -163,7 +166,7 @@ async fn a_login_through_the_spin_component_is_counted_by_an_address_the_host_vo
         .redirect(reqwest::redirect::Policy::none())
         .timeout(nene_e2e::REQUEST_TIMEOUT)
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let query = ClientPkce::new().start_query(E2E_REDIRECT_URI);
     let start = |base: &str, headers: &[(&str, &str)]| {
         let mut request = browser.get(format!("{base}/v1/auth/kakao/start?{query}"));
@@ -178,9 +181,9 @@ async fn a_login_through_the_spin_component_is_counted_by_an_address_the_host_vo
     let bare = SpinHost::start(&core.url, &dir).await;
     let response = start(&bare.url, &[("x-forwarded-for", "203.0.113.7")])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(response.status().as_u16(), 400);
-    let envelope: ErrorEnvelope = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let envelope: ErrorEnvelope = response.json().await.unwrap();
     assert_eq!(envelope.error.code, ErrorCode::BadRequest);
     assert!(
         envelope.error.message.contains("spin-client-addr"),
@@ -210,7 +213,7 @@ async fn a_login_through_the_spin_component_is_counted_by_an_address_the_host_vo
             &[("x-real-ip", "203.0.113.7"), ("x-forwarded-for", &forged)],
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         match response.status().as_u16() {
             302 => {}
             429 => limited += 1,
@@ -221,11 +224,9 @@ async fn a_login_through_the_spin_component_is_counted_by_an_address_the_host_vo
     // Another client behind the same proxy has its own count.
     let other = start(&proxied.url, &[("x-real-ip", "203.0.113.8")])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(other.status().as_u16(), 302);
     // A request that bypassed the proxy (no X-Real-IP) is refused, not counted as the proxy.
-    let bypassed = start(&proxied.url, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let bypassed = start(&proxied.url, &[]).await.unwrap();
     assert_eq!(bypassed.status().as_u16(), 400);
 }

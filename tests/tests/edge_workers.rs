@@ -1,6 +1,9 @@
 //! The edge Worker and its Durable Objects inside the real runtime (`wrangler dev`, workerd),
 //! in front of the real core on a fresh Postgres database.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use nene_domain::{
     ErrorCode,
     error::ErrorEnvelope,
@@ -34,9 +37,9 @@ async fn health_through_workerd_reports_every_part() {
         .get(format!("{}/v1/health", edge.url))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    let report: PlatformHealth = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let report: PlatformHealth = response.json().await.unwrap();
     assert_eq!(report.runtime, "workers");
     assert_eq!(report.status, PartStatus::Ok);
     assert_eq!(report.edge, PartStatus::Ok);
@@ -51,8 +54,8 @@ async fn health_through_workerd_reports_every_part() {
 
     // The running Worker keeps edge/openapi.json's word on who needs a token: every operation
     // documented as needing one answers 401 without it, and no public one does.
-    let doc: serde_json::Value = serde_json::from_str(include_str!("../../edge/openapi.json"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("../../edge/openapi.json")).unwrap();
     let mut checked = 0;
     for (template, item) in doc["paths"].as_object().into_iter().flatten() {
         let path = template
@@ -63,20 +66,14 @@ async fn health_through_workerd_reports_every_part() {
             .replace("{device_id}", "phone-1");
         for (method, operation) in item.as_object().into_iter().flatten() {
             let public = operation["security"].as_array().is_some_and(Vec::is_empty);
-            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())
-                .unwrap_or_else(|e| panic!("{e}"));
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut request = client().request(method.clone(), format!("{}{path}", edge.url));
             if operation.get("requestBody").is_some() {
                 request = request
                     .header("content-type", "application/json")
                     .body("{}");
             }
-            let status = request
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .status()
-                .as_u16();
+            let status = request.send().await.unwrap().status().as_u16();
             assert_eq!(status == 401, !public, "{method} {template}: {status}");
             checked += 1;
         }
@@ -96,7 +93,7 @@ async fn health_is_a_503_json_error_when_the_core_is_down() {
         .get(format!("{}/v1/health", edge.url))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("the edge hung or failed instead of answering: {e}"));
+        .expect("the edge hung or failed instead of answering");
     let (status, request_id, envelope) = error_of(response).await;
     assert_eq!(status, 503);
     assert_eq!(envelope.error.code, ErrorCode::CoreUnavailable);
@@ -119,7 +116,7 @@ async fn a_challenge_room_keeps_its_value_across_requests_and_a_wrangler_restart
             .json(&json!({ "add": add }))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(response.status().as_u16(), 200);
     }
     // Another challenge has a room of its own.
@@ -128,7 +125,7 @@ async fn a_challenge_room_keeps_its_value_across_requests_and_a_wrangler_restart
         .json(&json!({ "add": 40 }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     edge.process.stop();
     drop(edge);
 
@@ -140,10 +137,10 @@ async fn a_challenge_room_keeps_its_value_across_requests_and_a_wrangler_restart
                 .get(url)
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap()
                 .json()
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap();
             body["value"].as_i64()
         }
     };
@@ -187,8 +184,7 @@ async fn errors_from_workerd_have_the_json_shape_with_a_request_id() {
         (oversized, 413, ErrorCode::PayloadTooLarge),
     ];
     for (response, expected_status, expected_code) in cases {
-        let (status, request_id, envelope) =
-            error_of(response.unwrap_or_else(|e| panic!("{e}"))).await;
+        let (status, request_id, envelope) = error_of(response.unwrap()).await;
         assert_eq!(status, expected_status, "{envelope:?}");
         assert_eq!(envelope.error.code, expected_code);
         assert_eq!(envelope.error.request_id, request_id);

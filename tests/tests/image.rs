@@ -3,6 +3,9 @@
 //! with the Worker under `wrangler dev` in front. A person signs in, buys points and joins a
 //! challenge through the edge; the image's health check passes; `podman stop` ends it cleanly.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 
 use nene_e2e::{
@@ -25,7 +28,7 @@ async fn edge(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -36,7 +39,7 @@ async fn sandbox_post(sandbox: &Sandbox, path: &str, body: &Value) -> Value {
         .json(body)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(response.status().is_success(), "sandbox {path}");
     response.json().await.unwrap_or(Value::Null)
 }
@@ -64,7 +67,7 @@ async fn the_core_image_migrates_as_a_step_then_signs_in_sells_points_and_seats_
         .json(&json!({ "url": format!("{}/webhooks/toss", wrangler.url), "retryUnitMs": 20 }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(response.status().is_success());
 
     let (healthy, output) = core.healthcheck();
@@ -131,13 +134,11 @@ async fn the_core_image_migrates_as_a_step_then_signs_in_sells_points_and_seats_
     let (_, balance) = edge("GET", &wallet, token, None).await;
     assert_eq!(balance["balance"], 0, "{balance}");
     // The ledger's invariant checker on the container's database.
-    let checked = sqlx::PgPool::connect(&core.database.url)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut conn = checked.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let checked = sqlx::PgPool::connect(&core.database.url).await.unwrap();
+    let mut conn = checked.acquire().await.unwrap();
     let violations = nene_core::ledger::check_invariants(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(violations.is_empty(), "the ledger checker: {violations:?}");
     drop(conn);
     checked.close().await;
@@ -158,7 +159,7 @@ async fn the_core_image_holds_one_binary_and_a_ca_bundle_and_runs_as_a_non_root_
     let image = required_env("NENE_CORE_IMAGE");
     let (ok, inspect) = podman_output(&["image", "inspect", &image]);
     assert!(ok, "{inspect}");
-    let inspect: Value = serde_json::from_str(&inspect).unwrap_or_else(|e| panic!("{e}"));
+    let inspect: Value = serde_json::from_str(&inspect).unwrap();
     let config = &inspect[0]["Config"];
     assert_eq!(config["User"], "65532:65532");
     assert_eq!(config["Entrypoint"], json!(["/nene-core"]));
@@ -188,7 +189,7 @@ async fn the_core_image_holds_one_binary_and_a_ca_bundle_and_runs_as_a_non_root_
     let listing = std::process::Command::new("tar")
         .args(["-tf", &tar])
         .output()
-        .unwrap_or_else(|e| panic!("tar: {e}"));
+        .expect("tar");
     let files: BTreeSet<String> = String::from_utf8_lossy(&listing.stdout)
         .lines()
         .filter(|line| !line.ends_with('/'))

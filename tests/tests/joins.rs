@@ -2,6 +2,9 @@
 //! and through the Spin component straight to the core — no oversell, no double charge, no seat
 //! without its fee, and the ledger checker clean after each storm.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use nene_e2e::{Core, SpinHost, Wrangler, client, core_call, scratch_dir, token_for};
@@ -29,7 +32,7 @@ async fn fund(core: &Arc<Core>, users: &[String], points: i64) {
         })
         .collect();
     for task in tasks {
-        task.await.unwrap_or_else(|e| panic!("{e}"));
+        task.await.unwrap();
     }
 }
 
@@ -44,9 +47,9 @@ async fn create_challenge(edge_url: &str, capacity: i32) -> Value {
         ))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(response.status().as_u16(), 201);
-    response.json().await.unwrap_or_else(|e| panic!("{e}"))
+    response.json().await.unwrap()
 }
 
 /// Every user joins at once; returns the statuses with their error codes.
@@ -65,7 +68,7 @@ async fn storm(edge_url: &str, challenge: &str, users: &[String]) -> Vec<(u16, S
                     .bearer_auth(token_for(&user))
                     .send()
                     .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                    .unwrap();
                 let status = response.status().as_u16();
                 let body: Value = response.json().await.unwrap_or(Value::Null);
                 (
@@ -80,7 +83,7 @@ async fn storm(edge_url: &str, challenge: &str, users: &[String]) -> Vec<(u16, S
         .collect();
     let mut outcomes = Vec::new();
     for task in tasks {
-        outcomes.push(task.await.unwrap_or_else(|e| panic!("{e}")));
+        outcomes.push(task.await.unwrap());
     }
     outcomes
 }
@@ -156,10 +159,10 @@ async fn two_thousand_users_racing_through_workerd_for_a_hundred_seats_fill_exac
         .bearer_auth(token_for("user-0"))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .json()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(detail["live"]["participants"], 100);
     assert_eq!(detail["live"]["capacity"], 100);
 }
@@ -242,7 +245,7 @@ async fn join_with_key(edge_url: &str, challenge: &str, user: &str, key: &str) -
         .header("idempotency-key", key)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -265,10 +268,10 @@ async fn a_retried_join_with_its_idempotency_key_gets_the_first_answer_and_the_w
             .bearer_auth(token_for("retrier"))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .json::<Value>()
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     assert_eq!(wallet().await["balance"], 3 * FEE);
 
@@ -391,7 +394,7 @@ async fn sigterm_to_the_core_during_a_burst_of_joins_through_workerd_answers_eve
     let id = challenge["id"].as_str().unwrap_or_default().to_owned();
     let users: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
     fund(&core, &users, FEE).await;
-    let mut core = Arc::into_inner(core).unwrap_or_else(|| panic!("the core is still shared"));
+    let mut core = Arc::into_inner(core).expect("the core is still shared");
     // A first join teaches the room its rules while the core is up.
     assert_eq!(
         storm(&edge.url, &id, &users[..1]).await,
@@ -403,21 +406,18 @@ async fn sigterm_to_the_core_during_a_burst_of_joins_through_workerd_answers_eve
         use sqlx::Connection;
         sqlx::PgConnection::connect(&core.database.url)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     let mut blocker = connect().await;
     // Another connection watches: inside the blocker's transaction `pg_stat_activity` would
     // show the same snapshot throughout.
     let mut watcher = connect().await;
-    sqlx::query("BEGIN")
-        .execute(&mut blocker)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
     sqlx::query("SELECT 1 FROM challenges WHERE id = $1::uuid FOR UPDATE")
         .bind(&id)
         .execute(&mut blocker)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let burst = {
         let (url, id, users) = (edge.url.clone(), id.clone(), users[1..].to_vec());
         tokio::spawn(async move { storm(&url, &id, &users).await })
@@ -430,7 +430,7 @@ async fn sigterm_to_the_core_during_a_burst_of_joins_through_workerd_answers_eve
         )
         .fetch_one(&mut watcher)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         // A few are enough: the signal must come well inside the room's 5 s wait for the
         // core, or the room gives up on them and nothing is in flight any more.
         if waiting >= 5 {
@@ -452,7 +452,7 @@ async fn sigterm_to_the_core_during_a_burst_of_joins_through_workerd_answers_eve
             .get(format!("{}/readyz", core.url))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         if response.status() == 503 {
             readiness = Some(response.json::<Value>().await.unwrap_or(Value::Null));
             break;
@@ -463,11 +463,8 @@ async fn sigterm_to_the_core_during_a_burst_of_joins_through_workerd_answers_eve
         readiness,
         Some(json!({ "status": "not_ready", "failed": "draining" }))
     );
-    sqlx::query("ROLLBACK")
-        .execute(&mut blocker)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let outcomes = burst.await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    let outcomes = burst.await.unwrap();
     let status = core.process.exit_status(GRACE_PERIOD).await;
     assert!(status.success(), "the core exited with {status}");
 

@@ -3,33 +3,15 @@
 //! rejected, one rejected, appealed and approved), the end, reports closing a day before reviews,
 //! and settlement — every wallet checked to the point and the ledger checker clean.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use nene_domain::time::{format_rfc3339, parse_rfc3339};
-use nene_e2e::{Core, E2E_REVIEWER, Wrangler, client, core_call, scratch_dir, token_for};
-use serde_json::{Value, json};
+use nene_e2e::{Core, E2E_REVIEWER, Wrangler, core_call, edge_call as call, scratch_dir};
+use serde_json::json;
 
 const DAY: i64 = 86_400;
 const FEE: i64 = 10_000;
-
-async fn call(
-    edge: &str,
-    method: &str,
-    path: &str,
-    user: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = client()
-        .request(
-            method.parse().unwrap_or(reqwest::Method::GET),
-            format!("{edge}{path}"),
-        )
-        .bearer_auth(token_for(user));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 /// Moves the platform clock to `target` (never back); returns the new now.
 async fn clock_to(edge: &str, now: &mut i64, target: i64) {

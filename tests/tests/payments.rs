@@ -3,9 +3,14 @@
 //! webhooks to the edge with duplicates, reordering and retries. After every scenario the ledger
 //! checker is clean and the money Toss holds for each payment equals the points we count for it.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
-use nene_e2e::{Core, Sandbox, SpinHost, Wrangler, client, core_call, scratch_dir, token_for};
+use nene_e2e::{
+    Core, Sandbox, SpinHost, Wrangler, client, core_call, edge_call, scratch_dir, token_for,
+};
 use serde_json::{Value, json};
 
 struct Stack {
@@ -66,16 +71,7 @@ impl Stack {
         user: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = client()
-            .request(
-                method.parse().unwrap_or(reqwest::Method::GET),
-                format!("{}{path}", self.edge_url),
-            )
-            .bearer_auth(token_for(user));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        json_of(request.send().await.unwrap_or_else(|e| panic!("{e}"))).await
+        edge_call(&self.edge_url, method, path, user, body).await
     }
 
     async fn sandbox_post(&self, path: &str, body: &Value) -> Value {
@@ -85,7 +81,7 @@ impl Stack {
                 .json(body)
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("{e}")),
+                .unwrap(),
         )
         .await;
         assert!(
@@ -101,7 +97,7 @@ impl Stack {
             .json(body)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert!(response.status().is_success(), "sandbox {path}");
     }
 
@@ -111,7 +107,7 @@ impl Stack {
                 .get(format!("{}{path}", self.sandbox.url))
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("{e}")),
+                .unwrap(),
         )
         .await
         .1
@@ -199,7 +195,7 @@ impl Stack {
     async fn db(&self) -> sqlx::PgPool {
         sqlx::PgPool::connect(&self.core.database.url)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     }
 
     /// The ledger's invariants, and Toss's money = our points for every payment.
@@ -209,7 +205,7 @@ impl Stack {
             sqlx::query_as("SELECT invariant, subject, detail FROM ledger_check_invariants()")
                 .fetch_all(&db)
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap();
         assert!(violations.is_empty(), "ledger invariants: {violations:#?}");
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT p.order_id, p.payment_key, \
@@ -224,7 +220,7 @@ impl Stack {
         )
         .fetch_all(&db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         for (order_id, key, points) in rows {
             assert_eq!(
                 self.toss(&key).await["balanceAmount"].as_i64(),
@@ -241,7 +237,7 @@ impl Stack {
             sqlx::query_scalar("SELECT count(*) FROM toss_webhooks WHERE processed_at IS NULL")
                 .fetch_one(&db)
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap();
         db.close().await;
         left
     }
@@ -379,7 +375,7 @@ async fn webhooks_duplicated_reordered_delayed_or_forged_change_only_what_toss_s
         )
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200);
 
     // Delayed: the core is down when Toss delivers the console cancel; Toss retries until it
@@ -421,7 +417,7 @@ async fn stack_console_cancel(sandbox_url: &str, key: &str, amount: i64) {
         .json(&json!({ "cancelAmount": amount, "cancelReason": "console" }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(response.status().is_success());
 }
 
@@ -459,16 +455,15 @@ async fn a_refund_of_partly_spent_points_returns_exactly_the_unused_part_once() 
             .header("Idempotency-Key", key)
             .send()
     };
-    let (status, first) = json_of(refund("refund-1").await.unwrap_or_else(|e| panic!("{e}"))).await;
+    let (status, first) = json_of(refund("refund-1").await.unwrap()).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(
         (&first["amount"], &first["state"]),
         (&json!(7_000), &json!("done"))
     );
-    let (status, replay) =
-        json_of(refund("refund-1").await.unwrap_or_else(|e| panic!("{e}"))).await;
+    let (status, replay) = json_of(refund("refund-1").await.unwrap()).await;
     assert_eq!((status, &replay), (200, &first));
-    let (status, again) = json_of(refund("refund-2").await.unwrap_or_else(|e| panic!("{e}"))).await;
+    let (status, again) = json_of(refund("refund-2").await.unwrap()).await;
     assert_eq!(
         (status, &again["error"]["code"]),
         (409, &json!("NOTHING_TO_REFUND"))

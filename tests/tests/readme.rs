@@ -7,6 +7,9 @@
 //! Also: every repository path the documents name exists, so no document points a reader at a
 //! file that is gone.
 
+// Helpers outside the #[test] functions unwrap too (clippy.toml covers only those functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -88,7 +91,7 @@ async fn every_tested_command_of_the_readme_succeeds_against_a_fresh_stack() {
         .json(&serde_json::json!({ "url": format!("{edge_url}/webhooks/toss"), "retryUnitMs": 20 }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(webhook.status().is_success(), "{}", webhook.status());
 
     // The README speaks of `./nene up`'s addresses; this stack has its own. The end-to-end core
@@ -123,7 +126,7 @@ async fn every_tested_command_of_the_readme_succeeds_against_a_fresh_stack() {
         .arg(&script)
         .current_dir(&dir)
         .output()
-        .unwrap_or_else(|e| panic!("bash: {e}"));
+        .expect("bash");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

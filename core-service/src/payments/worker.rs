@@ -871,12 +871,8 @@ mod tests {
     use super::*;
     use crate::payments::{PaymentSettings, toss::TossConfig};
 
-    fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
-        result.unwrap_or_else(|e| panic!("{e}"))
-    }
-
     fn payments(db: PgPool) -> Payments {
-        ok(Payments::new(
+        Payments::new(
             db,
             &TossConfig {
                 // Nothing listens on the discard port: nothing here may reach Toss.
@@ -886,7 +882,8 @@ mod tests {
                 tls: crate::tls::Trust::public_roots(),
             },
             PaymentSettings::fast(),
-        ))
+        )
+        .unwrap()
     }
 
     /// A payment whose confirm has been unknown for an hour; returns its `updated_at`.
@@ -919,14 +916,16 @@ mod tests {
 
     #[sqlx::test(migrations = "./migrations")]
     async fn a_stopping_reconciler_gives_a_payment_back_with_its_old_updated_at(db: PgPool) {
-        let before = ok(payment_confirming_since_an_hour(&db, "order_stale_1").await);
+        let before = payment_confirming_since_an_hour(&db, "order_stale_1")
+            .await
+            .unwrap();
         let payments = payments(db.clone());
-        assert_eq!(ok(reconcile_once(&payments, &stopped()).await), 0);
-        let after: OffsetDateTime = ok(sqlx::query_scalar(
-            "SELECT updated_at FROM payments WHERE order_id = 'order_stale_1'",
-        )
-        .fetch_one(&db)
-        .await);
+        assert_eq!(reconcile_once(&payments, &stopped()).await.unwrap(), 0);
+        let after: OffsetDateTime =
+            sqlx::query_scalar("SELECT updated_at FROM payments WHERE order_id = 'order_stale_1'")
+                .fetch_one(&db)
+                .await
+                .unwrap();
         assert_eq!(
             after, before,
             "due for the next reconciler at once, as before the claim"
@@ -935,28 +934,34 @@ mod tests {
 
     #[sqlx::test(migrations = "./migrations")]
     async fn a_stopping_worker_gives_a_webhook_back_unless_someone_else_holds_it(db: PgPool) {
-        ok(payment_confirming_since_an_hour(&db, "order_hooked_1").await);
-        ok(sqlx::query(
+        payment_confirming_since_an_hour(&db, "order_hooked_1")
+            .await
+            .unwrap();
+        sqlx::query(
             "INSERT INTO toss_webhooks (order_id, event_type, body) \
              VALUES ('order_hooked_1', 'PAYMENT_STATUS_CHANGED', '{}')",
         )
         .execute(&db)
-        .await);
+        .await
+        .unwrap();
         let payments = payments(db.clone());
-        assert_eq!(ok(webhooks_once(&payments, &stopped()).await), 0);
-        let (attempts, due): (i32, bool) = ok(sqlx::query_as(
-            "SELECT attempts, next_attempt_at <= now() FROM toss_webhooks",
-        )
-        .fetch_one(&db)
-        .await);
+        assert_eq!(webhooks_once(&payments, &stopped()).await.unwrap(), 0);
+        let (attempts, due): (i32, bool) =
+            sqlx::query_as("SELECT attempts, next_attempt_at <= now() FROM toss_webhooks")
+                .fetch_one(&db)
+                .await
+                .unwrap();
         assert_eq!((attempts, due), (0, true));
         // A give-back naming another lease than the row's (the row was taken over since) does
         // nothing.
-        let id: i64 = ok(sqlx::query_scalar("SELECT id FROM toss_webhooks")
+        let id: i64 = sqlx::query_scalar("SELECT id FROM toss_webhooks")
             .fetch_one(&db)
-            .await);
+            .await
+            .unwrap();
         let another_lease = OffsetDateTime::UNIX_EPOCH;
-        let given = ok(give_back(&db, Unstarted::Webhooks(&[id]), another_lease).await);
+        let given = give_back(&db, Unstarted::Webhooks(&[id]), another_lease)
+            .await
+            .unwrap();
         assert_eq!(given, 0);
     }
 }

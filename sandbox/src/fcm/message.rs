@@ -582,7 +582,7 @@ mod tests {
     #[test]
     fn a_full_message_to_a_token_is_accepted_and_the_target_is_taken_out() {
         let request = parse(&json!({"message": full_message()}));
-        let request = request.unwrap_or_else(|error| unreachable!("{error:?}"));
+        let request = request.unwrap();
         assert!(!request.validate_only);
         assert_eq!(
             request.message.target,
@@ -600,7 +600,7 @@ mod tests {
             "validateOnly": true,
             "message": {"topic": "weather", "android": {"collapseKey": "k", "restrictedPackageName": "p", "notification": {"channelId": "c"}}}
         });
-        let request = parse(&body).unwrap_or_else(|error| unreachable!("{error:?}"));
+        let request = parse(&body).unwrap();
         assert!(request.validate_only);
         assert_eq!(request.message.target, Target::Topic("weather".to_owned()));
     }

@@ -178,7 +178,7 @@ mod tests {
     use super::*;
 
     fn registry() -> &'static Registry {
-        Registry::embedded().unwrap_or_else(|error| unreachable!("{error}"))
+        Registry::embedded().unwrap()
     }
 
     #[test]

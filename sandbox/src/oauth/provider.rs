@@ -139,7 +139,7 @@ mod tests {
     use super::*;
 
     fn user(name: &str) -> SandboxUser {
-        SandboxUser::parse(name).unwrap_or_else(|error| unreachable!("{error}"))
+        SandboxUser::parse(name).unwrap()
     }
 
     #[test]

@@ -180,7 +180,7 @@ mod tests {
         serde_json::from_value::<FaultSpec>(json)
             .map_err(|error| error.to_string())
             .and_then(FaultSpec::into_rule)
-            .unwrap_or_else(|error| unreachable!("{error}"))
+            .unwrap()
     }
 
     #[test]

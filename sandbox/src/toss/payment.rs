@@ -804,7 +804,7 @@ mod tests {
         let order = Authorisation::parse(order_id, amount, None, Some(method));
         let payment = order.and_then(|order| ledger.authorise(order, NOW_MS));
         assert!(payment.is_ok(), "{payment:?}");
-        payment.unwrap_or_else(|_| unreachable!())
+        payment.unwrap()
     }
 
     fn confirmation(payment: &Payment) -> Confirmation {
@@ -813,19 +813,16 @@ mod tests {
             &payment.order_id,
             payment.total_amount,
         )
-        .unwrap_or_else(|error| unreachable!("{error:?}"))
+        .unwrap()
     }
 
     fn confirmed(ledger: &mut Ledger, order_id: &str, amount: i64) -> Payment {
         let payment = authorised(ledger, order_id, amount, Method::Card);
-        ledger
-            .confirm(&confirmation(&payment), NOW_MS)
-            .unwrap_or_else(|error| unreachable!("{error:?}"))
+        ledger.confirm(&confirmation(&payment), NOW_MS).unwrap()
     }
 
     fn cancel_of(amount: Option<i64>) -> CancelRequest {
-        CancelRequest::parse("고객 변심", amount, None, None, None)
-            .unwrap_or_else(|error| unreachable!("{error:?}"))
+        CancelRequest::parse("고객 변심", amount, None, None, None).unwrap()
     }
 
     #[test]
@@ -836,7 +833,7 @@ mod tests {
         assert_eq!(payment.approved_at, None);
 
         let done = ledger.confirm(&confirmation(&payment), NOW_MS + 1000);
-        let done = done.unwrap_or_else(|error| unreachable!("{error:?}"));
+        let done = done.unwrap();
         assert_eq!(done.status, PaymentStatus::Done);
         assert_eq!(done.method, "카드");
         assert_eq!(done.balance_amount, 15_000);
@@ -884,7 +881,7 @@ mod tests {
     fn a_confirm_of_an_unknown_or_stale_authorisation_is_not_found_payment_session() {
         let mut ledger = Ledger::default();
         let unknown = Confirmation::parse("tsb_nope", "order-0001", 1000);
-        let unknown = unknown.unwrap_or_else(|error| unreachable!("{error:?}"));
+        let unknown = unknown.unwrap();
         assert_eq!(
             ledger.confirm(&unknown, NOW_MS),
             Err(PaymentError::NotFoundPaymentSession)
@@ -953,7 +950,7 @@ mod tests {
             CancelOrigin::Api,
             NOW_MS,
         );
-        let canceled = canceled.unwrap_or_else(|error| unreachable!("{error:?}"));
+        let canceled = canceled.unwrap();
         assert_eq!(canceled.status, PaymentStatus::PartialCanceled);
         assert_eq!(canceled.balance_amount, 7000);
         assert_eq!(canceled.total_amount, 10_000);
@@ -981,7 +978,7 @@ mod tests {
                 .is_ok()
         );
         let rest = ledger.cancel(key, cancel_of(None), CancelOrigin::Api, NOW_MS + 1000);
-        let rest = rest.unwrap_or_else(|error| unreachable!("{error:?}"));
+        let rest = rest.unwrap();
         assert_eq!(rest.status, PaymentStatus::Canceled);
         assert_eq!(rest.balance_amount, 0);
         assert_eq!(rest.cancels.map(|cancels| cancels.len()), Some(2));
@@ -1071,7 +1068,7 @@ mod tests {
         let mut ledger = Ledger::default();
         let payment = authorised(&mut ledger, "order-0001", 50_000, Method::VirtualAccount);
         let waiting = ledger.confirm(&confirmation(&payment), NOW_MS);
-        let waiting = waiting.unwrap_or_else(|error| unreachable!("{error:?}"));
+        let waiting = waiting.unwrap();
         assert_eq!(waiting.status, PaymentStatus::WaitingForDeposit);
         assert_eq!(waiting.method, "가상계좌");
         assert!(waiting.virtual_account.is_some());
@@ -1080,11 +1077,11 @@ mod tests {
         assert!(!secret.is_empty());
 
         let done = ledger.deposit(&payment.payment_key, NOW_MS + 60_000);
-        let done = done.unwrap_or_else(|error| unreachable!("{error:?}"));
+        let done = done.unwrap();
         assert_eq!(done.status, PaymentStatus::Done);
         assert!(done.approved_at.is_some());
         let callback = deposit_callback(&done, NOW_MS + 60_000);
-        let callback = callback.unwrap_or_else(|| unreachable!());
+        let callback = callback.unwrap();
         assert_eq!(callback.secret, secret);
         assert_eq!(callback.status, PaymentStatus::Done);
         assert_eq!(
@@ -1128,9 +1125,9 @@ mod tests {
         ));
         let account = serde_json::json!({"bank": "20", "accountNumber": "1002123456789", "holderName": "김토스"});
         let refund = CancelRequest::parse("환불", None, None, Some("KRW"), Some(account));
-        let refund = refund.unwrap_or_else(|error| unreachable!("{error:?}"));
+        let refund = refund.unwrap();
         let refunded = ledger.cancel(&after.payment_key, refund, CancelOrigin::Api, NOW_MS);
-        let refunded = refunded.unwrap_or_else(|error| unreachable!("{error:?}"));
+        let refunded = refunded.unwrap();
         assert_eq!(refunded.status, PaymentStatus::Canceled);
         assert_eq!(
             refunded

@@ -406,10 +406,8 @@ mod tests {
                 .route("/hook", post(Self::receive))
                 .with_state(receiver.clone());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await;
-            let listener = listener.unwrap_or_else(|error| unreachable!("{error}"));
-            let address = listener
-                .local_addr()
-                .unwrap_or_else(|error| unreachable!("{error}"));
+            let listener = listener.unwrap();
+            let address = listener.local_addr().unwrap();
             tokio::spawn(async move { axum::serve(listener, app).await });
             (receiver, format!("http://{address}/hook"))
         }
@@ -498,9 +496,7 @@ mod tests {
     async fn an_unreachable_receiver_is_logged_without_a_status_and_retried() {
         // A port that was just free: nothing listens there.
         let listener = std::net::TcpListener::bind("127.0.0.1:0");
-        let address = listener
-            .and_then(|l| l.local_addr())
-            .unwrap_or_else(|error| unreachable!("{error}"));
+        let address = listener.and_then(|l| l.local_addr()).unwrap();
         let webhooks = Webhooks::new(config(&format!("http://{address}/hook"), 5));
         webhooks.emit(event("order-0001"));
         let deliveries = wait_for_deliveries(&webhooks, 2).await;
