@@ -24,10 +24,8 @@ use crate::ledger::{
 pub const TITLE_CHARS_MAX: usize = 100;
 pub const DESCRIPTION_CHARS_MAX: usize = 2_000;
 pub const CATEGORY_CHARS_MAX: usize = 30;
-/// Reviews stay open this long after the end: long enough for a day of reports and appeals and
-/// then a reviewers' day (`proofs::REPORTS_CLOSE_BEFORE_REVIEWS_SECONDS`, checked there), short
-/// enough that payouts come "the Monday after" as users expect.
-pub const REVIEW_WINDOW_SECONDS: i64 = 2 * 86_400;
+/// How long reviews stay open after the end (the proofs' rule, `proofs::REVIEW_WINDOW_SECONDS`).
+pub use crate::proofs::REVIEW_WINDOW_SECONDS;
 /// Longest page of a challenge list (docs/api.md, "Paging": limit ≤ 100).
 pub const LIST_LIMIT_MAX: i64 = 100;
 /// Longest search text.

@@ -21,13 +21,12 @@ use nene_domain::{
     ErrorCode,
     rules::{ChallengeRules, OutsideWindow, RawRules},
     settlement::{Participant, settle},
+    states::ChallengeState,
     time::format_rfc3339,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-
-use crate::challenges::ChallengeState;
 
 /// Bounds of a proof's texts (as the schema).
 pub const IMAGE_URL_LEN_MAX: usize = 2_048;
@@ -49,6 +48,10 @@ const _: () = assert!(QUEUE_PAGE_DEFAULT >= 1 && QUEUE_PAGE_DEFAULT <= PROOF_PAG
 /// settlement. Before this bound a report a minute before the close was never reviewed and took
 /// the proof out of the count for good.
 pub const REVIEWER_TIME_MIN_SECONDS: i64 = 86_400;
+/// Reviews stay open this long after the end: long enough for a day of reports and appeals and
+/// then a reviewers' day ([`REPORTS_CLOSE_BEFORE_REVIEWS_SECONDS`]), short enough that payouts
+/// come "the Monday after" as users expect.
+pub const REVIEW_WINDOW_SECONDS: i64 = 2 * 86_400;
 /// Reports and appeals close this long before reviews do (`review_ends_at` minus this): the
 /// reviewers' day.
 pub const REPORTS_CLOSE_BEFORE_REVIEWS_SECONDS: i64 = REVIEWER_TIME_MIN_SECONDS;
@@ -57,7 +60,7 @@ pub const REPORTS_CLOSE_BEFORE_REVIEWS_SECONDS: i64 = REVIEWER_TIME_MIN_SECONDS;
 pub const REPORTABLE_AFTER_END_MIN_SECONDS: i64 = 12 * 3_600;
 const _: () = assert!(REPORTS_CLOSE_BEFORE_REVIEWS_SECONDS >= REVIEWER_TIME_MIN_SECONDS);
 const _: () = assert!(
-    crate::challenges::REVIEW_WINDOW_SECONDS - REPORTS_CLOSE_BEFORE_REVIEWS_SECONDS
+    REVIEW_WINDOW_SECONDS - REPORTS_CLOSE_BEFORE_REVIEWS_SECONDS
         >= REPORTABLE_AFTER_END_MIN_SECONDS
 );
 /// Reports one participant may make per local day (the challenge's time zone) in one challenge.

@@ -12,6 +12,8 @@
 //!   compares Toss's state with ours and acts only on the difference, so duplicates, replays and
 //!   out-of-order deliveries change nothing.
 
+mod claims;
+mod credit;
 pub mod refund;
 pub mod toss;
 pub mod webhook;
@@ -316,9 +318,12 @@ pub fn confirm_key(order_id: &str) -> String {
     format!("confirm:{order_id}")
 }
 
-/// Confirms the payment of an order (after the widget): checks the order and the amount before
-/// calling Toss, calls Toss with the order's idempotency key, and records the outcome. Answers as
-/// soon as the outcome is recorded; the points follow from the outbox (usually before we answer).
+/// Confirms the payment of an order (after the widget), in three steps: [`claim`] the order (its
+/// owner and amount checked before anything is asked of Toss, and a row recorded before the call,
+/// so a crash mid-call leaves it for the reconciler), [`ask_toss`] with the order's idempotency
+/// key, outside any transaction, and [`record`] Toss's answer with the points credited in the same
+/// commit. Answers as soon as the outcome is recorded; a credit that failed there follows from the
+/// outbox.
 ///
 /// # Errors
 /// `OrderNotFound` (not this user's), `AmountMismatch`, `OrderAlreadyConfirmed` (another payment
@@ -329,6 +334,33 @@ pub async fn confirm(
     user: &str,
     request: &ConfirmRequest,
 ) -> Result<PaymentView, PaymentError> {
+    let order_id = request.order_id.as_str();
+    let amount = match claim(payments, user, request).await? {
+        Claim::Ask { amount } => amount,
+        Claim::Settled(view) => return Ok(view),
+    };
+    match ask_toss(payments, request, amount).await? {
+        Some(toss_payment) => record(payments, order_id, &toss_payment).await,
+        None => still_confirming(payments, order_id).await,
+    }
+}
+
+/// What [`claim`] found.
+enum Claim {
+    /// Ask Toss to confirm this amount (a first confirm, or one whose outcome is still unknown:
+    /// asking again with the same key is safe and may settle it).
+    Ask { amount: i64 },
+    /// An earlier confirm of the same payment settled it.
+    Settled(PaymentView),
+}
+
+/// Step 1: the order is the user's and the amount is the order's; the payment row is recorded (or
+/// found) before Toss is asked.
+async fn claim(
+    payments: &Payments,
+    user: &str,
+    request: &ConfirmRequest,
+) -> Result<Claim, PaymentError> {
     let order_id = request.order_id.as_str();
     let order: Option<(String, i64)> =
         sqlx::query_as("SELECT user_id, amount FROM payment_orders WHERE order_id = $1")
@@ -361,30 +393,38 @@ pub async fn confirm(
     .await?
     .rows_affected()
         == 1;
-    if !claimed {
-        // No row for the order: the conflict was the payment key, which belongs to another order.
-        let existing = find(&payments.db, order_id)
-            .await?
-            .ok_or(PaymentError::OrderAlreadyConfirmed)?;
-        if existing.payment_key != request.payment_key.as_str() {
-            // An order takes one payment key. If that attempt was declined, nothing was taken
-            // and nothing will be: the order is over, and saying "already confirmed" would be
-            // false. A new attempt needs a new order.
-            return Err(if existing.state == PaymentState::Failed {
-                PaymentError::Rejected("an earlier attempt for this order was declined".to_owned())
-            } else {
-                PaymentError::OrderAlreadyConfirmed
-            });
-        }
-        match existing.state {
-            PaymentState::Done | PaymentState::WaitingForDeposit => return Ok(existing.view()),
-            PaymentState::Failed => {
-                return Err(PaymentError::Rejected("failed earlier".to_owned()));
-            }
-            // Unknown so far: asking Toss again with the same key is safe and may settle it.
-            PaymentState::Confirming => {}
-        }
+    if claimed {
+        return Ok(Claim::Ask { amount });
     }
+    // No row for the order: the conflict was the payment key, which belongs to another order.
+    let existing = find(&payments.db, order_id)
+        .await?
+        .ok_or(PaymentError::OrderAlreadyConfirmed)?;
+    if existing.payment_key != request.payment_key.as_str() {
+        // An order takes one payment key. If that attempt was declined, nothing was taken and
+        // nothing will be: the order is over, and saying "already confirmed" would be false. A
+        // new attempt needs a new order.
+        return Err(if existing.state == PaymentState::Failed {
+            PaymentError::Rejected("an earlier attempt for this order was declined".to_owned())
+        } else {
+            PaymentError::OrderAlreadyConfirmed
+        });
+    }
+    match existing.state {
+        PaymentState::Done | PaymentState::WaitingForDeposit => Ok(Claim::Settled(existing.view())),
+        PaymentState::Failed => Err(PaymentError::Rejected("failed earlier".to_owned())),
+        PaymentState::Confirming => Ok(Claim::Ask { amount }),
+    }
+}
+
+/// Step 2: Toss's answer to the confirm, outside any transaction; `None` while the outcome is
+/// unknown (the reconciler settles it). A decline is recorded and refused.
+async fn ask_toss(
+    payments: &Payments,
+    request: &ConfirmRequest,
+    amount: i64,
+) -> Result<Option<TossPayment>, PaymentError> {
+    let order_id = request.order_id.as_str();
     let answer = payments
         .toss
         .confirm(
@@ -394,69 +434,46 @@ pub async fn confirm(
             &confirm_key(order_id),
         )
         .await;
-    let toss_payment = match answer {
-        Ok(toss_payment) => toss_payment,
+    match answer {
+        Ok(toss_payment) => Ok(Some(toss_payment)),
         // Already confirmed at Toss (by an earlier call of ours whose answer we lost): read it.
-        Err(TossError::Refused { code, .. }) if code == "ALREADY_PROCESSED_PAYMENT" => {
-            match payments.toss.payment_by_order(order_id).await {
-                Ok(Some(toss_payment)) => toss_payment,
-                Ok(None) | Err(_) => return still_confirming(payments, order_id).await,
-            }
-        }
+        Err(TossError::Refused { code, .. }) if code == "ALREADY_PROCESSED_PAYMENT" => Ok(payments
+            .toss
+            .payment_by_order(order_id)
+            .await
+            .ok()
+            .flatten()),
         Err(TossError::Refused { code, message, .. }) => {
             tracing::info!(%code, %message, "toss declined the confirm");
             mark_failed(&payments.db, order_id, &code).await?;
-            return Err(PaymentError::Rejected(code));
+            Err(PaymentError::Rejected(code))
         }
         Err(TossError::Unknown(reason)) => {
             tracing::warn!(%reason, "confirm outcome unknown; the reconciler will settle it");
-            return still_confirming(payments, order_id).await;
+            Ok(None)
         }
-    };
+    }
+}
+
+/// Step 3: Toss's answer applied to the payment and, in the same commit, its points credited
+/// (`credit::credit_at_confirm`).
+async fn record(
+    payments: &Payments,
+    order_id: &str,
+    toss_payment: &TossPayment,
+) -> Result<PaymentView, PaymentError> {
     let mut tx = payments.db.begin().await?;
     let row = lock_payment(&mut tx, order_id)
         .await?
         .ok_or(PaymentError::OrderNotFound)?;
-    if apply_toss_state(&mut tx, &row, &toss_payment).await? == Applied::AmountMismatch {
+    if apply_toss_state(&mut tx, &row, toss_payment).await? == Applied::AmountMismatch {
         // Toss answered with another amount than the order's (and than we asked for): refused.
         // The order is flagged and the outbox cancels the whole payment at Toss.
         tx.commit().await?;
         payments.wake.notify_one();
         return Err(PaymentError::AmountMismatch);
     }
-    // Credit in the same commit, so the usual answer is "credited" after two commits in all (the
-    // claim, this). A failing credit rolls back only its savepoint: the payment stays recorded as
-    // done with its outbox row, and the worker retries the credit.
-    let row = lock_payment(&mut tx, order_id)
-        .await?
-        .ok_or(PaymentError::OrderNotFound)?;
-    let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-    match worker::credit_pending_in_tx(&mut savepoint, payments, &row).await {
-        Ok(true) => {
-            savepoint.commit().await?;
-            sqlx::query(
-                "UPDATE payment_outbox SET completed_at = now(), attempts = attempts + 1 \
-                 WHERE order_id = $1 AND kind = 'credit_charge' AND completed_at IS NULL",
-            )
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Ok(false) => savepoint.commit().await?,
-        Err(error) => {
-            tracing::warn!(%error, "crediting at confirm failed; the outbox retries it");
-            savepoint.rollback().await?;
-            sqlx::query(
-                "UPDATE payment_outbox SET attempts = attempts + 1, last_error = $2 \
-                 WHERE order_id = $1 AND kind = 'credit_charge' AND completed_at IS NULL",
-            )
-            .bind(order_id)
-            .bind(error.to_string())
-            .execute(&mut *tx)
-            .await?;
-            payments.wake.notify_one();
-        }
-    }
+    credit::credit_at_confirm(&mut tx, payments, order_id).await?;
     let view = lock_payment(&mut tx, order_id)
         .await?
         .ok_or(PaymentError::OrderNotFound)?

@@ -276,7 +276,7 @@ pub async fn resolve_once(
          RETURNING r.id, r.order_id, p.payment_key, p.user_id, r.amount, \
                    r.withdrawal_transfer_id, r.next_attempt_at",
     )
-    .bind(super::worker::WORK_BATCH_MAX)
+    .bind(super::claims::WORK_BATCH_MAX)
     .bind(super::lease_ms(payments))
     .fetch_all(&payments.db)
     .await?;
@@ -284,9 +284,9 @@ pub async fn resolve_once(
     for (index, row) in due.iter().enumerate() {
         if stop.is_cancelled() {
             let ids: Vec<Uuid> = due[index..].iter().map(|row| row.0).collect();
-            super::worker::give_back_logged(
+            super::claims::give_back_logged(
                 &payments.db,
-                super::worker::Unstarted::Refunds(&ids),
+                super::claims::Unstarted::Refunds(&ids),
                 row.6,
             )
             .await;

@@ -20,20 +20,19 @@ use std::time::Duration;
 use sqlx::{PgPool, types::time::OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 
+pub use super::claims::WORK_BATCH_MAX;
 use super::{
     Applied, PaymentError, PaymentRow, PaymentState, Payments, PointsState, apply_toss_state,
-    confirm_key, lease_ms, lock_payment, refund, retry_delay_ms,
+    claims::{Unstarted, give_back_logged},
+    confirm_key,
+    credit::{complete, credit_charge, give_up_crediting},
+    lease_ms, lock_payment, refund, retry_delay_ms,
     toss::{CancelAmount, TossError, TossStatus},
 };
-use crate::{
-    ledger::{self, Credit, IdempotencyKey, LotSource, SystemAccount},
-    notifications::{self, NotificationKind},
-};
+use crate::notifications::{self, NotificationKind};
 
 /// How often the loop looks for due work when nobody woke it.
 pub const WORKER_INTERVAL: Duration = Duration::from_millis(250);
-/// Rows claimed per kind of work per pass: bounds one pass's duration and its share of the pool.
-pub const WORK_BATCH_MAX: i64 = 100;
 /// Webhooks are given up after this many attempts (about a day with the default delays); the
 /// reconciler and Toss's own redeliveries still cover the payment.
 pub const WEBHOOK_ATTEMPTS_MAX: i32 = 30;
@@ -72,7 +71,7 @@ pub async fn run_once(payments: &Payments) -> Result<u64, PaymentError> {
 }
 
 /// [`run_once`], stopping between items once `stop` is cancelled: the item in hand finishes, the
-/// rest of each claimed batch is given back ([`give_back`]) and no further kind is claimed.
+/// rest of each claimed batch is given back (`claims::give_back`) and no further kind is claimed.
 ///
 /// # Errors
 /// When Postgres fails.
@@ -91,96 +90,6 @@ pub async fn run_once_until(
         done += refund::resolve_once(payments, stop).await?;
     }
     Ok(done)
-}
-
-/// Claimed work a stopping worker never started.
-#[derive(Debug)]
-pub(crate) enum Unstarted<'a> {
-    /// Outbox rows: their claim counted an attempt, which is undone.
-    Outbox(&'a [i64]),
-    /// Stored webhooks: likewise.
-    Webhooks(&'a [i64]),
-    /// Refunds whose Toss answer was lost (the claim counts no attempt).
-    Refunds(&'a [uuid::Uuid]),
-    /// Payments the reconciler took, with the `updated_at` each had before (its claim).
-    Reconciliations(&'a [(String, OffsetDateTime)]),
-}
-
-/// Gives back rows that one claim (`claimed_until`: the lease it set, one value for the whole
-/// batch) took and the worker never started: due at once, as before the claim. A row whose lease
-/// is no longer `claimed_until` was taken over or worked since, and is left alone.
-///
-/// # Errors
-/// When Postgres fails (the rows then come back when their lease ends).
-pub(crate) async fn give_back(
-    db: &PgPool,
-    unstarted: Unstarted<'_>,
-    claimed_until: OffsetDateTime,
-) -> Result<u64, sqlx::Error> {
-    let given = match unstarted {
-        Unstarted::Outbox(ids) => sqlx::query(
-            "UPDATE payment_outbox SET attempts = attempts - 1, next_attempt_at = now() \
-                 WHERE id = ANY($1) AND completed_at IS NULL AND next_attempt_at = $2",
-        )
-        .bind(ids)
-        .bind(claimed_until)
-        .execute(db)
-        .await?
-        .rows_affected(),
-        Unstarted::Webhooks(ids) => sqlx::query(
-            "UPDATE toss_webhooks SET attempts = attempts - 1, next_attempt_at = now() \
-                 WHERE id = ANY($1) AND processed_at IS NULL AND next_attempt_at = $2",
-        )
-        .bind(ids)
-        .bind(claimed_until)
-        .execute(db)
-        .await?
-        .rows_affected(),
-        Unstarted::Refunds(ids) => sqlx::query(
-            "UPDATE payment_refunds SET next_attempt_at = now() \
-                 WHERE id = ANY($1) AND state = 'requested' AND next_attempt_at = $2",
-        )
-        .bind(ids)
-        .bind(claimed_until)
-        .execute(db)
-        .await?
-        .rows_affected(),
-        Unstarted::Reconciliations(rows) => {
-            let (orders, before): (Vec<&str>, Vec<OffsetDateTime>) = rows
-                .iter()
-                .map(|(order, before)| (order.as_str(), *before))
-                .unzip();
-            sqlx::query(
-                "UPDATE payments p SET updated_at = g.prior \
-                 FROM UNNEST($1::text[], $2::timestamptz[]) AS g(order_id, prior) \
-                 WHERE p.order_id = g.order_id AND p.updated_at = $3",
-            )
-            .bind(&orders)
-            .bind(&before)
-            .bind(claimed_until)
-            .execute(db)
-            .await?
-            .rows_affected()
-        }
-    };
-    Ok(given)
-}
-
-/// Called when `stop` interrupted a batch: gives back what was not started and logs it.
-pub(crate) async fn give_back_logged(
-    db: &PgPool,
-    unstarted: Unstarted<'_>,
-    claimed_until: OffsetDateTime,
-) {
-    let what = format!("{unstarted:?}");
-    match give_back(db, unstarted, claimed_until).await {
-        Ok(given) => tracing::info!(given, "stopping: unstarted payment work given back"),
-        Err(error) => tracing::warn!(
-            %error,
-            what,
-            "stopping: could not give back unstarted payment work; it returns when its lease ends"
-        ),
-    }
 }
 
 // --- outbox ----------------------------------------------------------------------------------
@@ -297,109 +206,6 @@ async fn retry_later(
     .execute(&payments.db)
     .await?;
     Ok(())
-}
-
-/// Credits the payment's points as a `charge` lot, in one transaction with the payment's new
-/// state, the outbox row's completion and the user's notification.
-async fn credit_charge(payments: &Payments, id: i64, order_id: &str) -> Result<(), PaymentError> {
-    let mut tx = payments.db.begin().await?;
-    let row = lock_payment(&mut tx, order_id)
-        .await?
-        .ok_or(PaymentError::OrderNotFound)?;
-    credit_pending_in_tx(&mut tx, payments, &row).await?;
-    complete(&mut tx, id).await?;
-    tx.commit().await?;
-    // A cancel that arrived before the credit was deferred: its webhook is retried on its own.
-    Ok(())
-}
-
-/// Credits a `pending` payment's points (the caller holds the payment's row lock): the lot, the
-/// payment's new state and the user's notification. Does nothing for any other payment.
-///
-/// # Errors
-/// `Ledger` or `Database` (the caller's transaction or savepoint must then roll back).
-pub(super) async fn credit_pending_in_tx(
-    conn: &mut sqlx::PgConnection,
-    payments: &Payments,
-    row: &PaymentRow,
-) -> Result<bool, PaymentError> {
-    if row.points != PointsState::Pending {
-        return Ok(false);
-    }
-    if payments.faults.take_credit_failure() {
-        return Err(PaymentError::Ledger(ledger::LedgerError::Inconsistent(
-            "injected credit failure (dev mode)",
-        )));
-    }
-    let order_id = &row.order_id;
-    let wallet = ledger::ensure_wallet_in_tx(conn, &row.user_id).await?;
-    let receipt = ledger::credit_in_tx(
-        conn,
-        &Credit {
-            key: IdempotencyKey::parse(&format!("charge:{order_id}"))?,
-            wallet,
-            from: ledger::system_account(SystemAccount::PaymentClearing),
-            amount: super::points(row.amount)?,
-            source: LotSource::Charge,
-        },
-    )
-    .await?;
-    let lot = receipt
-        .lot
-        .ok_or(ledger::LedgerError::Inconsistent("a credit made no lot"))?;
-    sqlx::query(
-        "UPDATE payments SET points = 'credited', charge_lot_id = $2, updated_at = now() \
-         WHERE order_id = $1",
-    )
-    .bind(order_id)
-    .bind(lot.0)
-    .execute(&mut *conn)
-    .await?;
-    notifications::enqueue_in_tx(
-        conn,
-        &row.user_id,
-        NotificationKind::PointsCredited,
-        &serde_json::json!({ "order_id": order_id, "points": row.amount }),
-        &format!("points-credited:{order_id}"),
-    )
-    .await?;
-    Ok(true)
-}
-
-async fn complete(conn: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE payment_outbox SET completed_at = now(), last_error = NULL WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// The charge could never be credited: stop trying and give the money back instead.
-async fn give_up_crediting(
-    db: &PgPool,
-    id: i64,
-    order_id: &str,
-    error: &str,
-) -> Result<(), sqlx::Error> {
-    tracing::error!(
-        order_id,
-        error,
-        "a charge could not be credited: compensating at Toss"
-    );
-    let mut tx = db.begin().await?;
-    sqlx::query("UPDATE payment_outbox SET completed_at = now(), last_error = $2 WHERE id = $1")
-        .bind(id)
-        .bind(error)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO payment_outbox (order_id, kind) VALUES ($1, 'compensate') \
-         ON CONFLICT ON CONSTRAINT payment_outbox_once DO NOTHING",
-    )
-    .bind(order_id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
 }
 
 /// Cancels at Toss the whole of a payment whose points could never be credited (or that Toss
@@ -869,7 +675,7 @@ pub async fn purge_processed_webhooks(db: &PgPool, limit: i64) -> Result<u64, sq
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payments::{PaymentSettings, toss::TossConfig};
+    use crate::payments::{PaymentSettings, claims::give_back, toss::TossConfig};
 
     fn payments(db: PgPool) -> Payments {
         Payments::new(
