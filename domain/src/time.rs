@@ -19,9 +19,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// The civil date `(year, month 1–12, day 1–31)` of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`). Also the Toss sandbox's, for its Korean local times.
-#[must_use]
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
