@@ -17,7 +17,6 @@ pub mod limits;
 pub mod lots;
 pub mod payments;
 pub mod pkce;
-pub mod pkcs8;
 pub mod points;
 pub mod rules;
 pub mod seeded;

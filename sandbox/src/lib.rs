@@ -8,6 +8,7 @@
 //! the OAuth token endpoint its senders use at `/fcm/…` (as `fcm.googleapis.com` and
 //! `oauth2.googleapis.com/token`), with their control plane at `/sandbox/fcm/…` (see [`fcm`]).
 
+pub mod clock;
 pub mod faults;
 pub mod fcm;
 pub mod oauth;

@@ -10,7 +10,6 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
@@ -108,13 +107,15 @@ impl ServiceAccount {
         {
             return Err(bad("project_id is not a project id".to_owned()));
         }
-        let pkcs8 = pem_der(&file.private_key).map_err(bad)?;
-        let pkcs1 = pkcs1_from_pkcs8(&pkcs8).map_err(bad)?;
+        // jsonwebtoken's PEM reader takes the PKCS#8 block Google writes (and PKCS#1); its errors
+        // name the format, never the key.
+        let key = EncodingKey::from_rsa_pem(file.private_key.as_bytes())
+            .map_err(|error| bad(format!("private_key is not an RSA PKCS#8 PEM: {error}")))?;
         let account = Self {
             project_id: file.project_id,
             client_email: file.client_email,
             private_key_id: file.private_key_id,
-            key: EncodingKey::from_rsa_der(pkcs1),
+            key,
         };
         // A key that cannot sign is found at start, not at the first send.
         account
@@ -145,23 +146,6 @@ impl ServiceAccount {
         jsonwebtoken::encode(&header, &claims, &self.key).map_err(|error| error.to_string())
     }
 }
-
-const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
-const PEM_END: &str = "-----END PRIVATE KEY-----";
-
-fn pem_der(pem: &str) -> Result<Vec<u8>, String> {
-    let body = pem
-        .split_once(PEM_BEGIN)
-        .and_then(|(_, rest)| rest.split_once(PEM_END))
-        .map(|(body, _)| body)
-        .ok_or("private_key is not a PKCS#8 PEM")?;
-    let base64: String = body.split_ascii_whitespace().collect();
-    STANDARD
-        .decode(base64)
-        .map_err(|error| format!("private_key: {error}"))
-}
-
-use nene_domain::pkcs8::pkcs1_from_pkcs8;
 
 /// Where the client sends, and as whom.
 #[derive(Debug, Clone)]

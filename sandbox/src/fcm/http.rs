@@ -26,7 +26,7 @@ use super::{
     service::Outcome,
     service_account::Registry,
 };
-use crate::toss::clock;
+use crate::clock;
 
 /// What Google's APIs write as their JSON content type.
 const JSON_UTF8: &str = "application/json; charset=UTF-8";

@@ -96,16 +96,9 @@ impl Delivery {
                 json.insert(field.to_owned(), value);
             }
         }
-        json.insert("at".to_owned(), utc_millis(self.at_ms).into());
+        json.insert("at".to_owned(), crate::clock::utc_millis(self.at_ms).into());
         json.into()
     }
-}
-
-/// `2024-02-13T03:18:14.123Z`.
-pub fn utc_millis(unix_ms: i64) -> String {
-    const KST_OFFSET_MS: i64 = 9 * 60 * 60 * 1000;
-    let korean = crate::toss::clock::kst_millis(unix_ms.saturating_sub(KST_OFFSET_MS));
-    format!("{}Z", korean.trim_end_matches("+09:00"))
 }
 
 /// Which deliveries `GET /sandbox/fcm/deliveries` lists.

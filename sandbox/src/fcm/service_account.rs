@@ -17,7 +17,6 @@
 
 use std::sync::LazyLock;
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header,
     jwk::{AlgorithmParameters, Jwk},
@@ -31,9 +30,6 @@ pub const UNREGISTERED_SERVICE_ACCOUNT_JSON: &str =
 /// The project both files belong to: the one `messages:send` accepts in its path.
 pub const PROJECT_ID: &str = "nene-sandbox";
 pub const CLIENT_EMAIL: &str = "fcm-sender@nene-sandbox.iam.gserviceaccount.com";
-
-const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
-const PEM_END: &str = "-----END PRIVATE KEY-----";
 
 /// The fields of a key file the sandbox reads (Google's files have a few more, kept in the
 /// committed files for fidelity).
@@ -79,8 +75,8 @@ impl ServiceAccountKey {
         if file.kind != "service_account" {
             return Err(format!("key file: type {:?}", file.kind));
         }
-        let pkcs8 = pem_der(&file.private_key)?;
-        let encoding = EncodingKey::from_rsa_der(pkcs1_from_pkcs8(&pkcs8)?);
+        let encoding = EncodingKey::from_rsa_pem(file.private_key.as_bytes())
+            .map_err(|error| format!("private_key: not an RSA PKCS#8 PEM: {error}"))?;
         let jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256)
             .map_err(|error| format!("{}: {error}", file.private_key_id))?;
         let AlgorithmParameters::RSA(rsa) = jwk.algorithm else {
@@ -109,22 +105,6 @@ impl ServiceAccountKey {
             .map_err(|error| format!("signing an assertion: {error}"))
     }
 }
-
-/// The DER inside a `BEGIN PRIVATE KEY` PEM block (jsonwebtoken's PEM parser is behind a feature
-/// the workspace leaves off).
-fn pem_der(pem: &str) -> Result<Vec<u8>, String> {
-    let body = pem
-        .split_once(PEM_BEGIN)
-        .and_then(|(_, rest)| rest.split_once(PEM_END))
-        .map(|(body, _)| body)
-        .ok_or("private_key: not a PKCS#8 PEM")?;
-    let base64: String = body.split_ascii_whitespace().collect();
-    STANDARD
-        .decode(base64)
-        .map_err(|error| format!("private_key: {error}"))
-}
-
-use nene_domain::pkcs8::pkcs1_from_pkcs8;
 
 /// The committed keys: the registered one and the one Google does not know.
 #[derive(Debug)]
@@ -220,7 +200,10 @@ mod tests {
 
     #[test]
     fn a_key_that_is_not_pkcs8_rsa_is_refused() {
-        assert!(pem_der("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n").is_err());
+        let mut malformed: serde_json::Value =
+            serde_json::from_str(SERVICE_ACCOUNT_JSON).unwrap_or_default();
+        malformed["private_key"] = "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n".into();
+        assert!(ServiceAccountKey::from_json(&malformed.to_string()).is_err());
         let not_a_service_account = SERVICE_ACCOUNT_JSON.replace("service_account", "user");
         assert!(ServiceAccountKey::from_json(&not_a_service_account).is_err());
     }

@@ -19,7 +19,6 @@ use super::{
     grants::{ExchangeError, Grant, Issued, KAKAO_REFRESH_TOKEN_SECONDS},
     http::{self, Dialect, INJECTED_DESCRIPTION, Unauthorized, error_name},
     provider::{Provider, kakao_user_id},
-    utc_seconds,
 };
 
 /// The scope Kakao reports when the request named none: the consent item every app has.
@@ -135,7 +134,7 @@ impl Dialect for Kakao {
         }
         json!({
             "id": kakao_user_id(user),
-            "connected_at": utc_seconds(grant.approved_at_ms),
+            "connected_at": crate::clock::utc_seconds(grant.approved_at_ms),
             "properties": { "nickname": user.nickname() },
             "kakao_account": account,
         })

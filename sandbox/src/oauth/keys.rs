@@ -10,7 +10,6 @@
 
 use std::sync::LazyLock;
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use jsonwebtoken::{
     Algorithm, EncodingKey,
     jwk::{AlgorithmParameters, Jwk},
@@ -29,9 +28,6 @@ pub const ROGUE_KID: &str = "nene-sandbox-rogue-1";
 const KAKAO_PEM: &str = include_str!("keys/kakao.pem");
 const GOOGLE_PEM: &str = include_str!("keys/google.pem");
 const ROGUE_PEM: &str = include_str!("keys/rogue.pem");
-
-const PEM_BEGIN: &str = "-----BEGIN RSA PRIVATE KEY-----";
-const PEM_END: &str = "-----END RSA PRIVATE KEY-----";
 
 /// A private key ready to sign, with its public half as JWKS components.
 pub struct SigningKey {
@@ -54,9 +50,10 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// # Errors
-    /// The PEM is not a PKCS#1 RSA private key.
+    /// The PEM is not an RSA private key.
     pub fn from_pem(kid: &'static str, pem: &str) -> Result<Self, String> {
-        let encoding = EncodingKey::from_rsa_der(&pkcs1_der(pem)?);
+        let encoding =
+            EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|error| format!("{kid}: {error}"))?;
         let jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256)
             .map_err(|error| format!("{kid}: {error}"))?;
         let AlgorithmParameters::RSA(rsa) = jwk.algorithm else {
@@ -81,20 +78,6 @@ impl SigningKey {
             "e": self.e,
         })
     }
-}
-
-/// The DER inside a `BEGIN RSA PRIVATE KEY` PEM block (jsonwebtoken's PEM parser is behind a
-/// feature the workspace leaves off).
-fn pkcs1_der(pem: &str) -> Result<Vec<u8>, String> {
-    let body = pem
-        .split_once(PEM_BEGIN)
-        .and_then(|(_, rest)| rest.split_once(PEM_END))
-        .map(|(body, _)| body)
-        .ok_or("not a PKCS#1 RSA private key PEM")?;
-    let base64: String = body.split_ascii_whitespace().collect();
-    STANDARD
-        .decode(base64)
-        .map_err(|error| format!("PEM body: {error}"))
 }
 
 /// Every key the sandbox holds.
@@ -187,6 +170,12 @@ mod tests {
     #[test]
     fn a_pem_without_an_rsa_private_key_block_is_refused() {
         assert!(SigningKey::from_pem("x", "-----BEGIN PUBLIC KEY-----\nAAAA\n").is_err());
-        assert!(SigningKey::from_pem("x", &format!("{PEM_BEGIN}\n!!!\n{PEM_END}")).is_err());
+        assert!(
+            SigningKey::from_pem(
+                "x",
+                "-----BEGIN RSA PRIVATE KEY-----\n!!!\n-----END RSA PRIVATE KEY-----"
+            )
+            .is_err()
+        );
     }
 }

@@ -89,7 +89,7 @@ use std::{
 use axum::{Router, extract::DefaultBodyLimit};
 use serde_json::{Map, Value};
 
-use crate::toss::clock;
+use crate::clock;
 use faults::{Endpoint, Faults};
 use grants::Grants;
 use provider::Provider;
@@ -163,23 +163,9 @@ pub fn router() -> Router {
         .with_state(OAuth::default())
 }
 
-/// `2022-04-11T01:45:28Z`, as Kakao writes `connected_at`. Toss's clock writes Korean time
-/// (UTC+9 all year); its reading nine hours earlier is the UTC reading.
-fn utc_seconds(unix_ms: i64) -> String {
-    const KST_OFFSET_MS: i64 = 9 * 60 * 60 * 1000;
-    let korean = clock::kst_seconds(unix_ms.saturating_sub(KST_OFFSET_MS));
-    format!("{}Z", korean.trim_end_matches("+09:00"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn connected_at_is_written_in_utc_with_a_z() {
-        assert_eq!(utc_seconds(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_seconds(1_707_794_294_123), "2024-02-13T03:18:14Z");
-    }
 
     #[test]
     fn stats_count_per_provider_and_endpoint() {

@@ -11,10 +11,12 @@ use axum::{
     routing::{get, post, put},
 };
 use serde::Deserialize;
+
+use crate::clock;
 use serde_json::{Value, json};
 
 use super::{
-    Change, Core, Toss, clock,
+    Change, Core, Toss,
     error::{self, TossError},
     faults::FaultSpec,
     http::json_body,

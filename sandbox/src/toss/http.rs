@@ -12,10 +12,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
+
+use crate::clock;
 use serde_json::Value;
 
 use super::{
-    Change, Core, HANG_DURATION, Toss, authenticate, clock,
+    Change, Core, HANG_DURATION, Toss, authenticate,
     error::{self, TossError},
     faults::{FaultKind, Operation},
     idempotency::{

@@ -52,7 +52,6 @@
 //! configuration (an unparsable value is logged and ignored).
 
 pub mod auth;
-pub mod clock;
 mod control;
 pub mod error;
 pub mod faults;

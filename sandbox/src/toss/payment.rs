@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::clock;
+use crate::clock;
 
 /// Toss's limit on `paymentKey`.
 pub const PAYMENT_KEY_CHARS_MAX: usize = 200;

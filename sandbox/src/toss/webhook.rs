@@ -16,7 +16,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::clock;
+use crate::clock;
 
 /// Toss's retry unit is a minute.
 pub const RETRY_UNIT_MS_DEFAULT: u64 = 60_000;
