@@ -27,7 +27,7 @@ use nene_core::{
     notifications::{
         dispatcher::{Dispatcher, DispatcherSettings},
         fcm::{FCM_SEND_TIMEOUT_DEFAULT, FcmClient, FcmConfig, ServiceAccount},
-        message::{self, Outgoing, Platform},
+        message::{self, DevicePlatform, Outgoing},
         metrics::Metrics,
         outcome::{Backoff, DeviceOutcome},
         schedule::Keys,
@@ -211,7 +211,8 @@ async fn ceiling(fcm: &FcmClient, sends: usize, concurrency: usize) -> Result<Du
                     rendered: &rendered,
                 };
                 let token = format!("ceiling-token-{}", n % 10_000);
-                let Ok(body) = message::send_body(Platform::Android, &token, &outgoing) else {
+                let Ok(body) = message::send_body(DevicePlatform::Android, &token, &outgoing)
+                else {
                     failed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };

@@ -149,13 +149,25 @@ pub async fn change_me(db: &PgPool, user: &str, change: &MeChange) -> Result<Me,
     updated.ok_or(AuthError::UnknownUser)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+/// A device's platform, as the API names it and `user_devices.platform` stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "device_platform", rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum DevicePlatform {
     Web,
     Ios,
     Android,
+}
+
+impl DevicePlatform {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DevicePlatform::Web => "web",
+            DevicePlatform::Ios => "ios",
+            DevicePlatform::Android => "android",
+        }
+    }
 }
 
 /// Longest device id and push token accepted (as the schema).

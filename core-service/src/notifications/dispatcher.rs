@@ -45,7 +45,7 @@ use uuid::Uuid;
 
 use super::{
     fcm::{FCM_SEND_TIMEOUT_DEFAULT, FcmClient},
-    message::{self, Outgoing, Platform},
+    message::{self, DevicePlatform, Outgoing},
     metrics::Metrics,
     outcome::{self, ATTEMPTS_MAX, Backoff, Decision, DeviceOutcome},
     schedule::{Claim, RedisSchedule, SCRIPT_IDS_MAX, ScheduleError},
@@ -187,7 +187,7 @@ pub struct Dispatcher {
 #[derive(Debug, Clone)]
 struct Device {
     device_id: String,
-    platform: Platform,
+    platform: DevicePlatform,
     token: String,
 }
 
@@ -218,7 +218,7 @@ struct LockedRow {
     next_attempt_ms: i64,
     delivered_devices: Vec<String>,
     device_ids: Vec<String>,
-    platforms: Vec<Platform>,
+    platforms: Vec<DevicePlatform>,
     tokens: Vec<String>,
 }
 

@@ -19,25 +19,8 @@ pub const BODY_CHARS_MAX: usize = 200;
 /// Titles are ours and short; a payload-supplied name inside one is cut to this.
 pub const NAME_CHARS_MAX: usize = 60;
 
-/// A device's platform, as `user_devices.platform` stores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
-#[sqlx(type_name = "device_platform", rename_all = "lowercase")]
-pub enum Platform {
-    Web,
-    Ios,
-    Android,
-}
-
-impl Platform {
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Platform::Web => "web",
-            Platform::Ios => "ios",
-            Platform::Android => "android",
-        }
-    }
-}
+/// A device's platform (one definition, with the devices it names).
+pub use crate::auth::users::DevicePlatform;
 
 /// What the user reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,7 +145,7 @@ pub struct Outgoing<'a> {
 /// by its id); with a device token of FCM's length (about 160 characters) no title or body of
 /// ours can then exceed the limit. A token that does is FCM's to refuse (`INVALID_ARGUMENT`).
 #[must_use]
-pub fn fcm_message(platform: Platform, token: &str, outgoing: &Outgoing<'_>) -> Value {
+pub fn fcm_message(platform: DevicePlatform, token: &str, outgoing: &Outgoing<'_>) -> Value {
     let mut message = build(platform, token, outgoing);
     if encoded_len(&message) > FCM_MESSAGE_BYTES_MAX
         && let Some(data) = message["data"].as_object_mut()
@@ -173,7 +156,7 @@ pub fn fcm_message(platform: Platform, token: &str, outgoing: &Outgoing<'_>) -> 
 }
 
 /// The message, whatever its size.
-fn build(platform: Platform, token: &str, outgoing: &Outgoing<'_>) -> Value {
+fn build(platform: DevicePlatform, token: &str, outgoing: &Outgoing<'_>) -> Value {
     let Rendered { title, body } = outgoing.rendered;
     let mut data = Map::new();
     data.insert("notification_id".to_owned(), outgoing.id.into());
@@ -185,14 +168,14 @@ fn build(platform: Platform, token: &str, outgoing: &Outgoing<'_>) -> Value {
         "data": data,
     });
     let (field, block) = match platform {
-        Platform::Android => (
+        DevicePlatform::Android => (
             "android",
             json!({
                 "priority": "high",
                 "notification": { "channel_id": ANDROID_CHANNEL_ID, "tag": outgoing.id },
             }),
         ),
-        Platform::Ios => (
+        DevicePlatform::Ios => (
             "apns",
             json!({
                 "headers": {
@@ -205,7 +188,7 @@ fn build(platform: Platform, token: &str, outgoing: &Outgoing<'_>) -> Value {
                 },
             }),
         ),
-        Platform::Web => (
+        DevicePlatform::Web => (
             "webpush",
             json!({
                 "headers": { "Urgency": "high" },
@@ -230,7 +213,7 @@ const REQUEST_WRAPPER_BYTES: usize = r#"{"message":}"#.len();
 /// # Errors
 /// The message cannot be encoded (it can: every value is a string or an object of them).
 pub fn send_body(
-    platform: Platform,
+    platform: DevicePlatform,
     token: &str,
     outgoing: &Outgoing<'_>,
 ) -> Result<bytes::Bytes, serde_json::Error> {
@@ -315,7 +298,11 @@ mod tests {
     fn android_messages_are_high_priority_on_our_channel_and_tagged_with_the_id() {
         let payload = json!({ "points": 10 });
         let rendered = render("points_credited", &payload);
-        let message = fcm_message(Platform::Android, "tok-a", &outgoing(&payload, &rendered));
+        let message = fcm_message(
+            DevicePlatform::Android,
+            "tok-a",
+            &outgoing(&payload, &rendered),
+        );
         assert_eq!(message["token"], "tok-a");
         assert_eq!(message["android"]["priority"], "high");
         assert_eq!(
@@ -330,7 +317,7 @@ mod tests {
     fn ios_messages_carry_an_alert_at_priority_ten_collapsed_by_the_id() {
         let payload = json!({ "points": 10 });
         let rendered = render("points_credited", &payload);
-        let message = fcm_message(Platform::Ios, "tok-i", &outgoing(&payload, &rendered));
+        let message = fcm_message(DevicePlatform::Ios, "tok-i", &outgoing(&payload, &rendered));
         assert_eq!(message["apns"]["headers"]["apns-priority"], "10");
         assert_eq!(message["apns"]["headers"]["apns-collapse-id"], ID);
         assert_eq!(
@@ -343,7 +330,7 @@ mod tests {
     fn web_messages_carry_a_webpush_notification_tagged_with_the_id() {
         let payload = json!({ "points": 10 });
         let rendered = render("points_credited", &payload);
-        let message = fcm_message(Platform::Web, "tok-w", &outgoing(&payload, &rendered));
+        let message = fcm_message(DevicePlatform::Web, "tok-w", &outgoing(&payload, &rendered));
         assert_eq!(message["webpush"]["notification"]["tag"], ID);
         assert_eq!(
             message["webpush"]["notification"]["title"],
@@ -355,7 +342,7 @@ mod tests {
     fn data_holds_only_strings_with_the_notification_id() {
         let payload = json!({ "points": 10, "nested": { "a": [1, 2] } });
         let rendered = render("points_credited", &payload);
-        let message = fcm_message(Platform::Android, "t", &outgoing(&payload, &rendered));
+        let message = fcm_message(DevicePlatform::Android, "t", &outgoing(&payload, &rendered));
         let data = message["data"].as_object().cloned().unwrap_or_default();
         assert!(data.values().all(Value::is_string));
         assert_eq!(data["notification_id"], ID);
@@ -371,11 +358,11 @@ mod tests {
         for payload in [small, large] {
             let rendered = render("points_credited", &payload);
             let outgoing = outgoing(&payload, &rendered);
-            let body = send_body(Platform::Ios, "t", &outgoing).unwrap_or_default();
+            let body = send_body(DevicePlatform::Ios, "t", &outgoing).unwrap_or_default();
             let decoded: Value = serde_json::from_slice(&body).unwrap_or_default();
             assert_eq!(
                 decoded["message"],
-                fcm_message(Platform::Ios, "t", &outgoing)
+                fcm_message(DevicePlatform::Ios, "t", &outgoing)
             );
             assert!(body.len() <= FCM_MESSAGE_BYTES_MAX + REQUEST_WRAPPER_BYTES);
         }
@@ -385,7 +372,11 @@ mod tests {
     fn a_payload_too_large_for_fcm_is_left_out_of_data_and_the_message_fits() {
         let payload = json!({ "blob": "x".repeat(10_000) });
         let rendered = render("points_credited", &payload);
-        for platform in [Platform::Android, Platform::Ios, Platform::Web] {
+        for platform in [
+            DevicePlatform::Android,
+            DevicePlatform::Ios,
+            DevicePlatform::Web,
+        ] {
             let message = fcm_message(platform, &"t".repeat(300), &outgoing(&payload, &rendered));
             assert!(
                 encoded_len(&message) <= FCM_MESSAGE_BYTES_MAX,

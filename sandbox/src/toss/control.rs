@@ -21,7 +21,8 @@ use super::{
     faults::FaultSpec,
     http::json_body,
     payment::{
-        Authorisation, CONSOLE_CANCEL_REASON_DEFAULT, CancelOrigin, CancelRequest, Ledger, Payment,
+        Authorisation, CONSOLE_CANCEL_REASON_DEFAULT, CancelOrigin, CancelRequest, Payment,
+        PaymentBook,
     },
     payment_json,
     webhook::{Event, WebhookConfig, WebhookConfigBody},
@@ -87,7 +88,7 @@ async fn pay(State(toss): State<Toss>, body: Bytes) -> Response {
         Ok(authorisation) => authorisation,
         Err(error) => return error.into_response(),
     };
-    let authorised = toss.lock().ledger.authorise(authorisation, clock::now_ms());
+    let authorised = toss.lock().book.authorise(authorisation, clock::now_ms());
     match authorised {
         Ok(payment) => (
             StatusCode::CREATED,
@@ -103,7 +104,7 @@ async fn pay(State(toss): State<Toss>, body: Bytes) -> Response {
 }
 
 async fn payment(State(toss): State<Toss>, Path(payment_key): Path<String>) -> Response {
-    let payment = toss.lock().ledger.get(&payment_key).cloned();
+    let payment = toss.lock().book.get(&payment_key).cloned();
     match payment {
         Some(payment) => Json(payment).into_response(),
         None => TossError::from(error::NOT_FOUND_PAYMENT).into_response(),
@@ -113,7 +114,7 @@ async fn payment(State(toss): State<Toss>, Path(payment_key): Path<String>) -> R
 /// The customer pays into the virtual account.
 async fn deposit(State(toss): State<Toss>, Path(payment_key): Path<String>) -> Response {
     toss.change(Change::Deposited, |core, now_ms| {
-        core.ledger.deposit(&payment_key, now_ms)
+        core.book.deposit(&payment_key, now_ms)
     })
 }
 
@@ -142,7 +143,7 @@ async fn console_cancel(
         Err(error) => return error.into_response(),
     };
     toss.change(Change::Canceled, |core, now_ms| {
-        core.ledger
+        core.book
             .cancel(&payment_key, request, CancelOrigin::Console, now_ms)
     })
 }
@@ -217,7 +218,7 @@ async fn clear_faults(State(toss): State<Toss>) -> StatusCode {
 }
 
 async fn stats(State(toss): State<Toss>) -> Response {
-    let stats = toss.lock().ledger.stats();
+    let stats = toss.lock().book.stats();
     Json(stats).into_response()
 }
 
@@ -225,7 +226,7 @@ async fn stats(State(toss): State<Toss>) -> Response {
 async fn reset(State(toss): State<Toss>) -> StatusCode {
     {
         let mut core = toss.lock();
-        core.ledger = Ledger::default();
+        core.book = PaymentBook::default();
         core.idempotency.clear();
         core.faults.clear();
     }

@@ -369,7 +369,7 @@ impl From<PaymentError> for TossError {
             PaymentError::NotWaitingForDeposit => {
                 Self::invalid_request("입금 대기 중인 가상계좌 결제가 아닙니다.")
             }
-            PaymentError::LedgerFull => Self {
+            PaymentError::BookFull => Self {
                 message: Cow::Borrowed(
                     "샌드박스 결제 저장소가 가득 찼습니다. POST /sandbox/toss/reset 으로 비워주세요.",
                 ),

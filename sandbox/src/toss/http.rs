@@ -1,5 +1,5 @@
 //! Toss's API over HTTP: authentication, `Idempotency-Key`, `TossPayments-Test-Code` and injected
-//! faults around the [`Ledger`](super::payment::Ledger) operations.
+//! faults around the [`PaymentBook`](super::payment::PaymentBook) operations.
 //!
 //! A request without faults takes the core mutex once (twice with an idempotency key: once to
 //! claim the key, once to execute and record the response) and never holds it across an await.
@@ -62,7 +62,7 @@ pub(super) async fn confirm(State(toss): State<Toss>, headers: HeaderMap, body: 
     let path = "/v1/payments/confirm".to_owned();
     toss.post(&headers, path, Operation::Confirm, move |core, run| {
         let payment = core
-            .ledger
+            .book
             .confirm_checking(&request?, run.now_ms, run.amount_check)?;
         Ok((payment, Change::Approved))
     })
@@ -89,7 +89,7 @@ pub(super) async fn cancel(
     let path = format!("/v1/payments/{payment_key}/cancel");
     toss.post(&headers, path, Operation::Cancel, move |core, run| {
         let payment = core
-            .ledger
+            .book
             .cancel(&payment_key, request?, CancelOrigin::Api, run.now_ms)?;
         Ok((payment, Change::Canceled))
     })
@@ -102,7 +102,7 @@ pub(super) async fn get_payment(
     Path(payment_key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    toss.get(&headers, |core| core.ledger.get(&payment_key).cloned())
+    toss.get(&headers, |core| core.book.get(&payment_key).cloned())
         .await
 }
 
@@ -112,10 +112,8 @@ pub(super) async fn get_by_order(
     Path(order_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    toss.get(&headers, |core| {
-        core.ledger.get_by_order(&order_id).cloned()
-    })
-    .await
+    toss.get(&headers, |core| core.book.get_by_order(&order_id).cloned())
+        .await
 }
 
 /// `Idempotency-Key`, if sent.
@@ -326,7 +324,7 @@ impl Toss {
         };
         let payment = {
             let mut core = self.lock();
-            core.ledger.count_read();
+            core.book.count_read();
             lookup(&core)
         };
         if drop_reply {

@@ -78,7 +78,7 @@ pub use webhook::WebhookConfig;
 
 use faults::Faults;
 use idempotency::IdempotencyStore;
-use payment::{Ledger, Payment};
+use payment::{Payment, PaymentBook};
 use webhook::{Event, Webhooks};
 
 /// Requests bodies are a few hundred bytes; a forged webhook carries one Payment (about 2 KB).
@@ -113,7 +113,7 @@ impl TossConfig {
 /// Everything the Toss API changes, behind one mutex held only for short, await-free sections.
 #[derive(Debug, Default)]
 struct Core {
-    ledger: Ledger,
+    book: PaymentBook,
     idempotency: IdempotencyStore,
     faults: Faults,
 }

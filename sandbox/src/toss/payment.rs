@@ -1,5 +1,5 @@
 //! Payments and their state machine: authorisation by the widget, confirm, cancel and
-//! virtual-account deposit, as plain functions over an in-memory [`Ledger`].
+//! virtual-account deposit, as plain functions over an in-memory [`PaymentBook`].
 //!
 //! Nothing here knows HTTP: each operation takes its already-parsed input and `now` (Unix
 //! milliseconds) and returns the new [`Payment`] or a [`PaymentError`], which `error.rs` maps to
@@ -33,7 +33,7 @@ pub const PAYMENT_SESSION_TTL_MS: i64 = 10 * 60 * 1000;
 /// Toss's default due date for a virtual account deposit is seven days (?).
 pub const VIRTUAL_ACCOUNT_DUE_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Payments kept in memory: far more than any test run creates, small enough (about 2 KB each)
-/// that a runaway client cannot exhaust the machine. `/sandbox/toss/reset` empties the ledger.
+/// that a runaway client cannot exhaust the machine. `/sandbox/toss/reset` empties the book.
 pub const PAYMENTS_MAX: usize = 100_000;
 
 /// The Payment object version this sandbox speaks.
@@ -61,8 +61,8 @@ pub enum PaymentError {
     ForbiddenConsecutiveRequest,
     /// Control plane: a deposit for a payment that is not a virtual account waiting for one.
     NotWaitingForDeposit,
-    /// The ledger holds [`PAYMENTS_MAX`] payments.
-    LedgerFull,
+    /// The book holds [`PAYMENTS_MAX`] payments.
+    BookFull,
 }
 
 fn invalid(message: &str) -> PaymentError {
@@ -340,7 +340,7 @@ pub struct CancelRequest {
 impl CancelRequest {
     /// # Errors
     /// `INVALID_REQUEST` naming the malformed field. Amounts out of range are left to
-    /// [`Ledger::cancel`], which answers `NOT_CANCELABLE_AMOUNT` as Toss does.
+    /// [`PaymentBook::cancel`], which answers `NOT_CANCELABLE_AMOUNT` as Toss does.
     pub fn parse(
         reason: &str,
         amount: Option<i64>,
@@ -408,7 +408,7 @@ pub struct Stats {
     /// Reads answered (`GET /v1/payments/{paymentKey}` and `…/orders/{orderId}`, found or not):
     /// what a client's polling costs.
     pub reads: u64,
-    /// Payments in the ledger.
+    /// Payments in the book.
     pub payments: usize,
 }
 
@@ -422,25 +422,25 @@ struct Entry {
 
 /// Every payment the sandbox knows, by key, with the latest one of each order.
 #[derive(Debug, Default)]
-pub struct Ledger {
+pub struct PaymentBook {
     entries: HashMap<String, Entry>,
     latest_by_order: HashMap<String, String>,
     stats: Stats,
 }
 
-impl Ledger {
+impl PaymentBook {
     /// The widget's approval: a new payment `IN_PROGRESS`. An earlier unconfirmed payment of the
     /// same order is superseded (`EXPIRED`); a confirmed one makes the order a duplicate.
     ///
     /// # Errors
-    /// `DUPLICATED_ORDER_ID`; the ledger is full.
+    /// `DUPLICATED_ORDER_ID`; the book is full.
     pub fn authorise(
         &mut self,
         order: Authorisation,
         now_ms: i64,
     ) -> Result<Payment, PaymentError> {
         if self.entries.len() >= PAYMENTS_MAX {
-            return Err(PaymentError::LedgerFull);
+            return Err(PaymentError::BookFull);
         }
         if let Some(previous) = self
             .latest_by_order
@@ -546,12 +546,12 @@ impl Ledger {
         self.confirm_checking(request, now_ms, AmountCheck::Enforced)
     }
 
-    /// [`Ledger::confirm`], with the amount check as `check` says: a fault can make the sandbox
+    /// [`PaymentBook::confirm`], with the amount check as `check` says: a fault can make the sandbox
     /// approve what the customer authorised whatever the request names, which the real Toss
     /// refuses to do, so that a client's defence against it can be tested.
     ///
     /// # Errors
-    /// As [`Ledger::confirm`].
+    /// As [`PaymentBook::confirm`].
     pub fn confirm_checking(
         &mut self,
         request: &Confirmation,
@@ -796,13 +796,13 @@ mod tests {
 
     const NOW_MS: i64 = 1_707_794_294_123;
 
-    fn authorised(ledger: &mut Ledger, order_id: &str, amount: i64, method: Method) -> Payment {
+    fn authorised(book: &mut PaymentBook, order_id: &str, amount: i64, method: Method) -> Payment {
         let method = match method {
             Method::Card => "CARD",
             Method::VirtualAccount => "VIRTUAL_ACCOUNT",
         };
         let order = Authorisation::parse(order_id, amount, None, Some(method));
-        let payment = order.and_then(|order| ledger.authorise(order, NOW_MS));
+        let payment = order.and_then(|order| book.authorise(order, NOW_MS));
         assert!(payment.is_ok(), "{payment:?}");
         payment.unwrap()
     }
@@ -816,9 +816,9 @@ mod tests {
         .unwrap()
     }
 
-    fn confirmed(ledger: &mut Ledger, order_id: &str, amount: i64) -> Payment {
-        let payment = authorised(ledger, order_id, amount, Method::Card);
-        ledger.confirm(&confirmation(&payment), NOW_MS).unwrap()
+    fn confirmed(book: &mut PaymentBook, order_id: &str, amount: i64) -> Payment {
+        let payment = authorised(book, order_id, amount, Method::Card);
+        book.confirm(&confirmation(&payment), NOW_MS).unwrap()
     }
 
     fn cancel_of(amount: Option<i64>) -> CancelRequest {
@@ -827,12 +827,12 @@ mod tests {
 
     #[test]
     fn an_authorised_card_payment_is_confirmed_once_and_becomes_done() {
-        let mut ledger = Ledger::default();
-        let payment = authorised(&mut ledger, "order-0001", 15_000, Method::Card);
+        let mut book = PaymentBook::default();
+        let payment = authorised(&mut book, "order-0001", 15_000, Method::Card);
         assert_eq!(payment.status, PaymentStatus::InProgress);
         assert_eq!(payment.approved_at, None);
 
-        let done = ledger.confirm(&confirmation(&payment), NOW_MS + 1000);
+        let done = book.confirm(&confirmation(&payment), NOW_MS + 1000);
         let done = done.unwrap();
         assert_eq!(done.status, PaymentStatus::Done);
         assert_eq!(done.method, "카드");
@@ -845,77 +845,76 @@ mod tests {
         assert!(done.last_transaction_key.is_some());
         assert_eq!(done.secret, None);
         assert!(done.card.is_some());
-        assert_eq!(ledger.stats().confirms_executed, 1);
+        assert_eq!(book.stats().confirms_executed, 1);
 
         assert_eq!(
-            ledger.confirm(&confirmation(&payment), NOW_MS + 2000),
+            book.confirm(&confirmation(&payment), NOW_MS + 2000),
             Err(PaymentError::AlreadyProcessedPayment)
         );
-        assert_eq!(ledger.stats().confirms_executed, 1);
+        assert_eq!(book.stats().confirms_executed, 1);
     }
 
     #[test]
     fn a_confirm_with_another_order_id_or_amount_is_an_invalid_request_naming_the_field() {
-        let mut ledger = Ledger::default();
-        let payment = authorised(&mut ledger, "order-0001", 15_000, Method::Card);
+        let mut book = PaymentBook::default();
+        let payment = authorised(&mut book, "order-0001", 15_000, Method::Card);
         let mut wrong_amount = confirmation(&payment);
         wrong_amount.amount = 14_999;
         assert!(matches!(
-            ledger.confirm(&wrong_amount, NOW_MS),
+            book.confirm(&wrong_amount, NOW_MS),
             Err(PaymentError::InvalidRequest(message)) if message.contains("amount")
         ));
         let mut wrong_order = confirmation(&payment);
         wrong_order.order_id = OrderId("order-0002".to_owned());
         assert!(matches!(
-            ledger.confirm(&wrong_order, NOW_MS),
+            book.confirm(&wrong_order, NOW_MS),
             Err(PaymentError::InvalidRequest(message)) if message.contains("orderId")
         ));
         assert_eq!(
-            ledger.get(&payment.payment_key).map(|p| p.status),
+            book.get(&payment.payment_key).map(|p| p.status),
             Some(PaymentStatus::InProgress)
         );
-        assert_eq!(ledger.stats().confirms_executed, 0);
+        assert_eq!(book.stats().confirms_executed, 0);
     }
 
     #[test]
     fn a_confirm_of_an_unknown_or_stale_authorisation_is_not_found_payment_session() {
-        let mut ledger = Ledger::default();
+        let mut book = PaymentBook::default();
         let unknown = Confirmation::parse("tsb_nope", "order-0001", 1000);
         let unknown = unknown.unwrap();
         assert_eq!(
-            ledger.confirm(&unknown, NOW_MS),
+            book.confirm(&unknown, NOW_MS),
             Err(PaymentError::NotFoundPaymentSession)
         );
-        let payment = authorised(&mut ledger, "order-0001", 1000, Method::Card);
+        let payment = authorised(&mut book, "order-0001", 1000, Method::Card);
         assert_eq!(
-            ledger.confirm(&confirmation(&payment), NOW_MS + PAYMENT_SESSION_TTL_MS + 1),
+            book.confirm(&confirmation(&payment), NOW_MS + PAYMENT_SESSION_TTL_MS + 1),
             Err(PaymentError::NotFoundPaymentSession)
         );
         assert_eq!(
-            ledger.get(&payment.payment_key).map(|p| p.status),
+            book.get(&payment.payment_key).map(|p| p.status),
             Some(PaymentStatus::Expired)
         );
     }
 
     #[test]
     fn paying_an_order_again_supersedes_an_unconfirmed_payment_but_not_a_confirmed_one() {
-        let mut ledger = Ledger::default();
-        let first = authorised(&mut ledger, "order-0001", 1000, Method::Card);
-        let second = authorised(&mut ledger, "order-0001", 1000, Method::Card);
+        let mut book = PaymentBook::default();
+        let first = authorised(&mut book, "order-0001", 1000, Method::Card);
+        let second = authorised(&mut book, "order-0001", 1000, Method::Card);
         assert_ne!(first.payment_key, second.payment_key);
         assert_eq!(
-            ledger.confirm(&confirmation(&first), NOW_MS),
+            book.confirm(&confirmation(&first), NOW_MS),
             Err(PaymentError::NotFoundPaymentSession)
         );
-        assert!(ledger.confirm(&confirmation(&second), NOW_MS).is_ok());
+        assert!(book.confirm(&confirmation(&second), NOW_MS).is_ok());
         let order = Authorisation::parse("order-0001", 1000, None, None);
         assert_eq!(
-            order.and_then(|order| ledger.authorise(order, NOW_MS)),
+            order.and_then(|order| book.authorise(order, NOW_MS)),
             Err(PaymentError::DuplicatedOrderId)
         );
         assert_eq!(
-            ledger
-                .get_by_order("order-0001")
+            book.get_by_order("order-0001")
                 .map(|p| p.payment_key.clone()),
             Some(second.payment_key)
         );
@@ -942,9 +941,9 @@ mod tests {
 
     #[test]
     fn a_partial_cancel_reduces_the_balance_and_keeps_the_payment_partially_canceled() {
-        let mut ledger = Ledger::default();
-        let payment = confirmed(&mut ledger, "order-0001", 10_000);
-        let canceled = ledger.cancel(
+        let mut book = PaymentBook::default();
+        let payment = confirmed(&mut book, "order-0001", 10_000);
+        let canceled = book.cancel(
             &payment.payment_key,
             cancel_of(Some(3000)),
             CancelOrigin::Api,
@@ -964,37 +963,36 @@ mod tests {
             Some(&cancels[0].transaction_key)
         );
         assert_eq!(canceled.supplied_amount + canceled.vat, 7000);
-        assert_eq!(ledger.stats().cancels_executed, 1);
+        assert_eq!(book.stats().cancels_executed, 1);
     }
 
     #[test]
     fn cancelling_the_rest_makes_the_payment_canceled_and_a_further_cancel_is_already_canceled() {
-        let mut ledger = Ledger::default();
-        let payment = confirmed(&mut ledger, "order-0001", 10_000);
+        let mut book = PaymentBook::default();
+        let payment = confirmed(&mut book, "order-0001", 10_000);
         let key = &payment.payment_key;
         assert!(
-            ledger
-                .cancel(key, cancel_of(Some(4000)), CancelOrigin::Api, NOW_MS)
+            book.cancel(key, cancel_of(Some(4000)), CancelOrigin::Api, NOW_MS)
                 .is_ok()
         );
-        let rest = ledger.cancel(key, cancel_of(None), CancelOrigin::Api, NOW_MS + 1000);
+        let rest = book.cancel(key, cancel_of(None), CancelOrigin::Api, NOW_MS + 1000);
         let rest = rest.unwrap();
         assert_eq!(rest.status, PaymentStatus::Canceled);
         assert_eq!(rest.balance_amount, 0);
         assert_eq!(rest.cancels.map(|cancels| cancels.len()), Some(2));
         assert_eq!(
-            ledger.cancel(key, cancel_of(None), CancelOrigin::Api, NOW_MS + 5000),
+            book.cancel(key, cancel_of(None), CancelOrigin::Api, NOW_MS + 5000),
             Err(PaymentError::AlreadyCanceledPayment)
         );
     }
 
     #[test]
     fn a_cancel_beyond_the_balance_or_not_positive_is_not_cancelable_amount_and_changes_nothing() {
-        let mut ledger = Ledger::default();
-        let payment = confirmed(&mut ledger, "order-0001", 10_000);
+        let mut book = PaymentBook::default();
+        let payment = confirmed(&mut book, "order-0001", 10_000);
         for amount in [10_001, 0, -5] {
             assert_eq!(
-                ledger.cancel(
+                book.cancel(
                     &payment.payment_key,
                     cancel_of(Some(amount)),
                     CancelOrigin::Api,
@@ -1004,52 +1002,49 @@ mod tests {
                 "{amount}"
             );
         }
-        assert_eq!(ledger.get(&payment.payment_key), Some(&payment));
-        assert_eq!(ledger.stats().cancels_executed, 0);
+        assert_eq!(book.get(&payment.payment_key), Some(&payment));
+        assert_eq!(book.stats().cancels_executed, 0);
     }
 
     #[test]
     fn a_second_api_cancel_within_one_second_is_a_forbidden_consecutive_request() {
-        let mut ledger = Ledger::default();
-        let payment = confirmed(&mut ledger, "order-0001", 10_000);
+        let mut book = PaymentBook::default();
+        let payment = confirmed(&mut book, "order-0001", 10_000);
         let key = &payment.payment_key;
         assert!(
-            ledger
-                .cancel(key, cancel_of(Some(1000)), CancelOrigin::Api, NOW_MS)
+            book.cancel(key, cancel_of(Some(1000)), CancelOrigin::Api, NOW_MS)
                 .is_ok()
         );
         assert_eq!(
-            ledger.cancel(key, cancel_of(Some(1000)), CancelOrigin::Api, NOW_MS + 999),
+            book.cancel(key, cancel_of(Some(1000)), CancelOrigin::Api, NOW_MS + 999),
             Err(PaymentError::ForbiddenConsecutiveRequest)
         );
-        assert_eq!(ledger.get(key).map(|p| p.balance_amount), Some(9000));
+        assert_eq!(book.get(key).map(|p| p.balance_amount), Some(9000));
         // The console is a person, not a retrying client: it is not held to the rule.
         assert!(
-            ledger
-                .cancel(
-                    key,
-                    cancel_of(Some(1000)),
-                    CancelOrigin::Console,
-                    NOW_MS + 999
-                )
-                .is_ok()
+            book.cancel(
+                key,
+                cancel_of(Some(1000)),
+                CancelOrigin::Console,
+                NOW_MS + 999
+            )
+            .is_ok()
         );
         assert!(
-            ledger
-                .cancel(key, cancel_of(Some(1000)), CancelOrigin::Api, NOW_MS + 1000)
+            book.cancel(key, cancel_of(Some(1000)), CancelOrigin::Api, NOW_MS + 1000)
                 .is_ok()
         );
-        assert_eq!(ledger.get(key).map(|p| p.balance_amount), Some(7000));
-        assert_eq!(ledger.stats().cancels_executed, 2);
-        assert_eq!(ledger.stats().console_cancels_executed, 1);
+        assert_eq!(book.get(key).map(|p| p.balance_amount), Some(7000));
+        assert_eq!(book.stats().cancels_executed, 2);
+        assert_eq!(book.stats().console_cancels_executed, 1);
     }
 
     #[test]
     fn a_payment_not_yet_confirmed_cannot_be_cancelled() {
-        let mut ledger = Ledger::default();
-        let payment = authorised(&mut ledger, "order-0001", 1000, Method::Card);
+        let mut book = PaymentBook::default();
+        let payment = authorised(&mut book, "order-0001", 1000, Method::Card);
         assert_eq!(
-            ledger.cancel(
+            book.cancel(
                 &payment.payment_key,
                 cancel_of(None),
                 CancelOrigin::Api,
@@ -1058,16 +1053,16 @@ mod tests {
             Err(PaymentError::NotCancelablePayment)
         );
         assert_eq!(
-            ledger.cancel("tsb_nope", cancel_of(None), CancelOrigin::Api, NOW_MS),
+            book.cancel("tsb_nope", cancel_of(None), CancelOrigin::Api, NOW_MS),
             Err(PaymentError::NotFoundPayment)
         );
     }
 
     #[test]
     fn a_virtual_account_waits_for_its_deposit_with_a_secret_and_the_deposit_makes_it_done() {
-        let mut ledger = Ledger::default();
-        let payment = authorised(&mut ledger, "order-0001", 50_000, Method::VirtualAccount);
-        let waiting = ledger.confirm(&confirmation(&payment), NOW_MS);
+        let mut book = PaymentBook::default();
+        let payment = authorised(&mut book, "order-0001", 50_000, Method::VirtualAccount);
+        let waiting = book.confirm(&confirmation(&payment), NOW_MS);
         let waiting = waiting.unwrap();
         assert_eq!(waiting.status, PaymentStatus::WaitingForDeposit);
         assert_eq!(waiting.method, "가상계좌");
@@ -1076,7 +1071,7 @@ mod tests {
         let secret = waiting.secret.clone().unwrap_or_default();
         assert!(!secret.is_empty());
 
-        let done = ledger.deposit(&payment.payment_key, NOW_MS + 60_000);
+        let done = book.deposit(&payment.payment_key, NOW_MS + 60_000);
         let done = done.unwrap();
         assert_eq!(done.status, PaymentStatus::Done);
         assert!(done.approved_at.is_some());
@@ -1089,18 +1084,18 @@ mod tests {
             done.last_transaction_key.as_ref()
         );
         assert_eq!(
-            ledger.deposit(&payment.payment_key, NOW_MS),
+            book.deposit(&payment.payment_key, NOW_MS),
             Err(PaymentError::NotWaitingForDeposit)
         );
     }
 
     #[test]
     fn a_virtual_account_is_cancelled_whole_before_its_deposit_and_refunded_to_an_account_after() {
-        let mut ledger = Ledger::default();
-        let before = authorised(&mut ledger, "order-0001", 50_000, Method::VirtualAccount);
-        assert!(ledger.confirm(&confirmation(&before), NOW_MS).is_ok());
+        let mut book = PaymentBook::default();
+        let before = authorised(&mut book, "order-0001", 50_000, Method::VirtualAccount);
+        assert!(book.confirm(&confirmation(&before), NOW_MS).is_ok());
         assert_eq!(
-            ledger.cancel(
+            book.cancel(
                 &before.payment_key,
                 cancel_of(Some(10_000)),
                 CancelOrigin::Api,
@@ -1108,7 +1103,7 @@ mod tests {
             ),
             Err(PaymentError::NotAllowedPartialRefundWaitingDeposit)
         );
-        let canceled = ledger.cancel(
+        let canceled = book.cancel(
             &before.payment_key,
             cancel_of(None),
             CancelOrigin::Api,
@@ -1116,17 +1111,17 @@ mod tests {
         );
         assert_eq!(canceled.map(|p| p.status), Ok(PaymentStatus::Canceled));
 
-        let after = authorised(&mut ledger, "order-0002", 50_000, Method::VirtualAccount);
-        assert!(ledger.confirm(&confirmation(&after), NOW_MS).is_ok());
-        assert!(ledger.deposit(&after.payment_key, NOW_MS).is_ok());
+        let after = authorised(&mut book, "order-0002", 50_000, Method::VirtualAccount);
+        assert!(book.confirm(&confirmation(&after), NOW_MS).is_ok());
+        assert!(book.deposit(&after.payment_key, NOW_MS).is_ok());
         assert!(matches!(
-            ledger.cancel(&after.payment_key, cancel_of(None), CancelOrigin::Api, NOW_MS),
+            book.cancel(&after.payment_key, cancel_of(None), CancelOrigin::Api, NOW_MS),
             Err(PaymentError::InvalidRequest(message)) if message.contains("refundReceiveAccount")
         ));
         let account = serde_json::json!({"bank": "20", "accountNumber": "1002123456789", "holderName": "김토스"});
         let refund = CancelRequest::parse("환불", None, None, Some("KRW"), Some(account));
         let refund = refund.unwrap();
-        let refunded = ledger.cancel(&after.payment_key, refund, CancelOrigin::Api, NOW_MS);
+        let refunded = book.cancel(&after.payment_key, refund, CancelOrigin::Api, NOW_MS);
         let refunded = refunded.unwrap();
         assert_eq!(refunded.status, PaymentStatus::Canceled);
         assert_eq!(
@@ -1151,8 +1146,8 @@ mod tests {
 
     #[test]
     fn the_payment_serialises_with_toss_field_names_and_numbers_for_amounts() {
-        let mut ledger = Ledger::default();
-        let payment = confirmed(&mut ledger, "order-0001", 15_000);
+        let mut book = PaymentBook::default();
+        let payment = confirmed(&mut book, "order-0001", 15_000);
         let json = serde_json::to_value(&payment).unwrap_or_default();
         assert_eq!(json["version"], "2022-11-16");
         assert_eq!(json["type"], "NORMAL");
