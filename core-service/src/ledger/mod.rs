@@ -10,9 +10,12 @@
 //! Accounts that are not wallets keep no cached balance and take no lock: their balance is the sum
 //! of their entries.
 
+#[macro_use]
+mod macros;
 mod accounts;
 mod batcher;
 mod check;
+mod holds;
 mod idempotency;
 mod ops;
 mod types;
@@ -20,6 +23,7 @@ mod types;
 pub use accounts::{SystemAccount, ensure_escrow_in_tx, ensure_wallet_in_tx, system_account};
 pub use batcher::{DEBIT_BATCH_MAX, DebitBatcher};
 pub use check::{Violation, check_invariants};
+pub use holds::*;
 pub use idempotency::purge_idempotency_records;
 pub use ops::*;
 pub use types::*;

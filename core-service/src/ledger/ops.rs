@@ -15,66 +15,11 @@ use super::{
     types::*,
 };
 
-/// Longest a hold may be set for: a hold exists to bridge a confirmation with a partner, which
-/// takes seconds; a week is ample for any retry and keeps forgotten holds from locking points.
-pub const HOLD_EXPIRY_SECONDS_MAX: i64 = 7 * 24 * 3_600;
-
-/// Runs `$body` (with `$c` bound to the savepoint's connection) once per idempotency key.
-/// Failures roll the savepoint back at once (not lazily on the connection's next use), so no lock
-/// taken by a failed operation outlives it.
-macro_rules! idempotent {
-    ($conn:expr, $operation:literal, $request:expr, |$c:ident| $body:expr) => {{
-        let request = $request;
-        let mut savepoint = Connection::begin(&mut *$conn).await?;
-        let outcome =
-            match idempotency::begin(&mut savepoint, $operation, &request.key, request).await {
-                Ok(Some(replay)) => Ok(replay),
-                Ok(None) => {
-                    let $c: &mut PgConnection = &mut savepoint;
-                    match $body.await {
-                        Ok(result) => idempotency::finish(&mut savepoint, &request.key, &result)
-                            .await
-                            .map(|()| result),
-                        Err(error) => Err(error),
-                    }
-                }
-                Err(error) => Err(error),
-            };
-        match outcome {
-            Ok(result) => {
-                savepoint.commit().await?;
-                Ok(result)
-            }
-            Err(error) => {
-                savepoint.rollback().await?;
-                Err(error)
-            }
-        }
-    }};
-}
-
-/// Wraps an `_in_tx` operation in a transaction of its own, rolled back at once on failure.
-macro_rules! standalone {
-    ($db:expr, $in_tx:ident, $request:expr) => {{
-        let mut tx = $db.begin().await?;
-        match $in_tx(&mut tx, $request).await {
-            Ok(result) => {
-                tx.commit().await?;
-                Ok(result)
-            }
-            Err(error) => {
-                tx.rollback().await?;
-                Err(error)
-            }
-        }
-    }};
-}
-
-fn points(amount: i64) -> Result<Points, LedgerError> {
+pub(super) fn points(amount: i64) -> Result<Points, LedgerError> {
     Points::new(amount).map_err(|_| LedgerError::Inconsistent("a stored amount is negative"))
 }
 
-fn positive(amount: Points) -> Result<i64, LedgerError> {
+pub(super) fn positive(amount: Points) -> Result<i64, LedgerError> {
     match amount.get() {
         0 => Err(LedgerError::InvalidRequest("the amount must be positive")),
         positive => Ok(positive),
@@ -82,7 +27,7 @@ fn positive(amount: Points) -> Result<i64, LedgerError> {
 }
 
 /// Maps Postgres errors that have a meaning for the caller.
-fn database_error(error: sqlx::Error) -> LedgerError {
+pub(super) fn database_error(error: sqlx::Error) -> LedgerError {
     if let sqlx::Error::Database(db) = &error {
         // numeric_value_out_of_range: a balance would pass i64.
         if db.code().as_deref() == Some("22003") {
@@ -109,7 +54,7 @@ async fn account_kind(
         .ok_or(LedgerError::NotFound("account"))
 }
 
-async fn require_not_wallet(
+pub(super) async fn require_not_wallet(
     conn: &mut PgConnection,
     account: AccountId,
 ) -> Result<(), LedgerError> {
@@ -132,7 +77,10 @@ async fn require_not_wallet(
 
 /// Whether a wallet exists: tells "not enough points" from "no such wallet" after a guarded
 /// update changed no row.
-async fn wallet_exists(conn: &mut PgConnection, wallet: AccountId) -> Result<bool, LedgerError> {
+pub(super) async fn wallet_exists(
+    conn: &mut PgConnection,
+    wallet: AccountId,
+) -> Result<bool, LedgerError> {
     Ok(
         sqlx::query_scalar::<_, i32>("SELECT 1 FROM ledger_wallets WHERE account_id = $1")
             .bind(wallet)
@@ -436,7 +384,7 @@ pub(super) fn decode_outcome<R: serde::de::DeserializeOwned>(
 
 /// Records a debit whose wallet row is already updated and locked: FIFO over the lots
 /// (`ledger_consume_lots`, the same rule `ledger_debit` uses).
-async fn consume_lots(
+pub(super) async fn consume_lots(
     conn: &mut PgConnection,
     key: &IdempotencyKey,
     wallet: AccountId,
@@ -533,234 +481,6 @@ async fn apply_transfer(
         allocations: Vec::new(),
         wallet_balance: None,
     })
-}
-
-// --- holds -----------------------------------------------------------------------------------
-
-/// # Errors
-/// See [`hold_in_tx`].
-pub async fn hold(db: &PgPool, request: &Hold) -> Result<HoldReceipt, LedgerError> {
-    standalone!(db, hold_in_tx, request)
-}
-
-/// Reserves points of a wallet: they stay in the wallet but are no longer available.
-///
-/// # Errors
-/// `InsufficientPoints` when the available balance is short; `InvalidRequest` for a zero amount or
-/// an expiry outside 1 s – [`HOLD_EXPIRY_SECONDS_MAX`]; `NotFound`, `IdempotencyKeyReused`.
-pub async fn hold_in_tx(
-    conn: &mut PgConnection,
-    request: &Hold,
-) -> Result<HoldReceipt, LedgerError> {
-    idempotent!(conn, "hold", request, |c| apply_hold(c, request))
-}
-
-async fn apply_hold(conn: &mut PgConnection, request: &Hold) -> Result<HoldReceipt, LedgerError> {
-    let amount = positive(request.amount)?;
-    if !(1..=HOLD_EXPIRY_SECONDS_MAX).contains(&request.expires_in_seconds) {
-        return Err(LedgerError::InvalidRequest(
-            "a hold expires within 1 s and 7 days",
-        ));
-    }
-    let updated = sqlx::query(
-        "UPDATE ledger_wallets SET held = held + $2 \
-         WHERE account_id = $1 AND balance - held >= $2",
-    )
-    .bind(request.wallet)
-    .bind(amount)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        return Err(if wallet_exists(conn, request.wallet).await? {
-            LedgerError::InsufficientPoints
-        } else {
-            LedgerError::NotFound("wallet")
-        });
-    }
-    let hold = HoldId(Uuid::now_v7());
-    sqlx::query(
-        "INSERT INTO ledger_holds (id, idempotency_key, wallet_id, amount, expires_at) \
-         VALUES ($1, $2, $3, $4, platform_now() + make_interval(secs => $5))",
-    )
-    .bind(hold)
-    .bind(request.key.as_str())
-    .bind(request.wallet)
-    .bind(amount)
-    .bind(request.expires_in_seconds as f64)
-    .execute(conn)
-    .await
-    .map_err(database_error)?;
-    Ok(HoldReceipt {
-        hold,
-        wallet: request.wallet,
-        amount: request.amount,
-        state: HoldState::Pending,
-        debit: None,
-    })
-}
-
-/// A pending hold, locked for resolution.
-struct LockedHold {
-    wallet: AccountId,
-    amount: i64,
-}
-
-async fn lock_pending_hold(
-    conn: &mut PgConnection,
-    hold: HoldId,
-    refuse_expired: bool,
-) -> Result<LockedHold, LedgerError> {
-    let row: Option<(Uuid, i64, HoldState, bool)> = sqlx::query_as(
-        "SELECT wallet_id, amount, state, expires_at <= platform_now() \
-         FROM ledger_holds WHERE id = $1 FOR UPDATE",
-    )
-    .bind(hold)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (wallet, amount, state, expired) = row.ok_or(LedgerError::NotFound("hold"))?;
-    if state != HoldState::Pending {
-        return Err(LedgerError::HoldNotPending(state));
-    }
-    if refuse_expired && expired {
-        return Err(LedgerError::HoldExpired);
-    }
-    Ok(LockedHold {
-        wallet: AccountId(wallet),
-        amount,
-    })
-}
-
-/// # Errors
-/// See [`post_hold_in_tx`].
-pub async fn post_hold(db: &PgPool, request: &PostHold) -> Result<HoldReceipt, LedgerError> {
-    standalone!(db, post_hold_in_tx, request)
-}
-
-/// Turns `amount` (at most what is held) of a pending hold into a debit to `to`, oldest lots
-/// first; the rest of the hold is released. A hold is posted or released at most once.
-///
-/// # Errors
-/// `ExceedsHold`, `HoldExpired`, `HoldNotPending`, `NotFound`, `InvalidRequest`,
-/// `IdempotencyKeyReused`.
-pub async fn post_hold_in_tx(
-    conn: &mut PgConnection,
-    request: &PostHold,
-) -> Result<HoldReceipt, LedgerError> {
-    idempotent!(conn, "post_hold", request, |c| apply_post_hold(c, request))
-}
-
-async fn apply_post_hold(
-    conn: &mut PgConnection,
-    request: &PostHold,
-) -> Result<HoldReceipt, LedgerError> {
-    let amount = positive(request.amount)?;
-    require_not_wallet(conn, request.to).await?;
-    let hold = lock_pending_hold(conn, request.hold, true).await?;
-    if amount > hold.amount {
-        return Err(LedgerError::ExceedsHold);
-    }
-    let balance: i64 = sqlx::query_scalar(
-        "UPDATE ledger_wallets SET balance = balance - $2, held = held - $3 \
-         WHERE account_id = $1 RETURNING balance",
-    )
-    .bind(hold.wallet)
-    .bind(amount)
-    .bind(hold.amount)
-    .fetch_one(&mut *conn)
-    .await?;
-    let debit = consume_lots(
-        conn,
-        &request.key,
-        hold.wallet,
-        request.to,
-        amount,
-        balance,
-        Some(request.hold),
-    )
-    .await?;
-    sqlx::query(
-        "UPDATE ledger_holds SET state = 'posted', posted_amount = $2, resolved_at = now() \
-         WHERE id = $1",
-    )
-    .bind(request.hold)
-    .bind(amount)
-    .execute(conn)
-    .await?;
-    Ok(HoldReceipt {
-        hold: request.hold,
-        wallet: hold.wallet,
-        amount: points(hold.amount)?,
-        state: HoldState::Posted,
-        debit: Some(debit),
-    })
-}
-
-/// # Errors
-/// See [`release_hold_in_tx`].
-pub async fn release_hold(db: &PgPool, request: &ReleaseHold) -> Result<HoldReceipt, LedgerError> {
-    standalone!(db, release_hold_in_tx, request)
-}
-
-/// Releases a pending hold (expired or not): its points become available again.
-///
-/// # Errors
-/// `HoldNotPending`, `NotFound`, `IdempotencyKeyReused`.
-pub async fn release_hold_in_tx(
-    conn: &mut PgConnection,
-    request: &ReleaseHold,
-) -> Result<HoldReceipt, LedgerError> {
-    idempotent!(conn, "release_hold", request, |c| apply_release(
-        c,
-        request.hold
-    ))
-}
-
-async fn apply_release(
-    conn: &mut PgConnection,
-    hold_id: HoldId,
-) -> Result<HoldReceipt, LedgerError> {
-    let hold = lock_pending_hold(conn, hold_id, false).await?;
-    sqlx::query("UPDATE ledger_wallets SET held = held - $2 WHERE account_id = $1")
-        .bind(hold.wallet)
-        .bind(hold.amount)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("UPDATE ledger_holds SET state = 'released', resolved_at = now() WHERE id = $1")
-        .bind(hold_id)
-        .execute(conn)
-        .await?;
-    Ok(HoldReceipt {
-        hold: hold_id,
-        wallet: hold.wallet,
-        amount: points(hold.amount)?,
-        state: HoldState::Released,
-        debit: None,
-    })
-}
-
-/// Releases up to `batch` pending holds whose expiry has passed (by the platform clock), each in
-/// its own savepoint, skipping holds another worker has locked. Returns how many it released.
-///
-/// # Errors
-/// When Postgres fails.
-pub async fn release_expired_holds_in_tx(
-    conn: &mut PgConnection,
-    batch: i64,
-) -> Result<u64, LedgerError> {
-    let expired: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM ledger_holds WHERE state = 'pending' AND expires_at <= platform_now() \
-         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(batch)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut released = 0;
-    for hold in expired {
-        apply_release(conn, HoldId(hold)).await?;
-        released += 1;
-    }
-    Ok(released)
 }
 
 // --- refund ----------------------------------------------------------------------------------
