@@ -68,111 +68,19 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         ))?,
     )
     .await?;
-    eprintln!("funding {users} users …");
-    let mut tx = db.begin().await?;
-    for i in 0..users {
-        let wallet = ensure_wallet_in_tx(&mut tx, &format!("user-{i}")).await?;
-        credit_in_tx(
-            &mut tx,
-            &Credit {
-                key: IdempotencyKey::parse(&format!("fund:{i}"))?,
-                wallet,
-                from: ledger::system_account(SystemAccount::PaymentClearing),
-                amount: Points::new(ENTRY_FEE_POINTS)?,
-                source: LotSource::Charge,
-            },
-        )
-        .await?;
-    }
-    tx.commit().await?;
+    fund_users(&db, users).await?;
 
-    let state = AppState {
-        payments: nene_core::payments::Payments::new(
-            db.clone(),
-            &nene_core::payments::toss::TossConfig {
-                base_url: "http://127.0.0.1:9".to_owned(),
-                secret_key: "test_sk_unused".to_owned(),
-                timeout: Duration::from_secs(1),
-                tls: nene_core::tls::Trust::public_roots(),
-            },
-            nene_core::payments::PaymentSettings::fast(),
-        )?,
-        dev_mode: false,
-        reviewers: Vec::new(),
-        room_pusher: None,
-        auth: nene_core::auth::Auth::new(
-            db.clone(),
-            nene_core::auth::AuthConfig {
-                redirect_uris: Vec::new(),
-                providers: Vec::new(),
-                tls: nene_core::tls::Trust::public_roots(),
-            },
-        )?,
-        probe_db: db.clone(),
-        db: db.clone(),
-        redis: None,
-        signing_secret: SigningSecret::parse(SECRET)?,
-        wall_clock: Arc::new(SystemClock),
-        shutdown: nene_core::shutdown::Shutdown::default(),
-    };
+    let state = core_state(&db)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, nene_core::http::router(state)).await;
     });
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CLIENT_CONNECTIONS_MAX)
-        .timeout(Duration::from_secs(60))
-        .build()?;
-    let secret = Arc::new(SigningSecret::parse(SECRET)?);
     let id = challenge.id.to_string();
-    let path = nene_domain::internal_api::CHALLENGE_JOIN
-        .call(&[&id])
-        .path_and_query()
-        .to_owned();
     eprintln!("storm: {users} concurrent joins for {capacity} seats …");
     let started = Instant::now();
-    let tasks: Vec<_> = (0..users)
-        .map(|i| {
-            let client = client.clone();
-            let secret = Arc::clone(&secret);
-            let path = path.clone();
-            tokio::spawn(async move {
-                let user = format!("user-{i}");
-                let timestamp = now_unix();
-                let signature = secret.sign(&SignedParts {
-                    method: "POST",
-                    path_and_query: &path,
-                    timestamp_unix_seconds: timestamp,
-                    user: &user,
-                    body: b"",
-                });
-                let began = Instant::now();
-                let status = client
-                    .post(format!("http://{address}{path}"))
-                    .header(HEADER_TIMESTAMP, timestamp.to_string())
-                    .header(HEADER_SIGNATURE, signature)
-                    .header(HEADER_USER, &user)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0);
-                (status, began.elapsed())
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(users);
-    let (mut admitted, mut full, mut other) = (0, 0, 0);
-    for task in tasks {
-        let (status, latency) = task.await?;
-        latencies.push(latency);
-        match status {
-            201 => admitted += 1,
-            409 => full += 1,
-            _ => other += 1,
-        }
-    }
+    let (mut latencies, admitted, full, other) = storm(address, &id, users).await?;
     let elapsed = started.elapsed();
     latencies.sort_unstable();
     let percentile = |p: f64| {
@@ -223,4 +131,119 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         return Err("the storm broke an invariant".into());
     }
     Ok(())
+}
+
+/// Gives `users` wallets the entry fee each, in one transaction.
+async fn fund_users(db: &sqlx::PgPool, users: usize) -> Result<(), Box<dyn std::error::Error>> {
+    eprintln!("funding {users} users …");
+    let mut tx = db.begin().await?;
+    for i in 0..users {
+        let wallet = ensure_wallet_in_tx(&mut tx, &format!("user-{i}")).await?;
+        credit_in_tx(
+            &mut tx,
+            &Credit {
+                key: IdempotencyKey::parse(&format!("fund:{i}"))?,
+                wallet,
+                from: ledger::system_account(SystemAccount::PaymentClearing),
+                amount: Points::new(ENTRY_FEE_POINTS)?,
+                source: LotSource::Charge,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+
+    Ok(())
+}
+
+/// The core's state over `db`, with no Toss, providers or Redis (the join touches none of them).
+fn core_state(db: &sqlx::PgPool) -> Result<AppState, Box<dyn std::error::Error>> {
+    Ok(AppState {
+        payments: nene_core::payments::Payments::new(
+            db.clone(),
+            &nene_core::payments::toss::TossConfig {
+                base_url: "http://127.0.0.1:9".to_owned(),
+                secret_key: "test_sk_unused".to_owned(),
+                timeout: Duration::from_secs(1),
+                tls: nene_core::tls::Trust::public_roots(),
+            },
+            nene_core::payments::PaymentSettings::fast(),
+        )?,
+        dev_mode: false,
+        reviewers: Vec::new(),
+        room_pusher: None,
+        auth: nene_core::auth::Auth::new(
+            db.clone(),
+            nene_core::auth::AuthConfig {
+                redirect_uris: Vec::new(),
+                providers: Vec::new(),
+                tls: nene_core::tls::Trust::public_roots(),
+            },
+        )?,
+        probe_db: db.clone(),
+        db: db.clone(),
+        redis: None,
+        signing_secret: SigningSecret::parse(SECRET)?,
+        wall_clock: Arc::new(SystemClock),
+        shutdown: nene_core::shutdown::Shutdown::default(),
+    })
+}
+
+/// `users` concurrent signed joins of `challenge` against the core at `address`: each one's
+/// latency, and how many were admitted, refused full, and anything else.
+async fn storm(
+    address: std::net::SocketAddr,
+    challenge: &str,
+    users: usize,
+) -> Result<(Vec<Duration>, u32, u32, u32), Box<dyn std::error::Error>> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENT_CONNECTIONS_MAX)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let secret = Arc::new(SigningSecret::parse(SECRET)?);
+    let path = nene_domain::internal_api::CHALLENGE_JOIN
+        .call(&[challenge])
+        .path_and_query()
+        .to_owned();
+    let tasks: Vec<_> = (0..users)
+        .map(|i| {
+            let client = client.clone();
+            let secret = Arc::clone(&secret);
+            let path = path.clone();
+            tokio::spawn(async move {
+                let user = format!("user-{i}");
+                let timestamp = now_unix();
+                let signature = secret.sign(&SignedParts {
+                    method: "POST",
+                    path_and_query: &path,
+                    timestamp_unix_seconds: timestamp,
+                    user: &user,
+                    body: b"",
+                });
+                let began = Instant::now();
+                let status = client
+                    .post(format!("http://{address}{path}"))
+                    .header(HEADER_TIMESTAMP, timestamp.to_string())
+                    .header(HEADER_SIGNATURE, signature)
+                    .header(HEADER_USER, &user)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                (status, began.elapsed())
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(users);
+    let (mut admitted, mut full, mut other) = (0, 0, 0);
+    for task in tasks {
+        let (status, latency) = task.await?;
+        latencies.push(latency);
+        match status {
+            201 => admitted += 1,
+            409 => full += 1,
+            _ => other += 1,
+        }
+    }
+    Ok((latencies, admitted, full, other))
 }
