@@ -84,9 +84,7 @@ impl RoomRoute {
     /// The route a request names, if any (the path without its query).
     #[must_use]
     pub fn recognise(method: &str, path: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|route| route.method().as_str() == method && route.path() == path)
+        recognise(&Self::ALL, method, path, Self::method, Self::path)
     }
 
     /// `GET /counts?challenge={id}`.
@@ -123,9 +121,7 @@ impl WalletRoute {
     /// The route a request names, if any (the path without its query).
     #[must_use]
     pub fn recognise(method: &str, path: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|route| route.method().as_str() == method && route.path() == path)
+        recognise(&Self::ALL, method, path, Self::method, Self::path)
     }
 
     /// `GET /balance?user={user}`.
@@ -133,6 +129,20 @@ impl WalletRoute {
     pub fn balance_of(user: &str) -> String {
         format!("{}?{QUERY_USER}={user}", WalletRoute::Balance.path())
     }
+}
+
+/// The one of `routes` a request's method and path name.
+fn recognise<R: Copy>(
+    routes: &[R],
+    method: &str,
+    path: &str,
+    method_of: fn(R) -> Method,
+    path_of: fn(R) -> &'static str,
+) -> Option<R> {
+    routes
+        .iter()
+        .copied()
+        .find(|&route| method_of(route).as_str() == method && path_of(route) == path)
 }
 
 /// The URL of a call to an object: `path_and_query` below [`OBJECT_URL_BASE`].

@@ -58,3 +58,13 @@ fn json_response(status: u16, body: &str) -> worker::Result<Response> {
         .with_status(status)
         .with_headers(headers))
 }
+
+/// The value of the query parameter `name` of `request`'s URL; empty when it has none.
+fn query_param(request: &worker::Request, name: &str) -> worker::Result<String> {
+    Ok(request
+        .url()?
+        .query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default())
+}

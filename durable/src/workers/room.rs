@@ -8,7 +8,7 @@ use nene_domain::{ErrorCode, error::ErrorEnvelope, internal_api, states::Challen
 use serde::Deserialize;
 use worker::{Env, Request, Response, SqlStorage, SqlStorageValue, State, durable_object};
 
-use super::{core::core_call, ensure_schema, error_response, now_ms};
+use super::{core::core_call, ensure_schema, error_response, now_ms, query_param};
 use crate::{
     join::{
         Admission, JoinRoom, Outcome, RoomRules, Seat, SeatState, SeatStore, StoreError, Verdict,
@@ -100,12 +100,7 @@ impl worker::DurableObject for ChallengeRoom {
                 }
             }
             Some(RoomRoute::Counts) => {
-                let challenge = req
-                    .url()?
-                    .query_pairs()
-                    .find(|(k, _)| k == QUERY_CHALLENGE)
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default();
+                let challenge = query_param(&req, QUERY_CHALLENGE)?;
                 self.counts(&challenge).await
             }
             Some(RoomRoute::ReadProbe | RoomRoute::AddToProbe) | None => {

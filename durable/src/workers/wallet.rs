@@ -8,7 +8,7 @@ use worker::{
     durable_object,
 };
 
-use super::{core::core_call, error_response, json_response, now_ms};
+use super::{core::core_call, error_response, json_response, now_ms, query_param};
 use crate::protocol::{QUERY_USER, RoomJoin, RoomRoute, WalletJoin, WalletRoute, object_url};
 
 /// Schema of a wallet's SQLite database.
@@ -56,12 +56,7 @@ impl worker::DurableObject for Wallet {
                 self.join(&call).await
             }
             Some(WalletRoute::Balance) => {
-                let user = req
-                    .url()?
-                    .query_pairs()
-                    .find(|(k, _)| k == QUERY_USER)
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default();
+                let user = query_param(&req, QUERY_USER)?;
                 self.balance(&user).await
             }
             Some(WalletRoute::ForgetBalance) => {
