@@ -19,6 +19,7 @@ pub mod payments;
 pub mod pkce;
 pub mod points;
 pub mod rules;
+pub mod search;
 pub mod seeded;
 pub mod settings;
 pub mod settlement;
