@@ -10,6 +10,11 @@
 //!
 //! Callers write `internal_api::NAME` (the module path, not a renamed import): that is how the
 //! test finds them.
+//!
+//! The messages of these routes live here too (sign-in's in [`auth`]): both sides import the same
+//! type, so a field renamed on one side does not compile on the other.
+
+pub mod auth;
 
 /// An HTTP method of an internal route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -228,6 +233,14 @@ pub const SESSION_ID_LEN_MAX: usize = 128;
 #[serde(deny_unknown_fields)]
 pub struct JoinBody {
     pub session: Option<String>,
+}
+
+/// Body of [`PAYMENT_REFUND`]: the client's Idempotency-Key, carried in the signed body so that
+/// nothing between the edge and the core can change it. An empty object is a refund without one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefundBody {
+    #[serde(default)]
+    pub idempotency_key: Option<crate::idempotency::IdempotencyKey>,
 }
 
 /// What a room reads of a [`CHALLENGE_DETAIL`] answer: its seats and whether it still recruits.

@@ -95,8 +95,10 @@ pub async fn ensure_not_revoked(
         return Ok(());
     }
     let request_id = platform.host.random_id();
-    let body = core_client::json_body(&serde_json::json!({ "jti": claims.jti }))?;
-    let answer: serde_json::Value = core_client::call_json(
+    let body = core_client::json_body(&internal_api::auth::RevokedBody {
+        jti: claims.jti.clone(),
+    })?;
+    let answer: internal_api::auth::Revoked = core_client::call_json(
         platform,
         &internal_api::AUTH_REVOKED.call(&[]),
         Some(&claims.sub),
@@ -104,18 +106,16 @@ pub async fn ensure_not_revoked(
         &request_id,
     )
     .await?;
-    match answer["revoked"].as_bool() {
-        Some(false) => {
-            if let Ok(mut cache) = cache().lock() {
-                if cache.len() >= REVOCATION_CACHE_ENTRIES_MAX {
-                    cache.clear();
-                }
-                cache.insert(claims.jti.clone(), now);
+    if answer.revoked {
+        Err(ApiError::new(ErrorCode::Unauthorized))
+    } else {
+        if let Ok(mut cache) = cache().lock() {
+            if cache.len() >= REVOCATION_CACHE_ENTRIES_MAX {
+                cache.clear();
             }
-            Ok(())
+            cache.insert(claims.jti.clone(), now);
         }
-        Some(true) => Err(ApiError::new(ErrorCode::Unauthorized)),
-        None => Err(ApiError::new(ErrorCode::Internal)),
+        Ok(())
     }
 }
 

@@ -83,17 +83,15 @@ async fn start(
             .map_err(|error| {
                 ApiError::with_message(ErrorCode::ValidationFailed, error.to_string())
             })?;
-    let body = serde_json::json!({
-        "redirect_uri": query.redirect_uri,
-        "code_challenge": challenge.as_base64url(),
-        "client_ip": client_ip,
-    });
+    let body = internal_api::auth::StartBody {
+        redirect_uri: query.redirect_uri,
+        code_challenge: challenge.as_base64url(),
+        client_ip,
+    };
     let call = internal_api::AUTH_START.call(&[provider]);
-    let started: serde_json::Value = core.json(call, None, json_body(&body)?).await?;
-    let location = started["authorize_url"]
-        .as_str()
-        .and_then(|url| HeaderValue::from_str(url).ok())
-        .ok_or(ApiError::new(ErrorCode::Internal))?;
+    let started: internal_api::auth::Started = core.json(call, None, json_body(&body)?).await?;
+    let location = HeaderValue::from_str(&started.authorize_url)
+        .map_err(|_| ApiError::new(ErrorCode::Internal))?;
     let mut response = StatusCode::FOUND.into_response();
     response.headers_mut().insert(header::LOCATION, location);
     response
@@ -133,25 +131,23 @@ async fn callback(
     ApiJson(body): ApiJson<CallbackBody>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let provider = segment(&provider)?;
-    let request = serde_json::json!({
-        "code": body.code,
-        "state": body.state,
-        "code_verifier": body.code_verifier,
-        "client_ip": client_ip,
-    });
+    let request = internal_api::auth::CallbackBody {
+        code: body.code,
+        state: body.state,
+        code_verifier: body.code_verifier,
+        client_ip,
+    };
     let call = internal_api::AUTH_CALLBACK.call(&[provider]);
-    let session: serde_json::Value = core.json(call, None, json_body(&request)?).await?;
-    let user = session["user"]["id"].as_str().unwrap_or_default();
-    let family = session["family"].as_str().unwrap_or_default();
-    if user.is_empty() || family.is_empty() {
+    let session: internal_api::auth::Session = core.json(call, None, json_body(&request)?).await?;
+    if session.user.id.is_empty() || session.family.is_empty() {
         return Err(ApiError::new(ErrorCode::Internal));
     }
     Ok(axum::Json(serde_json::json!({
-        "access_token": mint(&state, user, family)?,
-        "refresh_token": session["refresh_token"],
+        "access_token": mint(&state, &session.user.id, &session.family)?,
+        "refresh_token": session.refresh_token,
         "token_type": "Bearer",
         "expires_in": ACCESS_TOKEN_TTL_SECONDS,
-        "user": session["user"],
+        "user": session.user,
     })))
 }
 
@@ -166,14 +162,14 @@ async fn refresh(
     core: Core,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let request = serde_json::json!({ "refresh_token": body.refresh_token });
+    let request = internal_api::auth::RefreshBody {
+        refresh_token: body.refresh_token,
+    };
     let call = internal_api::AUTH_REFRESH.call(&[]);
-    let rotated: serde_json::Value = core.json(call, None, json_body(&request)?).await?;
-    let user = rotated["user_id"].as_str().unwrap_or_default();
-    let family = rotated["family"].as_str().unwrap_or_default();
+    let rotated: internal_api::auth::Rotated = core.json(call, None, json_body(&request)?).await?;
     Ok(axum::Json(serde_json::json!({
-        "access_token": mint(&state, user, family)?,
-        "refresh_token": rotated["refresh_token"],
+        "access_token": mint(&state, &rotated.user_id, &rotated.family)?,
+        "refresh_token": rotated.refresh_token,
         "token_type": "Bearer",
         "expires_in": ACCESS_TOKEN_TTL_SECONDS,
     })))
@@ -181,9 +177,13 @@ async fn refresh(
 
 /// `POST /v1/auth/logout` → 204; this access token and its refresh family stop working.
 async fn logout(core: Core, Session(claims): Session) -> Result<StatusCode, ApiError> {
-    let request = serde_json::json!({ "jti": claims.jti, "expires_at": claims.exp });
+    let request = internal_api::auth::LogoutBody {
+        jti: claims.jti.clone(),
+        expires_at: claims.exp,
+    };
     let call = internal_api::AUTH_LOGOUT.call(&[]);
-    let _: serde_json::Value = core
+    // A 204: nothing to read.
+    let _: serde::de::IgnoredAny = core
         .json(call, Some(&claims.sub), json_body(&request)?)
         .await?;
     crate::auth::forget_family(&claims.jti);

@@ -94,7 +94,9 @@ async fn refund(
     let order_id = parse_order_id(&order_id)?;
     let call = internal_api::PAYMENT_REFUND.call(&[order_id.as_str()]);
     // The key travels in the signed body, so nothing between us and the core can change it.
-    let body = serde_json::json!({ "idempotency_key": idempotency_key(&headers)? });
+    let body = internal_api::RefundBody {
+        idempotency_key: idempotency_key(&headers)?,
+    };
     let refunded = core.forward(call, Some(&user), json_body(&body)?).await?;
     forget_cached_balance(&state, &user).await;
     Ok(refunded)

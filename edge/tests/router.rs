@@ -1561,6 +1561,29 @@ async fn a_login_callback_forwards_the_clients_verifier_and_an_absent_one_as_abs
     )
     .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let keys: Vec<&str> = answer
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "access_token",
+            "expires_in",
+            "refresh_token",
+            "token_type",
+            "user"
+        ]
+    );
+    assert_eq!(answer["refresh_token"], "r");
+    assert_eq!(
+        answer["user"],
+        serde_json::json!({"id": "u_1", "nickname": "네네000001", "is_new": true}),
+        "the core's user, as it is"
+    );
     let bodies = core_bodies(&core);
     assert_eq!(bodies[0]["code_verifier"], RFC_7636_VERIFIER);
     assert_eq!(bodies[0]["client_ip"], "203.0.113.7");

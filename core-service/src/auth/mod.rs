@@ -12,12 +12,15 @@ use nene_domain::{
     ErrorCode,
     pkce::{CodeChallenge, CodeVerifier, PkceError},
 };
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use oauth::{JwksCache, LoginSecrets, Provider, ProviderClient, ProviderError};
+
+/// A signed-in user and their new session (`Session`) and a rotated one (`Rotated`): the answers
+/// of `AUTH_CALLBACK` and `AUTH_REFRESH` as they go on the wire.
+pub use nene_domain::internal_api::auth::{Rotated, Session};
 
 /// A login has this long between `start` and `callback`: the user is at the provider's consent
 /// screen meanwhile.
@@ -203,16 +206,6 @@ pub async fn start(
     Ok(client.authorize_url(redirect_uri, &secrets))
 }
 
-/// A signed-in user and their new session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Session {
-    pub user: users::SignedInUser,
-    /// The refresh family: the access tokens' `jti` prefix.
-    pub family: Uuid,
-    pub refresh_token: String,
-    pub refresh_expires_in: u64,
-}
-
 /// Finishes a login: consumes the state (once, before it expires), checks the client's
 /// `code_verifier` against the challenge the login started with, exchanges the code, verifies the
 /// identity, finds or creates the user, and opens a refresh family.
@@ -296,7 +289,7 @@ pub async fn callback(
     tx.commit().await?;
     Ok(Session {
         user,
-        family,
+        family: family.to_string(),
         refresh_token,
         refresh_expires_in: REFRESH_TOKEN_TTL.as_secs(),
     })
@@ -334,15 +327,6 @@ async fn issue_refresh_in_tx(conn: &mut PgConnection, family: Uuid) -> Result<St
     Ok(token)
 }
 
-/// A rotated session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Rotated {
-    pub user_id: String,
-    pub family: Uuid,
-    pub refresh_token: String,
-    pub refresh_expires_in: u64,
-}
-
 /// Rotates a refresh token within its family. A token used before revokes the whole family:
 /// either the user or a thief holds a copy, and we cannot tell which.
 ///
@@ -376,7 +360,7 @@ pub async fn refresh(db: &PgPool, refresh_token: &str) -> Result<Rotated, AuthEr
     tx.commit().await?;
     Ok(Rotated {
         user_id,
-        family,
+        family: family.to_string(),
         refresh_token: token,
         refresh_expires_in: REFRESH_TOKEN_TTL.as_secs(),
     })

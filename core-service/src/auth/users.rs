@@ -8,13 +8,8 @@ use uuid::Uuid;
 
 use super::{AuthError, DEFAULT_NICKNAME_TRIES_MAX, oauth::Provider};
 
-/// Who signed in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedInUser {
-    pub id: String,
-    pub nickname: String,
-    pub is_new: bool,
-}
+/// Who signed in (part of the `AUTH_CALLBACK` answer, so its wire type).
+pub use nene_domain::internal_api::auth::SignedInUser;
 
 /// The user of a provider identity, created (with a unique default nickname) on first login.
 ///

@@ -9,16 +9,22 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use nene_domain::internal_api as api;
-use serde::Deserialize;
-
-use nene_domain::pkce::CodeChallenge;
+use nene_domain::{
+    internal_api::{
+        self as api,
+        auth::{
+            CallbackBody, LogoutBody, RefreshBody, Revoked, RevokedBody, Rotated, Session,
+            StartBody, Started,
+        },
+    },
+    pkce::CodeChallenge,
+};
 
 use super::{CoreJson, Mounted, error::CoreApiError, signature::SignedIn};
 use crate::{
     AppState,
     auth::{
-        self, AuthError, Rotated, Session,
+        self, AuthError,
         users::{self, Device, Me, MeChange},
     },
 };
@@ -45,19 +51,11 @@ impl From<AuthError> for CoreApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Start {
-    redirect_uri: String,
-    /// The client's S256 challenge (the edge has refused any other method).
-    code_challenge: String,
-    client_ip: String,
-}
-
 async fn start(
     State(state): State<Arc<AppState>>,
     Path(provider): Path<String>,
-    CoreJson(body): CoreJson<Start>,
-) -> Result<Json<serde_json::Value>, CoreApiError> {
+    CoreJson(body): CoreJson<StartBody>,
+) -> Result<Json<Started>, CoreApiError> {
     let challenge =
         CodeChallenge::parse_s256(&body.code_challenge).map_err(AuthError::CodeChallenge)?;
     let url = auth::start(
@@ -68,23 +66,13 @@ async fn start(
         &body.client_ip,
     )
     .await?;
-    Ok(Json(serde_json::json!({ "authorize_url": url })))
-}
-
-#[derive(Debug, Deserialize)]
-struct Callback {
-    code: String,
-    state: String,
-    /// Absent when the client sent none: the core still spends the state, then refuses.
-    #[serde(default)]
-    code_verifier: Option<String>,
-    client_ip: String,
+    Ok(Json(Started { authorize_url: url }))
 }
 
 async fn callback(
     State(state): State<Arc<AppState>>,
     Path(provider): Path<String>,
-    CoreJson(body): CoreJson<Callback>,
+    CoreJson(body): CoreJson<CallbackBody>,
 ) -> Result<Json<Session>, CoreApiError> {
     Ok(Json(
         auth::callback(
@@ -99,44 +87,28 @@ async fn callback(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-struct Refresh {
-    refresh_token: String,
-}
-
 async fn refresh(
     State(state): State<Arc<AppState>>,
-    CoreJson(body): CoreJson<Refresh>,
+    CoreJson(body): CoreJson<RefreshBody>,
 ) -> Result<Json<Rotated>, CoreApiError> {
     Ok(Json(auth::refresh(&state.db, &body.refresh_token).await?))
-}
-
-#[derive(Debug, Deserialize)]
-struct Logout {
-    jti: String,
-    expires_at: i64,
 }
 
 async fn logout(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
-    CoreJson(body): CoreJson<Logout>,
+    CoreJson(body): CoreJson<LogoutBody>,
 ) -> Result<StatusCode, CoreApiError> {
     auth::logout(&state.db, &user, &body.jti, body.expires_at).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-struct Revoked {
-    jti: String,
-}
-
 async fn revoked(
     State(state): State<Arc<AppState>>,
-    CoreJson(body): CoreJson<Revoked>,
-) -> Result<Json<serde_json::Value>, CoreApiError> {
+    CoreJson(body): CoreJson<RevokedBody>,
+) -> Result<Json<Revoked>, CoreApiError> {
     let revoked = auth::is_revoked(&state.db, &body.jti).await?;
-    Ok(Json(serde_json::json!({ "revoked": revoked })))
+    Ok(Json(Revoked { revoked }))
 }
 
 async fn me(

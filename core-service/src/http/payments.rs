@@ -88,18 +88,11 @@ async fn payment(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct RefundBody {
-    /// The client's Idempotency-Key, carried in the signed body.
-    #[serde(default)]
-    idempotency_key: Option<nene_domain::idempotency::IdempotencyKey>,
-}
-
 async fn refund(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
     Path(order_id): Path<String>,
-    CoreJson(body): CoreJson<RefundBody>,
+    CoreJson(body): CoreJson<api::RefundBody>,
 ) -> Result<(StatusCode, Json<RefundView>), CoreApiError> {
     let view = payments::refund::refund(
         &state.payments,
