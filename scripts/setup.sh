@@ -115,6 +115,9 @@ cargo_tool() {
 # wants a webpki-roots newer than the registry here serves.
 cargo_tool wasm-bindgen-cli "$(locked_version wasm-bindgen)" wasm-bindgen
 cargo_tool worker-build "$(locked_version worker)" worker-build --locked
+# sqlx-cli must equal the sqlx in Cargo.lock: `./nene sqlx` writes the query macros' offline data
+# (`.sqlx/`) with it, and `./nene test` checks that data against the migrations.
+cargo_tool sqlx-cli "$(locked_version sqlx)" sqlx --locked --no-default-features --features postgres,rustls
 # The Spin component's host in tests (the spin CLI cannot be installed here); only the features
 # `wasmtime serve` needs.
 cargo_tool wasmtime-cli "$WASMTIME_VERSION" wasmtime --locked --no-default-features \

@@ -647,3 +647,52 @@ async fn maintenance_removes_expired_login_states_and_old_rate_limit_windows_onl
     );
     assert!(auth::is_revoked(&f.auth.db, "live").await.unwrap());
 }
+
+/// Two first logins of one identity at once: the second waits on the first's identity row, finds
+/// it taken when the first commits, drops the user it had just created and signs in as the first's.
+#[sqlx::test(migrations = "./migrations")]
+async fn two_first_logins_of_one_identity_at_once_make_one_user(db: PgPool) {
+    let mut first = db.begin().await.unwrap();
+    let created = users::find_or_create_in_tx(&mut first, oauth::Provider::Kakao, "kakao_twice")
+        .await
+        .unwrap();
+    assert!(created.is_new);
+    let second = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            let user = users::find_or_create_in_tx(&mut tx, oauth::Provider::Kakao, "kakao_twice")
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            user
+        }
+    });
+    // The second login waits on the first's uncommitted identity row.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if waiting == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second login never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.commit().await.unwrap();
+    let signed_in = second.await.unwrap();
+    assert_eq!(
+        (signed_in.id.as_str(), signed_in.is_new),
+        (created.id.as_str(), false)
+    );
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(users, 1, "the second login's user was dropped");
+}

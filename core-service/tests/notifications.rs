@@ -25,7 +25,7 @@ use nene_core::{
     clock::SystemClock,
     notifications::{
         self, NotificationKind,
-        dispatcher::{Dispatcher, DispatcherSettings, Source},
+        dispatcher::{Dispatcher, DispatcherSettings, ORPHAN_GRACE, Source},
         fcm::{FcmClient, FcmConfig, ServiceAccount},
         metrics::Metrics,
         outcome::Backoff,
@@ -1211,5 +1211,59 @@ async fn a_worker_stopped_mid_batch_finishes_the_send_in_flight_and_gives_back_t
     assert_eq!(tokens, ["token_a", "token_b", "token_c"]);
     let (state, attempts, _) = fixture.row(ids[0]).await;
     assert_eq!((state.as_str(), attempts), ("sent", 1));
+    fixture.forget_redis_keys().await;
+}
+
+/// The feeder's once-a-minute sweep: a PENDING row overdue by more than the grace (its schedule
+/// entry lost with no rebuild) is fed again, once; one merely due is left to the schedule.
+#[sqlx::test(migrations = "./migrations")]
+async fn the_sweep_feeds_again_only_what_is_overdue_past_the_grace_and_only_once(db: PgPool) {
+    let fixture = fixture(db).await;
+    let ids = fixture.enqueue_range(0, 2).await;
+    sqlx::query("DELETE FROM notification_feed")
+        .execute(&fixture.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE notifications SET next_attempt_at = now() - make_interval(secs => $2) \
+         WHERE id = $1",
+    )
+    .bind(ids[0])
+    .bind(ORPHAN_GRACE.as_secs_f64() + 60.0)
+    .execute(&fixture.db)
+    .await
+    .unwrap();
+    let dispatcher = fixture.dispatcher(None, settings(&fixture.prefix));
+    assert_eq!(dispatcher.sweep_overdue().await.unwrap(), 1);
+    let fed: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM notification_feed")
+        .fetch_all(&fixture.db)
+        .await
+        .unwrap();
+    assert_eq!(fed, vec![ids[0]]);
+    assert_eq!(dispatcher.sweep_overdue().await.unwrap(), 0, "already fed");
+}
+
+/// An id in the schedule that names no notification (a stale copy, a foreign entry) is claimed,
+/// found to be nothing, and acknowledged away.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_claimed_id_that_names_no_notification_is_dropped_from_the_schedule(db: PgPool) {
+    let fixture = fixture(db).await;
+    let dispatcher = fixture.with_redis();
+    let schedule = dispatcher.schedule().expect("no schedule");
+    schedule.mark_built(now_ms()).await.unwrap();
+    assert_eq!(
+        schedule
+            .schedule(&[(Uuid::now_v7(), now_ms())])
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    let pass = dispatcher.work_once().await.unwrap();
+    assert_eq!(
+        (pass.source, pass.claimed, pass.attempted),
+        (Source::Redis, 1, 0)
+    );
+    assert_eq!(schedule.depth().await.unwrap(), (0, 0));
+    assert!(fixture.deliveries().await.is_empty());
     fixture.forget_redis_keys().await;
 }

@@ -12,10 +12,10 @@ use std::time::Duration;
 use nene_core::{
     ledger::{self, AccountId, ensure_wallet_in_tx, wallet_balance},
     payments::{
-        self, ConfirmRequest, Order, PaymentError, PaymentSettings, PaymentState, PaymentView,
-        Payments, PointsState,
+        self, Applied, ConfirmRequest, Order, PaymentError, PaymentSettings, PaymentState,
+        PaymentView, Payments, PointsState,
         refund::{self, RefundState},
-        toss::TossConfig,
+        toss::{TossConfig, TossPayment, TossStatus},
         webhook::{self, Accepted},
         worker,
     },
@@ -1111,4 +1111,181 @@ async fn processed_webhooks_are_purged_after_thirty_days_and_newer_or_pending_on
             .await
             .unwrap();
     assert_eq!(kept, ["pending", "recent"]);
+}
+
+// --- the failure branches no other test reaches (docs/decisions/0016-sql-queries.md) -----------
+
+impl Fixture {
+    /// The failure code recorded on an order's payment.
+    async fn failure_code(&self, order: &Order) -> Option<String> {
+        sqlx::query_scalar("SELECT failure_code FROM payments WHERE order_id = $1")
+            .bind(order.order_id.as_str())
+            .fetch_one(&self.payments.db)
+            .await
+            .unwrap()
+    }
+
+    /// A confirm of `payment_key` whose outcome is unknown: Toss answered 500 without acting.
+    async fn confirm_unanswered(&self, order: &Order, payment_key: &str) {
+        self.fault(json!({ "operation": "confirm", "kind": "error", "status": 500 }))
+            .await;
+        let view = self
+            .confirm(USER, order, payment_key, order.amount)
+            .await
+            .unwrap();
+        assert_eq!(view.status, PaymentState::Confirming);
+    }
+
+    async fn work_until_failed(&self, what: &str, order: &Order) {
+        self.work_until(what, async |f| {
+            f.view(USER, order).await.status == PaymentState::Failed
+        })
+        .await;
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_confirm_of_a_payment_toss_never_heard_of_is_failed_by_the_reconciler(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 10_000).await;
+    f.confirm_unanswered(&order, "tsb_never_issued_by_toss")
+        .await;
+    f.work_until_failed("failed", &order).await;
+    assert_eq!(
+        f.failure_code(&order).await.as_deref(),
+        Some("NOT_FOUND_PAYMENT")
+    );
+    assert_eq!(f.confirms_executed().await, 0);
+    assert_eq!(f.balance(USER).await, 0);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_payment_confirmed_again_as_often_as_allowed_is_failed_and_never_charged(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 10_000).await;
+    let key = f.pay(&order).await;
+    f.confirm_unanswered(&order, &key).await;
+    // As if the reconciler had sent the confirm again that many times, never answered.
+    sqlx::query("UPDATE payments SET confirm_attempts = $2 WHERE order_id = $1")
+        .bind(order.order_id.as_str())
+        .bind(worker::CONFIRM_ATTEMPTS_MAX)
+        .execute(&f.payments.db)
+        .await
+        .unwrap();
+    f.work_until_failed("failed", &order).await;
+    assert_eq!(
+        f.failure_code(&order).await.as_deref(),
+        Some("CONFIRM_ATTEMPTS_EXHAUSTED")
+    );
+    assert_eq!(f.confirms_executed().await, 0, "not confirmed again");
+    assert_eq!(f.toss_payment(&key).await["status"], "IN_PROGRESS");
+    assert_eq!(f.balance(USER).await, 0);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_confirm_the_reconciler_sends_again_and_toss_declines_fails_the_payment(db: PgPool) {
+    let f = fixture(db).await;
+    let order = f.order(USER, 10_000).await;
+    let key = f.pay(&order).await;
+    // The second confirm (the reconciler's) is declined.
+    f.fault(json!({ "operation": "confirm", "kind": "error", "status": 500 }))
+        .await;
+    f.fault(
+        json!({ "operation": "confirm", "kind": "error", "status": 403,
+                "code": "REJECT_CARD_PAYMENT" }),
+    )
+    .await;
+    let view = f.confirm(USER, &order, &key, 10_000).await.unwrap();
+    assert_eq!(view.status, PaymentState::Confirming);
+    f.work_until_failed("failed", &order).await;
+    assert_eq!(
+        f.failure_code(&order).await.as_deref(),
+        Some("REJECT_CARD_PAYMENT")
+    );
+    assert_eq!(f.confirms_executed().await, 0);
+    assert_eq!(f.balance(USER).await, 0);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn toss_saying_an_open_payment_was_aborted_or_expired_fails_it_with_that_status(db: PgPool) {
+    let f = fixture(db).await;
+    for status in [TossStatus::Aborted, TossStatus::Expired] {
+        let order = f.order(USER, 10_000).await;
+        let key = f.pay(&order).await;
+        f.confirm_unanswered(&order, &key).await;
+        let toss_payment = TossPayment {
+            payment_key: key,
+            order_id: order.order_id.as_str().to_owned(),
+            status,
+            total_amount: 10_000,
+            balance_amount: 10_000,
+            method: None,
+            secret: None,
+        };
+        for expected in [Applied::Changed, Applied::Nothing] {
+            let mut tx = f.payments.db.begin().await.unwrap();
+            let row = payments::lock_payment(&mut tx, order.order_id.as_str())
+                .await
+                .unwrap()
+                .unwrap();
+            let applied = payments::apply_toss_state(&mut tx, &row, &toss_payment)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(
+                applied, expected,
+                "{status:?}: failed once, then nothing new"
+            );
+        }
+        assert_eq!(f.view(USER, &order).await.status, PaymentState::Failed);
+        assert_eq!(
+            f.failure_code(&order).await.as_deref(),
+            Some(status.as_str())
+        );
+    }
+    assert_eq!(f.balance(USER).await, 0);
+    f.assert_sound().await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_webhook_rearmed_while_it_is_worked_stays_pending_and_is_worked_again(db: PgPool) {
+    let f = fixture(db).await;
+    let (order, key) = f.bought(USER, 10_000).await;
+    let event = status_changed(&f.toss_payment(&key).await);
+    assert_eq!(f.webhook(&event).await, Accepted::Stored);
+    // The worker's read of Toss takes a while; a second event arrives meanwhile.
+    f.fault(json!({ "operation": "get", "kind": "latency", "latencyMs": 600 }))
+        .await;
+    let worked = tokio::spawn({
+        let payments = f.payments.clone();
+        async move { worker::run_once(&payments).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(f.webhook(&event).await, Accepted::Merged);
+    worked.await.unwrap();
+    let (attempts, outcome): (i32, String) = sqlx::query_as(
+        "SELECT attempts, outcome FROM toss_webhooks \
+         WHERE order_id = $1 AND processed_at IS NULL",
+    )
+    .bind(order.order_id.as_str())
+    .fetch_one(&f.payments.db)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 0, "rearmed afresh");
+    assert_eq!(outcome, "unchanged; rearmed by a later event");
+    let reads = f.reads().await;
+    f.work_until("the later event worked", async |f| {
+        f.webhook_rows(true).await == 0
+    })
+    .await;
+    assert_eq!(
+        f.reads().await,
+        reads + 1,
+        "read once more, for the later event"
+    );
+    assert_eq!(f.balance(USER).await, 10_000);
+    f.assert_sound().await;
 }

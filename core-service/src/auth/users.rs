@@ -57,8 +57,7 @@ pub async fn find_or_create_in_tx(
         == 1;
     if !linked {
         // A concurrent first login of the same identity won: use its user, drop ours.
-        sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(&id)
+        sqlx::query!("DELETE FROM users WHERE id = $1", id)
             .execute(&mut *conn)
             .await?;
         return find_in_tx(conn, provider, provider_user_id)

@@ -505,16 +505,20 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Feeds PENDING rows overdue by [`ORPHAN_GRACE`] again (the schedule keeps claimed ones).
+    /// Feeds PENDING rows overdue by [`ORPHAN_GRACE`] again (the schedule keeps claimed ones);
+    /// the feeder does it every [`ORPHAN_SWEEP_INTERVAL`]. Returns how many it fed.
+    ///
+    /// # Errors
+    /// Postgres failed.
     #[tracing::instrument(skip_all)]
-    async fn sweep_overdue(&self) -> Result<u64, DispatchError> {
-        let fed = sqlx::query(
+    pub async fn sweep_overdue(&self) -> Result<u64, DispatchError> {
+        let fed = sqlx::query!(
             "INSERT INTO notification_feed (id) SELECT id FROM notifications \
              WHERE state = 'pending' AND next_attempt_at < now() - make_interval(secs => $1) \
              ORDER BY next_attempt_at LIMIT $2 ON CONFLICT DO NOTHING",
+            ORPHAN_GRACE.as_secs_f64(),
+            ORPHAN_SWEEP_ROWS_MAX,
         )
-        .bind(ORPHAN_GRACE.as_secs_f64())
-        .bind(ORPHAN_SWEEP_ROWS_MAX)
         .execute(&self.inner.db)
         .await?
         .rows_affected();
@@ -625,8 +629,7 @@ impl Dispatcher {
                 .copied()
                 .collect();
             let existing: Vec<Uuid> =
-                sqlx::query_scalar("SELECT id FROM notifications WHERE id = ANY($1)")
-                    .bind(&missing)
+                sqlx::query_scalar!("SELECT id FROM notifications WHERE id = ANY($1)", &missing)
                     .fetch_all(&mut *tx)
                     .await?;
             done.extend(missing.into_iter().filter(|id| !existing.contains(id)));

@@ -596,11 +596,11 @@ pub async fn apply_toss_state(
             Ok(Applied::Changed)
         }
         TossStatus::Aborted | TossStatus::Expired if open => {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE payments SET state = 'failed', failure_code = $2 WHERE order_id = $1",
+                row.order_id,
+                toss_payment.status.as_str(),
             )
-            .bind(&row.order_id)
-            .bind(toss_payment.status.as_str())
             .execute(&mut *conn)
             .await?;
             Ok(Applied::Changed)

@@ -380,11 +380,11 @@ async fn reconcile(payments: &Payments, stale: &Stale<'_>) -> Result<bool, Payme
         if state == PaymentState::Confirming {
             // Toss has no payment for this order at all: nothing was taken.
             tracing::info!(order_id, "toss has no such payment: the confirm failed");
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE payments SET state = 'failed', failure_code = 'NOT_FOUND_PAYMENT' \
                  WHERE order_id = $1 AND state = 'confirming'",
+                order_id,
             )
-            .bind(order_id)
             .execute(&payments.db)
             .await?;
             return Ok(true);
@@ -397,11 +397,11 @@ async fn reconcile(payments: &Payments, stale: &Stale<'_>) -> Result<bool, Payme
     );
     if authorised_only && state == PaymentState::Confirming {
         if attempts >= CONFIRM_ATTEMPTS_MAX {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE payments SET state = 'failed', failure_code = 'CONFIRM_ATTEMPTS_EXHAUSTED' \
                  WHERE order_id = $1 AND state = 'confirming'",
+                order_id,
             )
-            .bind(order_id)
             .execute(&payments.db)
             .await?;
             return Ok(true);
@@ -427,12 +427,12 @@ async fn reconcile(payments: &Payments, stale: &Stale<'_>) -> Result<bool, Payme
         return match answer {
             Ok(confirmed) => apply_locked(payments, order_id, &confirmed).await,
             Err(TossError::Refused { code, .. }) if code != "ALREADY_PROCESSED_PAYMENT" => {
-                sqlx::query(
+                sqlx::query!(
                     "UPDATE payments SET state = 'failed', failure_code = $2 \
                      WHERE order_id = $1 AND state = 'confirming'",
+                    order_id,
+                    code,
                 )
-                .bind(order_id)
-                .bind(code)
                 .execute(&payments.db)
                 .await?;
                 Ok(true)
@@ -588,12 +588,12 @@ async fn finish_webhook(db: &PgPool, id: i64, label: &str) -> Result<bool, sqlx:
     .rows_affected()
         == 1;
     if !processed {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE toss_webhooks SET attempts = 0, outcome = $2, next_attempt_at = now() \
              WHERE id = $1",
+            id,
+            format!("{label}; rearmed by a later event"),
         )
-        .bind(id)
-        .bind(format!("{label}; rearmed by a later event"))
         .execute(db)
         .await?;
     }
