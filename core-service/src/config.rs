@@ -64,6 +64,7 @@ pub const VAR_DB_ACQUIRE_TIMEOUT_MS: &str = "DB_ACQUIRE_TIMEOUT_MS";
 pub const VAR_DB_STATEMENT_TIMEOUT_MS: &str = "DB_STATEMENT_TIMEOUT_MS";
 pub const VAR_EXTRA_CA_FILE: &str = "EXTRA_CA_FILE";
 pub const VAR_SHUTDOWN_DRAIN_TIMEOUT_MS: &str = "SHUTDOWN_DRAIN_TIMEOUT_MS";
+pub const VAR_SEARCH_INDEX_DIR: &str = "SEARCH_INDEX_DIR";
 
 /// Every variable that points a real service at the sandbox. A sandbox stands in for Toss, FCM or
 /// a login provider in dev mode only: outside it, any of these being set is refused. (A test
@@ -199,6 +200,9 @@ pub struct CoreConfig {
     pub drain_timeout: Duration,
     /// Whom every TLS connection out of the core trusts: Mozilla's roots and `EXTRA_CA_FILE`'s.
     pub tls: Trust,
+    /// Where the search index lives (`SEARCH_INDEX_DIR`, a directory of its own per replica), or
+    /// in memory, rebuilt from Postgres at every start, when unset.
+    pub search_index: crate::search::tantivy_index::IndexLocation,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -434,6 +438,7 @@ impl CoreConfig {
             Some(_) => return Err(ConfigError::Boolean(VAR_MIGRATE_ON_START)),
         };
         Ok(CoreConfig {
+            search_index: search_index_location(&lookup),
             migrate_on_start,
             db,
             drain_timeout,
@@ -451,6 +456,16 @@ impl CoreConfig {
             tls,
         })
     }
+}
+
+/// `SEARCH_INDEX_DIR`: a directory on local disk, or (unset or empty) memory.
+#[must_use]
+pub fn search_index_location(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> crate::search::tantivy_index::IndexLocation {
+    use crate::search::tantivy_index::IndexLocation;
+    set(lookup, VAR_SEARCH_INDEX_DIR)
+        .map_or(IndexLocation::Memory, |dir| IndexLocation::Disk(dir.into()))
 }
 
 /// `EXTRA_CA_FILE`: PEM, one or more certificates trusted beside Mozilla's roots. Set but

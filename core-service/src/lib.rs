@@ -22,6 +22,7 @@ pub mod payments;
 pub mod proofs;
 pub mod schema;
 pub mod scratch;
+pub mod search;
 pub mod shutdown;
 pub mod tls;
 
@@ -51,6 +52,9 @@ pub struct AppState {
     pub room_pusher: Option<lifecycle::RoomPusher>,
     /// Whether the process is draining (SIGTERM), and its requests in flight.
     pub shutdown: shutdown::Shutdown,
+    /// This replica's search index (`None`: search answers 503, for tests and benches that do
+    /// not search).
+    pub search: Option<Arc<dyn search::SearchIndex>>,
 }
 
 /// The core's Postgres pool for `url` with `settings` (size, timeouts), whose `sslmode` and

@@ -4,6 +4,9 @@
 //!
 //!   nene-core               serve
 //!   nene-core migrate       apply the migrations the database lacks, print them, exit
+//!   nene-core search-rebuild  rebuild the search index at `SEARCH_INDEX_DIR` from Postgres, exit
+//!                           (a stopped replica's; a running core rebuilds its own at start when
+//!                           the index is missing, of an older schema, or behind the feed)
 //!   nene-core healthcheck   exit 0 when this container's core answers `/healthz`, else 1 (the
 //!                           image's HEALTHCHECK: the image has no shell and no curl)
 
@@ -25,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 /// cannot reach the database should fail and say so, not hang the deploy.
 const MIGRATE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-const USAGE: &str = "usage: nene-core [migrate | healthcheck]";
+const USAGE: &str = "usage: nene-core [migrate | search-rebuild | healthcheck]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     {
         [] => runtime.block_on(serve()),
         ["migrate"] => runtime.block_on(migrate()),
+        ["search-rebuild"] => runtime.block_on(search_rebuild()),
         ["healthcheck"] => runtime.block_on(healthcheck()),
         _ => {
             eprintln!("{USAGE}");
@@ -100,6 +104,42 @@ async fn migrate() -> ExitCode {
         }
         Err(error) => {
             eprintln!("nene-core migrate: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `nene-core search-rebuild`: rebuilds the index at `SEARCH_INDEX_DIR` from Postgres
+/// (`DATABASE_URL`). Refused while a core holds that index (its writer's lock).
+async fn search_rebuild() -> ExitCode {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let outcome = async {
+        let Ok(url) = std::env::var(nene_core::config::VAR_DATABASE_URL) else {
+            return Err::<_, Box<dyn std::error::Error>>("DATABASE_URL is not set".into());
+        };
+        let location = nene_core::config::search_index_location(&lookup);
+        if location == nene_core::search::tantivy_index::IndexLocation::Memory {
+            return Err(
+                "SEARCH_INDEX_DIR is not set: an index in memory is rebuilt at start".into(),
+            );
+        }
+        let trust = nene_core::config::trust(&lookup)?;
+        let db = nene_core::connect_database(&url, &Default::default(), &trust).await?;
+        let index: Arc<dyn nene_core::search::SearchIndex> = Arc::new(
+            nene_core::search::tantivy_index::TantivyIndex::open(&location)?,
+        );
+        let started = std::time::Instant::now();
+        let documents = nene_core::search::feed::rebuild(&db, &index).await?;
+        Ok((documents, started.elapsed()))
+    }
+    .await;
+    match outcome {
+        Ok((documents, took)) => {
+            println!("search index rebuilt: {documents} documents in {took:?}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("nene-core search-rebuild: {error}");
             ExitCode::FAILURE
         }
     }
@@ -187,7 +227,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             nene_core::lifecycle::RoomPusher::new(url, config.signing_secret.clone(), &config.tls)
         })
         .transpose()?;
+    let search: Arc<dyn nene_core::search::SearchIndex> = Arc::new(
+        nene_core::search::tantivy_index::TantivyIndex::open(&config.search_index)?,
+    );
+    loops.spawn(
+        "search indexer",
+        nene_core::search::feed::run(db.clone(), Arc::clone(&search), shutdown.token()),
+    );
     let state = AppState {
+        search: Some(search),
         auth: nene_core::auth::Auth::new(db.clone(), config.auth.clone())?,
         payments,
         dev_mode: config.dev_mode,

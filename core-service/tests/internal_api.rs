@@ -72,6 +72,7 @@ fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
         signing_secret: secret(),
         wall_clock: Arc::new(FixedClock),
         shutdown: nene_core::shutdown::Shutdown::default(),
+        search: None,
     }
 }
 

@@ -434,6 +434,7 @@ async fn the_users_list_pages_newest_first_with_status_and_attempts_for_that_use
         signing_secret: SigningSecret::parse(SECRET).unwrap(),
         wall_clock: Arc::new(SystemClock),
         shutdown: nene_core::shutdown::Shutdown::default(),
+        search: None,
     };
     let get = |path: String| {
         let state = state.clone();

@@ -67,12 +67,16 @@ pub enum TermKind {
     Bigram,
 }
 
-/// One term of analyzed text, at its position (words and bigrams count separately from 0).
+/// One term of analyzed text, at its position (words and bigrams count separately from 0), from
+/// byte `from` to byte `to` of the text in NFC (what an index highlights; a bigram across a space
+/// spans the space).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Term {
     pub text: String,
     pub kind: TermKind,
     pub position: u32,
+    pub from: usize,
+    pub to: usize,
 }
 
 /// Hangul syllables (U+AC00–U+D7A3): the script bigrams are made of.
@@ -93,13 +97,14 @@ fn fold(word: &str) -> String {
         .collect()
 }
 
-/// The terms of `text`, in order: every word, and every bigram of its Hangul.
+/// The terms of `text`, in order: every word, and every bigram of its Hangul. Offsets are into
+/// `text` in NFC.
 #[must_use]
 pub fn analyze(text: &str) -> Vec<Term> {
     let text: String = text.nfc().collect();
     let mut terms = Vec::new();
     let (mut words, mut bigrams) = (0_u32, 0_u32);
-    let mut push = |terms: &mut Vec<Term>, text: String, kind: TermKind| {
+    let mut push = |terms: &mut Vec<Term>, text: String, kind: TermKind, (from, to)| {
         let counter = match kind {
             TermKind::Word => &mut words,
             TermKind::Bigram => &mut bigrams,
@@ -108,32 +113,43 @@ pub fn analyze(text: &str) -> Vec<Term> {
             text,
             kind,
             position: *counter,
+            from,
+            to,
         });
         *counter = counter.saturating_add(1);
     };
-    // The last Hangul syllable seen, while only white space has followed it: the first syllable of
-    // the next Hangul run pairs with it.
-    let mut previous_syllable: Option<char> = None;
-    let mut chars = text.chars().peekable();
-    while let Some(&c) = chars.peek() {
+    // The last Hangul syllable seen (and where it began), while only white space has followed
+    // it: the first syllable of the next Hangul run pairs with it.
+    let mut previous_syllable: Option<(char, usize)> = None;
+    let mut chars = text.char_indices().peekable();
+    while let Some(&(start, c)) = chars.peek() {
         if is_hangul_syllable(c) {
             let mut run = String::new();
-            while let Some(&s) = chars.peek().filter(|s| is_hangul_syllable(**s)) {
-                if let Some(before) = previous_syllable {
-                    push(&mut terms, [before, s].iter().collect(), TermKind::Bigram);
+            let mut end = start;
+            while let Some(&(at, s)) = chars.peek().filter(|(_, s)| is_hangul_syllable(*s)) {
+                end = at + s.len_utf8();
+                if let Some((before, before_at)) = previous_syllable {
+                    push(
+                        &mut terms,
+                        [before, s].iter().collect(),
+                        TermKind::Bigram,
+                        (before_at, end),
+                    );
                 }
-                previous_syllable = Some(s);
+                previous_syllable = Some((s, at));
                 run.push(s);
                 chars.next();
             }
-            push(&mut terms, run, TermKind::Word);
+            push(&mut terms, run, TermKind::Word, (start, end));
         } else if is_word_char(c) {
             let mut word = String::new();
-            while let Some(&w) = chars.peek().filter(|w| is_word_char(**w)) {
+            let mut end = start;
+            while let Some(&(at, w)) = chars.peek().filter(|(_, w)| is_word_char(*w)) {
+                end = at + w.len_utf8();
                 word.push(w);
                 chars.next();
             }
-            push(&mut terms, fold(&word), TermKind::Word);
+            push(&mut terms, fold(&word), TermKind::Word, (start, end));
             previous_syllable = None;
         } else {
             if !c.is_whitespace() {
@@ -183,6 +199,27 @@ mod tests {
         for query in ["영어", "회화", "챌린"] {
             assert!(title.contains(query), "{query}");
         }
+    }
+
+    #[test]
+    fn every_term_names_where_it_stands_in_the_text() {
+        let text = "아침 운동, No Sugar";
+        let spans: Vec<(String, &str)> = analyze(text)
+            .into_iter()
+            .map(|term| (term.text, &text[term.from..term.to]))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                ("아침".to_owned(), "아침"),
+                ("아침".to_owned(), "아침"),
+                ("침운".to_owned(), "침 운"),
+                ("운동".to_owned(), "운동"),
+                ("운동".to_owned(), "운동"),
+                ("no".to_owned(), "No"),
+                ("sugar".to_owned(), "Sugar"),
+            ]
+        );
     }
 
     #[test]

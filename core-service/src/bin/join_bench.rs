@@ -186,6 +186,7 @@ fn core_state(db: &sqlx::PgPool) -> Result<AppState, Box<dyn std::error::Error>>
         signing_secret: SigningSecret::parse(SECRET)?,
         wall_clock: Arc::new(SystemClock),
         shutdown: nene_core::shutdown::Shutdown::default(),
+        search: None,
     })
 }
 
