@@ -949,3 +949,59 @@ async fn the_reviewers_queue_is_a_403_for_anyone_but_a_reviewer_and_a_page_for_o
         (422, "VALIDATION_FAILED".into())
     );
 }
+
+/// The search routes answer from the replica's index: a page of hits and suggestions, a bad
+/// query as 422 with the rule as its message, and 503 on a replica without an index.
+#[sqlx::test(migrations = "./migrations")]
+async fn search_and_suggest_answer_from_the_index_and_refuse_a_bad_query(db: PgPool) {
+    use nene_core::search::{
+        SearchIndex, feed,
+        tantivy_index::{IndexLocation, TantivyIndex},
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let wire = nene_core::challenges::NewChallengeWire::one_week(
+        "아침운동 30일",
+        10_000,
+        100,
+        i64::try_from(now).unwrap(),
+    );
+    let new = nene_core::challenges::NewChallenge::parse(&wire).unwrap();
+    let created = nene_core::challenges::create(&db, Some("creator"), &new)
+        .await
+        .unwrap();
+    let index: Arc<dyn SearchIndex> = Arc::new(TantivyIndex::open(&IndexLocation::Memory).unwrap());
+    feed::rebuild(&db, &index).await.unwrap();
+    let with_index = || {
+        let mut state = state(db.clone(), None);
+        state.search = Some(Arc::clone(&index));
+        state
+    };
+
+    let path = "/internal/v1/search?q=%EC%95%84%EC%B9%A8%20%EC%9A%B4%EB%8F%99"; // 아침 운동
+    let (status, body) = send(with_index(), signed("GET", path, NOW, "u1", b"")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(page["items"][0]["id"], created.id.to_string());
+    let highlighted = page["items"][0]["title_highlighted"].as_str().unwrap();
+    assert!(highlighted.starts_with("<b>아침"), "{highlighted}");
+
+    let path = "/internal/v1/search/suggest?q=%EC%95%84"; // 아
+    let (status, body) = send(with_index(), signed("GET", path, NOW, "u1", b"")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let suggestions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(suggestions["items"][0]["text"], "아침운동 30일");
+
+    let path = "/internal/v1/search?q=%20%20";
+    let (status, body) = send(with_index(), signed("GET", path, NOW, "u1", b"")).await;
+    assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
+    let envelope: ErrorEnvelope = serde_json::from_slice(&body).unwrap();
+    assert_eq!(envelope.error.code, ErrorCode::ValidationFailed);
+    assert_eq!(envelope.error.message, "the query is empty");
+
+    let path = "/internal/v1/search?q=run";
+    let (status, _) = send(state(db.clone(), None), signed("GET", path, NOW, "u1", b"")).await;
+    assert_eq!(status, 503);
+}

@@ -204,6 +204,11 @@ routes! {
     /// The signed user's notifications.
     NOTIFICATIONS = Production Get "/internal/v1/notifications";
 
+    /// Search: challenges, people or products for a query, with filters and paging.
+    SEARCH = Production Get "/internal/v1/search";
+    /// Search: completions of a prefix, from the first character.
+    SEARCH_SUGGEST = Production Get "/internal/v1/search/suggest";
+
     /// Dev only: moves the platform's clock (the edge's dev route `POST /v1/dev/clock`).
     DEV_CLOCK = DevOnly Post "/internal/v1/dev/clock";
     /// Dev only: injected failures for the end-to-end tests (no edge route).

@@ -26,6 +26,7 @@ pub mod platform;
 pub mod probe;
 pub mod rosters;
 pub mod router;
+pub mod search;
 pub mod wallet;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]

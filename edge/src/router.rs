@@ -47,7 +47,8 @@ pub fn router(platform: Platform) -> Router {
         .merge(crate::wallet::routes())
         .merge(crate::payments::routes())
         .merge(crate::login::routes())
-        .merge(crate::notifications::routes());
+        .merge(crate::notifications::routes())
+        .merge(crate::search::routes());
     if dev_mode {
         routes = routes.merge(crate::probe::routes());
     }

@@ -1210,10 +1210,15 @@ fn every_public_route_of_the_router_is_documented() {
         .collect();
     let sources = [
         include_str!("../src/router.rs"),
+        include_str!("../src/health.rs"),
         include_str!("../src/challenges.rs"),
+        include_str!("../src/joins.rs"),
+        include_str!("../src/wallet.rs"),
         include_str!("../src/login.rs"),
         include_str!("../src/payments.rs"),
         include_str!("../src/notifications.rs"),
+        include_str!("../src/search.rs"),
+        include_str!("../src/probe.rs"),
     ];
     let mut routes: Vec<String> = sources
         .iter()
@@ -1738,5 +1743,53 @@ fn the_trusted_proxy_header_is_read_from_the_configuration_and_must_be_a_header_
     assert_eq!(
         read(Some("not a header")),
         Err(nene_edge::config::ConfigError::InvalidTrustedHeader)
+    );
+}
+
+#[tokio::test]
+async fn a_search_is_forwarded_with_its_filters_and_a_bad_query_never_reaches_the_core() {
+    let core = core_answering(Ok((200, r#"{"items":[],"next_cursor":null}"#.to_owned())));
+    let path = "/v1/search?q=%EC%95%84%EC%B9%A8%20%EC%9A%B4%EB%8F%99&type=challenges&fee_max=5000";
+    let (status, _, body) = send(
+        platform(Arc::clone(&core), false),
+        authorized(get(path), "user-3"),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let seen = core.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].url.ends_with(
+            "/internal/v1/search?q=%EC%95%84%EC%B9%A8%20%EC%9A%B4%EB%8F%99&type=challenges&fee_max=5000"
+        ),
+        "{}",
+        seen[0].url
+    );
+
+    for (query, message) in [
+        ("", "the query is empty"),
+        ("q=%20%20", "the query is empty"),
+        ("q=a%09b", "the query contains a control character"),
+        (
+            &format!("q={}", "a".repeat(101)),
+            "the query is longer than 100 characters",
+        ),
+    ] {
+        for route in ["/v1/search", "/v1/search/suggest"] {
+            let (status, _, body) = send(
+                platform(Arc::clone(&core), false),
+                authorized(get(&format!("{route}?{query}")), "user-3"),
+            )
+            .await;
+            assert_eq!(status, 422, "{route}?{query}");
+            let error = error_of(&body).error;
+            assert_eq!(error.code, ErrorCode::ValidationFailed);
+            assert_eq!(error.message, message);
+        }
+    }
+    assert_eq!(
+        core.seen.lock().map(|s| s.len()).unwrap_or(0),
+        1,
+        "the core was asked"
     );
 }

@@ -16,6 +16,7 @@ pub mod error;
 mod ledger;
 mod notifications;
 mod payments;
+mod search;
 pub mod server;
 pub mod signature;
 
@@ -134,6 +135,7 @@ fn internal_routes(dev_mode: bool) -> Mounted {
     let mounted = ledger::mount(mounted);
     let mounted = challenges::mount(mounted);
     let mounted = payments::mount(mounted);
+    let mounted = search::mount(mounted);
     notifications::mount(mounted)
 }
 
