@@ -52,25 +52,31 @@ fn checked(
 /// `GET /v1/search?q=&type=challenges|users|products&category=&state=&fee_min=&fee_max=&starts_after=&cursor=&limit=`.
 async fn search(
     core: Core,
-    User(user): User,
+    user: User,
     text: Result<Query<Text>, QueryRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Forwarded, ApiError> {
-    let call = internal_api::SEARCH
-        .call(&[])
-        .with_query(&checked(text, raw)?);
-    core.forward(call, Some(&user), Bytes::new()).await
+    forward(core, user, internal_api::SEARCH, text, raw).await
 }
 
 /// `GET /v1/search/suggest?q=`.
 async fn suggest(
     core: Core,
-    User(user): User,
+    user: User,
     text: Result<Query<Text>, QueryRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Forwarded, ApiError> {
-    let call = internal_api::SEARCH_SUGGEST
-        .call(&[])
-        .with_query(&checked(text, raw)?);
+    forward(core, user, internal_api::SEARCH_SUGGEST, text, raw).await
+}
+
+/// Both routes: the query checked, then passed to `route` as it came.
+async fn forward(
+    core: Core,
+    User(user): User,
+    route: internal_api::Route,
+    text: Result<Query<Text>, QueryRejection>,
+    raw: Option<String>,
+) -> Result<Forwarded, ApiError> {
+    let call = route.call(&[]).with_query(&checked(text, raw)?);
     core.forward(call, Some(&user), Bytes::new()).await
 }
