@@ -139,6 +139,24 @@ pub async fn call_json_with_status<T: DeserializeOwned>(
     body: Bytes,
     request_id: &str,
 ) -> Result<(u16, T), CoreError> {
+    let (status, body) = call_for_bytes(platform, call, user, body, request_id).await?;
+    // A 204 has no body: it decodes as JSON `null`.
+    serde_json::from_slice(if body.is_empty() { b"null" } else { &body })
+        .map(|value| (status, value))
+        .map_err(|error| CoreError::BadBody(error.to_string()))
+}
+
+/// Calls the core and keeps a successful answer's body as it came.
+///
+/// # Errors
+/// As [`call_json`], except that a success's body is not looked at.
+pub async fn call_for_bytes(
+    platform: &Platform,
+    call: &Call,
+    user: Option<&str>,
+    body: Bytes,
+    request_id: &str,
+) -> Result<(u16, Bytes), CoreError> {
     let request = signed_request(platform, call, user, body, request_id);
     let response = platform
         .transport
@@ -146,14 +164,7 @@ pub async fn call_json_with_status<T: DeserializeOwned>(
         .await
         .map_err(CoreError::Unavailable)?;
     match response.status {
-        // A 204 has no body: it decodes as JSON `null`.
-        200..=299 => serde_json::from_slice(if response.body.is_empty() {
-            b"null"
-        } else {
-            &response.body
-        })
-        .map(|value| (response.status, value))
-        .map_err(|error| CoreError::BadBody(error.to_string())),
+        200..=299 => Ok((response.status, response.body)),
         400..=499 => match serde_json::from_slice::<ErrorEnvelope>(&response.body) {
             Ok(envelope) => Err(CoreError::Refused(
                 envelope.error.code,
@@ -235,6 +246,20 @@ impl Core {
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             axum::Json(value),
         ))
+    }
+
+    /// The core's successful answer to `call` as it came: its status and its bytes.
+    ///
+    /// # Errors
+    /// As [`Core::json`].
+    pub async fn bytes(&self, call: &Call, user: Option<&str>) -> Result<(u16, Bytes), ApiError> {
+        Ok(call_for_bytes(&self.platform, call, user, Bytes::new(), &self.request_id).await?)
+    }
+
+    /// The platform the request runs on.
+    #[must_use]
+    pub fn platform(&self) -> &Arc<Platform> {
+        &self.platform
     }
 
     async fn call<T: DeserializeOwned>(

@@ -72,6 +72,27 @@ pub trait Host: Send + Sync {
     fn random_id(&self) -> String;
 }
 
+/// A response kept by the host's cache: the core's JSON and when the edge stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedAnswer {
+    pub body: Bytes,
+    /// Unix seconds, by the host's clock.
+    pub stored_at: i64,
+}
+
+/// A cache of answers by key (a URL), shared beyond one request: the Workers Cache API, which
+/// keeps them in the data centre. Hosts without one (Spin) have none, and their routes ask the
+/// core every time, which is correct on its own.
+pub trait AnswerCache: Send + Sync {
+    /// The answer stored under `key`, if the cache still has it.
+    fn get(&self, key: &str) -> BoxFuture<Option<CachedAnswer>>;
+    /// Stores `answer` under `key` for at most `keep_seconds`. Best effort: a failure is a miss
+    /// later, never an error now.
+    fn put(&self, key: String, answer: CachedAnswer, keep_seconds: u32) -> BoxFuture<()>;
+    /// Runs `work` after the response has gone, without holding it back (Workers: `waitUntil`).
+    fn after_response(&self, work: BoxFuture<()>);
+}
+
 /// The router's state: the platform, shared by every handler.
 pub type AppState = Arc<Platform>;
 
@@ -82,6 +103,8 @@ pub struct Platform {
     pub host: Arc<dyn Host>,
     pub transport: Arc<dyn Transport>,
     pub rooms: Option<Arc<dyn Rooms>>,
+    /// Where first pages of search are kept between requests, on hosts that have such a cache.
+    pub cache: Option<Arc<dyn AnswerCache>>,
     /// Where this host's client addresses come from (the login rate limits).
     pub client_address: ClientAddressRule,
 }

@@ -39,6 +39,7 @@ async fn handle(request: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
             host: Arc::new(SpinHost),
             transport: Arc::new(WasiTransport),
             rooms: None,
+            cache: None,
         },
         |line| eprintln!("{line}"),
     );

@@ -9,15 +9,15 @@ use futures::future::{Either, select};
 use send_wrapper::SendWrapper;
 use tower::Service;
 use worker::{
-    AbortController, Context, Delay, Env, Fetch, Headers, HttpRequest, Method, Request,
+    AbortController, Cache, Context, Delay, Env, Fetch, Headers, HttpRequest, Method, Request,
     RequestInit, event,
 };
 
 use crate::{
     client_address::ClientAddressRule,
     platform::{
-        BoxFuture, Host, ObjectName, OutboundRequest, OutboundResponse, Platform, Rooms, Transport,
-        TransportError,
+        AnswerCache, BoxFuture, CachedAnswer, Host, ObjectName, OutboundRequest, OutboundResponse,
+        Platform, Rooms, Transport, TransportError,
     },
     router::configured_router,
 };
@@ -27,7 +27,7 @@ use nene_durable::{CHALLENGE_ROOM_BINDING, WALLET_BINDING};
 async fn fetch(
     request: HttpRequest,
     env: Env,
-    _ctx: Context,
+    ctx: Context,
 ) -> worker::Result<http::Response<axum::body::Body>> {
     let env = Arc::new(SendWrapper::new(env));
     let rooms_env = Arc::clone(&env);
@@ -38,6 +38,9 @@ async fn fetch(
             host: Arc::new(WorkersHost),
             transport: Arc::new(FetchTransport),
             rooms: Some(Arc::new(DurableRooms { env: rooms_env })),
+            cache: Some(Arc::new(WorkersCache {
+                ctx: SendWrapper::new(ctx),
+            })),
             client_address: ClientAddressRule::Cloudflare,
         },
         |line| worker::console_error!("{line}"),
@@ -180,5 +183,60 @@ impl Rooms for DurableRooms {
             )
             .await
         }))
+    }
+}
+
+/// The header a cached answer keeps its storing time in (Unix seconds).
+const HEADER_STORED_AT: &str = "x-nene-stored-at";
+
+/// The data centre's cache (`caches.default`). On a `workers.dev` host it stores nothing (a
+/// Cloudflare rule), so production runs on a custom domain; `wrangler dev` keeps it locally.
+struct WorkersCache {
+    ctx: SendWrapper<Context>,
+}
+
+impl AnswerCache for WorkersCache {
+    fn get(&self, key: &str) -> BoxFuture<Option<CachedAnswer>> {
+        let key = key.to_owned();
+        Box::pin(SendWrapper::new(async move {
+            let mut response = Cache::default().get(key, false).await.ok()??;
+            let stored_at = response
+                .headers()
+                .get(HEADER_STORED_AT)
+                .ok()??
+                .parse()
+                .ok()?;
+            let body = response.bytes().await.ok()?;
+            Some(CachedAnswer {
+                body: Bytes::from(body),
+                stored_at,
+            })
+        }))
+    }
+
+    fn put(&self, key: String, answer: CachedAnswer, keep_seconds: u32) -> BoxFuture<()> {
+        Box::pin(SendWrapper::new(async move {
+            let headers = Headers::new();
+            let stored = headers
+                .set("content-type", "application/json")
+                .and_then(|()| headers.set("cache-control", &format!("max-age={keep_seconds}")))
+                .and_then(|()| headers.set(HEADER_STORED_AT, &answer.stored_at.to_string()))
+                .and_then(|()| worker::Response::from_bytes(answer.body.to_vec()));
+            let result = match stored {
+                Ok(response) => {
+                    Cache::default()
+                        .put(key, response.with_headers(headers))
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = result {
+                worker::console_error!("search cache: put failed: {error}");
+            }
+        }))
+    }
+
+    fn after_response(&self, work: BoxFuture<()>) {
+        self.ctx.wait_until(work);
     }
 }

@@ -53,6 +53,7 @@ fn platform(core: Arc<FakeCore>) -> Platform {
         host: common::fake_host(),
         transport: core,
         rooms: None,
+        cache: None,
         client_address: nene_edge::client_address::ClientAddressRule::Cloudflare,
     }
 }

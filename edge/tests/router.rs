@@ -192,6 +192,7 @@ fn platform(core: Arc<FakeCore>, dev_mode: bool) -> Platform {
         host: fake_host(),
         transport: core,
         rooms: Some(Arc::new(FakeRooms::default())),
+        cache: None,
         client_address: ClientAddressRule::Cloudflare,
     }
 }
@@ -402,6 +403,7 @@ async fn served_with(
             host: fake_host(),
             transport: core,
             rooms: Some(Arc::new(FakeRooms::default())),
+            cache: None,
             client_address: ClientAddressRule::Cloudflare,
         },
         |line| {

@@ -195,3 +195,115 @@ async fn errors_from_workerd_have_the_json_shape_with_a_request_id() {
         );
     }
 }
+
+/// A stand-in for the core that answers every search with [`SEARCH_PAGE`] and writes down each
+/// search it is asked; revocation checks answer "not revoked", anything else 404.
+struct CountingCore {
+    url: String,
+    searches: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+const SEARCH_PAGE: &str =
+    r#"{"items":[{"id":"c-1","title":"Morning 아침 운동"}],"next_cursor":"20"}"#;
+
+impl CountingCore {
+    async fn start() -> CountingCore {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let searches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&searches);
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let seen = std::sync::Arc::clone(&seen);
+            async move {
+                if uri.path() == "/internal/v1/auth/revoked" {
+                    (200, r#"{"revoked":false}"#)
+                } else if uri.path().starts_with("/internal/v1/search") {
+                    seen.lock().unwrap().push(uri.to_string());
+                    (200, SEARCH_PAGE)
+                } else {
+                    (404, "{}")
+                }
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        CountingCore { url, searches }
+    }
+
+    fn searches(&self) -> usize {
+        self.searches.lock().unwrap().len()
+    }
+}
+
+/// `GET {edge}{path}` as user-1: the status, the `x-nene-cache` header and the body.
+async fn search_through(edge: &str, path: &str, token: &str) -> (u16, String, String) {
+    let response = client()
+        .get(format!("{edge}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("x-nene-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, cache, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn search_first_pages_come_from_the_workers_cache_and_a_hit_never_reaches_the_core() {
+    let dir = scratch_dir("search_cache_workers");
+    let core = CountingCore::start().await;
+    let edge = Wrangler::start(&core.url, &dir.join("state"), &dir).await;
+    let token = nene_e2e::token_for("user-1");
+
+    let first = "/v1/search?q=Morning%20%20%EC%95%84%EC%B9%A8";
+    let (status, how, body) = search_through(&edge.url, first, &token).await;
+    assert_eq!(
+        (status, how.as_str(), body.as_str()),
+        (200, "miss", SEARCH_PAGE)
+    );
+    assert_eq!(core.searches(), 1);
+
+    // The miss is stored after its response (waitUntil): the same query hits once it is there.
+    let again = "/v1/search?q=MORNING%20%EC%95%84%EC%B9%A8&type=challenges";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, how, _) = search_through(&edge.url, again, &token).await;
+        if how == "hit" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never a hit; last: {how}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let asked = core.searches();
+    for _ in 0..20 {
+        let (status, how, body) = search_through(&edge.url, again, &token).await;
+        assert_eq!(
+            (status, how.as_str(), body.as_str()),
+            (200, "hit", SEARCH_PAGE)
+        );
+    }
+    assert_eq!(core.searches(), asked, "a hit reached the core");
+
+    // A deeper page goes to the core, every time.
+    for expected in [asked + 1, asked + 2] {
+        let (status, how, _) =
+            search_through(&edge.url, "/v1/search?q=morning&cursor=20", &token).await;
+        assert_eq!((status, how.as_str()), (200, ""));
+        assert_eq!(core.searches(), expected);
+    }
+
+    // Without a token the cache answers nothing.
+    let response = client()
+        .get(format!("{}{again}", edge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+}
