@@ -5,11 +5,16 @@
 //! key and accepts any key still configured. Claims: `sub` (the user), `exp`, `iat`, `jti` (for
 //! revocation), `aud`. Expiry is checked against the caller's clock, not the library's, so the
 //! same code runs on Workers, on Spin and in tests.
+//!
+//! The compact JWS is written here (HMAC-SHA256 from `hmac`, the signature checked in constant
+//! time), not with `jsonwebtoken`: that crate compiles every algorithm it knows into whoever uses
+//! it (RSA, ECDSA, EdDSA: about 100 KiB of the Worker after gzip), and we accept exactly one. Its
+//! tests check tokens both ways against `jsonwebtoken` itself.
 
-use jsonwebtoken::{
-    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
-};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 /// The audience of every access token: our public API.
 pub const AUDIENCE: &str = "nene-api";
@@ -44,6 +49,28 @@ pub enum TokenError {
     Expired,
     #[error("a signing key must be at least {KEY_BYTES_MIN} bytes and have a key id")]
     WeakKey,
+}
+
+/// A token's JOSE header: what we write, and all we read of one.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    /// Extensions the signer says a verifier must understand (RFC 7515 §4.1.11): we understand
+    /// none, so a token naming any is refused.
+    #[serde(default, skip_serializing)]
+    crit: Option<serde_json::Value>,
+}
+
+/// The one algorithm we sign and accept.
+const ALGORITHM: &str = "HS256";
+
+/// HMAC-SHA256 of a token's signing input (`header.payload`) under `secret`.
+fn mac(secret: &[u8], signing_input: &str) -> Hmac<Sha256> {
+    crate::signing::hmac_sha256(secret, signing_input.as_bytes())
 }
 
 /// One HS256 key with its id.
@@ -137,10 +164,24 @@ impl TokenKeys {
             jti: jti.to_owned(),
             aud: AUDIENCE.to_owned(),
         };
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(key.kid.clone());
-        let encoding = EncodingKey::from_secret(&key.secret).map_err(|_| TokenError::WeakKey)?;
-        encode(&header, &claims, &encoding).map_err(|_| TokenError::Invalid)
+        let header = Header {
+            alg: ALGORITHM.to_owned(),
+            typ: Some("JWT".to_owned()),
+            kid: Some(key.kid.clone()),
+            crit: None,
+        };
+        let header = serde_json::to_vec(&header).map_err(|_| TokenError::Invalid)?;
+        let payload = serde_json::to_vec(&claims).map_err(|_| TokenError::Invalid)?;
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let signature = mac(&key.secret, &signing_input).finalize().into_bytes();
+        Ok(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        ))
     }
 
     /// Verifies a token and returns its claims.
@@ -152,9 +193,22 @@ impl TokenKeys {
         if token.len() > TOKEN_BYTES_MAX {
             return Err(TokenError::Malformed);
         }
-        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::HS256 {
+        let mut parts = token.split('.');
+        let (Some(header_part), Some(payload_part), Some(signature_part), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header: Header = URL_SAFE_NO_PAD
+            .decode(header_part)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or(TokenError::Malformed)?;
+        if header.alg != ALGORITHM {
             return Err(TokenError::WrongAlgorithm);
+        }
+        if header.crit.is_some() {
+            return Err(TokenError::Invalid);
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self
@@ -162,18 +216,22 @@ impl TokenKeys {
             .iter()
             .find(|k| k.kid == kid)
             .ok_or(TokenError::UnknownKey)?;
-        let decoding = DecodingKey::from_secret(&key.secret).map_err(|_| TokenError::WeakKey)?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[AUDIENCE]);
-        // Expiry is ours to check, against the caller's clock (below).
-        validation.validate_exp = false;
-        validation.required_spec_claims = ["sub", "exp", "aud"]
-            .iter()
-            .map(|c| (*c).to_owned())
-            .collect();
-        let claims = decode::<AccessClaims>(token, &decoding, &validation)
-            .map_err(|_| TokenError::Invalid)?
-            .claims;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_part)
+            .map_err(|_| TokenError::Invalid)?;
+        let signing_input = &token[..header_part.len() + 1 + payload_part.len()];
+        mac(&key.secret, signing_input)
+            .verify_slice(&signature)
+            .map_err(|_| TokenError::Invalid)?;
+        // Signed by us: now the claims, every one required.
+        let claims: AccessClaims = URL_SAFE_NO_PAD
+            .decode(payload_part)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or(TokenError::Invalid)?;
+        if claims.aud != AUDIENCE {
+            return Err(TokenError::Invalid);
+        }
         if now_unix_seconds >= claims.exp {
             return Err(TokenError::Expired);
         }
@@ -184,7 +242,6 @@ impl TokenKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
     const NOW: i64 = 1_790_000_000;
 
@@ -258,6 +315,75 @@ mod tests {
         assert_eq!(keys().verify(&tampered, NOW), Err(TokenError::Invalid));
     }
 
+    /// A token `jsonwebtoken` writes, with `claims` and `kid`, under `secret`.
+    fn library_token(claims: &AccessClaims, kid: &str, secret: &str) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(kid.to_owned());
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+
+    #[test]
+    fn tokens_pass_both_ways_between_us_and_the_jsonwebtoken_library() {
+        let claims = AccessClaims {
+            sub: "user-1".into(),
+            exp: NOW + 60,
+            iat: NOW,
+            jti: "j".into(),
+            aud: AUDIENCE.into(),
+        };
+        let theirs = library_token(&claims, "k1", "first-key-first-key-first-key-first-01");
+        assert_eq!(keys().verify(&theirs, NOW), Ok(claims));
+
+        let ours = token();
+        let key = jsonwebtoken::DecodingKey::from_secret(b"second-key-second-key-second-key-0001")
+            .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.validate_exp = false;
+        let decoded = jsonwebtoken::decode::<AccessClaims>(&ours, &key, &validation).unwrap();
+        assert_eq!(decoded.claims.sub, "user-1");
+        assert_eq!(decoded.header.kid.as_deref(), Some("k2"));
+    }
+
+    #[test]
+    fn a_token_with_extensions_we_do_not_understand_or_missing_claims_is_refused() {
+        let sign = |header: &str, payload: &str| {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(payload)
+            );
+            let signature = mac(b"second-key-second-key-second-key-0001", &input)
+                .finalize()
+                .into_bytes();
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        };
+        let payload = format!(
+            r#"{{"sub":"user-1","exp":{},"iat":{NOW},"jti":"x","aud":"{AUDIENCE}"}}"#,
+            NOW + 60
+        );
+        let plain = sign(r#"{"alg":"HS256","kid":"k2"}"#, &payload);
+        assert!(keys().verify(&plain, NOW).is_ok(), "the control");
+        let critical = sign(
+            r#"{"alg":"HS256","kid":"k2","crit":["b64"],"b64":false}"#,
+            &payload,
+        );
+        assert_eq!(keys().verify(&critical, NOW), Err(TokenError::Invalid));
+        let without_jti = sign(
+            r#"{"alg":"HS256","kid":"k2"}"#,
+            &format!(
+                r#"{{"sub":"user-1","exp":{},"iat":{NOW},"aud":"{AUDIENCE}"}}"#,
+                NOW + 60
+            ),
+        );
+        assert_eq!(keys().verify(&without_jti, NOW), Err(TokenError::Invalid));
+        assert_eq!(
+            keys().verify(&format!("{plain}.extra"), NOW),
+            Err(TokenError::Malformed)
+        );
+    }
+
     #[test]
     fn a_token_for_another_audience_is_refused() {
         let key = TokenKey::new("k2", "second-key-second-key-second-key-0001").unwrap();
@@ -268,10 +394,7 @@ mod tests {
             jti: "j".into(),
             aud: "someone-else".into(),
         };
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(key.kid.clone());
-        let encoding = EncodingKey::from_secret(&key.secret).unwrap();
-        let other = encode(&header, &claims, &encoding).unwrap_or_default();
+        let other = library_token(&claims, key.kid(), "second-key-second-key-second-key-0001");
         assert_eq!(keys().verify(&other, NOW), Err(TokenError::Invalid));
     }
 

@@ -70,13 +70,7 @@ impl SigningSecret {
     }
 
     fn mac(&self, request: &SignedParts<'_>) -> Hmac<Sha256> {
-        // `new_from_slice` accepts keys of any length for HMAC, so this cannot fail.
-        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC takes keys of any length"),
-        };
-        mac.update(request.canonical().as_bytes());
-        mac
+        hmac_sha256(&self.0, request.canonical().as_bytes())
     }
 
     /// The hex signature of `request`.
@@ -144,6 +138,17 @@ pub fn parse_timestamp(raw: &str) -> Result<i64, SignatureError> {
     raw.trim()
         .parse::<i64>()
         .map_err(|_| SignatureError::MalformedTimestamp)
+}
+
+/// HMAC-SHA256 of `input` under `key`, ready to finalize or verify (in constant time).
+pub(crate) fn hmac_sha256(key: &[u8], input: &[u8]) -> Hmac<Sha256> {
+    // `new_from_slice` accepts keys of any length for HMAC, so this cannot fail.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    mac.update(input);
+    mac
 }
 
 #[cfg(test)]
