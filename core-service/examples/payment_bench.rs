@@ -223,25 +223,13 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
         tokio_util::sync::CancellationToken::new(),
     ));
     let core = serve(http::router(AppState {
-        probe_db: db.clone(),
-        db: db.clone(),
-        redis: None,
-        signing_secret: SigningSecret::parse(SECRET)?,
-        wall_clock: Arc::new(SystemClock),
-        shutdown: nene_core::shutdown::Shutdown::default(),
-        search: None,
         payments,
-        dev_mode: false,
-        reviewers: Vec::new(),
-        room_pusher: None,
-        auth: nene_core::auth::Auth::new(
+        ..AppState::offline(
             db.clone(),
-            nene_core::auth::AuthConfig {
-                redirect_uris: Vec::new(),
-                providers: Vec::new(),
-                tls: nene_core::tls::Trust::public_roots(),
-            },
-        )?,
+            SigningSecret::parse(SECRET)?,
+            Arc::new(SystemClock),
+        )
+        .map_err(|error| error.to_string())?
     }))
     .await?;
     let client = reqwest::Client::builder()
@@ -338,11 +326,7 @@ async fn run(database_url: &str, count: usize, concurrency: usize) -> Result<(),
     );
     println!(
         "credited before answering: {credited} of {count}; ledger checker: {}",
-        if violations.is_empty() {
-            "clean".to_owned()
-        } else {
-            format!("{} violations", violations.len())
-        }
+        nene_core::ledger::verdict(&violations)
     );
     if violations.is_empty() {
         Ok(())

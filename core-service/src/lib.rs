@@ -57,6 +57,55 @@ pub struct AppState {
     pub search: Option<Arc<dyn search::SearchIndex>>,
 }
 
+impl AppState {
+    /// A core over `db` whose partners are out of reach: Toss at the discard port, no sign-in
+    /// providers, no Redis, no search index, no edge to push to. For benchmarks and tests of what
+    /// needs only the core and Postgres; a field they need is set over it
+    /// (`AppState { redis, ..AppState::offline(…)? }`).
+    ///
+    /// # Errors
+    /// When the HTTP clients cannot be built (the platform's TLS roots are unreadable).
+    pub fn offline(
+        db: PgPool,
+        signing_secret: SigningSecret,
+        wall_clock: Arc<dyn clock::WallClock>,
+    ) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
+        let payments = payments::Payments::new(
+            db.clone(),
+            &payments::toss::TossConfig {
+                // Nothing listens on the discard port.
+                base_url: "http://127.0.0.1:9".to_owned(),
+                secret_key: "test_sk_unused".to_owned(),
+                timeout: std::time::Duration::from_secs(1),
+                tls: tls::Trust::public_roots(),
+            },
+            payments::PaymentSettings::fast(),
+        )?;
+        let auth = auth::Auth::new(
+            db.clone(),
+            auth::AuthConfig {
+                redirect_uris: Vec::new(),
+                providers: Vec::new(),
+                tls: tls::Trust::public_roots(),
+            },
+        )?;
+        Ok(AppState {
+            probe_db: db.clone(),
+            db,
+            redis: None,
+            signing_secret,
+            wall_clock,
+            payments,
+            auth,
+            dev_mode: false,
+            reviewers: Vec::new(),
+            room_pusher: None,
+            shutdown: shutdown::Shutdown::default(),
+            search: None,
+        })
+    }
+}
+
 /// The core's Postgres pool for `url` with `settings` (size, timeouts), whose `sslmode` and
 /// `sslrootcert` are honoured, trusting `trust`'s roots (see [`tls::Trust::postgres_options`]).
 /// Connects once before answering, so a refused certificate stops the core at start.

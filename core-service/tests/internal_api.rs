@@ -42,37 +42,8 @@ fn secret() -> SigningSecret {
 
 fn state(db: PgPool, redis_url: Option<&str>) -> AppState {
     AppState {
-        payments: nene_core::payments::Payments::new(
-            db.clone(),
-            &nene_core::payments::toss::TossConfig {
-                // Nothing listens on the discard port: these tests never reach Toss.
-                base_url: "http://127.0.0.1:9".to_owned(),
-                secret_key: "test_sk_unused".to_owned(),
-                timeout: std::time::Duration::from_secs(1),
-                tls: nene_core::tls::Trust::public_roots(),
-            },
-            nene_core::payments::PaymentSettings::fast(),
-        )
-        .unwrap(),
-        dev_mode: false,
-        reviewers: Vec::new(),
-        room_pusher: None,
-        auth: nene_core::auth::Auth::new(
-            db.clone(),
-            nene_core::auth::AuthConfig {
-                redirect_uris: Vec::new(),
-                providers: Vec::new(),
-                tls: nene_core::tls::Trust::public_roots(),
-            },
-        )
-        .unwrap(),
-        probe_db: db.clone(),
-        db,
         redis: redis_url.map(|url| redis::Client::open(url).unwrap()),
-        signing_secret: secret(),
-        wall_clock: Arc::new(FixedClock),
-        shutdown: nene_core::shutdown::Shutdown::default(),
-        search: None,
+        ..AppState::offline(db, secret(), Arc::new(FixedClock)).unwrap()
     }
 }
 

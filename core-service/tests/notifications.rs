@@ -404,38 +404,12 @@ async fn the_users_list_pages_newest_first_with_status_and_attempts_for_that_use
         .await;
     fixture.enqueue(["user_list".to_owned()]).await;
 
-    let state = AppState {
-        payments: nene_core::payments::Payments::new(
-            fixture.db.clone(),
-            &nene_core::payments::toss::TossConfig {
-                base_url: "http://127.0.0.1:9".to_owned(),
-                secret_key: "test_sk_unused".to_owned(),
-                timeout: Duration::from_secs(1),
-                tls: nene_core::tls::Trust::public_roots(),
-            },
-            nene_core::payments::PaymentSettings::fast(),
-        )
-        .unwrap(),
-        dev_mode: false,
-        reviewers: Vec::new(),
-        room_pusher: None,
-        auth: nene_core::auth::Auth::new(
-            fixture.db.clone(),
-            nene_core::auth::AuthConfig {
-                redirect_uris: Vec::new(),
-                providers: Vec::new(),
-                tls: nene_core::tls::Trust::public_roots(),
-            },
-        )
-        .unwrap(),
-        probe_db: fixture.db.clone(),
-        db: fixture.db.clone(),
-        redis: None,
-        signing_secret: SigningSecret::parse(SECRET).unwrap(),
-        wall_clock: Arc::new(SystemClock),
-        shutdown: nene_core::shutdown::Shutdown::default(),
-        search: None,
-    };
+    let state = AppState::offline(
+        fixture.db.clone(),
+        SigningSecret::parse(SECRET).unwrap(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
     let get = |path: String| {
         let state = state.clone();
         async move {

@@ -73,6 +73,12 @@ fn mac(secret: &[u8], signing_input: &str) -> Hmac<Sha256> {
     crate::signing::hmac_sha256(secret, signing_input.as_bytes())
 }
 
+/// A token's header or payload: base64url of JSON.
+fn json_part<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
+    let json = URL_SAFE_NO_PAD.decode(part).ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
 /// One HS256 key with its id.
 #[derive(Clone)]
 pub struct TokenKey {
@@ -199,11 +205,7 @@ impl TokenKeys {
         else {
             return Err(TokenError::Malformed);
         };
-        let header: Header = URL_SAFE_NO_PAD
-            .decode(header_part)
-            .ok()
-            .and_then(|json| serde_json::from_slice(&json).ok())
-            .ok_or(TokenError::Malformed)?;
+        let header: Header = json_part(header_part).ok_or(TokenError::Malformed)?;
         if header.alg != ALGORITHM {
             return Err(TokenError::WrongAlgorithm);
         }
@@ -224,11 +226,7 @@ impl TokenKeys {
             .verify_slice(&signature)
             .map_err(|_| TokenError::Invalid)?;
         // Signed by us: now the claims, every one required.
-        let claims: AccessClaims = URL_SAFE_NO_PAD
-            .decode(payload_part)
-            .ok()
-            .and_then(|json| serde_json::from_slice(&json).ok())
-            .ok_or(TokenError::Invalid)?;
+        let claims: AccessClaims = json_part(payload_part).ok_or(TokenError::Invalid)?;
         if claims.aud != AUDIENCE {
             return Err(TokenError::Invalid);
         }

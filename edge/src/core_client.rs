@@ -123,26 +123,13 @@ pub async fn call_json<T: DeserializeOwned>(
     body: Bytes,
     request_id: &str,
 ) -> Result<T, CoreError> {
-    call_json_with_status(platform, call, user, body, request_id)
-        .await
-        .map(|(_, value)| value)
+    let (_, body) = call_for_bytes(platform, call, user, body, request_id).await?;
+    decode(&body)
 }
 
-/// [`call_json`], keeping the core's success status (200 or 202, say).
-///
-/// # Errors
-/// As [`call_json`].
-pub async fn call_json_with_status<T: DeserializeOwned>(
-    platform: &Platform,
-    call: &Call,
-    user: Option<&str>,
-    body: Bytes,
-    request_id: &str,
-) -> Result<(u16, T), CoreError> {
-    let (status, body) = call_for_bytes(platform, call, user, body, request_id).await?;
-    // A 204 has no body: it decodes as JSON `null`.
-    serde_json::from_slice(if body.is_empty() { b"null" } else { &body })
-        .map(|value| (status, value))
+/// A successful answer's JSON; a 204's empty body decodes as JSON `null`.
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, CoreError> {
+    serde_json::from_slice(if body.is_empty() { b"null" } else { body })
         .map_err(|error| CoreError::BadBody(error.to_string()))
 }
 
@@ -270,7 +257,8 @@ impl Core {
     ) -> Result<(u16, T), ApiError> {
         let platform = &self.platform;
         let request_id = &self.request_id;
-        Ok(call_json_with_status(platform, call, user, body, request_id).await?)
+        let (status, body) = call_for_bytes(platform, call, user, body, request_id).await?;
+        Ok((status, decode(&body)?))
     }
 }
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{NOW, bearer, config, fake_host};
+use common::{NOW, bearer, config, fake_host, header, send_for_headers};
 
 use std::{
     collections::HashMap,
@@ -15,17 +15,14 @@ use std::{
 
 use axum::{body::Body, http::Request};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use nene_edge::{
     client_address::ClientAddressRule,
     platform::{
         AnswerCache, BoxFuture, CachedAnswer, OutboundRequest, OutboundResponse, Platform,
         Transport, TransportError,
     },
-    router::router,
     search::{HEADER_CACHE, SEARCH_CACHE_FRESH_SECONDS, SEARCH_CACHE_STALE_SECONDS},
 };
-use tower::ServiceExt;
 
 /// A core whose search answers are `answer`; it writes down every search call (not the
 /// revocation checks, which answer "not revoked").
@@ -138,19 +135,9 @@ async fn get(platform: Platform, path: &str) -> (u16, String, String) {
         .header("authorization", bearer("user-1"))
         .body(Body::empty())
         .unwrap();
-    let response = router(platform)
-        .oneshot(request)
-        .await
-        .unwrap_or_else(|never| match never {});
-    let status = response.status().as_u16();
-    let cache = response
-        .headers()
-        .get(HEADER_CACHE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, cache, String::from_utf8(body.to_vec()).unwrap())
+    let (status, headers, body) = send_for_headers(platform, request).await;
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    (status, header(&headers, HEADER_CACHE), body)
 }
 
 /// `/v1/search?` with `pairs` form-encoded.

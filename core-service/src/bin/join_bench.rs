@@ -119,11 +119,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "invariant checker {}",
-        if violations.is_empty() {
-            "clean".to_owned()
-        } else {
-            format!("{} violations", violations.len())
-        }
+        nene_core::ledger::verdict(&violations)
     );
     let oversold =
         i64::from(admitted) != i64::from(capacity.min(i32::try_from(users).unwrap_or(i32::MAX)));
@@ -158,36 +154,12 @@ async fn fund_users(db: &sqlx::PgPool, users: usize) -> Result<(), Box<dyn std::
 
 /// The core's state over `db`, with no Toss, providers or Redis (the join touches none of them).
 fn core_state(db: &sqlx::PgPool) -> Result<AppState, Box<dyn std::error::Error>> {
-    Ok(AppState {
-        payments: nene_core::payments::Payments::new(
-            db.clone(),
-            &nene_core::payments::toss::TossConfig {
-                base_url: "http://127.0.0.1:9".to_owned(),
-                secret_key: "test_sk_unused".to_owned(),
-                timeout: Duration::from_secs(1),
-                tls: nene_core::tls::Trust::public_roots(),
-            },
-            nene_core::payments::PaymentSettings::fast(),
-        )?,
-        dev_mode: false,
-        reviewers: Vec::new(),
-        room_pusher: None,
-        auth: nene_core::auth::Auth::new(
-            db.clone(),
-            nene_core::auth::AuthConfig {
-                redirect_uris: Vec::new(),
-                providers: Vec::new(),
-                tls: nene_core::tls::Trust::public_roots(),
-            },
-        )?,
-        probe_db: db.clone(),
-        db: db.clone(),
-        redis: None,
-        signing_secret: SigningSecret::parse(SECRET)?,
-        wall_clock: Arc::new(SystemClock),
-        shutdown: nene_core::shutdown::Shutdown::default(),
-        search: None,
-    })
+    Ok(AppState::offline(
+        db.clone(),
+        SigningSecret::parse(SECRET)?,
+        Arc::new(SystemClock),
+    )
+    .map_err(|error| error.to_string())?)
 }
 
 /// `users` concurrent signed joins of `challenge` against the core at `address`: each one's

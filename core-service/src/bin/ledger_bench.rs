@@ -252,11 +252,7 @@ async fn run(url: &str, seconds: u64, clients: usize) -> Result<(), Box<dyn std:
     }
     println!(
         "invariant checker: {}",
-        if violations.is_empty() {
-            "clean".to_owned()
-        } else {
-            format!("{} violations: {violations:?}", violations.len())
-        }
+        nene_core::ledger::verdict(&violations)
     );
     if !violations.is_empty() {
         return Err("the ledger is inconsistent after the benchmark".into());

@@ -177,11 +177,7 @@ async fn run(url: &str, participants: i64) -> Result<(), Error> {
     );
     println!(
         "ledger checker: {}",
-        if violations.is_empty() {
-            "clean".to_owned()
-        } else {
-            format!("{} violations", violations.len())
-        }
+        nene_core::ledger::verdict(&violations)
     );
     if violations.is_empty() && finished {
         Ok(())

@@ -25,3 +25,19 @@ pub async fn check_invariants(conn: &mut PgConnection) -> Result<Vec<Violation>,
             .await?,
     )
 }
+
+/// The checker's verdict in a word or two, as the benchmarks print it: `clean`, or how many
+/// violations and the first of them.
+#[must_use]
+pub fn verdict(violations: &[Violation]) -> String {
+    match violations.first() {
+        None => "clean".to_owned(),
+        Some(first) => format!(
+            "{} violations, the first: {} {} ({})",
+            violations.len(),
+            first.invariant,
+            first.subject,
+            first.detail
+        ),
+    }
+}

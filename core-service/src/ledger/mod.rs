@@ -22,7 +22,7 @@ mod types;
 
 pub use accounts::{SystemAccount, ensure_escrow_in_tx, ensure_wallet_in_tx, system_account};
 pub use batcher::{DEBIT_BATCH_MAX, DebitBatcher};
-pub use check::{Violation, check_invariants};
+pub use check::{Violation, check_invariants, verdict};
 pub use holds::*;
 pub use idempotency::purge_idempotency_records;
 pub use ops::*;

@@ -68,22 +68,36 @@ pub fn bearer(user: &str) -> String {
 
 /// `request` through the router on `platform`: the status, the `x-request-id` and the body.
 pub async fn send(platform: Platform, request: Request<Body>) -> (u16, String, Bytes) {
+    let (status, headers, body) = send_for_headers(platform, request).await;
+    let request_id = header(&headers, "x-request-id");
+    (status, request_id, body)
+}
+
+/// [`send`], with every response header.
+pub async fn send_for_headers(
+    platform: Platform,
+    request: Request<Body>,
+) -> (u16, http::HeaderMap, Bytes) {
     let response = router(platform)
         .oneshot(request)
         .await
         .unwrap_or_else(|never| match never {});
     let status = response.status().as_u16();
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
         .await
         .map(|collected| collected.to_bytes())
         .unwrap_or_default();
-    (status, request_id, body)
+    (status, headers, body)
+}
+
+/// The value of header `name`, or empty when it is absent or not text.
+pub fn header(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
