@@ -220,13 +220,14 @@ impl CountingCore {
         let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
             let seen = std::sync::Arc::clone(&seen);
             async move {
+                use axum::http::StatusCode;
                 if uri.path() == "/internal/v1/auth/revoked" {
-                    (200, r#"{"revoked":false}"#)
+                    (StatusCode::OK, r#"{"revoked":false}"#)
                 } else if uri.path().starts_with("/internal/v1/search") {
                     seen.lock().unwrap().push(uri.to_string());
-                    (200, SEARCH_PAGE)
+                    (StatusCode::OK, SEARCH_PAGE)
                 } else {
-                    (404, "{}")
+                    (StatusCode::NOT_FOUND, "{}")
                 }
             }
         });
