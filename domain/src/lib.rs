@@ -23,6 +23,7 @@ pub mod search;
 pub mod seeded;
 pub mod settings;
 pub mod settlement;
+pub mod shop;
 pub mod signing;
 pub mod states;
 pub mod text;
