@@ -49,6 +49,7 @@ pub const VAR_PAYMENT_RETRY_MAX_MS: &str = "PAYMENT_RETRY_MAX_MS";
 pub const VAR_PAYMENT_CREDIT_ATTEMPTS_MAX: &str = "PAYMENT_CREDIT_ATTEMPTS_MAX";
 pub const VAR_AUTH_REDIRECT_URIS: &str = "AUTH_REDIRECT_URIS";
 pub const VAR_CHALLENGE_REVIEWERS: &str = "CHALLENGE_REVIEWERS";
+pub const VAR_SHOP_ADMINS: &str = "SHOP_ADMINS";
 pub const VAR_EDGE_URL: &str = "EDGE_URL";
 pub const VAR_OAUTH_SANDBOX_URL: &str = "OAUTH_SANDBOX_URL";
 pub const VAR_FCM_SERVICE_ACCOUNT_FILE: &str = "FCM_SERVICE_ACCOUNT_FILE";
@@ -188,6 +189,8 @@ pub struct CoreConfig {
     pub notifications: NotificationSettings,
     /// User ids allowed to review proofs.
     pub reviewers: Vec<String>,
+    /// User ids allowed to manage the shop's products and orders.
+    pub shop_admins: Vec<String>,
     /// Where the edge listens, for pushes into its Durable Objects (optional).
     pub edge_url: Option<String>,
     /// `CORE_MIGRATE_ON_START`: apply migrations at start (default in dev mode) or only check
@@ -314,6 +317,16 @@ fn db_settings(lookup: &impl Fn(&str) -> Option<String>) -> Result<DbSettings, C
 }
 
 /// A set, non-empty variable.
+/// A comma-separated list of user ids (`CHALLENGE_REVIEWERS`, `SHOP_ADMINS`), blanks dropped.
+fn user_list(raw: Option<String>) -> Vec<String> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn set(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     lookup(name).filter(|value| !value.trim().is_empty())
 }
@@ -417,13 +430,8 @@ impl CoreConfig {
         };
         let auth = auth_config(&lookup, dev_mode, &tls)?;
         let notifications = notification_settings(&lookup, dev_mode, &tls)?;
-        let reviewers = lookup(VAR_CHALLENGE_REVIEWERS)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|id| !id.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let reviewers = user_list(lookup(VAR_CHALLENGE_REVIEWERS));
+        let shop_admins = user_list(lookup(VAR_SHOP_ADMINS));
         let db = db_settings(&lookup)?;
         let drain_timeout = Duration::from_millis(bounded(
             &lookup,
@@ -445,6 +453,7 @@ impl CoreConfig {
             edge_url: lookup(VAR_EDGE_URL).filter(|url| !url.is_empty()),
             notifications,
             reviewers,
+            shop_admins,
             auth,
             database_url,
             redis_url,

@@ -23,6 +23,7 @@ pub mod proofs;
 pub mod schema;
 pub mod scratch;
 pub mod search;
+pub mod shop;
 pub mod shutdown;
 pub mod tls;
 
@@ -48,6 +49,8 @@ pub struct AppState {
     pub dev_mode: bool,
     /// Users who may review proofs (`CHALLENGE_REVIEWERS`).
     pub reviewers: Vec<String>,
+    /// Users who may manage the shop (`SHOP_ADMINS`).
+    pub shop_admins: Vec<String>,
     /// Pushes closed recruitments to the edge's rooms (`EDGE_URL`), if configured.
     pub room_pusher: Option<lifecycle::RoomPusher>,
     /// Whether the process is draining (SIGTERM), and its requests in flight.
@@ -99,6 +102,7 @@ impl AppState {
             auth,
             dev_mode: false,
             reviewers: Vec::new(),
+            shop_admins: Vec::new(),
             room_pusher: None,
             shutdown: shutdown::Shutdown::default(),
             search: None,

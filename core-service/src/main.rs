@@ -7,6 +7,7 @@
 //!   nene-core search-rebuild  rebuild the search index at `SEARCH_INDEX_DIR` from Postgres, exit
 //!                           (a stopped replica's; a running core rebuilds its own at start when
 //!                           the index is missing, of an older schema, or behind the feed)
+//!   nene-core shop-rebuild  rebuild the shop's order projections from their events, exit
 //!   nene-core healthcheck   exit 0 when this container's core answers `/healthz`, else 1 (the
 //!                           image's HEALTHCHECK: the image has no shell and no curl)
 
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 /// cannot reach the database should fail and say so, not hang the deploy.
 const MIGRATE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-const USAGE: &str = "usage: nene-core [migrate | search-rebuild | healthcheck]";
+const USAGE: &str = "usage: nene-core [migrate | search-rebuild | shop-rebuild | healthcheck]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         [] => runtime.block_on(serve()),
         ["migrate"] => runtime.block_on(migrate()),
         ["search-rebuild"] => runtime.block_on(search_rebuild()),
+        ["shop-rebuild"] => runtime.block_on(shop_rebuild()),
         ["healthcheck"] => runtime.block_on(healthcheck()),
         _ => {
             eprintln!("{USAGE}");
@@ -140,6 +142,34 @@ async fn search_rebuild() -> ExitCode {
         }
         Err(error) => {
             eprintln!("nene-core search-rebuild: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `nene-core shop-rebuild`: both order projections (`shop_orders`, `shop_user_orders`) folded
+/// again from `shop_order_events` in one transaction (`nene_core::shop::rebuild`); safe while the
+/// core serves (new events wait for it).
+async fn shop_rebuild() -> ExitCode {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let outcome = async {
+        let Ok(url) = std::env::var(nene_core::config::VAR_DATABASE_URL) else {
+            return Err::<_, Box<dyn std::error::Error>>("DATABASE_URL is not set".into());
+        };
+        let trust = nene_core::config::trust(&lookup)?;
+        let db = nene_core::connect_database(&url, &Default::default(), &trust).await?;
+        let started = std::time::Instant::now();
+        let orders = nene_core::shop::rebuild(&db).await?;
+        Ok((orders, started.elapsed()))
+    }
+    .await;
+    match outcome {
+        Ok((orders, took)) => {
+            println!("shop projections rebuilt: {orders} orders in {took:?}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("nene-core shop-rebuild: {error}");
             ExitCode::FAILURE
         }
     }
@@ -240,6 +270,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         payments,
         dev_mode: config.dev_mode,
         reviewers: config.reviewers.clone(),
+        shop_admins: config.shop_admins.clone(),
         room_pusher: room_pusher.clone(),
         db,
         probe_db,

@@ -1,4 +1,5 @@
-//! The core's housekeeping loop: releases holds past their expiry and purges idempotency records,
+//! The core's housekeeping loop: cancels shop orders past their deadline, releases holds past
+//! their expiry and purges idempotency records,
 //! expired sign-in rows and processed Toss webhooks past their retention. Safe with several
 //! replicas running it at once (the hold sweep skips rows another replica has locked; the purges
 //! delete by key), so every replica simply runs it.
@@ -24,6 +25,14 @@ pub const PURGED_RECORDS_PER_PASS: i64 = 5_000;
 /// # Errors
 /// When Postgres fails.
 pub async fn run_once(db: &PgPool) -> Result<(u64, u64), crate::ledger::LedgerError> {
+    // The shop's overdue tries first: their holds outlive their deadlines, so the shop returns
+    // each try's unit and points together before the ledger's sweep could release the points
+    // alone.
+    match crate::shop::expire_overdue(db, crate::shop::EXPIRED_ORDERS_PER_PASS).await {
+        Ok(expired) if expired > 0 => tracing::info!(expired, "overdue shop orders canceled"),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "shop order expiry failed"),
+    }
     let mut tx = db.begin().await?;
     let released = release_expired_holds_in_tx(&mut tx, EXPIRED_HOLDS_PER_PASS).await?;
     tx.commit().await?;

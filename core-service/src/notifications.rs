@@ -30,6 +30,8 @@ pub enum NotificationKind {
     RefundDone,
     ChallengeCanceled,
     ProofReminder,
+    /// An admin canceled or refunded a shop order.
+    ShopOrderCanceled,
 }
 
 impl NotificationKind {
@@ -41,6 +43,7 @@ impl NotificationKind {
             NotificationKind::RefundDone => "refund_done",
             NotificationKind::ChallengeCanceled => "challenge_canceled",
             NotificationKind::ProofReminder => "proof_reminder",
+            NotificationKind::ShopOrderCanceled => "shop_order_canceled",
         }
     }
 }

@@ -49,6 +49,11 @@ pub enum ErrorCode {
     PaymentRejected,
     OrderAlreadyConfirmed,
     NothingToRefund,
+    // The shop
+    SoldOut,
+    PurchaseLimitReached,
+    NotOnSale,
+    OrderStateConflict,
     // Dependencies
     CoreUnavailable,
     UpstreamError,
@@ -100,6 +105,10 @@ impl ErrorCode {
             | ErrorCode::RequestInProgress
             | ErrorCode::OrderAlreadyConfirmed
             | ErrorCode::NothingToRefund
+            | ErrorCode::SoldOut
+            | ErrorCode::PurchaseLimitReached
+            | ErrorCode::NotOnSale
+            | ErrorCode::OrderStateConflict
             | ErrorCode::NicknameTaken => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -156,6 +165,10 @@ impl ErrorCode {
             ErrorCode::PaymentRejected => "PAYMENT_REJECTED",
             ErrorCode::OrderAlreadyConfirmed => "ORDER_ALREADY_CONFIRMED",
             ErrorCode::NothingToRefund => "NOTHING_TO_REFUND",
+            ErrorCode::SoldOut => "SOLD_OUT",
+            ErrorCode::PurchaseLimitReached => "PURCHASE_LIMIT_REACHED",
+            ErrorCode::NotOnSale => "NOT_ON_SALE",
+            ErrorCode::OrderStateConflict => "ORDER_STATE_CONFLICT",
             ErrorCode::CoreUnavailable => "CORE_UNAVAILABLE",
             ErrorCode::UpstreamError => "UPSTREAM_ERROR",
             ErrorCode::Internal => "INTERNAL",
@@ -221,6 +234,14 @@ impl ErrorCode {
                 "This order was already confirmed with another payment."
             }
             ErrorCode::NothingToRefund => "No unused points of this payment are left to refund.",
+            ErrorCode::SoldOut => "This product is sold out.",
+            ErrorCode::PurchaseLimitReached => {
+                "You have bought as many of this product as one person may."
+            }
+            ErrorCode::NotOnSale => "This product is not on sale now (see its sale window).",
+            ErrorCode::OrderStateConflict => {
+                "This order cannot take that step now (its state or its deadline)."
+            }
             ErrorCode::CoreUnavailable => "The service is temporarily unavailable. Try again.",
             ErrorCode::UpstreamError => "A partner service failed. Try again.",
             ErrorCode::Internal => "Something went wrong on our side.",
@@ -280,7 +301,7 @@ mod tests {
         assert_eq!(short.error.message, "nickname: too short");
     }
 
-    const ALL: [ErrorCode; 38] = [
+    const ALL: [ErrorCode; 42] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::ValidationFailed,
@@ -316,6 +337,10 @@ mod tests {
         ErrorCode::PaymentRejected,
         ErrorCode::OrderAlreadyConfirmed,
         ErrorCode::NothingToRefund,
+        ErrorCode::SoldOut,
+        ErrorCode::PurchaseLimitReached,
+        ErrorCode::NotOnSale,
+        ErrorCode::OrderStateConflict,
         ErrorCode::CoreUnavailable,
         ErrorCode::UpstreamError,
         ErrorCode::Internal,

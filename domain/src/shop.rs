@@ -42,6 +42,11 @@ const _: () = assert!(STOCK_MAX <= i32::MAX as i64 && PER_USER_LIMIT_MAX <= i32:
 
 /// What fulfils an order of the product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "sqlx",
+    derive(sqlx::Type),
+    sqlx(type_name = "shop_product_kind", rename_all = "snake_case")
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ProductKind {
     /// A code from the product's pool, loaded by an admin, shown only to its buyer. The stock is
@@ -342,6 +347,11 @@ pub fn is_image_url(url: &str) -> bool {
 
 /// Where an order stands. `Canceled` and `Refunded` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "sqlx",
+    derive(sqlx::Type),
+    sqlx(type_name = "shop_order_state", rename_all = "snake_case")
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {
     /// Written, nothing reserved yet.
@@ -362,6 +372,11 @@ pub enum OrderState {
 
 /// One step of an order's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "sqlx",
+    derive(sqlx::Type),
+    sqlx(type_name = "shop_order_event", rename_all = "snake_case")
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderEvent {
     Placed,

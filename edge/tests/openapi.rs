@@ -18,7 +18,7 @@ const OPENAPI: &str = include_str!("../openapi.json");
 const ERROR_RS: &str = include_str!("../../domain/src/error.rs");
 
 /// Codes no operation lists, and why.
-const UNLISTED: [(ErrorCode, &str); 3] = [
+const UNLISTED: [(ErrorCode, &str); 7] = [
     (ErrorCode::Internal, "500 is a bug of ours, never a promise"),
     (
         ErrorCode::MethodNotAllowed,
@@ -27,6 +27,24 @@ const UNLISTED: [(ErrorCode, &str); 3] = [
     (
         ErrorCode::SignatureInvalid,
         "only the core's push into a room, which is not public",
+    ),
+    // The shop's refusals: the core sends them; the edge's shop routes, which will list them,
+    // are the next step of issue 18.
+    (
+        ErrorCode::SoldOut,
+        "the shop's routes are not at the edge yet",
+    ),
+    (
+        ErrorCode::PurchaseLimitReached,
+        "the shop's routes are not at the edge yet",
+    ),
+    (
+        ErrorCode::NotOnSale,
+        "the shop's routes are not at the edge yet",
+    ),
+    (
+        ErrorCode::OrderStateConflict,
+        "the shop's routes are not at the edge yet",
     ),
 ];
 

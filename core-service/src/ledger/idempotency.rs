@@ -18,7 +18,7 @@ pub const IDEMPOTENCY_RETENTION_SECONDS: i64 = 7 * 24 * 3_600;
 const _: () = assert!(IDEMPOTENCY_RETENTION_SECONDS >= 24 * 3_600);
 
 /// What a request is, for comparing two uses of one key: the operation's name and its fields.
-pub(super) fn request_hash(
+pub(crate) fn request_hash(
     operation: &str,
     request: &impl Serialize,
 ) -> Result<Vec<u8>, LedgerError> {
@@ -33,7 +33,7 @@ pub(super) fn request_hash(
 ///
 /// # Errors
 /// [`LedgerError::IdempotencyKeyReused`] when the key was first used for a different request.
-pub(super) async fn begin<R: DeserializeOwned>(
+pub(crate) async fn begin<R: DeserializeOwned>(
     conn: &mut PgConnection,
     operation: &str,
     key: &IdempotencyKey,
@@ -65,7 +65,7 @@ pub(super) async fn begin<R: DeserializeOwned>(
 }
 
 /// Stores the response of the request that claimed `key`.
-pub(super) async fn finish(
+pub(crate) async fn finish(
     conn: &mut PgConnection,
     key: &IdempotencyKey,
     response: &impl Serialize,

@@ -16,7 +16,7 @@ mod accounts;
 mod batcher;
 mod check;
 mod holds;
-mod idempotency;
+pub(crate) mod idempotency;
 mod ops;
 mod types;
 

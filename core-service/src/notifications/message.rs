@@ -106,6 +106,16 @@ pub fn render(kind: &str, payload: &Value) -> Rendered {
             "오늘 인증을 잊지 마세요".to_owned(),
             "인증 시간이 곧 끝나요. 지금 인증하고 참가비를 지키세요.".to_owned(),
         ),
+        "shop_order_canceled" => (
+            "주문 취소".to_owned(),
+            match (name(payload, "product_name"), points(payload, "amount")) {
+                (Some(product), Some(amount)) if amount != "0" => {
+                    format!("{product} 주문이 취소되어 {amount}P를 돌려드렸어요.")
+                }
+                (Some(product), _) => format!("{product} 주문이 취소되었어요."),
+                _ => "주문이 취소되었어요.".to_owned(),
+            },
+        ),
         "settlement_result" => (
             "챌린지 정산 완료".to_owned(),
             match (points(payload, "refund"), points(payload, "prize")) {
