@@ -763,3 +763,184 @@ async fn a_rebuild_from_the_events_equals_the_live_projections_after_a_mixed_his
     );
     assert_sound(&db).await;
 }
+
+// --- the internal HTTP API -------------------------------------------------------------------
+
+mod http {
+    use std::sync::Arc;
+
+    use axum::{body::Body, http::Request};
+    use http_body_util::BodyExt;
+    use nene_core::{AppState, clock::WallClock, http::router};
+    use nene_domain::signing::{
+        HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts, SigningSecret,
+    };
+    use serde_json::{Value, json};
+    use sqlx::PgPool;
+    use tower::ServiceExt;
+
+    use super::{ADMIN, fund};
+
+    const SECRET: &str = "core-test-secret-core-test-secret-0123";
+    const NOW: i64 = 1_790_000_000;
+
+    struct FixedClock;
+
+    impl WallClock for FixedClock {
+        fn now_unix_seconds(&self) -> i64 {
+            NOW
+        }
+    }
+
+    fn secret() -> SigningSecret {
+        SigningSecret::parse(SECRET).unwrap()
+    }
+
+    /// A signed call of the core's router as `user`: the status and the JSON answer.
+    async fn call(db: &PgPool, user: &str, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).unwrap()
+        };
+        let signature = secret().sign(&SignedParts {
+            method,
+            path_and_query: path,
+            timestamp_unix_seconds: NOW,
+            user,
+            body: &bytes,
+        });
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HEADER_TIMESTAMP, NOW.to_string())
+            .header(HEADER_SIGNATURE, signature)
+            .header("content-type", "application/json");
+        if !user.is_empty() {
+            request = request.header(HEADER_USER, user);
+        }
+        let state = AppState {
+            shop_admins: vec![ADMIN.to_owned()],
+            ..AppState::offline(db.clone(), secret(), Arc::new(FixedClock)).unwrap()
+        };
+        let response = router(state)
+            .oneshot(request.body(Body::from(bytes)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    fn product(price: i64, stock: i64) -> Value {
+        json!({
+            "name": "Mug", "category": "goods", "kind": "goods", "price": price, "stock": stock,
+            "images": ["https://cdn.example.com/mug.png"], "per_user_limit": 1,
+        })
+    }
+
+    #[sqlx::test(migrations = "./migrations")]
+    async fn the_routes_answer_with_the_shops_statuses_and_codes(db: PgPool) {
+        let create = "/internal/v1/admin/shop/products";
+        let (status, body) = call(&db, "someone", "POST", create, &product(0, 1)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("FORBIDDEN"))
+        );
+        let (status, body) = call(&db, ADMIN, "POST", create, &product(0, 1)).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["code"], "VALIDATION_FAILED");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("price"),
+            "{body}"
+        );
+        let (status, body) = call(&db, ADMIN, "POST", create, &product(800, 1)).await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        let detail = format!("/internal/v1/shop/products/{id}");
+        assert_eq!(
+            call(&db, "", "GET", &detail, &Value::Null).await.0,
+            404,
+            "unpublished"
+        );
+        let publish = format!("/internal/v1/admin/shop/products/{id}/publish");
+        let (status, _) = call(&db, ADMIN, "POST", &publish, &json!({"published": true})).await;
+        assert_eq!(status, 200);
+        let (status, list) = call(
+            &db,
+            "",
+            "GET",
+            "/internal/v1/shop/products?category=goods",
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(
+            (status, list["items"].as_array().map(Vec::len)),
+            (200, Some(1))
+        );
+
+        fund(&db, "buyer", &[1_000]).await;
+        fund(&db, "late", &[1_000]).await;
+        let place = format!("/internal/v1/shop/products/{id}/orders");
+        let (status, _) = call(&db, "buyer", "POST", &place, &json!({})).await;
+        assert_eq!(status, 400, "an order without its Idempotency-Key");
+        let (status, order) = call(
+            &db,
+            "buyer",
+            "POST",
+            &place,
+            &json!({"idempotency_key": "k1"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{order}");
+        assert_eq!(order["state"], "reserved");
+        let (status, body) = call(
+            &db,
+            "late",
+            "POST",
+            &place,
+            &json!({"idempotency_key": "k1"}),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("SOLD_OUT"))
+        );
+        let order_id = order["id"].as_str().unwrap();
+        let confirm = format!("/internal/v1/shop/orders/{order_id}/confirm");
+        let (status, confirmed) = call(&db, "buyer", "POST", &confirm, &Value::Null).await;
+        assert_eq!(
+            (status, confirmed["state"].as_str()),
+            (200, Some("confirmed"))
+        );
+        let (status, mine) = call(
+            &db,
+            "buyer",
+            "GET",
+            "/internal/v1/me/shop/orders",
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(
+            (status, mine["items"][0]["id"].as_str()),
+            (200, Some(order_id))
+        );
+        let (status, _) = call(&db, "", "GET", "/internal/v1/me/shop/orders", &Value::Null).await;
+        assert_eq!(status, 401);
+        let fulfil = format!("/internal/v1/admin/shop/orders/{order_id}/fulfil");
+        assert_eq!(call(&db, ADMIN, "POST", &fulfil, &Value::Null).await.0, 200);
+        let cancel = format!("/internal/v1/shop/orders/{order_id}/cancel");
+        let (status, body) = call(&db, "buyer", "POST", &cancel, &Value::Null).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("ORDER_STATE_CONFLICT"))
+        );
+        let refund = format!("/internal/v1/admin/shop/orders/{order_id}/cancel");
+        let (status, body) = call(&db, ADMIN, "POST", &refund, &Value::Null).await;
+        assert_eq!((status, body["state"].as_str()), (200, Some("refunded")));
+        super::assert_sound(&db).await;
+    }
+}

@@ -18,6 +18,7 @@ mod notifications;
 mod payments;
 mod search;
 pub mod server;
+mod shop;
 pub mod signature;
 
 use std::sync::Arc;
@@ -136,6 +137,7 @@ fn internal_routes(dev_mode: bool) -> Mounted {
     let mounted = challenges::mount(mounted);
     let mounted = payments::mount(mounted);
     let mounted = search::mount(mounted);
+    let mounted = shop::mount(mounted);
     notifications::mount(mounted)
 }
 

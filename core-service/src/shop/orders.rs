@@ -133,11 +133,13 @@ pub async fn place_order(
         tx.rollback().await?;
         return order(db, user, first.id).await;
     }
+    // Now in whole seconds rounded down (a cast would round up half the time): the deadline is
+    // then never later than the window after the events' own time.
     let row = sqlx::query!(
         r#"SELECT kind AS "kind: ProductKind", name, price, stock, per_user_limit, published,
                   extract(epoch FROM sale_starts_at)::int8 AS sale_starts_at,
                   extract(epoch FROM sale_ends_at)::int8 AS sale_ends_at,
-                  extract(epoch FROM platform_now())::int8 AS "now!"
+                  floor(extract(epoch FROM platform_now()))::int8 AS "now!"
            FROM shop_products WHERE id = $1"#,
         product
     )
@@ -300,29 +302,40 @@ async fn run_points(
     Ok(data)
 }
 
-/// Runs an undoing step's effect on the stock and the buyer's count: the unit back (goods, or a
-/// gift card's code never shown), and the order out of the buyer's per-user count.
-async fn run_stock_undo(
+/// Takes an order leaving for a final state out of its buyer's per-user count. Runs before the
+/// step's points move: the count's row comes before the wallet in the lock order.
+async fn uncount(
     conn: &mut PgConnection,
     order: &OrderProjection,
     transition: Transition,
 ) -> Result<(), ShopError> {
-    if transition.to.is_final() {
+    if transition.to.is_final() && order.state.counts_towards_limit() {
         sqlx::query!(
             "UPDATE shop_purchase_counts SET units = units - 1 WHERE product_id = $1 AND user_id = $2",
             order.product_id,
             order.user_id
         )
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     }
+    Ok(())
+}
+
+/// Runs an undoing step's effect on the stock: the unit back (goods, or a gift card's code never
+/// shown), or nothing (a shown code is burned). Runs last: the product's row is last in the lock
+/// order.
+async fn return_unit(
+    conn: &mut PgConnection,
+    order: &OrderProjection,
+    transition: Transition,
+) -> Result<(), ShopError> {
     match transition.stock {
         StockMove::Return => {
             sqlx::query!(
                 "UPDATE shop_products SET stock = stock + 1 WHERE id = $1 AND stock IS NOT NULL",
                 order.product_id
             )
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
         }
         StockMove::Keep | StockMove::Burn => {}
@@ -425,8 +438,9 @@ async fn cancel_locked(
     by: &str,
 ) -> Result<Transition, ShopError> {
     let transition = order.state.apply(OrderEvent::Canceled, order.kind)?;
+    uncount(conn, order, transition).await?;
     let mut data = run_points(conn, order, transition).await?;
-    run_stock_undo(conn, order, transition).await?;
+    return_unit(conn, order, transition).await?;
     data.by = Some(by.to_owned());
     events::record(conn, order, OrderEvent::Canceled, &data).await
 }
@@ -478,8 +492,9 @@ pub async fn admin_cancel(
     let had_points = order.state.points() == nene_domain::shop::PointsStanding::Taken;
     if order.state == OrderState::Fulfilled {
         let transition = order.state.apply(OrderEvent::Refunded, order.kind)?;
+        uncount(&mut tx, &order, transition).await?;
         let mut data = run_points(&mut tx, &order, transition).await?;
-        run_stock_undo(&mut tx, &order, transition).await?;
+        return_unit(&mut tx, &order, transition).await?;
         data.by = Some("admin".to_owned());
         events::record(&mut tx, &mut order, OrderEvent::Refunded, &data).await?;
     } else {
