@@ -547,6 +547,57 @@ async fn a_try_never_confirmed_gives_back_its_points_and_unit_after_its_deadline
 }
 
 #[sqlx::test(migrations = "./migrations")]
+async fn a_try_whose_hold_the_ledger_released_first_still_gives_back_its_unit(db: PgPool) {
+    let product = goods(&db, 2_000, 1).await;
+    let wallet = fund(&db, "late", &[5_000]).await;
+    let order = place(&db, "late", product.id).await.unwrap();
+    // Past the hold's own expiry, and the ledger's sweep runs before the shop's.
+    sqlx::query("UPDATE test_clock SET offset_seconds = $1")
+        .bind(shop::ORDER_CONFIRM_WINDOW_SECONDS + shop::HOLD_GRACE_SECONDS)
+        .execute(&db)
+        .await
+        .unwrap();
+    let mut tx = db.begin().await.unwrap();
+    assert_eq!(release_expired_holds_in_tx(&mut tx, 10).await.unwrap(), 1);
+    tx.commit().await.unwrap();
+    assert_eq!(shop::expire_overdue(&db, 100).await.unwrap(), 1);
+    assert_eq!(stock(&db, product.id).await, Some(1));
+    assert_eq!(balance(&db, wallet).await.available.get(), 5_000);
+    assert_eq!(
+        shop::order(&db, "late", order.id).await.unwrap().state,
+        OrderState::Canceled
+    );
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn one_buyer_placing_confirming_and_canceling_at_once_never_deadlocks(db: PgPool) {
+    let product = goods(&db, 100, 1_000).await;
+    let wallet = fund(&db, "busy", &[1_000_000]).await;
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let order = place(&db, "busy", product.id).await?;
+            shop::confirm_order(&db, "busy", order.id).await?;
+            shop::cancel_order(&db, "busy", order.id).await
+        }));
+    }
+    for task in tasks {
+        let canceled = task.await.unwrap().unwrap();
+        assert_eq!(canceled.state, OrderState::Canceled);
+    }
+    assert_eq!(stock(&db, product.id).await, Some(1_000));
+    assert_eq!(balance(&db, wallet).await.balance.get(), 1_000_000);
+    let counted: i32 = sqlx::query_scalar("SELECT units FROM shop_purchase_counts")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(counted, 0);
+    assert_sound(&db).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
 async fn canceling_a_confirmed_order_puts_the_points_back_into_the_same_lots(db: PgPool) {
     let product = goods(&db, 1_500, 3).await;
     // Two lots: the order takes all of the first and half of the second.
