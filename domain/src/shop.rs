@@ -116,12 +116,13 @@ pub enum Stock {
 }
 
 impl Stock {
-    /// The units as the `stock` column holds them: `None` for unlimited.
+    /// The units as the `stock` column holds them: `None` for unlimited. A count past `i32`
+    /// (never parsed: [`STOCK_MAX`] fits) saturates, which the column's CHECK refuses, rather than
+    /// reading as unlimited.
     #[must_use]
     pub fn units(self) -> Option<i32> {
         match self {
-            // At most STOCK_MAX, which fits i32 (asserted above).
-            Stock::Limited(units) => i32::try_from(units).ok(),
+            Stock::Limited(units) => Some(i32::try_from(units).unwrap_or(i32::MAX)),
             Stock::Unlimited => None,
         }
     }

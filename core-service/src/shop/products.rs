@@ -94,6 +94,16 @@ impl From<ProductRow> for Product {
     }
 }
 
+/// A per-user limit as its column holds it; a limit past `i32` (never parsed: the bound fits) is
+/// refused rather than stored as "no limit".
+fn column_limit(limit: Option<u32>) -> Result<Option<i32>, ShopError> {
+    limit
+        .map(|limit| {
+            i32::try_from(limit).map_err(|_| nene_domain::shop::ProductError::PerUserLimit.into())
+        })
+        .transpose()
+}
+
 /// The product `id` (published or not).
 ///
 /// # Errors
@@ -152,7 +162,7 @@ pub async fn create_product(
         details.price.get(),
         spec.stock.units(),
         &details.images,
-        details.per_user_limit.map(i64::from).and_then(|l| i32::try_from(l).ok()),
+        column_limit(details.per_user_limit)?,
         details.sale.starts_at,
         details.sale.ends_at,
     )
@@ -185,10 +195,7 @@ pub async fn edit_product(
         details.category,
         details.price.get(),
         &details.images,
-        details
-            .per_user_limit
-            .map(i64::from)
-            .and_then(|l| i32::try_from(l).ok()),
+        column_limit(details.per_user_limit)?,
         details.sale.starts_at,
         details.sale.ends_at,
     )
