@@ -149,7 +149,7 @@ async fn search_rebuild() -> ExitCode {
 
 /// `nene-core shop-rebuild`: both order projections (`shop_orders`, `shop_user_orders`) folded
 /// again from `shop_order_events` in one transaction (`nene_core::shop::rebuild`); safe while the
-/// core serves (new events wait for it).
+/// core serves (order steps wait for it; reads do not).
 async fn shop_rebuild() -> ExitCode {
     let lookup = |name: &str| std::env::var(name).ok();
     let outcome = async {

@@ -815,6 +815,34 @@ async fn a_rebuild_from_the_events_equals_the_live_projections_after_a_mixed_his
     assert_sound(&db).await;
 }
 
+#[sqlx::test(migrations = "./migrations")]
+async fn a_rebuild_while_orders_are_placed_and_confirmed_neither_fails_nor_loses_a_step(
+    db: PgPool,
+) {
+    let product = goods(&db, 100, 1_000).await;
+    let users: Vec<String> = (0..30).map(|i| format!("shopper-{i}")).collect();
+    fund_many(&db, &users, 1_000).await;
+    let mut tasks = Vec::new();
+    for user in users {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let order = place(&db, &user, product.id).await?;
+            shop::confirm_order(&db, &user, order.id).await.map(|_| ())
+        }));
+    }
+    for _ in 0..5 {
+        shop::rebuild(&db).await.unwrap();
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let live = projections(&db).await;
+    assert_eq!(live.0.len(), 30);
+    shop::rebuild(&db).await.unwrap();
+    assert_eq!(projections(&db).await, live);
+    assert_sound(&db).await;
+}
+
 // --- the internal HTTP API -------------------------------------------------------------------
 
 mod http {

@@ -278,15 +278,19 @@ pub async fn projections_from_events(
     Ok(orders)
 }
 
-/// Rebuilds both projections from the events, in one transaction that keeps new events out
+/// Rebuilds both projections from the events, in one transaction that keeps every order step out
 /// while it runs. Returns how many orders it wrote.
 ///
 /// # Errors
 /// As [`projections_from_events`]; nothing is changed then.
 pub async fn rebuild(db: &PgPool) -> Result<usize, ShopError> {
     let mut tx = db.begin().await?;
-    // SHARE conflicts with every writer's ROW EXCLUSIVE: appends wait for the rebuild to commit.
-    sqlx::query!("LOCK TABLE shop_order_events IN SHARE MODE")
+    // The projections, not the events: every step locks or writes `shop_orders` before
+    // `shop_user_orders`, and a try appends its first event before it writes either, so taking
+    // both projections (in that order) keeps every writer out without a cycle. Reads go on (they
+    // see the old rows until the commit). A try whose events this rebuild cannot see yet writes
+    // its projection rows after the commit.
+    sqlx::query!("LOCK TABLE shop_orders, shop_user_orders IN EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
     let orders = projections_from_events(&mut tx).await?;
