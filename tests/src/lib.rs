@@ -120,6 +120,12 @@ impl Process {
         }
     }
 
+    /// The process's id (its group's too): for reading its `/proc` figures.
+    #[must_use]
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The last lines of the process's output, for failure messages.
     #[must_use]
     pub fn log_tail(&self) -> String {
