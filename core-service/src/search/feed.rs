@@ -93,8 +93,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Rebuilds `index` from Postgres: every challenge and person, committed at a cursor from before
-/// the read began, so the feed then re-applies whatever changed during it, then compacted
-/// ([`SearchIndex::compact`]). Returns the number of documents.
+/// the read began, so the feed then re-applies whatever changed during it. Returns the number of
+/// documents.
 ///
 /// # Errors
 /// [`SearchError`] from Postgres or the index (the index keeps its last commit).
@@ -147,11 +147,7 @@ pub async fn rebuild(db: &PgPool, index: &Arc<dyn SearchIndex>) -> Result<u64, S
         }
     }
     let committing = Arc::clone(index);
-    blocking(move || {
-        committing.commit(start)?;
-        committing.compact()
-    })
-    .await?;
+    blocking(move || committing.commit(start)).await?;
     Ok(documents)
 }
 

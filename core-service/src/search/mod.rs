@@ -302,17 +302,6 @@ pub trait SearchIndex: Send + Sync + 'static {
     /// # Errors
     /// [`SearchError::Index`].
     fn commit(&self, cursor: FeedCursor) -> Result<(), SearchError>;
-
-    /// Merges what is committed into as few parts as the index can hold it in, keeping its feed
-    /// position: a rebuild's last step. An index written in one go is many parts (one per
-    /// writer buffer) and every query pays for each part. Nothing to do for an index without
-    /// parts.
-    ///
-    /// # Errors
-    /// [`SearchError::Index`].
-    fn compact(&self) -> Result<(), SearchError> {
-        Ok(())
-    }
 }
 
 /// Why search failed (one enum for the search layer).

@@ -26,7 +26,6 @@ use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, SegmentReader,
     TantivyDocument, Term,
     collector::TopDocs,
-    merge_policy::{LogMergePolicy, NoMergePolicy},
     query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery},
     schema::{
         FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -47,8 +46,6 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The writer's memory budget (tantivy's minimum is 15 MB per thread): enough to buffer a
 /// rebuild's batch of documents before it spills a segment; more only costs the replica RAM.
 pub const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
-/// How many times a rebuild's final merge is tried (see [`SearchIndex::compact`]).
-const COMPACT_ATTEMPTS: usize = 3;
 /// Latin words this long or longer also match at one edit (a typo); shorter ones would match
 /// too many other words.
 pub const FUZZY_WORD_CHARS_MIN: usize = 5;
@@ -724,11 +721,7 @@ impl SearchIndex for TantivyIndex {
     }
 
     fn stage_clear(&self) -> Result<(), SearchError> {
-        let writer = self.lock_writer()?;
-        // A rebuild merges once, at its end (`compact`): merges in the background meanwhile
-        // would redo the work and take the segments from under that merge.
-        writer.set_merge_policy(Box::new(NoMergePolicy));
-        writer.delete_all_documents()?;
+        self.lock_writer()?.delete_all_documents()?;
         Ok(())
     }
 
@@ -748,36 +741,6 @@ impl SearchIndex for TantivyIndex {
         if let Ok(mut current) = self.cursor.lock() {
             *current = Some(cursor);
         }
-        Ok(())
-    }
-
-    /// Merges every committed segment into one and waits for it. The merge keeps the last
-    /// commit's payload (the feed position). A rebuild leaves a segment per flushed writer
-    /// buffer ([`WRITER_MEMORY_BYTES`]); every query pays per segment for its term lookups, its
-    /// typo automata and the ranking's fast fields. The cost: the rebuild's time about doubles
-    /// (docs/decisions/0017-search.md, "Measured").
-    ///
-    /// Background merges are off from the rebuild's [`SearchIndex::stage_clear`] until here; a
-    /// merge started before it may still be running, and would take segments from under this
-    /// one: then this one fails and is tried again on the segments as they are.
-    fn compact(&self) -> Result<(), SearchError> {
-        let mut outcome = Ok(());
-        for _ in 0..COMPACT_ATTEMPTS {
-            let segments = self.index.searchable_segment_ids()?;
-            if segments.len() <= 1 {
-                outcome = Ok(());
-                break;
-            }
-            let merged = self.lock_writer()?.merge(&segments);
-            outcome = merged.wait().map(|_| ());
-            if outcome.is_ok() {
-                break;
-            }
-        }
-        self.lock_writer()?
-            .set_merge_policy(Box::new(LogMergePolicy::default()));
-        outcome?;
-        self.reader.reload()?;
         Ok(())
     }
 }
