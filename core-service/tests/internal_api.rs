@@ -534,39 +534,6 @@ async fn every_route_of_a_user_refuses_a_request_signed_for_no_user(db: PgPool) 
         ("POST", format!("/internal/v1/proofs/{proof}/appeal")),
         ("POST", format!("/internal/v1/admin/proofs/{proof}/review")),
         ("GET", "/internal/v1/admin/proofs/queue".to_owned()),
-        (
-            "POST",
-            format!("/internal/v1/shop/products/{challenge}/orders"),
-        ),
-        ("POST", format!("/internal/v1/shop/orders/{proof}/confirm")),
-        ("POST", format!("/internal/v1/shop/orders/{proof}/cancel")),
-        ("GET", format!("/internal/v1/shop/orders/{proof}")),
-        ("GET", "/internal/v1/me/shop/orders".to_owned()),
-        ("POST", "/internal/v1/admin/shop/products".to_owned()),
-        (
-            "PUT",
-            format!("/internal/v1/admin/shop/products/{challenge}"),
-        ),
-        (
-            "POST",
-            format!("/internal/v1/admin/shop/products/{challenge}/publish"),
-        ),
-        (
-            "POST",
-            format!("/internal/v1/admin/shop/products/{challenge}/restock"),
-        ),
-        (
-            "POST",
-            format!("/internal/v1/admin/shop/products/{challenge}/codes"),
-        ),
-        (
-            "POST",
-            format!("/internal/v1/admin/shop/orders/{proof}/fulfil"),
-        ),
-        (
-            "POST",
-            format!("/internal/v1/admin/shop/orders/{proof}/cancel"),
-        ),
     ];
     for (method, path) in routes {
         let (status, body) = send(

@@ -15,7 +15,6 @@
 //! type, so a field renamed on one side does not compile on the other.
 
 pub mod auth;
-pub mod shop;
 
 /// An HTTP method of an internal route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -209,35 +208,6 @@ routes! {
     SEARCH = Production Get "/internal/v1/search";
     /// Search: completions of a prefix, from the first character.
     SEARCH_SUGGEST = Production Get "/internal/v1/search/suggest";
-
-    /// The shop: published products, by category, a page at a time.
-    SHOP_PRODUCTS = Production Get "/internal/v1/shop/products";
-    /// The shop: one published product.
-    SHOP_PRODUCT = Production Get "/internal/v1/shop/products/{id}";
-    /// The shop: an order of one unit (the try: a unit reserved, the price held).
-    SHOP_ORDER_PLACE = Production Post "/internal/v1/shop/products/{id}/orders";
-    /// The shop: an order confirmed (its hold posted; a gift card fulfilled).
-    SHOP_ORDER_CONFIRM = Production Post "/internal/v1/shop/orders/{id}/confirm";
-    /// The shop: an order canceled by its buyer, until fulfilled.
-    SHOP_ORDER_CANCEL = Production Post "/internal/v1/shop/orders/{id}/cancel";
-    /// The shop: one of the signed user's orders, with its gift code.
-    SHOP_ORDER = Production Get "/internal/v1/shop/orders/{id}";
-    /// The shop: the signed user's orders, newest first.
-    SHOP_MY_ORDERS = Production Get "/internal/v1/me/shop/orders";
-    /// The shop's admins: a product created (unpublished).
-    SHOP_ADMIN_CREATE = Production Post "/internal/v1/admin/shop/products";
-    /// The shop's admins: a product's editable fields replaced.
-    SHOP_ADMIN_EDIT = Production Put "/internal/v1/admin/shop/products/{id}";
-    /// The shop's admins: a product published or unpublished.
-    SHOP_ADMIN_PUBLISH = Production Post "/internal/v1/admin/shop/products/{id}/publish";
-    /// The shop's admins: units added to a product's stock.
-    SHOP_ADMIN_RESTOCK = Production Post "/internal/v1/admin/shop/products/{id}/restock";
-    /// The shop's admins: codes loaded into a gift card's pool.
-    SHOP_ADMIN_GIFT_CODES = Production Post "/internal/v1/admin/shop/products/{id}/codes";
-    /// The shop's admins: a goods order marked sent.
-    SHOP_ADMIN_FULFIL = Production Post "/internal/v1/admin/shop/orders/{id}/fulfil";
-    /// The shop's admins: an order canceled, or refunded once fulfilled.
-    SHOP_ADMIN_CANCEL = Production Post "/internal/v1/admin/shop/orders/{id}/cancel";
 
     /// Dev only: moves the platform's clock (the edge's dev route `POST /v1/dev/clock`).
     DEV_CLOCK = DevOnly Post "/internal/v1/dev/clock";

@@ -18,7 +18,6 @@ mod notifications;
 mod payments;
 mod search;
 pub mod server;
-mod shop;
 pub mod signature;
 
 use std::sync::Arc;
@@ -137,7 +136,6 @@ fn internal_routes(dev_mode: bool) -> Mounted {
     let mounted = challenges::mount(mounted);
     let mounted = payments::mount(mounted);
     let mounted = search::mount(mounted);
-    let mounted = shop::mount(mounted);
     notifications::mount(mounted)
 }
 
