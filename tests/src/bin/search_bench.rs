@@ -1320,159 +1320,22 @@ async fn main() -> std::process::ExitCode {
     let rss_started = proc_mib(core_pid, "VmRSS");
     let mix = Arc::new(query_mix(query_count));
 
-    eprintln!("{query_count} queries from {client_count} clients against the core's index …");
-    // One pass to fault the index's files in, as a replica that has served a while has them.
-    let warm = Arc::clone(&mix);
-    let (warm_http, warm_url) = (http.clone(), core_url.clone());
-    let _ = clients("warm-up", baseline_count, client_count, move |i| {
-        let (query, http, url) = (warm[i].clone(), warm_http.clone(), warm_url.clone());
-        async move { index_ids(&http, &url, &query).await.is_some() }
-    })
-    .await;
-    // The floor: one client, so no query waits for another; the service time of each.
-    let (floor_mix, floor_http, floor_url) = (Arc::clone(&mix), http.clone(), core_url.clone());
-    let floor_run = clients(
-        "tantivy index through the core, 1 client (floor)",
-        baseline_count,
-        1,
-        move |i| {
-            let (query, http, url) = (floor_mix[i].clone(), floor_http.clone(), floor_url.clone());
-            async move { index_ids(&http, &url, &query).await.is_some() }
-        },
-    )
-    .await;
-    let by_kind: Arc<Mutex<HashMap<QueryKind, Vec<Duration>>>> = Arc::default();
-    let (index_mix, index_http, index_url, index_kinds) = (
-        Arc::clone(&mix),
-        http.clone(),
-        core_url.clone(),
-        Arc::clone(&by_kind),
-    );
-    let index_run = clients(
-        "tantivy index through the core (HTTP, signed)",
+    let (index_run, floor_run, by_kind) = core_runs(
+        &http,
+        &core_url,
+        &mix,
         query_count,
-        client_count,
-        move |i| {
-            let (query, http, url, kinds) = (
-                index_mix[i].clone(),
-                index_http.clone(),
-                index_url.clone(),
-                Arc::clone(&index_kinds),
-            );
-            async move {
-                let began = Instant::now();
-                let ok = index_ids(&http, &url, &query).await.is_some();
-                if let Ok(mut kinds) = kinds.lock() {
-                    kinds.entry(query.kind).or_default().push(began.elapsed());
-                }
-                ok
-            }
-        },
-    )
-    .await;
-
-    eprintln!("the first {baseline_count} of the same queries as ILIKE (no index) …");
-    let (ilike_mix, ilike_db) = (Arc::clone(&mix), db.clone());
-    let ilike_run = clients(
-        "Postgres ILIKE '%q%' (browse today, no index)",
         baseline_count,
         client_count,
-        move |i| {
-            let (query, db) = (ilike_mix[i].clone(), ilike_db.clone());
-            async move { ilike(&db, &query, 20).await.is_ok() }
-        },
     )
     .await;
 
-    eprintln!("pg_trgm: GIN indexes …");
-    let began = Instant::now();
-    for statement in [
-        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-        "CREATE INDEX bench_challenges_title_trgm ON challenges USING gin (title gin_trgm_ops)",
-        "CREATE INDEX bench_challenges_description_trgm ON challenges USING gin (description gin_trgm_ops)",
-        "CREATE INDEX bench_users_nickname_trgm ON users USING gin (nickname gin_trgm_ops)",
-        "CREATE INDEX bench_users_bio_trgm ON users USING gin (bio gin_trgm_ops)",
-    ] {
-        sqlx::query(statement)
-            .execute(&db)
-            .await
-            .unwrap_or_else(|e| panic!("{statement}: {e}"));
-    }
-    let trgm_built_in = began.elapsed();
-    let trgm_bytes: i64 = sqlx::query_scalar(
-        "SELECT sum(pg_relation_size(indexrelid))::int8 FROM pg_index i \
-         JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'bench_%_trgm'",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap_or(0);
-    eprintln!("the first {baseline_count} of the same queries as pg_trgm similarity …");
-    let (trgm_mix, trgm_db) = (Arc::clone(&mix), db.clone());
-    let trgm_run = clients(
-        "Postgres pg_trgm word similarity (GIN)",
-        baseline_count,
-        client_count,
-        move |i| {
-            let (query, db) = (trgm_mix[i].clone(), trgm_db.clone());
-            async move { trigram(&db, &query, 20).await.is_ok() }
-        },
-    )
-    .await;
+    let (ilike_run, trgm_run, trgm_built_in, trgm_bytes) =
+        baselines(&db, &mix, baseline_count, client_count).await;
 
-    eprintln!("relevance of the judged queries …");
-    let mut relevance = Vec::new();
-    for (judged, grades) in JUDGED.iter().zip(&planted) {
-        let query = Query {
-            kind: QueryKind::English,
-            text: judged.query.to_owned(),
-            users: judged.users,
-        };
-        let index = index_ids(&http, &core_url, &query)
-            .await
-            .unwrap_or_default();
-        let like = ilike(&db, &query, 10).await.unwrap_or_default();
-        let trgm = trigram(&db, &query, 10).await.unwrap_or_default();
-        relevance.push((
-            judged.query,
-            judge(&index, grades),
-            judge(&like, grades),
-            judge(&trgm, grades),
-        ));
-    }
+    let relevance = judged_relevance(&http, &core_url, &db, &planted).await;
 
-    eprintln!("freshness: {freshness_samples} challenges created through the core …");
-    let mut fresh = Vec::new();
-    let mut missing = 0;
-    for n in 0..freshness_samples {
-        let word = probe_word(n);
-        let Some(id) = create_challenge(&http, &core_url, &format!("Freshness {word}")).await
-        else {
-            missing += 1;
-            continue;
-        };
-        let written = Instant::now();
-        let query = Query {
-            kind: QueryKind::English,
-            text: word,
-            users: false,
-        };
-        loop {
-            let found = index_ids(&http, &core_url, &query)
-                .await
-                .is_some_and(|ids| ids.contains(&id));
-            if found {
-                fresh.push(written.elapsed());
-                break;
-            }
-            if written.elapsed() > FRESHNESS_GIVE_UP {
-                missing += 1;
-                fresh.push(FRESHNESS_GIVE_UP);
-                break;
-            }
-            tokio::time::sleep(FRESHNESS_POLL).await;
-        }
-    }
-    fresh.sort_unstable();
+    let (fresh, missing) = freshness(&http, &core_url, freshness_samples).await;
     let rss_peak = proc_mib(core_pid, "VmHWM");
     let rss_now = proc_mib(core_pid, "VmRSS");
 
@@ -1489,36 +1352,12 @@ async fn main() -> std::process::ExitCode {
         generated_in.as_secs_f64(),
         vacuumed_in.as_secs_f64()
     );
-    println!(
-        "{:<52} {:>7} {:>9} {:>8} {:>8} {:>8} {:>5}",
-        "run", "queries", "q/s", "p50 ms", "p99 ms", "max ms", "fail"
+    print_runs(
+        &[&index_run, &floor_run, &ilike_run, &trgm_run],
+        &by_kind,
+        baseline_count,
+        query_count,
     );
-    print_row(&index_run);
-    print_row(&floor_run);
-    print_row(&ilike_run);
-    print_row(&trgm_run);
-    if baseline_count < query_count {
-        println!(
-            "(the two Postgres baselines ran the first {baseline_count} queries of the same \
-             shuffled mix: all {query_count} would take too long under ILIKE)"
-        );
-    }
-    let kinds = by_kind
-        .lock()
-        .map(|kinds| kinds.clone())
-        .unwrap_or_default();
-    let mut kinds: Vec<_> = kinds.into_iter().collect();
-    kinds.sort_by_key(|(kind, _)| *kind);
-    for (kind, mut latencies) in kinds {
-        latencies.sort_unstable();
-        println!(
-            "  index, {:<22} {:>6} queries  p50 {:>6.2} ms  p99 {:>6.2} ms",
-            format!("{kind:?}"),
-            latencies.len(),
-            percentile_ms(&latencies, 0.5),
-            percentile_ms(&latencies, 0.99)
-        );
-    }
     let times_ilike = index_run.rate() / ilike_run.rate();
     let core_p99 = index_run.ms(0.99);
     let build_seconds = built_in.as_secs_f64();
@@ -1569,6 +1408,223 @@ async fn main() -> std::process::ExitCode {
         verdict(fresh_p99 <= GOAL_FRESH_P99_MS && missing == 0)
     );
     println!();
+    print_relevance(&relevance);
+    let (edge_hits, edge_trivial, not_hits) =
+        edge_runs(&http, &core_url, &dir, &mix, edge_requests, client_count).await;
+    drop(core);
+    println!();
+    print_row(&edge_hits);
+    print_row(&edge_trivial);
+    let edge_ratio = edge_hits.ms(0.99) / edge_trivial.ms(0.99);
+    println!(
+        "edge hit p99 / trivial p99: {edge_ratio:.2}   goal ≤ {GOAL_EDGE_RATIO}   {}   \
+         ({not_hits} of {} measured answers were not `hit`)",
+        verdict(edge_ratio <= GOAL_EDGE_RATIO && not_hits == 0),
+        edge_hits.latencies.len()
+    );
+    drop(db);
+    drop(database);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::process::ExitCode::SUCCESS
+}
+
+/// A judged query's figures: nDCG@10 and P@10 of the index, ILIKE and pg_trgm.
+type Relevance = (&'static str, (f64, f64), (f64, f64), (f64, f64));
+/// Each query's latency through the core, by the kind of query it is.
+type ByKind = Arc<Mutex<HashMap<QueryKind, Vec<Duration>>>>;
+
+/// The index through the core: one warm-up pass, the one-client floor, then the whole mix from
+/// `client_count` clients, each query's latency kept by its kind.
+async fn core_runs(
+    http: &reqwest::Client,
+    core_url: &str,
+    mix: &Arc<Vec<Query>>,
+    query_count: usize,
+    baseline_count: usize,
+    client_count: usize,
+) -> (Figures, Figures, ByKind) {
+    eprintln!("{query_count} queries from {client_count} clients against the core's index …");
+    // One pass to fault the index's files in, as a replica that has served a while has them.
+    let warm = Arc::clone(mix);
+    let (warm_http, warm_url) = (http.clone(), core_url.to_owned());
+    let _ = clients("warm-up", baseline_count, client_count, move |i| {
+        let (query, http, url) = (warm[i].clone(), warm_http.clone(), warm_url.clone());
+        async move { index_ids(&http, &url, &query).await.is_some() }
+    })
+    .await;
+    // The floor: one client, so no query waits for another; the service time of each.
+    let (floor_mix, floor_http, floor_url) = (Arc::clone(mix), http.clone(), core_url.to_owned());
+    let floor_run = clients(
+        "tantivy index through the core, 1 client (floor)",
+        baseline_count,
+        1,
+        move |i| {
+            let (query, http, url) = (floor_mix[i].clone(), floor_http.clone(), floor_url.clone());
+            async move { index_ids(&http, &url, &query).await.is_some() }
+        },
+    )
+    .await;
+    let by_kind: Arc<Mutex<HashMap<QueryKind, Vec<Duration>>>> = Arc::default();
+    let (index_mix, index_http, index_url, index_kinds) = (
+        Arc::clone(mix),
+        http.clone(),
+        core_url.to_owned(),
+        Arc::clone(&by_kind),
+    );
+    let index_run = clients(
+        "tantivy index through the core (HTTP, signed)",
+        query_count,
+        client_count,
+        move |i| {
+            let (query, http, url, kinds) = (
+                index_mix[i].clone(),
+                index_http.clone(),
+                index_url.clone(),
+                Arc::clone(&index_kinds),
+            );
+            async move {
+                let began = Instant::now();
+                let ok = index_ids(&http, &url, &query).await.is_some();
+                if let Ok(mut kinds) = kinds.lock() {
+                    kinds.entry(query.kind).or_default().push(began.elapsed());
+                }
+                ok
+            }
+        },
+    )
+    .await;
+    (index_run, floor_run, by_kind)
+}
+
+/// The same queries against Postgres: ILIKE without an index, then pg_trgm with its GIN indexes
+/// (made here, after the ILIKE run); with the indexes' build time and size.
+async fn baselines(
+    db: &PgPool,
+    mix: &Arc<Vec<Query>>,
+    baseline_count: usize,
+    client_count: usize,
+) -> (Figures, Figures, Duration, i64) {
+    eprintln!("the first {baseline_count} of the same queries as ILIKE (no index) …");
+    let (ilike_mix, ilike_db) = (Arc::clone(mix), db.clone());
+    let ilike_run = clients(
+        "Postgres ILIKE '%q%' (browse today, no index)",
+        baseline_count,
+        client_count,
+        move |i| {
+            let (query, db) = (ilike_mix[i].clone(), ilike_db.clone());
+            async move { ilike(&db, &query, 20).await.is_ok() }
+        },
+    )
+    .await;
+
+    eprintln!("pg_trgm: GIN indexes …");
+    let began = Instant::now();
+    for statement in [
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        "CREATE INDEX bench_challenges_title_trgm ON challenges USING gin (title gin_trgm_ops)",
+        "CREATE INDEX bench_challenges_description_trgm ON challenges USING gin (description gin_trgm_ops)",
+        "CREATE INDEX bench_users_nickname_trgm ON users USING gin (nickname gin_trgm_ops)",
+        "CREATE INDEX bench_users_bio_trgm ON users USING gin (bio gin_trgm_ops)",
+    ] {
+        sqlx::query(statement)
+            .execute(db)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    let trgm_built_in = began.elapsed();
+    let trgm_bytes: i64 = sqlx::query_scalar(
+        "SELECT sum(pg_relation_size(indexrelid))::int8 FROM pg_index i \
+         JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'bench_%_trgm'",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap_or(0);
+    eprintln!("the first {baseline_count} of the same queries as pg_trgm similarity …");
+    let (trgm_mix, trgm_db) = (Arc::clone(mix), db.clone());
+    let trgm_run = clients(
+        "Postgres pg_trgm word similarity (GIN)",
+        baseline_count,
+        client_count,
+        move |i| {
+            let (query, db) = (trgm_mix[i].clone(), trgm_db.clone());
+            async move { trigram(&db, &query, 20).await.is_ok() }
+        },
+    )
+    .await;
+    (ilike_run, trgm_run, trgm_built_in, trgm_bytes)
+}
+
+/// The judged queries' top 10 from the index, ILIKE and pg_trgm, graded against `planted`.
+async fn judged_relevance(
+    http: &reqwest::Client,
+    core_url: &str,
+    db: &PgPool,
+    planted: &[HashMap<String, u32>],
+) -> Vec<Relevance> {
+    eprintln!("relevance of the judged queries …");
+    let mut relevance = Vec::new();
+    for (judged, grades) in JUDGED.iter().zip(planted) {
+        let query = Query {
+            kind: QueryKind::English,
+            text: judged.query.to_owned(),
+            users: judged.users,
+        };
+        let index = index_ids(http, core_url, &query).await.unwrap_or_default();
+        let like = ilike(db, &query, 10).await.unwrap_or_default();
+        let trgm = trigram(db, &query, 10).await.unwrap_or_default();
+        relevance.push((
+            judged.query,
+            judge(&index, grades),
+            judge(&like, grades),
+            judge(&trgm, grades),
+        ));
+    }
+    relevance
+}
+
+/// Write → searchable: `samples` challenges created through the core's API, each polled for
+/// until the index finds it; the latencies sorted, and how many were never found.
+async fn freshness(
+    http: &reqwest::Client,
+    core_url: &str,
+    samples: usize,
+) -> (Vec<Duration>, usize) {
+    eprintln!("freshness: {samples} challenges created through the core …");
+    let mut fresh = Vec::new();
+    let mut missing = 0;
+    for n in 0..samples {
+        let word = probe_word(n);
+        let Some(id) = create_challenge(http, core_url, &format!("Freshness {word}")).await else {
+            missing += 1;
+            continue;
+        };
+        let written = Instant::now();
+        let query = Query {
+            kind: QueryKind::English,
+            text: word,
+            users: false,
+        };
+        loop {
+            let found = index_ids(http, core_url, &query)
+                .await
+                .is_some_and(|ids| ids.contains(&id));
+            if found {
+                fresh.push(written.elapsed());
+                break;
+            }
+            if written.elapsed() > FRESHNESS_GIVE_UP {
+                missing += 1;
+                fresh.push(FRESHNESS_GIVE_UP);
+                break;
+            }
+            tokio::time::sleep(FRESHNESS_POLL).await;
+        }
+    }
+    fresh.sort_unstable();
+    (fresh, missing)
+}
+
+fn print_relevance(relevance: &[Relevance]) {
     println!(
         "relevance of the top {JUDGED_DEPTH} (nDCG@10 / P@10; hand-judged documents planted \
          among the generated ones)"
@@ -1578,7 +1634,7 @@ async fn main() -> std::process::ExitCode {
         "query", "index", "ILIKE", "pg_trgm"
     );
     let mut sums = [(0.0, 0.0); 3];
-    for (query, index, like, trgm) in &relevance {
+    for (query, index, like, trgm) in relevance {
         println!(
             "{} {:>7.2} / {:>4.1} {:>7.2} / {:>4.1} {:>7.2} / {:>4.1}",
             padded(query, 20),
@@ -1605,8 +1661,20 @@ async fn main() -> std::process::ExitCode {
         sums[2].0 / judged,
         sums[2].1 / judged
     );
+}
+
+/// Through the edge under `wrangler dev`: cached first pages (each round's keys warmed until they
+/// hit) beside the trivial route, round by round; and how many measured answers were not hits.
+async fn edge_runs(
+    http: &reqwest::Client,
+    core_url: &str,
+    dir: &Path,
+    mix: &Arc<Vec<Query>>,
+    edge_requests: usize,
+    client_count: usize,
+) -> (Figures, Figures, usize) {
     eprintln!("the edge: wrangler dev in front of the core …");
-    let edge = Wrangler::start(&core_url, &dir.join("state"), &dir).await;
+    let edge = Wrangler::start(core_url, &dir.join("state"), dir).await;
     let token = token_for(READER);
     // Distinct first-page searches, a fresh set per round.
     let mut seen = std::collections::HashSet::new();
@@ -1629,11 +1697,7 @@ async fn main() -> std::process::ExitCode {
         // stored after its response).
         for query in keys {
             for _ in 0..EDGE_WARM_TRIES {
-                if edge_search(&http, &edge.url, &token, query)
-                    .await
-                    .as_deref()
-                    == Some("hit")
-                {
+                if edge_search(http, &edge.url, &token, query).await.as_deref() == Some("hit") {
                     break;
                 }
                 tokio::time::sleep(EDGE_WARM_PAUSE).await;
@@ -1700,20 +1764,38 @@ async fn main() -> std::process::ExitCode {
         failures: trivial_failures,
     };
     let not_hits = not_hits.load(Ordering::Relaxed);
-    drop(edge);
-    drop(core);
-    println!();
-    print_row(&edge_hits);
-    print_row(&edge_trivial);
-    let edge_ratio = edge_hits.ms(0.99) / edge_trivial.ms(0.99);
+    (edge_hits, edge_trivial, not_hits)
+}
+
+/// The runs' table, then the index's latencies by kind of query.
+fn print_runs(runs: &[&Figures], by_kind: &ByKind, baseline_count: usize, query_count: usize) {
     println!(
-        "edge hit p99 / trivial p99: {edge_ratio:.2}   goal ≤ {GOAL_EDGE_RATIO}   {}   \
-         ({not_hits} of {} measured answers were not `hit`)",
-        verdict(edge_ratio <= GOAL_EDGE_RATIO && not_hits == 0),
-        edge_hits.latencies.len()
+        "{:<52} {:>7} {:>9} {:>8} {:>8} {:>8} {:>5}",
+        "run", "queries", "q/s", "p50 ms", "p99 ms", "max ms", "fail"
     );
-    drop(db);
-    drop(database);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::process::ExitCode::SUCCESS
+    for run in runs {
+        print_row(run);
+    }
+    if baseline_count < query_count {
+        println!(
+            "(the two Postgres baselines ran the first {baseline_count} queries of the same \
+             shuffled mix: all {query_count} would take too long under ILIKE)"
+        );
+    }
+    let kinds = by_kind
+        .lock()
+        .map(|kinds| kinds.clone())
+        .unwrap_or_default();
+    let mut kinds: Vec<_> = kinds.into_iter().collect();
+    kinds.sort_by_key(|(kind, _)| *kind);
+    for (kind, mut latencies) in kinds {
+        latencies.sort_unstable();
+        println!(
+            "  index, {:<22} {:>6} queries  p50 {:>6.2} ms  p99 {:>6.2} ms",
+            format!("{kind:?}"),
+            latencies.len(),
+            percentile_ms(&latencies, 0.5),
+            percentile_ms(&latencies, 0.99)
+        );
+    }
 }
