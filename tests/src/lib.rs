@@ -567,36 +567,50 @@ pub async fn signed_call(
     } else {
         serde_json::to_vec(body).unwrap_or_default()
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-    let signature = nene_domain::signing::SigningSecret::parse(SIGNING_SECRET)
-        .unwrap()
-        .sign(&nene_domain::signing::SignedParts {
-            method,
-            path_and_query: path,
-            timestamp_unix_seconds: now,
-            user,
-            body: &bytes,
-        });
-    let mut request = client()
-        .request(
-            method.parse().unwrap_or(reqwest::Method::GET),
-            format!("{core_url}{path}"),
-        )
-        .header(nene_domain::signing::HEADER_TIMESTAMP, now.to_string())
-        .header(nene_domain::signing::HEADER_SIGNATURE, signature)
-        .header("content-type", "application/json")
-        .body(bytes);
-    if !user.is_empty() {
-        request = request.header(nene_domain::signing::HEADER_USER, user);
-    }
+    let method = method.parse().unwrap_or(reqwest::Method::GET);
+    let request = signed_request(&client(), core_url, method, path, user, &bytes);
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (
         status,
         response.json().await.unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// A request to the core at `core_url`, signed as the edge signs it (as `user`; none when empty).
+///
+/// # Panics
+/// Never for the test secret.
+pub fn signed_request(
+    client: &reqwest::Client,
+    core_url: &str,
+    method: reqwest::Method,
+    path_and_query: &str,
+    user: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let signature = nene_domain::signing::SigningSecret::parse(SIGNING_SECRET)
+        .unwrap()
+        .sign(&nene_domain::signing::SignedParts {
+            method: method.as_str(),
+            path_and_query,
+            timestamp_unix_seconds: now,
+            user,
+            body,
+        });
+    let mut request = client
+        .request(method, format!("{core_url}{path_and_query}"))
+        .header(nene_domain::signing::HEADER_TIMESTAMP, now.to_string())
+        .header(nene_domain::signing::HEADER_SIGNATURE, signature)
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if !user.is_empty() {
+        request = request.header(nene_domain::signing::HEADER_USER, user);
+    }
+    request
 }
 
 /// The tests' connections to a core's database: enough for a test's parallel funding, few enough

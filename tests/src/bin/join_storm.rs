@@ -16,13 +16,10 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use nene_domain::signing::{
-    HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts, SigningSecret,
-};
-use nene_e2e::{Core, SIGNING_SECRET, Wrangler, scratch_dir, token_for};
+use nene_e2e::{Core, Wrangler, scratch_dir, signed_request, token_for};
 use serde_json::{Value, json};
 
 const FEE: i64 = 10_000;
@@ -33,42 +30,6 @@ fn client() -> reqwest::Client {
         .pool_max_idle_per_host(10_000)
         .build()
         .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
-fn signed(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    path: &str,
-    user: &str,
-    body: &[u8],
-) -> reqwest::RequestBuilder {
-    let timestamp = now();
-    let signature = SigningSecret::parse(SIGNING_SECRET)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .sign(&SignedParts {
-            method: method.as_str(),
-            path_and_query: path,
-            timestamp_unix_seconds: timestamp,
-            user,
-            body,
-        });
-    let mut request = client
-        .request(method, format!("{url}{path}"))
-        .header(HEADER_TIMESTAMP, timestamp.to_string())
-        .header(HEADER_SIGNATURE, signature)
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    if !user.is_empty() {
-        request = request.header(HEADER_USER, user);
-    }
-    request
 }
 
 async fn core_json(
@@ -83,7 +44,7 @@ async fn core_json(
     } else {
         serde_json::to_vec(body).unwrap_or_default()
     };
-    signed(&client(), method, &core.url, path, user, &bytes)
+    signed_request(&client(), &core.url, method, path, user, &bytes)
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -235,10 +196,10 @@ async fn main() -> std::process::ExitCode {
         "join storm straight against the core",
         (0..users)
             .map(|i| {
-                signed(
+                signed_request(
                     &http,
-                    reqwest::Method::POST,
                     &core.url,
+                    reqwest::Method::POST,
                     &path,
                     &format!("user-{i}"),
                     b"",

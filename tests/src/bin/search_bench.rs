@@ -32,14 +32,13 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use nene_domain::{
-    internal_api,
-    signing::{HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER, SignedParts, SigningSecret},
+use nene_domain::internal_api;
+use nene_e2e::{
+    Database, Process, SIGNING_SECRET, Wrangler, free_port, scratch_dir, signed_request, token_for,
 };
-use nene_e2e::{Database, Process, SIGNING_SECRET, Wrangler, free_port, scratch_dir, token_for};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgPool, postgres::PgPoolOptions};
 
@@ -642,46 +641,12 @@ fn required(name: &str) -> String {
     })
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .pool_max_idle_per_host(256)
         .build()
         .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A request to the core signed as the edge signs it.
-fn signed(
-    client: &reqwest::Client,
-    core_url: &str,
-    method: reqwest::Method,
-    path_and_query: &str,
-    user: &str,
-    body: &[u8],
-) -> reqwest::RequestBuilder {
-    let timestamp = now();
-    let signature = SigningSecret::parse(SIGNING_SECRET)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .sign(&SignedParts {
-            method: method.as_str(),
-            path_and_query,
-            timestamp_unix_seconds: timestamp,
-            user,
-            body,
-        });
-    client
-        .request(method, format!("{core_url}{path_and_query}"))
-        .header(HEADER_TIMESTAMP, timestamp.to_string())
-        .header(HEADER_SIGNATURE, signature)
-        .header(HEADER_USER, user)
-        .header("content-type", "application/json")
-        .body(body.to_vec())
 }
 
 /// The core's path and query for `query`: a search of its type, or a suggestion.
@@ -1098,7 +1063,7 @@ async fn trigram(db: &PgPool, query: &Query, limit: i64) -> Result<Vec<String>, 
 
 /// The ids the core's index answers for `query` (its first page).
 async fn index_ids(http: &reqwest::Client, core_url: &str, query: &Query) -> Option<Vec<String>> {
-    let response = signed(
+    let response = signed_request(
         http,
         core_url,
         reqwest::Method::GET,
@@ -1166,7 +1131,7 @@ fn probe_word(n: usize) -> String {
 /// Creates a challenge through the core's API (as the edge does); its id.
 async fn create_challenge(http: &reqwest::Client, core_url: &str, title: &str) -> Option<String> {
     let body = serde_json::to_vec(&nene_e2e::challenge_body(title, 10_000, 100)).ok()?;
-    let response = signed(
+    let response = signed_request(
         http,
         core_url,
         reqwest::Method::POST,
