@@ -55,15 +55,15 @@ struct Text {
 fn checked(
     text: Result<Query<Text>, QueryRejection>,
     raw: Option<String>,
-) -> Result<String, ApiError> {
+) -> Result<(SearchText, String), ApiError> {
     let Query(text) = text.map_err(|_| ApiError::new(ErrorCode::BadRequest))?;
-    SearchText::parse(text.q.as_deref().unwrap_or_default())
+    let text = SearchText::parse(text.q.as_deref().unwrap_or_default())
         .map_err(|error| ApiError::with_message(ErrorCode::ValidationFailed, error.to_string()))?;
     let raw = raw.unwrap_or_default();
     if raw.len() > QUERY_LEN_MAX {
         return Err(ApiError::new(ErrorCode::BadRequest));
     }
-    Ok(raw)
+    Ok((text, raw))
 }
 
 /// `GET /v1/search?q=&type=challenges|users|products&category=&state=&fee_min=&fee_max=&starts_after=&cursor=&limit=`.
@@ -130,15 +130,16 @@ struct FirstPage {
 }
 
 impl FirstPage {
-    /// The first page `raw` asks for, or `None` when it carries anything but the text (and, for a
-    /// search, a known type): a cursor, a limit, a filter, or a parameter twice.
-    fn of(route: Route, raw: &str) -> Option<FirstPage> {
+    /// The first page `raw` asks for (its text already parsed as `text`), or `None` when it
+    /// carries anything but the text (and, for a search, a known type): a cursor, a limit, a
+    /// filter, or a parameter twice.
+    fn of(route: Route, text: &SearchText, raw: &str) -> Option<FirstPage> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).ok()?;
-        let mut text = None;
+        let mut seen_text = false;
         let mut kind = None;
         for (name, value) in pairs {
             match (name.as_str(), route) {
-                ("q", _) if text.is_none() => text = Some(SearchText::parse(&value).ok()?),
+                ("q", _) if !seen_text => seen_text = true,
                 ("type", Route::Search) if kind.is_none() => {
                     kind = Some(match value.as_str() {
                         "challenges" => "challenges",
@@ -150,7 +151,6 @@ impl FirstPage {
                 _ => return None,
             }
         }
-        let text = text?;
         let mut fields = vec![("q", text.as_str())];
         if route == Route::Search {
             // The core's default type, written out, so both spellings are one entry.
@@ -175,9 +175,9 @@ async fn answer(
     text: Result<Query<Text>, QueryRejection>,
     raw: Option<String>,
 ) -> Result<Response, ApiError> {
-    let raw = checked(text, raw)?;
+    let (text, raw) = checked(text, raw)?;
     let cache = core.platform().cache.clone();
-    let (Some(cache), Some(page)) = (cache, FirstPage::of(route, &raw)) else {
+    let (Some(cache), Some(page)) = (cache, FirstPage::of(route, &text, &raw)) else {
         let call = route.internal().call(&[]).with_query(&raw);
         let (status, body) = core.bytes(&call, Some(&user)).await?;
         return Ok(json_response(status, body, None));
